@@ -1,0 +1,163 @@
+"""The ``evalkit`` command: run, validate and start evaluation projects.
+
+    evalkit run params/demo.yaml            # execute a project's reports
+    evalkit run params/ --workers 2         # every project in a folder, two at a time
+    evalkit validate params/demo.yaml       # check parameters, theory of change and data
+    evalkit new my_project                  # scaffold params/my_project.yaml and its ToC
+
+Problems the user can fix are printed as one line each, never as a traceback, and the
+command exits non-zero if any project failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from evaluation import __version__
+from evaluation.errors import EvalKitError
+
+NEW_PARAMS = """\
+# Parameters of the evaluation project '{name}'. See README.md, "Starting a new project".
+# Paths are relative to the folder that holds params/.
+project:
+  id: {name}
+  title: "{title}"
+  organisation: ""
+  period: {{start: {start}, end: {end}}}
+theory_of_change: toc_templates/{name}.yaml
+
+# One entry per data file. The entry's name is the kind of table (pupils, scores,
+# exclusions, referrals, interventions, reviews, attendance, suspensions); `columns` maps
+# the school's own headers to the kit's names (docs/tables.md lists them).
+data:
+  pupils:
+    path: data/raw/{name}/pupils.csv
+    columns: {{}}
+
+# Which reports to produce. Add baseline_followup, its or referral_tracking when you have
+# their data; the summary is written last.
+analyses:
+  overview: {{}}
+  summary: {{}}
+
+report:
+  audience: board
+  min_count: 5        # counts below this are withheld from board-facing tables
+"""
+
+NEW_PUPILS = "pupil_id,school_id,year_group,sex,sen_status,fsm,eal,ethnicity\n"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from evaluation.runner import find_params, run_projects
+
+    files = find_params(args.params)
+    if not files:
+        print("evalkit: no parameters files found", file=sys.stderr)
+        return 2
+    outcomes = run_projects(files, workers=args.workers)
+    failed = 0
+    for o in outcomes:
+        status = "ok    " if o.ok else "FAILED"
+        print(f"{status} {o.project} ({o.seconds:.0f} s): {o.message}", flush=True)
+        failed += not o.ok
+    if failed:
+        print(f"evalkit: {failed} of {len(outcomes)} projects failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from evaluation.runner import find_params, validate_project
+
+    failed = 0
+    for f in find_params(args.params):
+        try:
+            params = validate_project(f)
+        except EvalKitError as exc:
+            print(f"invalid {f}: {exc}", file=sys.stderr)
+            failed += 1
+        else:
+            print(f"valid   {f}: project '{params.project.id}', "
+                  f"{len(params.data)} data sources, analyses: {', '.join(params.enabled)}")
+    return 1 if failed else 0
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from evaluation.params import valid_project_id
+
+    name = args.name
+    if not valid_project_id(name):
+        print(f"evalkit: '{name}' is not a valid project id (letters, digits, - and _)",
+              file=sys.stderr)
+        return 2
+    root = Path(args.root)
+    params_file = root / "params" / f"{name}.yaml"
+    toc_file = root / "toc_templates" / f"{name}.yaml"
+    blank = root / "toc_templates" / "blank.yaml"
+    for path in (params_file, toc_file):
+        if path.exists():
+            print(f"evalkit: {path} already exists; choose another name", file=sys.stderr)
+            return 2
+    if not blank.is_file():
+        print(f"evalkit: the blank template {blank} is missing", file=sys.stderr)
+        return 2
+    today = dt.date.today()
+    params_file.parent.mkdir(parents=True, exist_ok=True)
+    params_file.write_text(
+        NEW_PARAMS.format(
+            name=name, title=name.replace("_", " ").capitalize(),
+            start=today.replace(month=9, day=1) if today.month >= 9
+            else today.replace(year=today.year - 1, month=9, day=1),
+            end=today,
+        ),
+        encoding="utf-8",
+    )
+    toc_file.write_text(blank.read_text(encoding="utf-8"), encoding="utf-8")
+    raw = root / "data" / "raw" / name
+    raw.mkdir(parents=True, exist_ok=True)
+    if not (raw / "pupils.csv").exists():
+        (raw / "pupils.csv").write_text(NEW_PUPILS, encoding="utf-8")
+    print(f"created {params_file}\ncreated {toc_file}\ncreated {raw}/pupils.csv (headers only)")
+    print(f"Next: put the school's exports in {raw}/, edit both files, then "
+          f"`evalkit validate {params_file}`.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evalkit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute the reports of one or more projects")
+    run.add_argument("params", nargs="+", help="parameters files or folders of them")
+    run.add_argument("--workers", type=int, default=1, help="projects run in parallel")
+    run.set_defaults(func=_cmd_run)
+
+    validate = sub.add_parser("validate", help="check parameters, theory of change and data")
+    validate.add_argument("params", nargs="+")
+    validate.set_defaults(func=_cmd_validate)
+
+    new = sub.add_parser("new", help="scaffold a new project")
+    new.add_argument("name")
+    new.add_argument("--root", default=".", help="the kit folder (default: here)")
+    new.set_defaults(func=_cmd_new)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EvalKitError as exc:  # anything the user can fix: one line, no traceback
+        print(f"evalkit: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

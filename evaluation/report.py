@@ -1,0 +1,103 @@
+"""Display helpers for report notebooks: tables, figures with alt text, provenance.
+
+Notebooks call these so that every report looks the same and nothing about layout is
+decided in a notebook cell. All of them return IPython display objects, which render in
+JupyterLab and survive nbconvert's HTML export with code hidden.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import HTML, Markdown
+
+from evaluation.project import Project
+
+
+def markdown(text: str) -> Markdown:
+    return Markdown(text)
+
+
+def table(
+    frame: pd.DataFrame,
+    caption: str = "",
+    *,
+    precision: int = 2,
+    percent: Iterable[str] = (),
+    index: bool = False,
+) -> HTML:
+    """A readable HTML table: caption, rounded numbers, no index, missing shown as '–'."""
+    shown = frame.copy()
+    for col in percent:
+        if col in shown:
+            shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}%")
+    formatters = {}
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            formatters[col] = lambda v, p=precision: "–" if pd.isna(v) else f"{v:,.{p}f}"
+    body = shown.to_html(
+        index=index, na_rep="–", formatters=formatters, border=0, classes="evalkit-table",
+        escape=True,
+    )
+    cap = f"<p class='evalkit-caption'><strong>{html.escape(caption)}</strong></p>" if caption else ""
+    return HTML(cap + body)
+
+
+def figure(fig, alt: str, *, title: str | None = None, close: bool = True) -> HTML:
+    """A matplotlib figure as an image with alt text (screen readers, broken images)."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    if close:
+        plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return HTML(
+        f"<figure class='evalkit-figure'><img src='data:image/png;base64,{data}' "
+        f"alt='{html.escape(alt, quote=True)}' style='max-width:100%'/>"
+        f"<figcaption>{html.escape(alt)}</figcaption></figure>"
+    )
+
+
+def synthetic_banner(project: Project) -> HTML | None:
+    if not project.params.project.synthetic:
+        return None
+    return HTML(
+        "<p style='border:2px solid #b35806;padding:6px 10px;background:#fff4e5'>"
+        "<strong>Synthetic data.</strong> This report was produced from made-up data to "
+        "demonstrate the kit. No real pupil or school is described.</p>"
+    )
+
+
+def provenance(project: Project) -> HTML:
+    """A provenance footer: when, which kit version, the inputs' SHA-256, the parameters."""
+    info = project.provenance()
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(_short_path(v['path'], project))}"
+        f"</td><td><code>{v['sha256'][:16]}…</code></td></tr>"
+        for name, v in info["inputs"].items()
+    )
+    params = html.escape(json.dumps(info["parameters"], indent=1, default=str))
+    return HTML(
+        "<footer class='evalkit-provenance' style='font-size:85%;color:#444;"
+        "border-top:1px solid #ccc;margin-top:2em'>"
+        f"<p><strong>Provenance.</strong> Generated {info['generated']} by evalkit "
+        f"{info['kit_version']} for project <code>{html.escape(project.id)}</code>.</p>"
+        f"<table><tr><th>input</th><th>file</th><th>SHA-256</th></tr>{rows}</table>"
+        f"<details><summary>Parameters</summary><pre>{params}</pre></details></footer>"
+    )
+
+
+def _short_path(path: str, project: Project) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(project.params.root))
+    except ValueError:
+        return path

@@ -1,0 +1,148 @@
+"""Data intake: mapping, dates, markers, identifiers, and one clear message per problem."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from evaluation.errors import DataError
+from evaluation.intake import load_data, pseudonymise, write_processed
+from evaluation.params import load_params
+
+
+def _csv(params_file, text):
+    """Replace the pupils file, keeping only the mapping entries its header has."""
+    path = params_file.parent.parent / "data" / "raw" / "mini" / "pupils.csv"
+    path.write_text(text)
+    header = text.splitlines()[0].split(",")
+    doc = yaml.safe_load(params_file.read_text())
+    mapping = doc["data"]["pupils"]["columns"]
+    doc["data"]["pupils"]["columns"] = {k: v for k, v in mapping.items() if k in header}
+    params_file.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_reads_maps_and_types(mini_project):
+    data = load_data(load_params(mini_project))
+    pupils = data["pupils"]
+    assert list(pupils.columns[:3]) == ["pupil_id", "school_id", "year_group"]
+    assert pupils["fsm"].tolist() == [True, False, True, False]
+    assert pupils["year_group"].dtype == "Int64"
+    # UK and ISO dates agree; the suppression marker 'x' became missing and was counted.
+    joined = pupils["Date Joined"]
+    assert pd.api.types.is_string_dtype(joined)  # not a kit column: kept as text
+    report = data.reports["pupils"]
+    assert report.suppressed == {"Date Joined": 1}
+    assert report.rows == 4 and report.pupils == 4 and report.schools == 2
+
+
+def test_identifiers_are_dropped_and_ids_pseudonymised(mini_project):
+    data = load_data(load_params(mini_project))
+    pupils = data["pupils"]
+    assert "first_name" not in pupils and "surname" not in pupils
+    assert sorted(data.reports["pupils"].dropped_identifiers) == ["first_name", "surname"]
+    assert not pupils["pupil_id"].isin(["A001", "A002", "A003", "A004"]).any()
+    assert pupils["pupil_id"].str.match(r"^P[0-9a-f]{12}$").all()
+    # the same pupil gets the same pseudonym in every table of the project
+    again = pseudonymise(pd.Series(["A001"]), "mini")
+    assert again[0] == pupils["pupil_id"][0]
+
+
+def test_misspelt_mapping_names_the_header_and_suggests(mini_project):
+    doc = yaml.safe_load(mini_project.read_text())
+    doc["data"]["pupils"]["columns"]["Year Group"] = doc["data"]["pupils"]["columns"].pop(
+        "Year Grp")
+    mini_project.write_text(yaml.safe_dump(doc))
+    with pytest.raises(DataError, match=r"pupils.csv: the column mapping .* names 'Year Group', "
+                       r"which is not a column of the file. Did you mean 'Year Grp'\?"):
+        load_data(load_params(mini_project))
+
+
+def test_missing_required_column_says_what_to_do(mini_project):
+    doc = yaml.safe_load(mini_project.read_text())
+    del doc["data"]["pupils"]["columns"]["School"]
+    mini_project.write_text(yaml.safe_dump(doc))
+    with pytest.raises(DataError, match=r"needs a column 'school_id'.*add `'<their header>': "
+                       r"school_id`"):
+        load_data(load_params(mini_project))
+
+
+@pytest.mark.parametrize("bad", ["2021/13/01", "13.01.2021", "Sept 2021", "31/02/2021"])
+def test_impossible_dates_name_file_column_and_rows(tmp_path, bad):
+    from tests.conftest import make_project
+
+    params_file = make_project(tmp_path)
+    doc = yaml.safe_load(params_file.read_text())
+    doc["data"]["referrals"] = {"path": "data/raw/mini/referrals.csv"}
+    params_file.write_text(yaml.safe_dump(doc))
+    (tmp_path / "data/raw/mini/referrals.csv").write_text(
+        "referral_id,pupil_id,referral_date\nR1,A001,01/10/2021\nR2,A002," + bad + "\n"
+    )
+    with pytest.raises(DataError, match=r"referrals.csv, column 'referral_date': row 3 hold "
+                       r"dates that are not dd/mm/yyyy or yyyy-mm-dd"):
+        load_data(load_params(params_file))
+
+
+def test_duplicate_pupil_is_an_error(mini_project):
+    _csv(mini_project, "Pupil No,School\nA1,S1\nA2,S1\nA1,S2\n")
+    with pytest.raises(DataError, match=r"column 'pupil_id': rows 2, 4 .*duplicates"):
+        load_data(load_params(mini_project))
+
+
+def test_negative_count_names_rows(tmp_path):
+    from tests.conftest import make_project
+
+    params_file = make_project(tmp_path)
+    doc = yaml.safe_load(params_file.read_text())
+    doc["data"]["exclusions"] = {"path": "data/raw/mini/excl.csv"}
+    params_file.write_text(yaml.safe_dump(doc))
+    (tmp_path / "data/raw/mini/excl.csv").write_text(
+        "school_id,period_start,roll,suspensions\nS1,01/09/2021,300,4\nS1,01/01/2022,300,-2\n"
+    )
+    with pytest.raises(DataError, match=r"excl.csv, column 'suspensions': row 3 .*below 0"):
+        load_data(load_params(params_file))
+
+
+def test_text_in_a_number_column(mini_project):
+    _csv(mini_project, "Pupil No,School,Year Grp\nA1,S1,3\nA2,S1,Year 4\n")
+    with pytest.raises(DataError, match=r"column 'year_group': row 3 are not numbers"):
+        load_data(load_params(mini_project))
+
+
+def test_value_outside_allowed_list(mini_project):
+    _csv(mini_project, "Pupil No,School,SEN\nA1,S1,K\n")
+    with pytest.raises(DataError, match=r"column 'sen_status': row 2 \(for example 'K'\) hold "
+                       r"values outside the allowed list"):
+        load_data(load_params(mini_project))
+
+
+def test_excel_sheet_is_read(tmp_path):
+    from tests.conftest import make_project
+
+    params_file = make_project(tmp_path)
+    frame = pd.DataFrame({"Pupil No": ["A1", "A2"], "School": ["S1", "S1"],
+                          "Joined": pd.to_datetime(["2021-09-01", "2022-01-04"])})
+    xlsx = tmp_path / "data/raw/mini/pupils.xlsx"
+    frame.to_excel(xlsx, sheet_name="Export", index=False)
+    doc = yaml.safe_load(params_file.read_text())
+    doc["data"]["pupils"] = {"path": "data/raw/mini/pupils.xlsx", "sheet": "Export",
+                             "columns": {"Pupil No": "pupil_id", "School": "school_id"}}
+    params_file.write_text(yaml.safe_dump(doc))
+    data = load_data(load_params(params_file))
+    assert len(data["pupils"]) == 2
+    doc["data"]["pupils"]["sheet"] = "Sheet9"
+    params_file.write_text(yaml.safe_dump(doc))
+    with pytest.raises(DataError, match=r"Sheet9.*Set `sheet:`"):
+        load_data(load_params(params_file))
+
+
+def test_raw_untouched_and_processed_written(mini_project):
+    params = load_params(mini_project)
+    raw = params.resolve("data/raw/mini/pupils.csv")
+    before = raw.read_bytes()
+    out = write_processed(params, load_data(params))
+    assert raw.read_bytes() == before
+    assert (out / "pupils.csv").is_file() and (out / "intake.json").is_file()
+    assert out == params.root / "data" / "processed" / "mini"
+    assert "Amy" not in (out / "pupils.csv").read_text()
