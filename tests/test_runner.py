@@ -1,0 +1,98 @@
+"""The runner: reports with no code, atomic replacement, failures kept apart, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import nbformat
+
+from evaluation.cli import main
+from tests.conftest import make_project, tiny_notebook
+
+
+def test_run_publishes_reports_without_code(tmp_path, capsys):
+    params = make_project(tmp_path)
+    assert main(["run", str(params)]) == 0
+    report = tmp_path / "reports" / "mini"
+    index = (report / "index.html").read_text()
+    page = (report / "00_overview.html").read_text()
+    assert "Mini project mini" in index and "00_overview.html" in index
+    # provenance: kit version, SHA-256 of every input, the parameters
+    provenance = json.loads((report / "provenance.json").read_text())
+    assert set(provenance["inputs"]) == {"parameters", "theory_of_change", "data.pupils"}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", v["sha256"]) for v in provenance["inputs"].values())
+    assert provenance["inputs"]["data.pupils"]["sha256"] in index
+    # the report shows the output but never the code, nor a pupil's name or number
+    assert "Title: Mini project mini" in page
+    assert "open_project" not in page and "params_file" not in page
+    assert "Amy" not in page and "A001" not in page
+    # a table of contents was built from the headings
+    assert "evalkit-contents" in page and "Section two" in page
+    # the processed tables were written
+    assert (tmp_path / "data" / "processed" / "mini" / "pupils.csv").is_file()
+    assert "[mini] 1/1 00_overview.ipynb" in capsys.readouterr().out
+
+
+def test_failed_notebook_keeps_previous_report_and_other_projects_run(tmp_path, capsys):
+    good = make_project(tmp_path / "a", project_id="alpha")
+    flaky = make_project(tmp_path / "b", project_id="beta")
+    assert main(["run", str(good), str(flaky)]) == 0
+    previous = (tmp_path / "b" / "reports" / "beta" / "index.html").read_text()
+
+    broken = tiny_notebook("raise RuntimeError('deliberately broken')")
+    nbformat.write(broken, str(tmp_path / "b" / "notebooks" / "00_overview.ipynb"))
+    (tmp_path / "a" / "reports" / "alpha" / "index.html").unlink()
+    capsys.readouterr()
+
+    assert main(["run", str(flaky), str(good)]) == 1
+    out = capsys.readouterr()
+    # one line naming the notebook and the cell
+    line = next(x for x in out.out.splitlines() if x.startswith("FAILED beta"))
+    assert "00_overview.ipynb failed at cell" in line
+    assert "RuntimeError: deliberately broken" in line
+    # the previous good report is untouched; the failed build is kept beside it
+    assert (tmp_path / "b" / "reports" / "beta" / "index.html").read_text() == previous
+    assert (tmp_path / "b" / "reports" / "beta.failed" / "00_overview.ipynb").is_file()
+    # the other project still completed
+    assert (tmp_path / "a" / "reports" / "alpha" / "index.html").is_file()
+    assert "1 of 2 projects failed" in out.err
+
+
+def test_bad_data_fails_before_any_notebook_runs(tmp_path, capsys):
+    params = make_project(tmp_path)
+    (tmp_path / "data/raw/mini/pupils.csv").write_text(
+        "Pupil No,Forename,Surname,School,Year Grp,Gender,SEN,FSM Eligible\n"
+        "A1,A,B,S1,3,F,none,maybe\n")
+    assert main(["run", str(params)]) == 1
+    out = capsys.readouterr().out
+    assert "column 'fsm': row 2 are not yes/no values" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "reports" / "mini").exists()
+
+
+def test_validate_reports_one_line_per_problem(tmp_path, capsys):
+    params = make_project(tmp_path)
+    assert main(["validate", str(params)]) == 0
+    text = params.read_text().replace("Year Grp: year_group", "Year Group: year_group")
+    params.write_text(text)
+    assert main(["validate", str(params)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "names 'Year Group', which is not a column of the file" in err[0]
+
+
+def test_new_scaffolds_a_project_that_validates_its_params(tmp_path, capsys):
+    from tests.conftest import REPO
+
+    (tmp_path / "toc_templates").mkdir()
+    (tmp_path / "toc_templates" / "blank.yaml").write_text(
+        (REPO / "toc_templates" / "blank.yaml").read_text())
+    assert main(["new", "trust_reading", "--root", str(tmp_path)]) == 0
+    assert (tmp_path / "params" / "trust_reading.yaml").is_file()
+    assert (tmp_path / "toc_templates" / "trust_reading.yaml").is_file()
+    from evaluation.params import load_params
+
+    params = load_params(tmp_path / "params" / "trust_reading.yaml")
+    assert params.project.id == "trust_reading"
+    assert main(["new", "trust_reading", "--root", str(tmp_path)]) == 2
