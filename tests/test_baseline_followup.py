@@ -1,0 +1,406 @@
+"""Tests for evaluation.baseline_followup: published examples and independent recomputation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+
+from evaluation.baseline_followup import (
+    ancova,
+    eef_months,
+    newcombe_paired_ci,
+    paired_binary,
+    paired_change,
+    paired_ordinal,
+    reliable_change,
+    scores_to_wide,
+)
+from evaluation.errors import DataError
+from evaluation.measures import load_registry
+
+DATA = Path(__file__).resolve().parent / "data"
+
+# Jacobson & Truax (1991) Table 2 DAS data (via ../shared/reference/measures.yaml, transcribed
+# identically in AWKruijt/JT-RCI and uqmpatel/mindmetrics)
+JT_PRE = [90.5, 74.0, 97.0, 73.5, 61.0, 66.5, 68.5, 86.5, 88.5, 68.5, 98.0, 80.5, 89.5, 91.5,
+          83.5, 60.5, 83.0, 88.0, 98.5, 78.5, 99.5, 79.5, 84.5, 92.5, 93.0, 85.0, 64.0, 61.0,
+          80.0, 82.5]
+JT_POST = [97.0, 124.0, 97.5, 88.0, 96.5, 62.5, 112.5, 103.5, 90.0, 82.5, 105.0, 99.5, 112.5,
+           101.0, 99.5, 79.5, 88.0, 100.5, 119.0, 116.0, 116.0, 129.0, 113.0, 118.0, 92.0,
+           114.0, 68.0, 52.0, 60.5, 104.5]
+
+
+# ---------------------------------------------------------------- published examples
+
+
+def test_lakens_2013_paired_example():
+    d = pd.read_csv(DATA / "lakens2013_paired.csv")
+    # Lakens reports movie 1 minus movie 2, so movie 2 is the "baseline" here
+    row = paired_change(d, "movie_2", "movie_1").summary.iloc[0]
+    assert row["t"] == pytest.approx(4.74, abs=0.005)
+    assert row["df"] == 9
+    assert round(row["p"], 3) == 0.001
+    assert row["d_z"] == pytest.approx(1.50, abs=0.005)
+    assert row["d_av"] == pytest.approx(1.13, abs=0.005)
+    assert row["mean_change_ci_low"] == pytest.approx(0.52, abs=0.005)
+    assert row["mean_change_ci_high"] == pytest.approx(1.48, abs=0.005)
+    # the other way round: same magnitudes, opposite signs
+    rev = paired_change(d, "movie_1", "movie_2").summary.iloc[0]
+    assert rev["t"] == pytest.approx(-row["t"])
+    assert rev["d_av"] == pytest.approx(-row["d_av"])
+    assert rev["mean_change_ci_high"] == pytest.approx(-row["mean_change_ci_low"])
+
+
+def test_jacobson_truax_worked_example():
+    d = pd.DataFrame({"pre": JT_PRE, "post": JT_POST})
+    rc = reliable_change(d, "pre", "post", reliability=0.96, sd=17.8, higher_is_better=True,
+                         functional=(114.8, 17.8), dysfunctional=(70.7, 23.8))
+    # derived values recorded in ../shared/reference/measures.yaml
+    assert rc.se_measurement == pytest.approx(3.56)
+    assert rc.s_diff == pytest.approx(5.035, abs=5e-4)
+    assert rc.points_needed == pytest.approx(9.87, abs=5e-3)
+    assert rc.criterion == "c"
+    assert rc.cutoff == pytest.approx(95.93, abs=5e-3)
+    s = rc.summary.set_index("category")["n"]
+    assert s["reliably improved"] == 19
+    assert s["reliably deteriorated"] == 1
+    assert s["no reliable change"] == 10
+    assert s["recovered"] == 16
+    assert s["improved"] == 3
+    b = reliable_change(d, "pre", "post", reliability=0.96, sd=17.8, higher_is_better=True,
+                        functional=(114.8, 17.8), criterion="b")
+    assert b.cutoff == pytest.approx(79.2)
+    a = reliable_change(d, "pre", "post", reliability=0.96, sd=17.8, higher_is_better=True,
+                        dysfunctional=(70.7, 23.8))
+    assert a.criterion == "a" and a.cutoff == pytest.approx(118.3)
+
+
+def test_newcombe_ci_matches_published_software():
+    # Cavo et al. (2012) table as used by Fagerland, Lydersen & Laake's contingencytables
+    # (test-ch8.R): Newcombe square-and-add CI for pi_1+ - pi_+1 is -0.1186 to -0.0046
+    lo, hi = newcombe_paired_ci(59, 6, 16, 80)
+    assert lo == pytest.approx(0.0046, abs=5e-5)
+    assert hi == pytest.approx(0.1186, abs=5e-5)
+
+
+# ---------------------------------------------------------------- EEF months
+
+
+@pytest.mark.parametrize("g, months", [
+    (0.0, 0), (0.01, 0), (0.014, 0), (0.015, 1), (0.02, 1), (0.09, 1), (0.094, 1), (0.10, 2),
+    (0.18, 2), (0.19, 3), (0.26, 3), (0.27, 4), (0.35, 4), (0.36, 5), (0.44, 5), (0.45, 6),
+    (0.52, 6), (0.53, 7), (0.61, 7), (0.62, 8), (0.69, 8), (0.70, 9), (0.78, 9), (0.79, 10),
+    (0.87, 10), (0.88, 11), (0.95, 11), (0.96, 12), (2.5, 12), (-0.01, 0), (-0.30, -4),
+    (-0.96, -12),
+])
+def test_eef_month_boundaries(g, months):
+    assert eef_months(g)[0] == months
+
+
+@pytest.mark.parametrize("months, label", [
+    (0, "very low or no impact"), (1, "low"), (2, "low"), (3, "moderate"), (5, "moderate"),
+    (6, "high"), (8, "high"), (9, "very high"), (12, "very high"),
+])
+def test_eef_labels(months, label):
+    g = {0: 0.0, 1: 0.05, 2: 0.15, 3: 0.2, 5: 0.4, 6: 0.5, 8: 0.65, 9: 0.75, 12: 1.2}[months]
+    assert eef_months(g) == (months, label)
+    assert eef_months(-g)[1] == label
+
+
+def test_eef_rejects_nan():
+    with pytest.raises(ValueError):
+        eef_months(float("nan"))
+
+
+# ---------------------------------------------------------------- independent recomputation
+
+
+def _random_pairs(rng, n):
+    b = rng.integers(0, 15, n).astype(float)  # small integers: ties and zero changes
+    f = b + rng.integers(-3, 5, n)
+    while np.ptp(f - b) == 0:
+        f = b + rng.integers(-3, 5, n)
+    return b, f
+
+
+@pytest.mark.parametrize("seed, n", [(s, n) for s, n in enumerate([2, 3, 4, 6, 9, 15, 30, 57,
+                                                                   120, 501])])
+def test_paired_change_against_scipy(seed, n):
+    rng = np.random.default_rng(seed)
+    b, f = _random_pairs(rng, n)
+    conf = 0.9 if seed % 2 else 0.95
+    row = paired_change(pd.DataFrame({"b": b, "f": f}), "b", "f",
+                        confidence=conf).summary.iloc[0]
+    d = f - b
+    tt = stats.ttest_rel(f, b)
+    ci = tt.confidence_interval(conf)
+    assert row["n_pairs"] == n
+    assert row["t"] == pytest.approx(tt.statistic, rel=1e-9)
+    assert row["p"] == pytest.approx(tt.pvalue, rel=1e-9)
+    assert row["df"] == tt.df
+    assert row["mean_change_ci_low"] == pytest.approx(ci.low, rel=1e-9)
+    assert row["mean_change_ci_high"] == pytest.approx(ci.high, rel=1e-9)
+    assert row["baseline_mean"] == pytest.approx(np.mean(b))
+    assert row["follow_up_sd"] == pytest.approx(np.std(f, ddof=1))
+    if (d != 0).any():
+        w = stats.wilcoxon(f, b, zero_method="wilcox")
+        assert row["wilcoxon_W"] == pytest.approx(w.statistic)
+        assert row["wilcoxon_p"] == pytest.approx(w.pvalue, rel=1e-9)
+    else:
+        assert math.isnan(row["wilcoxon_W"])
+    s1, s2 = np.std(b, ddof=1), np.std(f, ddof=1)
+    r = stats.pearsonr(b, f).statistic if s1 > 0 and s2 > 0 else np.nan
+    assert row["r"] == pytest.approx(r, abs=1e-9, nan_ok=True)
+    dz = d.mean() / d.std(ddof=1)
+    dav = d.mean() / ((s1 + s2) / 2)
+    j = 1 - 3 / (4 * (n - 1) - 1)
+    assert row["d_z"] == pytest.approx(dz)
+    assert row["d_av"] == pytest.approx(dav)
+    assert row["d_rm"] == pytest.approx(dz * np.sqrt(2 * (1 - r)), abs=1e-9, nan_ok=True)
+    assert row["g_av"] == pytest.approx(dav * j, abs=1e-12)
+    r0 = 0.0 if np.isnan(r) else r
+    se = j * np.sqrt((1 / n + dav**2 / (2 * n)) * 2 * (1 - r0))
+    zc = stats.norm.ppf(1 - (1 - conf) / 2)
+    assert row["g_av_ci_low"] == pytest.approx(dav * j - zc * se, abs=1e-9)
+    assert row["g_av_ci_high"] == pytest.approx(dav * j + zc * se, abs=1e-9)
+    assert row["cles"] == pytest.approx(stats.norm.cdf(dz))
+    assert row["eef_months"] == eef_months(dav * j)[0]
+
+
+def test_all_zero_changes_in_a_subgroup_gives_nan_not_crash():
+    d = pd.DataFrame({"b": [5, 6, 7, 1, 2, 3, 4], "f": [5, 6, 7, 3, 2, 6, 9],
+                      "school": ["A", "A", "A", "B", "B", "B", "B"]})
+    s = paired_change(d, "b", "f", by="school").summary.set_index("group")
+    assert s.loc["A", "mean_change"] == 0
+    assert math.isnan(s.loc["A", "t"]) and math.isnan(s.loc["A", "wilcoxon_W"])
+    assert "same amount" in s.loc["A", "note"]
+    assert s.loc["B", "n_pairs"] == 4 and np.isfinite(s.loc["B", "t"])
+
+
+def test_by_groups_counts_unpaired_and_board_table():
+    d = pd.DataFrame({
+        "b": [10, 12, 9, 14, np.nan, 11, 13, 8, 15, 10],
+        "f": [8, 11, 9, 10, 7, np.nan, 9, 6, 12, 9],
+        "school": ["A", "A", "A", "A", "A", "B", "B", "B", "B", np.nan],
+    })
+    res = paired_change(d, "b", "f", by="school", min_count=4, higher_is_better=False)
+    s = res.summary.set_index("group")
+    assert list(s.index) == ["A", "B", "Missing", "All"]
+    assert s.loc["A", "n_pairs"] == 4 and s.loc["A", "n_follow_up_only"] == 1
+    assert s.loc["B", "n_pairs"] == 3 and s.loc["B", "n_baseline_only"] == 1
+    assert s.loc["All", "n_pairs"] == 8
+    assert s.loc["All", "n_baseline_only"] == 1 and s.loc["All", "n_follow_up_only"] == 1
+    all_rows = np.array([[10, 8], [12, 11], [9, 9], [14, 10], [13, 9], [8, 6], [15, 12],
+                         [10, 9]], dtype=float)
+    assert s.loc["All", "t"] == pytest.approx(
+        stats.ttest_rel(all_rows[:, 1], all_rows[:, 0]).statistic)
+    board = res.board_table().set_index("group")
+    assert math.isnan(board.loc["B", "mean_change"]) and math.isnan(board.loc["B", "g_av"])
+    assert board.loc["B", "note"] == "fewer than 4 pupils"
+    assert board.loc["A", "mean_change"] == pytest.approx(s.loc["A", "mean_change"])
+    assert (res.pairs["status"] == "follow-up only").sum() == 1
+    assert "2 pupils with only one score" in res.sentence
+
+
+def test_sentence_direction_words():
+    d = pd.DataFrame({"b": [20, 18, 22, 19, 25, 17, 21, 23],
+                      "f": [15, 16, 18, 14, 20, 15, 19, 17]})
+    res = paired_change(d, "b", "f", higher_is_better=False,
+                        label="teacher-rated SDQ total difficulties")
+    assert res.sentence.startswith("Pupils' teacher-rated SDQ total difficulties fell from 20.6")
+    assert "improvement" in res.sentence and "additional progress" in res.sentence
+    g = res.summary.iloc[0]["g_av"]
+    assert g < 0 and f"Hedges' g = {-g:.2f}" in res.sentence  # reported in improvement terms
+    assert res.summary.iloc[0]["eef_months"] > 0
+    assert res.headline()["verdict"] == "improved"
+    by_measure = paired_change(d, "b", "f", measure=load_registry()["sdq_teacher_total"])
+    assert by_measure.headline()["verdict"] == "improved"
+    assert by_measure.sentence.startswith("Pupils' teacher-rated SDQ total difficulties fell")
+    worse = paired_change(d, "b", "f", higher_is_better=True)
+    assert "fell" in worse.sentence and "deterioration" in worse.sentence
+    assert "less progress" in worse.sentence and worse.headline()["verdict"] == "worsened"
+    assert worse.summary.iloc[0]["eef_months"] < 0
+    flat = pd.DataFrame({"b": [10, 12, 11, 9, 13], "f": [11, 11, 12, 9, 12]})
+    res = paired_change(flat, "b", "f")
+    assert res.headline()["verdict"] == "no clear change"
+    assert "not a clear change" in res.sentence
+
+
+def test_id_rows_collapsed_and_same_as_wide():
+    wide = pd.DataFrame({"pid": ["a", "b", "c", "d"], "b": [1.0, 4, 2, 5],
+                         "f": [3.0, 4, 5, 9]})
+    long = pd.DataFrame({"pid": ["a", "b", "c", "d", "a", "b", "c", "d", "e"],
+                         "b": [1.0, 4, 2, 5, np.nan, np.nan, np.nan, np.nan, 3],
+                         "f": [np.nan] * 4 + [3.0, 4, 5, 9, np.nan]})
+    r1 = paired_change(wide, "b", "f", id="pid").summary.iloc[0]
+    r2 = paired_change(long, "b", "f", id="pid").summary.iloc[0]
+    assert r2["n_pairs"] == 4 and r2["n_baseline_only"] == 1
+    assert r2["t"] == pytest.approx(r1["t"])
+
+
+def test_scores_to_wide():
+    scores = pd.DataFrame({"pupil_id": ["p1", "p1", "p2", "p3", "p3"],
+                           "measure": ["wemwbs"] * 5,
+                           "timepoint": ["baseline", "follow_up", "baseline", "baseline",
+                                         "follow_up"],
+                           "score": [40, 45, 50, 38, 47]})
+    w = scores_to_wide(scores, "wemwbs").set_index("pupil_id")
+    assert w.loc["p1", "follow_up"] == 45 and math.isnan(w.loc["p2", "follow_up"])
+    dup = pd.concat([scores, scores.iloc[[0]]], ignore_index=True)
+    with pytest.raises(DataError, match="rows 2, 7"):
+        scores_to_wide(dup, "wemwbs")
+
+
+def test_reliable_change_against_numpy():
+    rng = np.random.default_rng(7)
+    for n in (1, 5, 80):
+        b = rng.normal(50, 8, n).round()
+        f = b + rng.normal(2, 6, n).round()
+        for hib in (True, False):
+            rc = reliable_change(pd.DataFrame({"b": b, "f": f}), "b", "f", reliability=0.85,
+                                 sd=8.0, higher_is_better=hib, cutoff=52)
+            sdiff = np.sqrt(2) * 8.0 * np.sqrt(0.15)
+            rci = (f - b) / sdiff
+            up = rci > 1.96 if hib else rci < -1.96
+            down = rci < -1.96 if hib else rci > 1.96
+            s = rc.summary.set_index("category")["n"]
+            assert s["reliably improved"] == up.sum()
+            assert s["reliably deteriorated"] == down.sum()
+            functional = f > 52 if hib else f < 52
+            assert s["recovered"] == (up & functional).sum()
+            assert s["improved"] == (up & ~functional).sum()
+            assert np.allclose(rc.pupils["rci"], rci)
+
+
+def test_reliable_change_measure_defaults_and_errors():
+    reg = load_registry()
+    d = pd.DataFrame({"b": [40, 50, 45], "f": [55, 49, 44]})
+    rc = reliable_change(d, "b", "f", sd=8.0, measure=reg["wemwbs"])
+    assert rc.se_measurement == pytest.approx(8.0 * np.sqrt(1 - 0.91))
+    with pytest.raises(DataError, match="attendance_pct.*not applicable"):
+        reliable_change(pd.DataFrame({"b": [90, 80], "f": [95, 85]}), "b", "f",
+                        measure=reg["attendance_pct"])
+    for bad in (0, 1, 1.2, -0.1, None):
+        with pytest.raises(DataError, match="reliability"):
+            reliable_change(d, "b", "f", reliability=bad, sd=8.0, higher_is_better=True)
+    with pytest.raises(DataError, match="sd"):
+        reliable_change(d, "b", "f", reliability=0.9, sd=0, higher_is_better=True)
+
+
+# ---------------------------------------------------------------- ordinal and binary
+
+
+def test_paired_binary_against_statsmodels():
+    # Cavo et al. (2012) table; contingencytables test-ch8.R: McNemar exact conditional
+    # P = 0.052479
+    a, b, c, d = 59, 6, 16, 80
+    rows = ([("yes", "yes")] * a + [("Yes", "no")] * b + [("n", "Y")] * c
+            + [("no", "no")] * d + [("yes", None)] * 3)
+    df = pd.DataFrame(rows, columns=["t1", "t2"])
+    res = paired_binary(df, "t1", "t2")
+    assert res.n_pairs == 161 and res.n_baseline_only == 3
+    assert res.table.to_numpy().tolist() == [[a, b], [c, d]]
+    ref = mcnemar(np.array([[a, b], [c, d]]), exact=True)
+    assert res.mcnemar_exact and res.mcnemar_p == pytest.approx(ref.pvalue)
+    assert res.mcnemar_p == pytest.approx(0.052479, abs=5e-7)
+    assert res.change_pp == pytest.approx(100 * (c - b) / 161)
+    assert res.change_ci_low_pp == pytest.approx(0.46, abs=5e-3)
+    # 25 or more discordant pairs: chi-square with continuity correction
+    big = pd.DataFrame({"t1": [True] * 30 + [False] * 20, "t2": [False] * 30 + [True] * 20})
+    res = paired_binary(big, "t1", "t2")
+    ref = mcnemar(np.array([[0, 30], [20, 0]]), exact=False, correction=True)
+    assert not res.mcnemar_exact and res.mcnemar_p == pytest.approx(ref.pvalue)
+    assert res.mcnemar_statistic == pytest.approx(ref.statistic)
+
+
+def test_newcombe_ci_properties():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        a, b, c, d = rng.integers(0, 30, 4)
+        if a + b + c + d == 0:
+            continue
+        lo, hi = newcombe_paired_ci(int(a), int(b), int(c), int(d))
+        est = (c - b) / (a + b + c + d)
+        assert -1 <= lo <= est + 1e-12 and est - 1e-12 <= hi <= 1
+
+
+def test_paired_ordinal_against_scipy():
+    levels = ["Not evident", "Developing", "Secure"]
+    rng = np.random.default_rng(11)
+    xb = rng.integers(0, 3, 60)
+    xf = np.clip(xb + rng.integers(-1, 3, 60), 0, 2)
+    df = pd.DataFrame({"b": [levels[i].upper() for i in xb], "f": [levels[i] for i in xf]})
+    res = paired_ordinal(df, "b", "f", levels=levels)
+    d = xf - xb
+    up, down = int((d > 0).sum()), int((d < 0).sum())
+    assert (res.n_up, res.n_down, res.n_same) == (up, down, 60 - up - down)
+    assert res.sign_test_p == pytest.approx(stats.binomtest(up, up + down).pvalue)
+    w = stats.wilcoxon(d, zero_method="wilcox")
+    assert res.wilcoxon_W == pytest.approx(w.statistic)
+    assert res.wilcoxon_p == pytest.approx(w.pvalue)
+    assert res.table.to_numpy().sum() == 60
+    assert res.table.loc["Secure", "Secure"] == int(((xb == 2) & (xf == 2)).sum())
+    with pytest.raises(DataError, match="Column 'f'.*not one of the levels.*row 2"):
+        paired_ordinal(pd.DataFrame({"b": ["Secure", "Developing"],
+                                     "f": ["Excellent", "Secure"]}), "b", "f", levels=levels)
+
+
+# ---------------------------------------------------------------- ANCOVA
+
+
+def test_ancova_against_statsmodels_formula():
+    rng = np.random.default_rng(5)
+    n = 90
+    grp = np.where(rng.random(n) < 0.5, "programme", "comparison")
+    base = rng.normal(20, 5, n)
+    fol = 5 + 0.7 * base - 2.0 * (grp == "programme") + rng.normal(0, 3, n)
+    df = pd.DataFrame({"pre": base, "post": fol, "group": grp})
+    df.loc[3, "post"] = np.nan
+    res = ancova(df, "pre", "post", "group", higher_is_better=False)
+    ref = smf.ols("post ~ pre + C(group, Treatment('comparison'))", data=df).fit()
+    name = "C(group, Treatment('comparison'))[T.programme]"
+    assert res.adjusted_difference == pytest.approx(ref.params[name])
+    assert res.p == pytest.approx(ref.pvalues[name])
+    assert res.ci_low == pytest.approx(ref.conf_int().loc[name, 0])
+    assert res.n_excluded == 1 and res.n_treatment + res.n_control == n - 1
+    y = df.dropna()
+    y1, y0 = y.loc[y.group == "programme", "post"], y.loc[y.group == "comparison", "post"]
+    n1, n0 = len(y1), len(y0)
+    sp = np.sqrt(((n1 - 1) * y1.var() + (n0 - 1) * y0.var()) / (n1 + n0 - 2))
+    j = 1 - 3 / (4 * (n1 + n0) - 9)
+    assert res.g == pytest.approx(ref.params[name] / sp * j)
+    assert res.eef_months == eef_months(-res.g)[0] and res.eef_months > 0
+    assert "better" in res.sentence
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_input_messages():
+    ok = pd.DataFrame({"b": [1.0, 2, 3], "f": [2.0, 2, 5]})
+    with pytest.raises(DataError, match="at least two pairs"):
+        paired_change(pd.DataFrame({"b": [1.0, np.nan], "f": [2.0, 3]}), "b", "f")
+    with pytest.raises(DataError, match="no spread"):
+        paired_change(pd.DataFrame({"b": [1.0, 2, 3], "f": [2.0, 3, 4]}), "b", "f")
+    with pytest.raises(DataError, match="Column 'f'.*text.*rows 4, 5"):
+        paired_change(pd.DataFrame({"b": [1, 2, 3, 4], "f": ["2", "3", "abc", "?"]}), "b", "f")
+    sdq = load_registry()["sdq_teacher_total"]
+    with pytest.raises(DataError, match="Column 'b'.*outside the range.*row 4"):
+        paired_change(pd.DataFrame({"b": [1, 2, 41], "f": [3, 4, 6]}), "b", "f", measure=sdq)
+    with pytest.raises(DataError, match="Column 'b'.*more than one score.*rows 3, 4"):
+        paired_change(pd.DataFrame({"id": ["x", "y", "y"], "b": [1, 2, 3], "f": [2, 4, 5]}),
+                      "b", "f", id="id")
+    with pytest.raises(DataError, match="Column 'g' is not in the table"):
+        paired_change(ok, "b", "g")
+    with pytest.raises(DataError, match="Column 'f'.*yes/no"):
+        paired_binary(pd.DataFrame({"b": ["yes", "no"], "f": ["maybe", "no"]}), "b", "f")
+    # text digits are accepted as numbers
+    r = paired_change(pd.DataFrame({"b": ["1", "2", " 3"], "f": ["2", "2", "5"]}), "b", "f")
+    assert r.summary.iloc[0]["n_pairs"] == 3

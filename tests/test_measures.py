@@ -1,0 +1,123 @@
+"""Tests for evaluation.measures: registry, banding, SDQ scoring, SWEMWBS conversion."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation.errors import DataError, ParamsError
+from evaluation.measures import SDQ_ITEMS, band, load_registry, score_sdq, swemwbs_metric
+
+REQUIRED = ["sdq_teacher_total", "sdq_parent_total", "sdq_self_total", "wemwbs", "swemwbs",
+            "attendance_pct"]
+
+
+def test_registry_has_required_measures_each_value_sourced():
+    reg = load_registry()
+    for name in REQUIRED:
+        assert name in reg
+    for m in reg.values():
+        assert "range" in m.source, m.name
+        for key in ("reliability", "sd", "cutoff", "functional", "dysfunctional", "conversion"):
+            if getattr(m, key) is not None:
+                assert m.source.get(key), (m.name, key)
+        if m.bands:
+            assert m.source.get("bands"), m.name
+    # values that were only recalled are not shipped
+    assert reg["sdq_self_total"].bands == [] and reg["sdq_self_total"].functional is None
+    assert reg["sdq_teacher_total"].reliability is None
+    assert reg["wemwbs"].sd is None and reg["wemwbs"].reliability == 0.91
+    assert reg["attendance_pct"].reliability is None
+    assert reg["sdq_teacher_total"].functional == (6.6, 6.0)
+
+
+def test_teacher_bands_match_published_table():
+    m = load_registry()["sdq_teacher_total"]
+    labels = band(pd.Series([0, 11, 12, 15, 16, 18, 19, 40, np.nan]), m)
+    assert labels.tolist()[:8] == ["Close to average", "Close to average", "Slightly raised",
+                                   "Slightly raised", "High", "High", "Very high", "Very high"]
+    assert pd.isna(labels.iloc[8])
+    pro = load_registry()["sdq_parent_prosocial"]
+    assert band([10, 7, 6, 5], pro).tolist() == ["Close to average", "Slightly lowered", "Low",
+                                                 "Very low"]
+    with pytest.raises(DataError, match="outside its range"):
+        band([41], m)
+    with pytest.raises(DataError, match="no published bands"):
+        band([10], load_registry()["sdq_self_total"])
+
+
+def test_extra_measures_validated():
+    extra = {"reading_age_gap": {"label": "reading age gap", "min": -60, "max": 60,
+                                 "higher_is_better": True, "reliability": 0.9, "sd": 12,
+                                 "source": {"range": "test", "reliability": "manual",
+                                            "sd": "manual"}}}
+    reg = load_registry(extra)
+    assert reg["reading_age_gap"].reliability == 0.9 and "wemwbs" in reg
+    bad = {"x": dict(extra["reading_age_gap"], reliability=1.5)}
+    with pytest.raises(ParamsError, match="Measure 'x', field 'reliability'"):
+        load_registry(bad)
+    with pytest.raises(ParamsError, match="Measure 'x', field 'sd'.*no source|field 'source'"):
+        load_registry({"x": dict(extra["reading_age_gap"], source={"range": "t"})})
+    with pytest.raises(ParamsError, match="Measure 'x', field 'colour'"):
+        load_registry({"x": dict(extra["reading_age_gap"], colour="red")})
+    with pytest.raises(ParamsError, match="field 'functional'"):
+        load_registry({"x": dict(extra["reading_age_gap"], functional=[1, 2, 3])})
+
+
+def _items(rows):
+    cols = [SDQ_ITEMS[i][0] for i in range(1, 26)]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_score_sdq_reversed_items_and_prorating():
+    all_zero = [0] * 25
+    # all "not true": reversed items score 2 each -> conduct 2, hyper 4, peer 4
+    one = [2] * 25  # all "certainly true": reversed items score 0
+    partial = [np.nan] * 25
+    for item in (3, 8, 13):      # emotional: 3 of 5 answered -> prorated
+        partial[item - 1] = 1
+    for item in (5, 7):          # conduct: only 2 answered -> missing
+        partial[item - 1] = 2
+    four = [0] * 25
+    four[3 - 1], four[8 - 1], four[13 - 1], four[16 - 1], four[24 - 1] = 1, 1, 0, np.nan, 0
+    out = score_sdq(_items([all_zero, one, partial, four]), informant="teacher")
+    r0 = out.iloc[0]
+    assert (r0["emotional"], r0["conduct"], r0["hyperactivity"], r0["peer"],
+            r0["prosocial"]) == (0, 2, 4, 4, 0)
+    assert r0["total_difficulties"] == 10 and r0["externalising"] == 6
+    assert r0["total_band"] == "Close to average"
+    r1 = out.iloc[1]
+    assert (r1["emotional"], r1["conduct"], r1["hyperactivity"], r1["peer"]) == (10, 8, 6, 6)
+    assert r1["total_difficulties"] == 30 and r1["total_band"] == "Very high"
+    r2 = out.iloc[2]
+    assert r2["emotional"] == 5  # mean 1 over 3 answered -> 5
+    assert math.isnan(r2["conduct"]) and math.isnan(r2["total_difficulties"])
+    r3 = out.iloc[3]
+    assert r3["emotional"] == 3  # 2 over 4 answered: 2.5 rounds half up to 3
+
+
+def test_score_sdq_text_answers_numbered_columns_and_errors():
+    text = {0: "Not True", 1: "somewhat true", 2: "Certainly true"}
+    vals = [i % 3 for i in range(25)]
+    df = pd.DataFrame([[text[v] for v in vals]], columns=[f"sdq{i}" for i in range(1, 26)])
+    num = pd.DataFrame([vals], columns=[f"sdq{i}" for i in range(1, 26)])
+    pd.testing.assert_frame_equal(score_sdq(df, "parent"), score_sdq(num, "parent"))
+    assert "total_band" not in score_sdq(num, "self")  # no citable self-report bands
+    bad = num.copy()
+    bad.loc[0, "sdq4"] = 3
+    with pytest.raises(DataError, match="'sdq4'.*item 4.*row"):
+        score_sdq(bad)
+    with pytest.raises(DataError, match="25 SDQ item columns"):
+        score_sdq(num.drop(columns="sdq25"))
+
+
+def test_swemwbs_conversion():
+    out = swemwbs_metric(pd.Series([7, 20, 35, np.nan]))
+    assert out.tolist()[:3] == [7.00, 18.59, 35.00] and math.isnan(out.iloc[3])
+    with pytest.raises(DataError, match="SWEMWBS raw totals"):
+        swemwbs_metric([6])
+    with pytest.raises(DataError):
+        swemwbs_metric([20.5])
