@@ -45,7 +45,9 @@ def table(
         index=index, na_rep="–", formatters=formatters, border=0, classes="evalkit-table",
         escape=True,
     )
-    cap = f"<p class='evalkit-caption'><strong>{html.escape(caption)}</strong></p>" if caption else ""
+    cap = ""
+    if caption:
+        cap = f"<p class='evalkit-caption'><strong>{html.escape(caption)}</strong></p>"
     return HTML(cap + body)
 
 

@@ -68,7 +68,7 @@ def validate_project(params_file: str | Path) -> ProjectParams:
     """Check parameters, theory of change and data without executing anything."""
     params = load_params(params_file)
     load_toc(params.resolve(params.theory_of_change))
-    load_data(params)
+    load_data(params, use_cache=False)
     notebooks = params.root / "notebooks"
     for analysis in params.enabled:
         if not (notebooks / NOTEBOOKS[analysis]).is_file():
@@ -244,7 +244,7 @@ def run_project(
         params = load_params(params_file)
         name = params.project.id
         load_toc(params.resolve(params.theory_of_change))
-        data = load_data(params)
+        data = load_data(params, use_cache=False)
         write_processed(params, data)
     except EvalKitError as exc:
         return RunOutcome(str(params_file), name, False, str(exc), time.perf_counter() - start)

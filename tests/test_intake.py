@@ -146,3 +146,15 @@ def test_raw_untouched_and_processed_written(mini_project):
     assert (out / "pupils.csv").is_file() and (out / "intake.json").is_file()
     assert out == params.root / "data" / "processed" / "mini"
     assert "Amy" not in (out / "pupils.csv").read_text()
+
+
+def test_cache_is_used_only_for_unchanged_files(mini_project):
+    params = load_params(mini_project)
+    write_processed(params, load_data(params))
+    cached = load_data(params)
+    assert cached["pupils"].equals(load_data(params, use_cache=False)["pupils"])
+    # change the raw file: the cache must not be used
+    raw = params.resolve("data/raw/mini/pupils.csv")
+    raw.write_text(raw.read_text().replace("A004,Dev", "A005,Dev"))
+    fresh = load_data(params)
+    assert fresh["pupils"]["pupil_id"].iloc[3] == pseudonymise(pd.Series(["A005"]), "mini")[0]
