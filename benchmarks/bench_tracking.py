@@ -1,0 +1,159 @@
+"""Benchmark: evaluation.tracking on 100,000 referrals.
+
+Generates 100,000 referrals, 300,000 interventions, 100,000 reviews, 5,000,000 weekly
+attendance rows (50,000 pupils x 100 weeks), suspensions and a pupils table; writes them to
+parquet (pyarrow is used here only; it is not a runtime dependency of the kit); then times
+reading them back with pandas and computing every tracking table, and prints the ratio
+compute / read measured in this one run (goal: under 3).
+
+Run: /tmp/venv/bin/python benchmarks/bench_tracking.py [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evaluation import tracking as T
+
+N_PUPILS = 50_000
+N_REFERRALS = 100_000
+N_INTERVENTIONS = 300_000
+N_WEEKS = 100
+TODAY = pd.Timestamp("2024-08-30")
+
+
+def make_tables(seed: int = 1) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    pupil_ids = np.array([f"P{i:06d}" for i in range(N_PUPILS)], dtype=object)
+    ethnic = np.array(["White", "Mixed", "Asian", "Black", "Chinese", "Any other ethnic group"])
+    pupils = pd.DataFrame({
+        "pupil_id": pupil_ids,
+        "school_id": rng.choice([f"S{i:03d}" for i in range(200)], N_PUPILS),
+        "sex": rng.choice(["F", "M"], N_PUPILS),
+        "sen_status": rng.choice(["none", "SEN support", "EHC plan"], N_PUPILS, p=[.7, .2, .1]),
+        "fsm": rng.random(N_PUPILS) < 0.3,
+        "ethnicity": rng.choice(ethnic, N_PUPILS, p=[.6, .08, .12, .12, .02, .06]),
+    })
+    ref_pupil = rng.integers(0, N_PUPILS, N_REFERRALS)
+    start = np.datetime64("2022-09-01")
+    ref_date = start + rng.integers(0, 700, N_REFERRALS).astype("timedelta64[D]")
+    resp = ref_date + rng.integers(0, 8, N_REFERRALS).astype("timedelta64[D]")
+    resp = np.where(rng.random(N_REFERRALS) < 0.05, np.datetime64("NaT"), resp)
+    closed = rng.random(N_REFERRALS) < 0.6
+    clos = ref_date + rng.integers(30, 300, N_REFERRALS).astype("timedelta64[D]")
+    clos = np.where(closed & (clos < np.datetime64(TODAY.date())), clos, np.datetime64("NaT"))
+    outcome = np.where(np.isnat(clos), None,
+                       rng.choice(T.CLOSURE_OUTCOMES, N_REFERRALS, p=[.7, .1, .1, .1]))
+    ref_ids = np.array([f"R{i:07d}" for i in range(N_REFERRALS)], dtype=object)
+    referrals = pd.DataFrame({
+        "referral_id": ref_ids,
+        "pupil_id": pupil_ids[ref_pupil],
+        "school_id": pupils["school_id"].to_numpy()[ref_pupil],
+        "referral_date": pd.to_datetime(ref_date),
+        "reason": rng.choice(["attendance", "behaviour", "anxiety", "communication"],
+                             N_REFERRALS),
+        "first_response_date": pd.to_datetime(resp),
+        "lead_professional": np.where(rng.random(N_REFERRALS) < 0.8, "EP", None),
+        "closure_date": pd.to_datetime(clos),
+        "closure_outcome": outcome,
+    })
+    iv_ref = rng.integers(0, N_REFERRALS, N_INTERVENTIONS)
+    iv_start = ref_date[iv_ref] + rng.integers(3, 90, N_INTERVENTIONS).astype("timedelta64[D]")
+    planned = rng.integers(4, 13, N_INTERVENTIONS)
+    interventions = pd.DataFrame({
+        "intervention_id": np.array([f"I{i:07d}" for i in range(N_INTERVENTIONS)], dtype=object),
+        "referral_id": ref_ids[iv_ref],
+        "intervention": rng.choice(T.MENU, N_INTERVENTIONS),
+        "start_date": pd.to_datetime(iv_start),
+        "end_date": pd.to_datetime(iv_start + np.timedelta64(60, "D")),
+        "sessions_planned": planned,
+        "sessions_attended": rng.binomial(planned, 0.8),
+        "cost": np.round(rng.gamma(4, 150, N_INTERVENTIONS), 2),
+    })
+    rv_ref = rng.integers(0, N_REFERRALS, N_REFERRALS)
+    reviews = pd.DataFrame({
+        "review_id": np.array([f"V{i:07d}" for i in range(N_REFERRALS)], dtype=object),
+        "referral_id": ref_ids[rv_ref],
+        "review_date": pd.to_datetime(ref_date[rv_ref] + np.timedelta64(100, "D")),
+        "attendance_improved": rng.random(N_REFERRALS) < 0.6,
+        "ready_to_learn": rng.random(N_REFERRALS) < 0.5,
+        "on_track": rng.random(N_REFERRALS) < 0.55,
+    })
+    weeks = np.datetime64("2022-09-05") + 7 * np.arange(N_WEEKS).astype("timedelta64[D]")
+    possible = np.full(N_PUPILS * N_WEEKS, 10)
+    attendance = pd.DataFrame({
+        "pupil_id": np.repeat(pupil_ids, N_WEEKS),
+        "week_start": pd.to_datetime(np.tile(weeks, N_PUPILS)),
+        "possible_sessions": possible,
+        "attended_sessions": rng.binomial(possible, 0.9),
+    })
+    n_susp = 60_000
+    suspensions = pd.DataFrame({
+        "pupil_id": pupil_ids[rng.integers(0, N_PUPILS, n_susp)],
+        "date": pd.to_datetime(start + rng.integers(0, 720, n_susp).astype("timedelta64[D]")),
+        "kind": "suspension",
+        "days": 1.0,
+    })
+    return {"pupils": pupils, "referrals": referrals, "interventions": interventions,
+            "reviews": reviews, "attendance": attendance, "suspensions": suspensions}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dir", default=None, help="where to write the parquet files")
+    args = ap.parse_args()
+    folder = Path(args.dir or tempfile.mkdtemp(prefix="bench_tracking_"))
+    folder.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.perf_counter()
+    tables = make_tables()
+    for name, df in tables.items():
+        df.to_parquet(folder / f"{name}.parquet", index=False)
+    print(f"generated and wrote {', '.join(f'{k} {len(v):,}' for k, v in tables.items())} "
+          f"rows in {time.perf_counter() - t0:.1f} s to {folder}")
+    del tables
+
+    t0 = time.perf_counter()
+    tb = {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+    read_s = time.perf_counter() - t0
+
+    timings: dict[str, float] = {}
+
+    def timed(label, fn, *a, **k):
+        s = time.perf_counter()
+        out = fn(*a, **k)
+        timings[label] = time.perf_counter() - s
+        return out
+
+    reg = timed("build_register", T.build_register, tb["referrals"], tb["interventions"],
+                tb["reviews"], pupils=tb["pupils"], today=TODAY)
+    timed("pathway_kpis", T.pathway_kpis, reg, period="term",
+          targets={"pct_response_within_target": {"green": 90, "amber": 80}})
+    timed("caseload", T.caseload, reg)
+    timed("funnel", T.funnel, reg)
+    timed("outcomes_by", T.outcomes_by, reg, by="intervention")
+    timed("costs", T.costs, reg)
+    timed("attendance_around_start", T.attendance_around_start, reg, tb["attendance"])
+    timed("event_study", T.event_study, reg, tb["attendance"])
+    timed("suspensions_around_start", T.suspensions_around_start, reg, tb["suspensions"])
+    timed("time_to_event", T.time_to_event, reg, tb["suspensions"])
+    timed("disproportionality", T.disproportionality_table, tb["pupils"], tb["referrals"],
+          tb["suspensions"], ["ethnicity", "sex"])
+    compute_s = sum(timings.values())
+
+    for k, v in timings.items():
+        print(f"  {k:<26s} {v:7.3f} s")
+    print(f"register: {len(reg.table):,} referrals, {len(reg.quality):,} quality rows")
+    print(f"read parquet (pandas): {read_s:.3f} s")
+    print(f"compute all tables:    {compute_s:.3f} s")
+    print(f"ratio compute / read:  {compute_s / read_s:.2f} (goal < 3)")
+
+
+if __name__ == "__main__":
+    main()

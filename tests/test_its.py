@@ -1,0 +1,497 @@
+"""Tests for evaluation.its: published figures, statsmodels called directly, bad input."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import statsmodels.api as sm  # noqa: E402
+from scipy import stats  # noqa: E402
+from statsmodels.stats.diagnostic import acorr_ljungbox  # noqa: E402
+from statsmodels.stats.stattools import durbin_watson  # noqa: E402
+from statsmodels.tsa.stattools import acf as sm_acf  # noqa: E402
+
+from evaluation import its  # noqa: E402
+from evaluation.errors import DataError  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+Z = stats.norm.ppf(0.975)
+
+
+@pytest.fixture(scope="module")
+def sicily() -> pd.DataFrame:
+    d = pd.read_csv(DATA / "its_sicily.csv")
+    d["date"] = pd.to_datetime({"year": d["year"], "month": d["month"], "day": 1})
+    return d
+
+
+def _sicily_fit(d, **kw):
+    return its.fit(d, time="date", outcome="aces", interruption="2005-01-01",
+                   exposure="stdpop", **kw)
+
+
+def _row(res, term):
+    return res.effects.set_index("term").loc[term]
+
+
+# --------------------------------------------------------------- Lopez Bernal et al. 2017
+
+
+def test_sicily_poisson_model1(sicily):
+    r = _sicily_fit(sicily, impact="level", overdispersion=False)
+    e = _row(r, "level change")
+    assert e["estimate"] == pytest.approx(0.8944, abs=5e-5)
+    assert e["ci_low"] == pytest.approx(0.8647, abs=5e-5)
+    assert e["ci_high"] == pytest.approx(0.9251, abs=5e-5)
+    assert r.diagnostics["scale"] == 1.0
+
+
+def test_sicily_quasipoisson_model2(sicily):
+    r = _sicily_fit(sicily, impact="level")
+    e = _row(r, "level change")
+    assert e["estimate"] == pytest.approx(0.8944, abs=5e-5)
+    assert (e["ci_low"], e["ci_high"]) == pytest.approx((0.8392, 0.9532), abs=5e-5)
+    assert r.diagnostics["scale"] == pytest.approx(3.5592, abs=5e-5)
+    assert r.diagnostics["family"] == "quasi-poisson"
+
+
+def test_sicily_seasonal_model3(sicily):
+    r = _sicily_fit(sicily, impact="level", seasonality=2, period=12)
+    e = _row(r, "level change")
+    assert e["estimate"] == pytest.approx(0.8851, abs=5e-5)
+    assert (e["ci_low"], e["ci_high"]) == pytest.approx((0.8394, 0.9332), abs=5e-5)
+    assert r.diagnostics["scale"] == pytest.approx(2.2622, abs=5e-5)
+    # annual trend exp(12 b_time) = 1.0668 (SOURCES.md)
+    b_time = r.model.params[r.diagnostics["terms"].index("time")]
+    assert np.exp(12 * b_time) == pytest.approx(1.0668, abs=5e-5)
+    # period inferred from monthly data gives the same model
+    r2 = _sicily_fit(sicily, impact="level", seasonality=2)
+    assert _row(r2, "level change")["estimate"] == pytest.approx(e["estimate"], rel=1e-12)
+
+
+def test_sicily_slope_change_model4(sicily):
+    r = _sicily_fit(sicily, seasonality=2)
+    s = _row(r, "slope change")
+    assert s["estimate"] == pytest.approx(1.00148, abs=5e-6)
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((0.99785, 1.00513), abs=5e-6)
+    # Their coding I(time-36)*smokban: level coefficient = ours - slope coefficient.
+    d = sicily
+    X = np.column_stack([
+        np.ones(len(d)), d["smokban"], d["time"], (d["time"] - 36) * d["smokban"],
+        *[f(2 * np.pi * k * d["month"] / 12) for k in (1, 2) for f in (np.sin, np.cos)],
+    ])
+    theirs = sm.GLM(d["aces"], X, family=sm.families.Poisson(),
+                    offset=np.log(d["stdpop"])).fit(scale="X2")
+    assert np.exp(theirs.params.iloc[3]) == pytest.approx(s["estimate"], rel=1e-9)
+    lev = _row(r, "level change")
+    assert lev["coef"] == pytest.approx(theirs.params.iloc[1] + theirs.params.iloc[3], rel=1e-7)
+
+
+# --------------------------------------------------------------- against statsmodels
+
+
+def _series(n_pre=24, n_post=24, level=-0.25, slope=-0.01, seed=1, start="2015-09-01",
+            freq="MS", roll=2000, base=0.02, trend=0.004, od=None):
+    rng = np.random.default_rng(seed)
+    n = n_pre + n_post
+    t = np.arange(1, n + 1)
+    t0 = n_pre + 1
+    pop = rng.integers(int(roll * 0.9), int(roll * 1.1), n)
+    eta = np.log(base) + trend * t + level * (t >= t0) + slope * np.maximum(t - t0, 0)
+    mu = pop * np.exp(eta)
+    if od:
+        mu = rng.gamma(od, mu / od)
+    y = rng.poisson(mu)
+    dates = pd.date_range(start, periods=n, freq=freq)
+    return pd.DataFrame({"period_start": dates, "suspensions": y, "roll": pop}), t0
+
+
+def _itsa_X(n, t0):
+    t = np.arange(1, n + 1, dtype=float)
+    return np.column_stack([np.ones(n), t, (t >= t0).astype(float), np.maximum(t - t0, 0)])
+
+
+def test_coding_is_linden_itsa():
+    df, t0 = _series(n_pre=10, n_post=10)
+    r = its.fit(df, time="period_start", outcome="suspensions", interruption=df.iloc[10, 0])
+    X = r.model.model.exog
+    assert X[:, 1].tolist() == list(range(1, 21))
+    assert X[:, 2].tolist() == [0] * 10 + [1] * 10  # level = 1 from the first post period
+    assert X[:, 3].tolist() == [0] * 11 + list(range(1, 10))  # 0 at the first post period
+
+
+def test_poisson_matches_statsmodels():
+    df, t0 = _series(od=5)
+    r = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
+                interruption="2017-09-15")  # mid-month: the period containing the date
+    X = _itsa_X(len(df), t0)
+    off = np.log(df["roll"].to_numpy(float))
+    m = sm.GLM(df["suspensions"], X, family=sm.families.Poisson(), offset=off).fit(scale="X2")
+    b, se = m.params.to_numpy(), m.bse.to_numpy()
+    for term, j in (("level change", 2), ("slope change", 3)):
+        e = _row(r, term)
+        assert e["estimate"] == pytest.approx(np.exp(b[j]), rel=1e-10)
+        assert e["ci_low"] == pytest.approx(np.exp(b[j] - Z * se[j]), rel=1e-10)
+        assert e["ci_high"] == pytest.approx(np.exp(b[j] + Z * se[j]), rel=1e-10)
+        assert e["p"] == pytest.approx(m.pvalues.iloc[j], rel=1e-8)
+    cf = r.counterfactual
+    np.testing.assert_allclose(cf["fitted"], m.fittedvalues, rtol=1e-10)
+    Xcf = X.copy()
+    Xcf[:, 2:] = 0
+    V = m.cov_params().to_numpy()
+    eta = Xcf @ b + off
+    se_cf = np.sqrt(np.sum(Xcf @ V * Xcf, axis=1))
+    np.testing.assert_allclose(cf["counterfactual"], np.exp(eta), rtol=1e-10)
+    np.testing.assert_allclose(cf["counterfactual_ci_low"], np.exp(eta - Z * se_cf), rtol=1e-9)
+    np.testing.assert_allclose(cf["counterfactual_ci_high"], np.exp(eta + Z * se_cf), rtol=1e-9)
+    # cumulative: delta method by hand
+    post = np.arange(len(df)) >= t0 - 1
+    mu = np.exp(eta[post])
+    g = mu @ Xcf[post]
+    se_tot = np.sqrt(g @ V @ g)
+    diff = df["suspensions"].to_numpy()[post].sum() - mu.sum()
+    cu = r.cumulative.iloc[0]
+    assert cu["difference"] == pytest.approx(diff, rel=1e-10)
+    assert (cu["ci_low"], cu["ci_high"]) == pytest.approx(
+        (diff - Z * se_tot, diff + Z * se_tot), rel=1e-9)
+    assert cu["per_100"] == pytest.approx(100 * diff / df["roll"][post].mean(), rel=1e-10)
+    assert cu["periods"] == post.sum()
+
+
+def test_negative_binomial_matches_statsmodels():
+    df, t0 = _series(od=3, seed=5)
+    r = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
+                interruption="2017-09-01", family="negative_binomial")
+    X = _itsa_X(len(df), t0)
+    m = sm.NegativeBinomial(df["suspensions"].to_numpy(float), X,
+                            offset=np.log(df["roll"].to_numpy(float))).fit(disp=0, maxiter=200)
+    e = _row(r, "level change")
+    assert e["coef"] == pytest.approx(m.params[2], rel=1e-5)
+    assert e["se"] == pytest.approx(m.bse[2], rel=1e-4)
+    assert r.diagnostics["alpha"] == pytest.approx(m.params[-1], rel=1e-4)
+
+
+def test_gaussian_matches_ols_with_t_intervals():
+    rng = np.random.default_rng(3)
+    n, t0 = 30, 16
+    X = _itsa_X(n, t0)
+    y = X @ np.array([5.0, 0.1, -1.5, -0.05]) + rng.normal(0, 0.4, n)
+    df = pd.DataFrame({"term_start": pd.date_range("2010-01-01", periods=n, freq="MS"),
+                       "rate": y})
+    r = its.fit(df, time="term_start", outcome="rate", interruption="2011-04-01",
+                family="gaussian")
+    m = sm.OLS(y, X).fit()
+    lo, hi = m.conf_int()[2]
+    e = _row(r, "level change")
+    assert e["scale"] == "difference"
+    assert (e["estimate"], e["ci_low"], e["ci_high"], e["p"]) == pytest.approx(
+        (m.params[2], lo, hi, m.pvalues[2]), rel=1e-9)
+
+
+def test_newey_west_equals_statsmodels_hac():
+    rng = np.random.default_rng(11)
+    n, t0 = 40, 21
+    X = _itsa_X(n, t0)
+    e = np.zeros(n)
+    for i in range(1, n):
+        e[i] = 0.6 * e[i - 1] + rng.normal(0, 0.5)
+    y = X @ np.array([10.0, 0.05, -1.0, 0.02]) + e
+    df = pd.DataFrame({"month": pd.date_range("2015-01-01", periods=n, freq="MS"), "y": y})
+    r = its.fit(df, time="month", outcome="y", interruption="2016-09-01", family="gaussian",
+                autocorrelation=2)
+    m = sm.OLS(y, X).fit(cov_type="HAC", cov_kwds={"maxlags": 2}, use_t=True)
+    np.testing.assert_allclose(r.model.bse, m.bse, rtol=1e-12)
+    np.testing.assert_allclose(r.effects["se"], m.bse[2:], rtol=1e-12)
+    assert r.diagnostics["hac_lags"] == 2
+    # and for the count model
+    dfc, t0c = _series(od=4, seed=2)
+    rc = its.fit(dfc, time="period_start", outcome="suspensions", exposure="roll",
+                 interruption="2017-09-01", autocorrelation=3)
+    mc = sm.GLM(dfc["suspensions"], _itsa_X(len(dfc), t0c), family=sm.families.Poisson(),
+                offset=np.log(dfc["roll"].to_numpy(float))).fit(
+        scale="X2", cov_type="HAC", cov_kwds={"maxlags": 3})
+    np.testing.assert_allclose(rc.model.bse, mc.bse, rtol=1e-10)
+
+
+def test_residual_diagnostics_match_statsmodels(sicily):
+    r = _sicily_fit(sicily, seasonality=2)
+    res = r.model.resid_pearson
+    d = r.diagnostics
+    assert d["durbin_watson"] == pytest.approx(durbin_watson(res), rel=1e-10)
+    lb = acorr_ljungbox(res, lags=[d["ljung_box_lags"]])
+    assert d["ljung_box_stat"] == pytest.approx(lb["lb_stat"].iloc[0], rel=1e-10)
+    assert d["ljung_box_p"] == pytest.approx(lb["lb_pvalue"].iloc[0], rel=1e-8)
+    np.testing.assert_allclose(d["acf"], sm_acf(res, nlags=len(d["acf"]))[1:], rtol=1e-10)
+    assert d["n_pre"] == 36 and d["n_post"] == 23 and d["missing_periods"] == []
+
+
+def test_coverage_of_level_change_interval():
+    true_rr = np.exp(-0.2)
+    covered = 0
+    reps = 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(reps):
+            df, _ = _series(n_pre=20, n_post=20, level=-0.2, slope=0.0, seed=1000 + i,
+                            roll=500, od=8)
+            r = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
+                        interruption="2017-05-01")
+            e = _row(r, "level change")
+            covered += e["ci_low"] <= true_rr <= e["ci_high"]
+    # 95% nominal; binomial sd with 200 reps is 1.5 points: allow about 3 sd
+    assert 0.89 <= covered / reps <= 0.995
+
+
+def test_phase_in_drops_periods_and_matches_direct_fit():
+    df, t0 = _series(n_pre=20, n_post=20, seed=8)
+    r = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
+                interruption=df.iloc[20, 0], phase_in=2)
+    keep = np.r_[0:20, 22:40]
+    X = _itsa_X(40, 23)[keep]
+    m = sm.GLM(df["suspensions"].to_numpy()[keep], X, family=sm.families.Poisson(),
+               offset=np.log(df["roll"].to_numpy(float)[keep])).fit(scale="X2")
+    assert _row(r, "level change")["coef"] == pytest.approx(m.params[2], rel=1e-9)
+    assert r.diagnostics["n_phase_in_excluded"] == 2 and r.n == 38
+    assert r.counterfactual["in_fit"].sum() == 38
+
+
+# --------------------------------------------------------------- controlled ITS (prop99)
+
+
+def test_controlled_its_prop99_matches_interacted_ols():
+    d = pd.read_csv(DATA / "its_prop99_cigsales.csv")
+    ca = d[d["state"] == "California"][["year", "cigsale"]].assign(comparison=False)
+    others = (d[d["state"] != "California"].groupby("year", as_index=False)["cigsale"].mean()
+              .assign(comparison=True))
+    both = pd.concat([ca, others], ignore_index=True)
+    r = its.fit(both, time="year", outcome="cigsale", interruption=1989, family="gaussian",
+                control="comparison", autocorrelation=1)
+    # direct: y = b0 + b1 t + b2 Z + b3 Z t + b4 D + b5 P + b6 Z D + b7 Z P (Linden 2015)
+    both = both.sort_values(["comparison", "year"])
+    t = (both["year"] - 1969).to_numpy(float)
+    zt = (~both["comparison"]).to_numpy(float)
+    dd = (t >= 20).astype(float)
+    pp = np.maximum(t - 20, 0)
+    X = np.column_stack([np.ones_like(t), t, zt, zt * t, dd, pp, zt * dd, zt * pp])
+    y = both["cigsale"].to_numpy(float)
+    m = sm.OLS(y, X).fit(cov_type="hac-panel", use_t=True,
+                         cov_kwds={"groups": both["comparison"].astype(int).to_numpy(),
+                                   "maxlags": 1})
+    e = r.effects.set_index("term")
+    assert e.loc["difference in level change", "estimate"] == pytest.approx(m.params[6])
+    assert e.loc["difference in slope change", "estimate"] == pytest.approx(m.params[7])
+    assert e.loc["difference in slope change", "se"] == pytest.approx(m.bse[7], rel=1e-10)
+    assert e.loc["baseline trend difference", "estimate"] == pytest.approx(m.params[3])
+    # the treated series' own slope change equals a separate fit to California alone
+    sep = sm.OLS(ca["cigsale"].to_numpy(float), _itsa_X(31, 20)).fit()
+    assert e.loc["slope change", "estimate"] == pytest.approx(sep.params[3], rel=1e-9)
+    assert r.headline_term == "difference in level change"
+    assert len(r.counterfactual) == 31 and len(r.control_series) == 31
+
+
+# --------------------------------------------------------------- many units and pooling
+
+
+def _units():
+    frames = []
+    for i, lvl in enumerate((-0.3, -0.1, -0.2, 0.05)):
+        df, _ = _series(n_pre=12, n_post=12, level=lvl, slope=0.0, seed=50 + i, od=6)
+        frames.append(df.assign(school=f"S{i}"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_dersimonian_laird_against_hand_computation():
+    data = _units()
+    m = its.fit_many(data, "school", time="period_start", outcome="suspensions",
+                     exposure="roll", interruption="2016-09-01")
+    lev = m.effects[m.effects["term"] == "level change"]
+    for unit, row in lev.set_index("unit").iterrows():
+        single = its.fit(data[data["school"] == unit], time="period_start",
+                         outcome="suspensions", exposure="roll", interruption="2016-09-01")
+        assert row["coef"] == pytest.approx(_row(single, "level change")["coef"], rel=1e-12)
+    y = lev["coef"].to_numpy()
+    v = lev["se"].to_numpy() ** 2
+    w = 1 / v
+    ybar = np.sum(w * y) / np.sum(w)
+    q = np.sum(w * (y - ybar) ** 2)
+    tau2 = max(0.0, (q - 3) / (np.sum(w) - np.sum(w**2) / np.sum(w)))
+    ws = 1 / (v + tau2)
+    est = np.sum(ws * y) / np.sum(ws)
+    se = 1 / np.sqrt(np.sum(ws))
+    p = m.pooled.set_index("term").loc["level change"]
+    assert p["Q"] == pytest.approx(q, rel=1e-12)
+    assert p["tau2"] == pytest.approx(tau2, rel=1e-12, abs=1e-15)
+    assert p["I2"] == pytest.approx(max(0.0, (q - 3) / q), rel=1e-12)
+    assert p["estimate"] == pytest.approx(np.exp(est), rel=1e-12)
+    assert (p["ci_low"], p["ci_high"]) == pytest.approx(
+        (np.exp(est - Z * se), np.exp(est + Z * se)), rel=1e-12)
+    assert p["k"] == 4
+    fig = m.forest_plot()
+    assert len(fig.axes[0].get_yticklabels()) == 5
+
+
+def test_dersimonian_laird_known_heterogeneity():
+    # two studies: y = 0 and 1, v = 0.1 each -> Q = 5, C = 10, tau2 = 0.4, I2 = 0.8
+    dl = its.dersimonian_laird([0.0, 1.0], [0.1, 0.1])
+    assert dl["Q"] == pytest.approx(5.0)
+    assert dl["tau2"] == pytest.approx(0.4)
+    assert dl["I2"] == pytest.approx(0.8)
+    assert dl["estimate"] == pytest.approx(0.5)
+    assert dl["se"] == pytest.approx(np.sqrt(0.25))
+
+
+def test_fit_many_failing_unit_does_not_stop_others():
+    data = _units()
+    data.loc[data["school"] == "S2", "roll"] = 0
+    m = its.fit(data, group="school", time="period_start", outcome="suspensions",
+                exposure="roll", interruption="2016-09-01")
+    status = m.effects.drop_duplicates("unit").set_index("unit")["status"]
+    assert status["S2"] == "error"
+    assert (status.drop("S2") != "error").all()
+    assert "roll" in m.effects.set_index("unit").loc["S2", "message"]
+    assert m.pooled.set_index("term").loc["level change", "k"] == 3
+
+
+# --------------------------------------------------------------- frequencies and output
+
+
+def test_termly_data_and_term_seasonality():
+    rng = np.random.default_rng(4)
+    dates = [pd.Timestamp(y + (k > 0), (9, 1, 4)[k], (6, 4, 19)[k])
+             for y in range(2014, 2024) for k in range(3)]
+    n = len(dates)
+    t = np.arange(1, n + 1)
+    season = np.tile([0.0, 0.2, -0.1], n // 3)
+    y = rng.poisson(300 * np.exp(0.005 * t - 0.2 * (t >= 16) + season))
+    df = pd.DataFrame({"term_start": dates, "suspensions": y})
+    r = its.fit(df, time="term_start", outcome="suspensions", interruption="2019-09-02",
+                seasonality="term")
+    assert r.frequency == "termly"
+    assert r.diagnostics["terms"][-2:] == ["term_spring", "term_summer"]
+    assert r.counterfactual["label"].iloc[15] == "autumn term 2019/20"
+    assert r.counterfactual["post"].sum() == n - 15
+    X = r.model.model.exog
+    assert X[:, 2].tolist() == [0] * 15 + [1] * (n - 15)
+
+
+def test_headline_sentence_and_plot():
+    df, _ = _series(n_pre=24, n_post=24, level=-0.4, slope=0.0, seed=21)
+    r = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
+                interruption="2017-09-01")
+    h = r.headline()
+    assert h["verdict"] == "improved" and h["unit"] == "rate ratio" and h["n"] == 48
+    assert h["estimate"] < 1 and h["ci_high"] < 1
+    assert r.headline(direction="increase")["verdict"] == "worsened"
+    assert "September 2017" in r.sentence and "fewer suspensions" in r.sentence
+    assert f"{h['estimate']:.2f}" in r.sentence and "per 100 pupils" in r.sentence
+    fig = r.plot(title="Suspensions")
+    ax = fig.axes[0]
+    assert ax.get_title() == "Suspensions" and ax.get_xlabel() and ax.get_ylabel()
+    assert any(line.get_linestyle() == "--" for line in ax.get_lines())
+    assert len(ax.collections) >= 2  # observed points and the counterfactual band
+    flat, _ = _series(n_pre=24, n_post=24, level=0.0, slope=0.0, seed=22)
+    h0 = its.fit(flat, time="period_start", outcome="suspensions", exposure="roll",
+                 interruption="2017-09-01").headline()
+    assert h0["verdict"] == "no clear change"
+
+
+def test_two_interruptions():
+    df, _ = _series(n_pre=15, n_post=30, seed=30)
+    r = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
+                interruption=["2016-12-01", "2018-03-01"])
+    assert set(r.effects["term"]) == {"level change 1", "slope change 1", "level change 2",
+                                      "slope change 2"}
+    assert r.diagnostics["terms"][2:6] == ["level_1", "slope_1", "level_2", "slope_2"]
+
+
+# --------------------------------------------------------------- bad input
+
+
+def _fit(df, **kw):
+    args = dict(time="period_start", outcome="suspensions", exposure="roll",
+                interruption="2017-09-01")
+    args.update(kw)
+    return its.fit(df, **args)
+
+
+def test_too_few_points_is_an_error_citing_the_minimum():
+    df, _ = _series(n_pre=2, n_post=10, start="2017-07-01")
+    with pytest.raises(DataError, match="Wagner") as exc:
+        _fit(df)
+    assert "period_start" in str(exc.value)
+    df2, _ = _series(n_pre=10, n_post=2, start="2016-11-01")
+    with pytest.raises(DataError, match="only 2 period"):
+        _fit(df2)
+
+
+def test_fewer_than_eight_points_warns_about_power():
+    df, _ = _series(n_pre=5, n_post=12, start="2017-04-01")
+    with pytest.warns(its.ITSPowerWarning, match="only 5 periods"):
+        _fit(df)
+
+
+def test_interruption_outside_the_series():
+    df, _ = _series()
+    with pytest.raises(DataError, match="outside the series"):
+        _fit(df, interruption="2030-01-01")
+    with pytest.raises(DataError, match="outside the series"):
+        _fit(df, interruption="2015-09-01")  # the first period: nothing before it
+
+
+def test_duplicated_periods_name_the_rows():
+    df, _ = _series()
+    df = pd.concat([df, df.iloc[[3]]], ignore_index=True)
+    with pytest.raises(DataError, match=r"'period_start': rows 5, 50 repeat a period"):
+        _fit(df)
+
+
+def test_missing_periods_fit_what_exists_and_are_listed():
+    df, _ = _series()
+    gap = df.drop(index=[5, 6, 30])
+    with pytest.warns(its.ITSMissingPeriodsWarning, match="3 period"):
+        r = _fit(gap)
+    assert r.diagnostics["missing_periods"] == ["February 2016", "March 2016", "March 2018"]
+    assert r.n == 45
+    t = r.model.model.exog[:, 1]
+    assert 6 not in t and 7 not in t and t.max() == 48  # time counts calendar periods
+
+
+def test_negative_counts():
+    df, _ = _series()
+    df.loc[[2, 9], "suspensions"] = -1
+    with pytest.raises(DataError, match=r"'suspensions': rows 4, 11 are negative"):
+        _fit(df)
+
+
+def test_zero_or_missing_population():
+    df, _ = _series()
+    df["roll"] = df["roll"].astype(float)
+    df.loc[4, "roll"] = 0
+    df.loc[7, "roll"] = np.nan
+    with pytest.raises(DataError, match=r"'roll': rows 6, 9 have a missing, zero"):
+        _fit(df)
+
+
+def test_missing_outcome_values_suppressed_cells():
+    df, _ = _series()
+    df["suspensions"] = df["suspensions"].astype(float)
+    df.loc[[1, 2, 3, 4, 5, 6], "suspensions"] = np.nan
+    with pytest.raises(DataError, match=r"rows 3, 4, 5, 6, 7 \(and 1 more\) have no value"):
+        _fit(df)
+
+
+def test_missing_column_and_bad_options():
+    df, _ = _series()
+    with pytest.raises(DataError, match="'pupils'"):
+        _fit(df, exposure="pupils")
+    with pytest.raises(DataError, match="family"):
+        _fit(df, family="binomial")
+    with pytest.raises(DataError, match="period/2"):
+        _fit(df, seasonality=7)

@@ -1,0 +1,437 @@
+"""Tests for evaluation.tracking (intervention tracking for referred pupils)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from scipy import stats  # noqa: E402
+from statsmodels.duration.survfunc import SurvfuncRight, survdiff  # noqa: E402
+from statsmodels.stats.proportion import proportion_confint  # noqa: E402
+
+from evaluation import tracking as T  # noqa: E402
+from evaluation.errors import DataError  # noqa: E402
+
+D = pd.to_datetime
+
+
+def referrals_frame(rows: list[tuple]) -> pd.DataFrame:
+    cols = ["referral_id", "pupil_id", "referral_date", "first_response_date",
+            "lead_professional", "closure_date", "closure_outcome"]
+    df = pd.DataFrame(rows, columns=cols)
+    for c in ("referral_date", "first_response_date", "closure_date"):
+        df[c] = D(df[c])
+    df["school_id"] = "S1"
+    df["reason"] = "anxiety"
+    return df
+
+
+def interventions_frame(rows: list[tuple]) -> pd.DataFrame:
+    cols = ["intervention_id", "referral_id", "intervention", "start_date", "end_date",
+            "sessions_planned", "sessions_attended", "cost"]
+    df = pd.DataFrame(rows, columns=cols)
+    for c in ("start_date", "end_date"):
+        df[c] = D(df[c])
+    return df
+
+
+def reviews_frame(rows: list[tuple]) -> pd.DataFrame:
+    cols = ["review_id", "referral_id", "review_date", "attendance_improved",
+            "ready_to_learn", "on_track"]
+    df = pd.DataFrame(rows, columns=cols)
+    df["review_date"] = D(df["review_date"])
+    return df
+
+
+EMPTY_REVIEWS = reviews_frame([])
+
+
+# ------------------------------------------------------------------ working days
+
+
+def test_working_days_agree_with_busday_count_across_bank_holidays():
+    hol = T.england_bank_holidays([2024, 2025])
+    for day in ("2024-03-29", "2024-04-01", "2024-05-27", "2024-12-25", "2024-12-26",
+                "2025-01-01"):
+        assert np.datetime64(day) in hol
+    start = D(pd.Series(["2024-03-28", "2024-05-24", "2024-12-20", "2024-06-03", None]))
+    end = D(pd.Series(["2024-04-03", "2024-05-29", "2025-01-03", "2024-06-03", "2024-06-04"]))
+    got = T.working_days_between(start, end)
+    ok = start.notna().to_numpy()
+    expected = np.busday_count(start[ok].to_numpy("datetime64[D]"),
+                               end[ok].to_numpy("datetime64[D]"), holidays=hol)
+    np.testing.assert_array_equal(got[ok].to_numpy(), expected)
+    # by hand: Easter (Thu 28 Mar, Tue 2 Apr), late May (Fri 24, Tue 28),
+    # Christmas (20, 23, 24, 27, 30, 31 Dec, 2 Jan), same day
+    np.testing.assert_array_equal(got[ok].to_numpy(), [2, 2, 7, 0])
+    assert np.isnan(got.iloc[4])
+    # explicit holiday list and scalars
+    assert T.working_days_between("2024-03-28", "2024-04-03", holidays=[]) == 4
+    assert T.working_days_between("2024-03-28", "2024-04-03") == 2
+
+
+# ------------------------------------------------------------------ KPIs on a hand register
+
+
+@pytest.fixture
+def small_register() -> T.Register:
+    refs = referrals_frame([
+        ("A1", "P1", "2023-10-02", "2023-10-04", "EP", "2023-12-15", "needs met"),
+        ("A2", "P2", "2023-10-06", "2023-10-12", None, None, None),
+        ("A3", "P3", "2023-11-06", None, "SW", "2024-01-10", "school move"),
+        ("A4", "P4", "2023-12-22", "2023-12-27", "EP", None, None),
+        ("S1", "P5", "2024-03-26", None, None, None, None),
+    ])
+    ivs = interventions_frame([
+        ("I1", "A1", "mentoring", "2023-10-12", None, 10, 8, 500.0),
+        ("I2", "A2", "play therapy", "2023-10-26", None, 10, 5, 300.0),
+        ("I3", "A4", "mentoring", "2024-01-11", None, 6, None, 200.0),
+    ])
+    rvs = reviews_frame([
+        ("V1", "A1", "2023-12-01", True, True, True),
+        ("V2", "A4", "2024-02-01", False, True, None),
+    ])
+    return T.build_register(refs, ivs, rvs, today="2024-03-28")
+
+
+def kpi(k: pd.DataFrame, period: str, name: str) -> pd.Series:
+    row = k[(k["period"] == period) & (k["kpi"] == name)]
+    assert len(row) == 1, (period, name)
+    return row.iloc[0]
+
+
+def test_kpis_exact_on_hand_made_register(small_register):
+    k = T.pathway_kpis(small_register, 2, "term", targets={
+        "pct_response_within_target": {"green": 90, "amber": 50},
+        "median_working_days_to_response": {"green": 2, "amber": 3},
+        "pct_lead_professional": {"green": 90, "amber": 80},
+    })
+    assert list(k.columns) == ["period", "kpi", "value", "n", "target", "rag"]
+    a = "2023/24 autumn"
+    expect = {
+        "referrals_received": (4, 4),
+        # within: A1 (2 wd), A4 (1 wd over Christmas); due: A1, A2, A4 + A3 overdue
+        "pct_response_within_target": (50.0, 4),
+        "median_working_days_to_response": (2.0, 3),
+        "p90_working_days_to_response": (3.6, 3),  # [1, 2, 4] at 0.9: 2 + 0.8 * 2
+        "median_days_to_first_intervention": (20.0, 3),
+        "p90_days_to_first_intervention": (20.0, 3),
+        "pct_lead_professional": (75.0, 4),
+        "pct_sessions_attended": (65.0, 20),  # (8 + 5) / (10 + 10); A4 has no attended
+        "pct_reviewed": (200 / 3, 3),
+        "closures: needs met": (1, 1),
+        "closures: school move": (0, 1),
+    }
+    for name, (value, n) in expect.items():
+        row = kpi(k, a, name)
+        assert row["value"] == pytest.approx(value), name
+        assert row["n"] == n, name
+    assert kpi(k, a, "pct_response_within_target")["rag"] == "amber"
+    assert kpi(k, a, "median_working_days_to_response")["rag"] == "green"
+    assert kpi(k, a, "pct_lead_professional")["rag"] == "red"
+    s = "2023/24 spring"
+    assert kpi(k, s, "referrals_received")["value"] == 1
+    # S1 is 2 working days old on 28 March: not yet due, so no denominator
+    assert np.isnan(kpi(k, s, "pct_response_within_target")["value"])
+    assert kpi(k, s, "pct_response_within_target")["n"] == 0
+    assert kpi(k, s, "closures: school move")["value"] == 1
+    sentences = T.kpi_sentences(k, a)
+    assert ("50% of 4 referrals had a first response within 2 working days "
+            "(target 90%: amber).") in sentences
+    assert "75% of 4 referrals had a lead professional (target 90%: red)." in sentences
+    months = T.pathway_kpis(small_register, period="month")
+    assert kpi(months, "2023-10", "referrals_received")["value"] == 2
+    years = T.pathway_kpis(small_register, period="year")
+    assert kpi(years, "2023/24", "referrals_received")["value"] == 5
+    with pytest.raises(DataError, match="pct_lead_profesional"):
+        T.pathway_kpis(small_register, targets={"pct_lead_profesional": {"green": 1,
+                                                                          "amber": 0}})
+
+
+def test_register_columns_funnel_and_caseload(small_register):
+    t = small_register.table.set_index("referral_id")
+    assert t.loc["A1", "status"] == "closed" and t.loc["A2", "status"] == "open"
+    assert t.loc["A1", "working_days_to_response"] == 2
+    assert t.loc["A4", "working_days_to_response"] == 1
+    assert t.loc["A1", "days_open"] == 74
+    assert bool(t.loc["A4", "ready_to_learn"]) and pd.isna(t.loc["A4", "on_track"])
+    assert bool(t.loc["A1", "needs_met"]) and not bool(t.loc["A3", "needs_met"])
+    assert pd.isna(t.loc["A2", "needs_met"])
+    f = T.funnel(small_register).set_index("stage")
+    assert f["n"].tolist() == [5, 3, 3, 2, 1]
+    assert f.loc["closed", "n_any"] == 2
+    c = T.caseload(small_register).set_index("period_start")
+    oct_, dec, jan = c.loc["2023-10-01"], c.loc["2023-12-01"], c.loc["2024-01-01"]
+    assert (oct_["open_at_start"], oct_["new_referrals"], oct_["closures"]) == (0, 2, 0)
+    assert (dec["open_at_start"], dec["new_referrals"], dec["closures"]) == (3, 1, 1)
+    assert (jan["open_at_start"], jan["closures"], jan["open_at_end"]) == (3, 1, 2)
+    cost = T.costs(small_register).set_index("intervention")
+    assert cost.loc["mentoring", "total_cost"] == 700
+    assert cost.loc["mentoring", "cost_per_pupil"] == 350
+    assert cost.loc["mentoring", "cost_per_success"] == 700  # one success (A1)
+    assert np.isnan(cost.loc["play therapy", "cost_per_success"])
+    assert cost.loc["all", "cost_per_pupil"] == pytest.approx(1000 / 3)
+
+
+# ------------------------------------------------------------------ data quality
+
+
+def test_each_quality_problem_is_listed():
+    refs = referrals_frame([
+        ("R1", "P1", "2024-01-10", "2024-01-12", "EP", None, None),
+        ("R2", "P1", "2024-02-01", None, None, None, None),              # referred twice open
+        ("R3", "P2", "2024-01-10", "2024-01-20", None, "2024-01-15", "needs met"),  # closure<resp
+        ("R4", "P3", "2024-01-10", "2024-01-05", None, None, None),      # negative response
+        ("R5", "P4", "2024-01-10", None, None, "2030-01-01", "needs met"),  # future closure
+        ("R6", "P5", None, None, None, None, None),                       # no referral date
+    ])
+    ivs = interventions_frame([
+        ("I1", "R1", "mentoring", "2024-01-01", None, 5, 5, None),   # before referral
+        ("I2", "R1", "Play Therapy ", "2024-01-15", "2024-01-14", 4, 6, None),  # neg, over
+        ("I3", "R9", "mentoring", "2024-01-15", None, 5, 5, None),   # unknown referral
+        ("I4", "R3", "mentorin", "2024-01-15", None, 5, 5, None),    # unknown name
+        ("I5", "R4", "mentoring", "2030-02-01", None, 5, 5, None),   # future start
+    ])
+    rvs = reviews_frame([
+        ("V1", "R1", "2024-02-01", True, True, True),
+        ("V2", "R99", "2024-02-01", True, True, True),               # unknown referral
+    ])
+    reg = T.build_register(refs, ivs, rvs, today="2024-06-01")
+    q = reg.quality
+    assert list(q.columns) == ["table", "record_id", "column", "problem", "action"]
+
+    def has(table, rid, column, text):
+        sel = ((q["table"] == table) & (q["record_id"] == rid) & (q["column"] == column)
+               & q["problem"].str.contains(text, regex=False))
+        return bool(sel.any())
+
+    assert has("interventions", "I1", "start_date", "before its referral")
+    assert has("referrals", "R3", "closure_date", "closure before the first response")
+    assert has("interventions", "I3", "referral_id", "unknown referral id R9")
+    assert has("reviews", "V2", "referral_id", "unknown referral id R99")
+    assert has("referrals", "R2", "referral_date", "referred again while an earlier referral")
+    assert has("interventions", "I2", "sessions_attended", "above sessions planned")
+    assert has("referrals", "R5", "closure_date", "after today")
+    assert has("interventions", "I5", "start_date", "after today")
+    assert has("referrals", "R4", "first_response_date", "negative duration")
+    assert has("interventions", "I2", "end_date", "negative duration")
+    assert has("interventions", "I4", "intervention", "'mentorin' is not on the menu")
+    assert q.loc[q["record_id"] == "I4", "action"].str.contains("'mentoring'").any()
+    assert has("referrals", "R6", "referral_date", "no referral date")
+    # usable records stay, unusable ones go; cleaned values
+    t = reg.table.set_index("referral_id")
+    assert "R6" not in t.index and "R2" in t.index and len(t) == 5
+    assert t.loc["R1", "interventions"] == "mentoring; play therapy"  # case/space normalised
+    assert t.loc["R1", "sessions_attended"] == 9  # 5 + 6 capped at 4
+    assert np.isnan(t.loc["R4", "working_days_to_response"])
+    assert np.isnan(t.loc["R1", "days_to_first_intervention"])
+    assert t.loc["R5", "status"] == "open"  # closure date in the future
+    assert "I3" not in set(reg.interventions["intervention_id"])
+    # no false alarms on clean records
+    assert not (q["record_id"] == "R1").any()
+    with pytest.raises(DataError, match="referral_date.*row 7"):
+        T.build_register(refs, ivs, rvs, today="2024-06-01", strict=True)
+    dup = pd.concat([refs.iloc[:1], refs.iloc[:1]], ignore_index=True)
+    with pytest.raises(DataError, match="repeat"):
+        T.build_register(dup, ivs, rvs, today="2024-06-01")
+    with pytest.raises(DataError, match="no column 'referral_date'"):
+        T.build_register(refs.drop(columns="referral_date"), ivs, rvs)
+
+
+# ------------------------------------------------------------------ outcomes
+
+
+def simulated_outcomes() -> tuple[T.Register, pd.DataFrame]:
+    # mentoring: 7 of 10 closed cases needs met; play therapy: 2 of 5; 3 open cases
+    rows, ivrows = [], []
+    spec = [("mentoring", 10, 7), ("play therapy", 5, 2)]
+    i = 0
+    for name, n, k in spec:
+        for j in range(n):
+            rid, pid = f"R{i}", f"P{i}"
+            outcome = "needs met" if j < k else "school move"
+            rows.append((rid, pid, "2024-01-08", "2024-01-09", "EP", "2024-04-01", outcome))
+            ivrows.append((f"I{i}", rid, name, "2024-01-15", None, 10, 8, 100.0))
+            i += 1
+    for _ in range(3):
+        rid = f"R{i}"
+        rows.append((rid, f"P{i}", "2024-01-08", None, None, None, None))
+        ivrows.append((f"I{i}", rid, "mentoring", "2024-01-15", None, 10, 8, 100.0))
+        i += 1
+    pupils = pd.DataFrame({"pupil_id": [f"P{j}" for j in range(i)],
+                           "sex": ["F", "M"] * (i // 2) + ["F"] * (i % 2)})
+    reg = T.build_register(referrals_frame(rows), interventions_frame(ivrows), EMPTY_REVIEWS,
+                           pupils=pupils, today="2024-06-01")
+    return reg, pupils
+
+
+def test_outcomes_by_agree_with_wilson_proportion_confint():
+    reg, _ = simulated_outcomes()
+    out = T.outcomes_by(reg, by="intervention").set_index("intervention")
+    for name, n, k in [("mentoring", 10, 7), ("play therapy", 5, 2)]:
+        lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+        row = out.loc[name]
+        assert (row["n"], row["successes"]) == (n, k)
+        assert row["proportion"] == pytest.approx(k / n)
+        assert row["ci_low"] == pytest.approx(lo) and row["ci_high"] == pytest.approx(hi)
+    by_sex = T.outcomes_by(reg, by="sex", alpha=0.1).set_index("sex")
+    t = reg.table[reg.table["needs_met"].notna()]
+    for sex, grp in t.groupby("sex"):
+        k, n = int(grp["needs_met"].sum()), len(grp)
+        lo, hi = proportion_confint(k, n, alpha=0.1, method="wilson")
+        assert by_sex.loc[sex, "n"] == n and by_sex.loc[sex, "ci_low"] == pytest.approx(lo)
+        assert by_sex.loc[sex, "ci_high"] == pytest.approx(hi)
+    with pytest.raises(DataError, match="outcome"):
+        T.outcomes_by(reg, outcome="happiness")
+
+
+# ------------------------------------------------------------------ disproportionality
+
+
+def test_risk_ratio_katz_ci_by_hand():
+    # group A: 10 pupils, 3 referred; B: 20 pupils, 2 referred; C: 10 pupils, 0 referred
+    pupils = pd.DataFrame({"pupil_id": [f"P{i}" for i in range(40)],
+                           "grp": ["A"] * 10 + ["B"] * 20 + ["C"] * 10,
+                           "sex": ["M", "F"] * 20})
+    referred = ["P0", "P1", "P2", "P10", "P11"]
+    events = pd.DataFrame({"pupil_id": referred + ["P0"]})  # P0 twice: counted once
+    out = T.disproportionality(pupils, events, "grp").set_index("grp")
+    a, n, c, m = 3, 10, 2, 30
+    rr = (a / n) / (c / m)
+    se = np.sqrt(1 / a - 1 / n + 1 / c - 1 / m)
+    z = stats.norm.ppf(0.975)
+    assert out.loc["A", "risk_ratio"] == pytest.approx(rr)
+    assert out.loc["A", "ci_low"] == pytest.approx(np.exp(np.log(rr) - z * se))
+    assert out.loc["A", "ci_high"] == pytest.approx(np.exp(np.log(rr) + z * se))
+    assert (out.loc["A", "ref_n"], out.loc["A", "ref_events"]) == (30, 2)
+    assert np.isnan(out.loc["C", "risk_ratio"])  # zero events: no Katz CI
+    # reference group B, given as a value and as a query: A vs B
+    for ref in ("B", "grp == 'B'", pupils["grp"].eq("B")):
+        o = T.disproportionality(pupils, events, "grp", reference=ref).set_index("grp")
+        rr_b = (3 / 10) / (2 / 20)
+        se_b = np.sqrt(1 / 3 - 1 / 10 + 1 / 2 - 1 / 20)
+        assert o.loc["A", "risk_ratio"] == pytest.approx(rr_b)
+        assert o.loc["A", "ci_high"] == pytest.approx(np.exp(np.log(rr_b) + z * se_b))
+    # two columns (e.g. ethnicity x sex); boolean flag column as the event
+    p2 = pupils.assign(flag=pupils["pupil_id"].isin(referred))
+    o2 = T.disproportionality(p2, "flag", ["grp", "sex"]).set_index(["grp", "sex"])
+    assert (o2.loc[("A", "M"), "n"], o2.loc[("A", "M"), "events"]) == (5, 2)  # P0, P2
+    refs = pd.DataFrame({"pupil_id": ["P0", "P10"], "closure_outcome": ["school move",
+                                                                        "needs met"]})
+    susp = pd.DataFrame({"pupil_id": ["P1"], "date": D(["2024-01-01"])})
+    tbl = T.disproportionality_table(pupils, refs, susp, "grp")
+    esc = tbl[(tbl["event"] == "escalation")].set_index("grp")
+    assert esc.loc["A", "events"] == 1 and esc.loc["B", "events"] == 0
+
+
+# ------------------------------------------------------------------ survival
+
+
+def test_time_to_event_matches_survfuncright_and_survdiff():
+    refs = referrals_frame(
+        [(f"R{i}", f"P{i}", "2024-01-01", "2024-01-02", None, None, None) for i in range(1, 7)]
+        + [("R7", "P2", "2024-02-20", None, None, None, None)]  # re-referral of P2
+    )
+    ivs = interventions_frame(
+        [(f"I{i}", f"R{i}", "mentoring" if i <= 3 else "play therapy", "2024-01-11", None,
+          None, None, None) for i in range(1, 7)]
+    )
+    susp = pd.DataFrame({"pupil_id": ["P1", "P1", "P3", "P4", "P5"],
+                         "date": D(["2024-01-21", "2024-01-05", "2024-02-10", "2024-03-01",
+                                    "2024-01-11"])})
+    reg = T.build_register(refs, ivs, EMPTY_REVIEWS, today="2024-06-30")
+    res = T.time_to_event(reg, susp)
+    d = res.data.set_index("referral_id").sort_index()
+    # by hand: P1 suspended day 10, P2 re-referred day 40, P3 day 30, P4 day 50,
+    # P5 suspended on the start day (not after it) and P6 never: censored at day 171
+    assert d["time"].tolist() == [10, 40, 30, 50, 171, 171]
+    assert d["status"].tolist() == [1, 1, 1, 1, 0, 0]
+    tab = res.table
+    men = tab[tab["group"] == "mentoring"]
+    np.testing.assert_allclose(men["survival"], [2 / 3, 1 / 3, 0.0])
+    np.testing.assert_allclose(men["time"], [10, 30, 40])
+    for grp, g in d.groupby("group"):
+        sf = SurvfuncRight(g["time"].to_numpy(), g["status"].to_numpy())
+        got = tab[tab["group"] == grp]
+        np.testing.assert_allclose(got["survival"], sf.surv_prob)
+        np.testing.assert_allclose(got["at_risk"], sf.n_risk)
+        np.testing.assert_allclose(got["time"], sf.surv_times)
+        assert (got["ci_low"] <= got["survival"] + 1e-12).all()
+        assert (got["ci_high"] >= got["survival"] - 1e-12).all()
+    chi2, p = survdiff(d["time"].to_numpy(), d["status"].to_numpy(), d["group"].to_numpy())
+    assert res.test["chi2"] == pytest.approx(chi2) and res.test["p_value"] == pytest.approx(p)
+    assert res.test["df"] == 1
+    ax = T.plot_km(res)
+    assert ax.get_xlabel() and ax.get_ylabel() and "log-rank" in ax.get_title()
+
+
+# ------------------------------------------------------------------ recovery of effects
+
+
+def test_recovers_attendance_gain_and_suspension_counts():
+    rng = np.random.default_rng(20240601)
+    n = 400
+    pupil = np.array([f"P{i}" for i in range(n)])
+    first_monday = np.datetime64("2023-09-04")
+    start_week = rng.integers(12, 20, n)
+    start = first_monday + (7 * start_week + rng.integers(0, 5, n)).astype("timedelta64[D]")
+    ref_date = start - np.timedelta64(14, "D")
+    refs = pd.DataFrame({"referral_id": [f"R{i}" for i in range(n)], "pupil_id": pupil,
+                         "referral_date": D(ref_date)})
+    ivs = pd.DataFrame({"intervention_id": [f"I{i}" for i in range(n)],
+                        "referral_id": refs["referral_id"], "intervention": "mentoring",
+                        "start_date": D(start)})
+    reg = T.build_register(refs, ivs, EMPTY_REVIEWS, today="2024-08-31")
+    weeks = np.arange(40)
+    wk = np.tile(weeks, n)
+    rel = wk - np.repeat(start_week, len(weeks))
+    p = np.where(rel >= 0, 0.89, 0.85)  # +4 points from the start week
+    possible = np.full(wk.size, 10)
+    att = pd.DataFrame({"pupil_id": np.repeat(pupil, len(weeks)),
+                        "week_start": D(first_monday + (7 * wk).astype("timedelta64[D]")),
+                        "possible_sessions": possible,
+                        "attended_sessions": rng.binomial(possible, p)})
+    wide = T.attendance_around_start(reg, att, window_weeks=6)
+    assert list(wide.columns[:4]) == ["pupil_id", "start_date", "baseline", "follow_up"]
+    assert len(wide) == n and (wide["baseline_possible"] == 60).all()
+    change = (wide["follow_up"] - wide["baseline"]).mean()
+    assert change == pytest.approx(4.0, abs=0.6)
+    # exact for one pupil, by hand
+    p0 = att[att["pupil_id"] == "P0"].reset_index(drop=True)
+    sw = start_week[0]
+    base = p0.iloc[sw - 6: sw]
+    assert wide.loc[0, "baseline"] == pytest.approx(
+        100 * base["attended_sessions"].sum() / base["possible_sessions"].sum())
+    es = T.event_study(reg, att, window=(-8, 7)).set_index("rel_week")
+    assert es.loc[-8:-1, "mean"].mean() == pytest.approx(85, abs=0.5)
+    assert es.loc[0:7, "mean"].mean() == pytest.approx(89, abs=0.5)
+    assert (es["n_pupils"] == n).all()
+    assert (es["ci_low"] < es["mean"]).all() and (es["mean"] < es["ci_high"]).all()
+    # suspensions: 2 in the 90 days before the start, 1 after, 1 outside the window
+    sdates = np.concatenate([start - np.timedelta64(10, "D"), start - np.timedelta64(80, "D"),
+                             start + np.timedelta64(5, "D"), start + np.timedelta64(200, "D")])
+    susp = pd.DataFrame({"pupil_id": np.tile(pupil, 4), "date": D(sdates)})
+    around = T.suspensions_around_start(reg, susp, window_days=90)
+    assert (around["before"] == 2).all() and (around["after"] == 1).all()
+    assert around["follow_up_complete"].all()
+
+
+# ------------------------------------------------------------------ suppression
+
+
+def test_suppress_withholds_small_counts_and_derived_values():
+    t = pd.DataFrame({"group": ["a", "b", "c"], "n": [50, 4, 0], "events": [12, 2, 0],
+                      "pct": [24.0, 50.0, np.nan], "label": ["x", "y", "z"]})
+    out = T.suppress(t, ["n", "events"], threshold=5, derived_cols=["pct"])
+    assert out["n"].tolist()[0] == 50 and np.isnan(out["n"][1]) and np.isnan(out["n"][2])
+    assert out.loc[0, "events"] == 12 and np.isnan(out.loc[1, "events"])
+    assert np.isnan(out.loc[1, "pct"]) and out.loc[0, "pct"] == 24.0
+    assert out.loc[0, "note"] == ""
+    assert out.loc[1, "note"] == "withheld (n; events below 5)"
+    assert out.loc[0, "label"] == "x" and t.loc[1, "n"] == 4  # original untouched
+    kept = T.suppress(t, "n", 5, derived_cols={"n": ["pct"]}, keep_zero=True)
+    assert kept.loc[2, "n"] == 0 and np.isnan(kept.loc[1, "pct"]) and kept.loc[2, "note"] == ""
