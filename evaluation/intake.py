@@ -92,8 +92,10 @@ TABLES: dict[str, list[Col]] = {
     "exclusions": [
         _id("school_id"),
         Col("period_start", "date", required=True, nullable=False),
-        Col("roll", "int", required=True, nullable=False, min=1),
-        Col("suspensions", "int", required=True, nullable=False, min=0),
+        # Official statistics suppress cells and show 0 headcount for a local authority
+        # before it existed: intake keeps such rows and the ITS names them per unit.
+        Col("roll", "int", required=True, min=0),
+        Col("suspensions", "int", required=True, min=0),
         Col("permanent_exclusions", "int", min=0),
         Col("group", "str"),
         Col("term", "str"),
@@ -170,6 +172,7 @@ class IntakeReport:
     suppressed: dict[str, int] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)
     dropped_identifiers: list[str] = field(default_factory=list)
+    rounded: dict[str, int] = field(default_factory=dict)
     date_range: tuple[str, str] | None = None
     pupils: int | None = None
     schools: int | None = None
@@ -203,6 +206,7 @@ class ProjectData:
                     "from": r.date_range[0] if r.date_range else None,
                     "to": r.date_range[1] if r.date_range else None,
                     "suppressed cells": sum(r.suppressed.values()),
+                    "rounded counts": sum(r.rounded.values()),
                     "missing cells": sum(r.missing.values()),
                 }
             )
@@ -295,7 +299,7 @@ def _parse_dates(values: pd.Series, where: str) -> pd.Series:
     uk = pd.to_datetime(text, format="%d/%m/%Y", errors="coerce")
     uk = uk.fillna(pd.to_datetime(text, format="%d-%m-%Y", errors="coerce"))
     iso = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
-    parsed = uk.fillna(iso)
+    parsed = uk.fillna(iso).fillna(_academic_year_start(text))
     bad = parsed.isna()
     if bad.any():
         rows = _line_numbers(text.index[bad])
@@ -307,6 +311,21 @@ def _parse_dates(values: pd.Series, where: str) -> pd.Series:
         )
     out[parsed.index] = parsed
     return out
+
+
+_ACADEMIC_YEAR = r"^(\d{4})[/-]?(\d{2})$"
+
+
+def _academic_year_start(text: pd.Series) -> pd.Series:
+    """Academic years as official statistics write them (``201213``, ``2012/13``,
+    ``2012-13``) become their first day, 1 September of the first year."""
+    parts = text.str.extract(_ACADEMIC_YEAR)
+    first = pd.to_numeric(parts[0], errors="coerce")
+    second = pd.to_numeric(parts[1], errors="coerce")
+    valid = (first + 1) % 100 == second
+    dates = pd.to_datetime(first.where(valid).astype("Int64").astype("string") + "-09-01",
+                           format="%Y-%m-%d", errors="coerce")
+    return dates
 
 
 def _parse_bool(values: pd.Series, where: str) -> pd.Series:
@@ -324,7 +343,9 @@ def _parse_bool(values: pd.Series, where: str) -> pd.Series:
     return out
 
 
-def _parse_number(values: pd.Series, where: str, integer: bool) -> pd.Series:
+def _parse_number(
+    values: pd.Series, where: str, integer: bool, round_counts: bool = False
+) -> pd.Series:
     text = values.astype("string").str.strip().str.replace(",", "", regex=False)
     numbers = pd.to_numeric(text, errors="coerce")
     bad = text.notna() & numbers.isna()
@@ -336,7 +357,7 @@ def _parse_number(values: pd.Series, where: str, integer: bool) -> pd.Series:
         )
     if integer:
         fractional = numbers.notna() & (numbers != np.round(numbers))
-        if fractional.any():
+        if fractional.any() and not round_counts:
             raise DataError(
                 f"{where}: {describe_rows(_line_numbers(values.index[fractional]))} are not "
                 "whole numbers, but this column counts things. Correct the values"
@@ -410,6 +431,31 @@ def _cross_checks(frame: pd.DataFrame, kind: str, where: str) -> None:
             )
 
 
+def _keep_rows(raw: pd.DataFrame, where: dict, shown_path: Path, params: ProjectParams,
+               name: str) -> pd.DataFrame:
+    """Keep the rows whose columns hold the given values (e.g. one level of a national file).
+
+    Row labels stay those of the file, so error messages still name the file's lines.
+    """
+    keep = pd.Series(True, index=raw.index)
+    for column, wanted in where.items():
+        if column not in raw.columns:
+            close = difflib.get_close_matches(column, list(raw.columns), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise DataError(
+                f"{shown_path}: data.{name}.where in {params.file.name} names '{column}', "
+                f"which is not a column of the file.{hint}"
+            )
+        values = [str(v) for v in (wanted if isinstance(wanted, list) else [wanted])]
+        keep &= raw[column].astype(str).str.strip().isin(values)
+    if not keep.any():
+        raise DataError(
+            f"{shown_path}: no rows match data.{name}.where ({where}) in {params.file.name}. "
+            "Check the values against the file"
+        )
+    return raw[keep]
+
+
 def read_source(
     name: str, source: DataSource, params: ProjectParams
 ) -> tuple[pd.DataFrame, IntakeReport]:
@@ -433,6 +479,8 @@ def read_source(
             f"names '{header}', which is not a column of the file.{hint} "
             f"Columns in the file: {', '.join(raw.columns)}"
         )
+    if source.where:
+        raw = _keep_rows(raw, source.where, shown_path, params, name)
     frame = raw.rename(columns=source.columns)
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
@@ -465,6 +513,7 @@ def read_source(
             suppressed[col] = int(marker.sum())
         frame[col] = stripped.mask(marker | empty | values.isna(), None).astype(object)
 
+    rounded: dict[str, int] = {}
     for col in frame.columns:
         spec = specs.get(col)
         where = f"{shown_path}, column '{col}'"
@@ -475,7 +524,13 @@ def read_source(
         elif spec.type == "bool":
             frame[col] = _parse_bool(frame[col], where)
         else:
-            frame[col] = _parse_number(frame[col], where, integer=spec.type == "int")
+            integer = spec.type == "int"
+            if integer and source.round_counts:
+                numbers = pd.to_numeric(frame[col], errors="coerce")
+                n_rounded = int((numbers.notna() & (numbers != np.round(numbers))).sum())
+                if n_rounded:
+                    rounded[col] = n_rounded
+            frame[col] = _parse_number(frame[col], where, integer, source.round_counts)
 
     salt = params.project.pseudonym_salt or params.project.id
     if "pupil_id" in frame.columns:
@@ -501,6 +556,7 @@ def read_source(
         suppressed=suppressed,
         missing={c: int(n) for c, n in frame.isna().sum().items() if n},
         dropped_identifiers=dropped,
+        rounded=rounded,
         date_range=date_range,
         pupils=int(frame["pupil_id"].nunique()) if "pupil_id" in frame else None,
         schools=int(frame["school_id"].nunique()) if "school_id" in frame else None,

@@ -91,6 +91,11 @@ class DataSource(_Strict):
     kind: Literal[TABLE_KINDS] | None = None  # type: ignore[valid-type]
     sheet: str | int | None = None
     columns: dict[str, str] = Field(default_factory=dict)
+    #: Keep only rows whose (file) columns hold these values, e.g. {level: Local authority}.
+    where: dict[str, str | int | list[str | int]] = Field(default_factory=dict)
+    #: Round fractional counts (some official files hold estimated counts such as 45.94);
+    #: how many were rounded is reported. Off by default: a school's count must be whole.
+    round_counts: bool = False
     description: str = ""
 
 

@@ -89,7 +89,7 @@ def _strip_stderr(nb) -> None:
             ]
 
 
-_HEADING = re.compile(r"<h([23]) id=\"([^\"]+)\"[^>]*>(.*?)</h\1>", re.S)
+_HEADING = re.compile(r"<h([23]) id=[\"']([^\"']+)[\"'][^>]*>(.*?)</h\1>", re.S)
 
 
 def _add_contents(body: str) -> str:

@@ -158,3 +158,36 @@ def test_cache_is_used_only_for_unchanged_files(mini_project):
     raw.write_text(raw.read_text().replace("A004,Dev", "A005,Dev"))
     fresh = load_data(params)
     assert fresh["pupils"]["pupil_id"].iloc[3] == pseudonymise(pd.Series(["A005"]), "mini")[0]
+
+
+def test_official_statistics_file_with_academic_years_and_row_filter(tmp_path):
+    from tests.conftest import make_project
+
+    params_file = make_project(tmp_path)
+    doc = yaml.safe_load(params_file.read_text())
+    doc["data"]["exclusions"] = {
+        "path": "data/raw/mini/la.csv",
+        "where": {"level": "Local authority"},
+        "columns": {"la_name": "school_id", "year": "period_start", "headcount": "roll",
+                    "fixed_excl": "suspensions"},
+    }
+    params_file.write_text(yaml.safe_dump(doc))
+    (tmp_path / "data/raw/mini/la.csv").write_text(
+        "year,level,la_name,headcount,fixed_excl\n"
+        "201112,National,England,100000,4000\n"
+        "201112,Local authority,Leeds,5000,x\n"
+        "2012/13,Local authority,Leeds,5100,210\n"
+        "2013-14,Local authority,Leeds,5200,c\n"
+    )
+    data = load_data(load_params(params_file))
+    table = data["exclusions"]
+    assert len(table) == 3
+    assert table["period_start"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2011-09-01", "2012-09-01", "2013-09-01"]
+    assert table["suspensions"].isna().sum() == 2
+    assert data.reports["exclusions"].suppressed == {"suspensions": 2}
+    # an academic year whose halves do not follow on is not a date
+    (tmp_path / "data/raw/mini/la.csv").write_text(
+        "year,level,la_name,headcount,fixed_excl\n201215,Local authority,Leeds,5000,3\n")
+    with pytest.raises(DataError, match=r"column 'period_start': row 2 hold dates"):
+        load_data(load_params(params_file))
