@@ -156,14 +156,25 @@ def _shipped() -> dict:
 def load_registry(extra: dict | None = None) -> dict[str, Measure]:
     """Load the shipped measures, plus (or overriding) a project's own ``extra`` measures.
 
-    ``extra`` maps a measure name to the same fields as ``measures.yaml``. Any bad field
-    raises ``ParamsError`` naming the measure and the field.
+    ``extra`` maps a measure name to the same fields as ``measures.yaml``; for a shipped
+    measure only the fields given are replaced (sources are merged), so a project can add
+    a reliability without restating the range. Any bad field raises ``ParamsError`` naming
+    the measure and the field.
     """
     raw = copy.deepcopy(_shipped())
     if extra is not None:
         if not isinstance(extra, dict):
             raise ParamsError("The project's extra measures must be a mapping of name to fields.")
-        raw.update(extra)
+        for name, spec in extra.items():
+            # A project may refine a shipped measure field by field (e.g. add a reliability
+            # with its source); a new name needs every required field.
+            if name in raw and isinstance(spec, dict):
+                merged = {**raw[name], **spec}
+                merged["source"] = {**(raw[name].get("source") or {}),
+                                    **(spec.get("source") or {})}
+                raw[name] = merged
+            else:
+                raw[name] = spec
     return {name: _measure(name, spec) for name, spec in raw.items()}
 
 

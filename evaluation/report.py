@@ -24,6 +24,13 @@ def markdown(text: str) -> Markdown:
     return Markdown(text)
 
 
+def format_p(value: float) -> str:
+    """p-values as journals print them: three decimals, and '<0.001' below that."""
+    if value is None or pd.isna(value):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def table(
     frame: pd.DataFrame,
     caption: str = "",
@@ -39,8 +46,13 @@ def table(
             shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}%")
     formatters = {}
     for col in shown.columns:
-        if pd.api.types.is_float_dtype(shown[col]):
-            formatters[col] = lambda v, p=precision: "–" if pd.isna(v) else f"{v:,.{p}f}"
+        if str(col) == "p" or str(col).endswith(("_p", " p", "p_value")):
+            formatters[col] = format_p
+        elif pd.api.types.is_float_dtype(shown[col]):
+            values = shown[col].dropna()
+            # counts that became floats because some were withheld: show them as counts
+            digits = 0 if len(values) and (values == values.round()).all() else precision
+            formatters[col] = lambda v, p=digits: "–" if pd.isna(v) else f"{v:,.{p}f}"
     body = shown.to_html(
         index=index, na_rep="–", formatters=formatters, border=0, classes="evalkit-table",
         escape=True,

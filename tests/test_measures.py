@@ -121,3 +121,16 @@ def test_swemwbs_conversion():
         swemwbs_metric([6])
     with pytest.raises(DataError):
         swemwbs_metric([20.5])
+
+
+def test_project_can_refine_a_shipped_measure_field_by_field():
+    from evaluation.measures import load_registry
+
+    shipped = load_registry()["sdq_teacher_total"]
+    refined = load_registry({"sdq_teacher_total": {
+        "reliability": 0.8, "source": {"reliability": "the project's own study"}}})[
+        "sdq_teacher_total"]
+    assert refined.reliability == 0.8
+    assert refined.max == shipped.max and refined.bands == shipped.bands
+    assert refined.source["reliability"] == "the project's own study"
+    assert refined.source["bands"] == shipped.source["bands"]

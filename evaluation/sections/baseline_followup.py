@@ -1,0 +1,293 @@
+"""The baseline-versus-follow-up report for one theory-of-change outcome.
+
+For an outcome whose measure is scored at baseline and follow-up (the ``scores`` table),
+:func:`outcome_section` builds what the notebook shows: the paired change of programme
+pupils with its effect sizes, a paired plot, reliable change per pupil with the Jacobson
+plot (where the measure has a reliability), band transitions (where it has bands), the
+subgroup table, the comparison with the comparison group by ANCOVA (where there is one),
+and the headline result recorded for the summary.
+
+The headline is the ANCOVA-adjusted difference between programme and comparison pupils
+when a comparison group exists (the better-controlled estimate), otherwise the programme
+pupils' mean change; its verdict comes from its confidence interval.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from evaluation.baseline_followup import (
+    ancova,
+    paired_change,
+    reliable_change,
+    scores_to_wide,
+)
+from evaluation.errors import ParamsError
+from evaluation.measures import Measure, band, load_registry
+from evaluation.params import BaselineFollowupOptions
+from evaluation.project import Project
+from evaluation.results import Result, verdict
+from evaluation.sections import Section
+from evaluation.toc import Outcome
+
+PROGRAMME, COMPARISON = "programme", "comparison"
+
+SUMMARY_COLUMNS = {
+    "group": "Group",
+    "n_pairs": "Pupils (pairs)",
+    "n_baseline_only": "Baseline only",
+    "n_follow_up_only": "Follow-up only",
+    "baseline_mean": "Baseline mean",
+    "follow_up_mean": "Follow-up mean",
+    "mean_change": "Mean change",
+    "mean_change_ci_low": "CI low",
+    "mean_change_ci_high": "CI high",
+    "p": "p",
+    "g_av": "Hedges' g",
+    "eef_months": "EEF months",
+    "eef_label": "EEF impact",
+    "note": "Note",
+}
+
+
+def _options(project: Project) -> BaselineFollowupOptions:
+    options = project.params.analyses.baseline_followup
+    return options if options is not None else BaselineFollowupOptions()
+
+
+def _measure(project: Project, outcome: Outcome) -> Measure:
+    registry = load_registry(project.params.measures)
+    if outcome.measure not in registry:
+        raise ParamsError(
+            f"Outcome '{outcome.id}' names the measure '{outcome.measure}', which is neither in "
+            f"the kit's registry nor under `measures:` in {project.params.file.name}. Known "
+            f"measures: {', '.join(sorted(registry))}"
+        )
+    return registry[outcome.measure]
+
+
+def outcome_data(project: Project, outcome: Outcome) -> pd.DataFrame:
+    """One row per pupil: baseline, follow_up and the pupil characteristics."""
+    options = _options(project)
+    wide = scores_to_wide(project.table(outcome.data or options.scores), outcome.measure)
+    pupils = project.table(options.pupils) if options.pupils else None
+    if pupils is not None:
+        wide = wide.merge(pupils, on="pupil_id", how="left", validate="one_to_one")
+    return wide
+
+
+def _programme(data: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """Programme pupils, and whether a comparison group exists beside them."""
+    if "group" not in data or not data["group"].eq(COMPARISON).any():
+        return data, False
+    return data[data["group"].eq(PROGRAMME)], True
+
+
+def paired_plot(data: pd.DataFrame, measure: Measure, title: str) -> plt.Figure:
+    """Each pupil's baseline and follow-up joined by a faint line; the means in bold."""
+    paired = data.dropna(subset=["baseline", "follow_up"])
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for b, f in zip(paired["baseline"], paired["follow_up"], strict=True):
+        ax.plot([0, 1], [b, f], color="#9e9e9e", alpha=0.25, linewidth=0.8)
+    means = [paired["baseline"].mean(), paired["follow_up"].mean()]
+    ax.plot([0, 1], means, color="#1b4f72", linewidth=3, marker="o", label="mean")
+    ax.set_xticks([0, 1], ["Baseline", "Follow-up"])
+    ax.set_xlim(-0.2, 1.2)
+    ax.set_ylabel(measure.label)
+    better = "higher" if measure.higher_is_better else "lower"
+    ax.set_title(f"{title}\n(each line is one pupil; {better} is better)", fontsize=10)
+    ax.legend(loc="best", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def jacobson_plot(pupils: pd.DataFrame, measure: Measure, s_diff: float,
+                  cutoff: float | None, title: str) -> plt.Figure:
+    """Baseline against follow-up: the no-change line, the reliable-change band around it
+    (±1.96·S_diff, Jacobson & Truax 1991) and the clinical cut-off where there is one."""
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    lo, hi = measure.min, measure.max
+    grid = np.array([lo, hi])
+    ax.fill_between(grid, grid - 1.96 * s_diff, grid + 1.96 * s_diff, color="#d9d9d9",
+                    label="no reliable change")
+    ax.plot(grid, grid, color="#555555", linewidth=1, label="no change")
+    colours = {"reliably improved": "#1a9850", "no reliable change": "#777777",
+               "reliably deteriorated": "#d73027"}
+    markers = {"reliably improved": "^", "no reliable change": "o",
+               "reliably deteriorated": "v"}
+    for category, rows in pupils.groupby("reliable_change", observed=True):
+        ax.scatter(rows["baseline"], rows["follow_up"], s=18, alpha=0.75,
+                   color=colours.get(category, "#333333"), marker=markers.get(category, "o"),
+                   label=f"{category} ({len(rows)})")
+    if cutoff is not None:
+        ax.axvline(cutoff, color="#7b3294", linestyle=":", linewidth=1)
+        ax.axhline(cutoff, color="#7b3294", linestyle=":", linewidth=1,
+                   label=f"clinical cut-off ({cutoff:g})")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel(f"Baseline {measure.label}")
+    ax.set_ylabel(f"Follow-up {measure.label}")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left" if not measure.higher_is_better else "lower right",
+              frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def band_transitions(data: pd.DataFrame, measure: Measure, min_count: int) -> pd.DataFrame:
+    """Pupils by baseline band (rows) and follow-up band (columns); cells below
+    ``min_count`` are shown as "fewer than N" so no small group can be singled out."""
+    paired = data.dropna(subset=["baseline", "follow_up"])
+    table = pd.crosstab(band(paired["baseline"], measure), band(paired["follow_up"], measure),
+                        dropna=False)
+    table.index.name, table.columns.name = "Baseline band", None
+    shown = table.astype(object).where(table >= min_count, f"fewer than {min_count}")
+    shown = shown.mask(table == 0, 0)
+    return shown.reset_index()
+
+
+def _board_summary(result, min_count: int) -> pd.DataFrame:
+    table = result.board_table(min_count)
+    keep = [c for c in SUMMARY_COLUMNS if c in table]
+    return table[keep].rename(columns=SUMMARY_COLUMNS)
+
+
+CHARACTERISTICS = {"sen_status": "SEN status", "fsm": "Free school meals",
+                   "eal": "English as an additional language", "sex": "Sex",
+                   "year_group": "Year group", "ethnicity": "Ethnicity"}
+
+
+def _headline_text(measure: Measure, estimate: float, lo: float, hi: float, unit: str) -> str:
+    label = measure.label[:1].upper() + measure.label[1:]
+    return f"{label} {estimate:+.1f} {unit} ({lo:+.1f} to {hi:+.1f})"
+
+
+def outcome_section(project: Project, outcome: Outcome) -> Section:
+    """Everything the baseline/follow-up report shows for one outcome."""
+    options = _options(project)
+    measure = _measure(project, outcome)
+    higher = outcome.direction == "higher_is_better"
+    if higher != measure.higher_is_better:
+        raise ParamsError(
+            f"Outcome '{outcome.id}' says {outcome.direction}, but the measure "
+            f"'{measure.name}' is one where {'higher' if measure.higher_is_better else 'lower'}"
+            " is better. Correct the direction in the theory of change"
+        )
+    data = outcome_data(project, outcome)
+    programme, has_comparison = _programme(data)
+    has_comparison = has_comparison and options.comparison
+    who = "Programme pupils" if has_comparison else "Pupils"
+    min_count = project.min_count
+
+    change = paired_change(programme, "baseline", "follow_up", id="pupil_id",
+                           higher_is_better=higher, label=measure.label, measure=measure,
+                           min_count=min_count)
+    section = Section(heading=outcome.statement, sentence=change.sentence)
+    section.text(
+        f"**Measure:** {measure.label} ({measure.min:g}–{measure.max:g}; "
+        f"{'higher' if higher else 'lower'} is better). "
+        + (f"**Target:** {outcome.target}. " if outcome.target else "")
+        + "Changes are follow-up minus baseline; effect sizes follow Lakens (2013) and "
+        "months' progress the EEF Teaching and Learning Toolkit."
+    )
+    section.table(_board_summary(change, min_count), f"{who}: baseline and follow-up")
+    section.figure(
+        paired_plot(programme, measure, f"{who}: {measure.label}"),
+        alt=(f"Paired plot of {measure.label} for {int(change.headline()['n'])} pupils: each "
+             f"pupil's baseline joined to their follow-up, with the mean moving from "
+             f"{change.summary.iloc[-1]['baseline_mean']:.1f} to "
+             f"{change.summary.iloc[-1]['follow_up_mean']:.1f}."),
+    )
+
+    if measure.reliability is not None and measure.sd is not None:
+        rc = reliable_change(programme, "baseline", "follow_up", measure=measure, id="pupil_id")
+        counts = rc.summary.copy()
+        counts["n"] = counts["n"].astype(float)
+        small = counts["n"] < min_count
+        counts.loc[small, ["n", "pct"]] = np.nan
+        counts = counts.rename(columns={"classification": "Classification",
+                                        "category": "Category", "n": "Pupils",
+                                        "pct": "Percent"})
+        section.text(
+            f"**Reliable change** (Jacobson & Truax 1991): with reliability "
+            f"{measure.reliability:g} and SD {measure.sd:g}, a pupil's score must change by "
+            f"at least {rc.points_needed:.1f} points to be more than measurement noise."
+            + (f" The clinical cut-off is {rc.cutoff:.1f} (criterion {rc.criterion})."
+               if rc.cutoff is not None else "")
+        )
+        section.table(counts, "Reliable and clinically significant change (counts below "
+                      f"{min_count} withheld)", percent=("Percent",))
+        section.figure(
+            jacobson_plot(rc.pupils, measure, rc.s_diff, rc.cutoff,
+                          f"{who}: reliable change in {measure.label}"),
+            alt=(f"Jacobson plot: baseline against follow-up {measure.label} for each pupil, "
+                 "with the no-change diagonal and a grey band of changes too small to be "
+                 "reliable; pupils outside the band changed reliably."),
+        )
+    else:
+        section.text(
+            f"Reliable change is not shown: the registry has no citable reliability for "
+            f"{measure.label}. A project can add one, with its source, under `measures:`."
+        )
+
+    if measure.bands:
+        section.table(band_transitions(programme, measure, min_count),
+                      f"{who}: {measure.label} bands at baseline (rows) and follow-up")
+
+    subgroups = [c for c in options.subgroups if c in programme.columns]
+    if subgroups:
+        frames = []
+        for column in subgroups:
+            by = paired_change(programme, "baseline", "follow_up", id="pupil_id",
+                               higher_is_better=higher, measure=measure, by=column,
+                               min_count=min_count)
+            table = _board_summary(by, min_count)
+            table = table[table["Group"] != "All"]
+            table["Group"] = table["Group"].replace({"True": "yes", "False": "no"})
+            table.insert(0, "Characteristic", CHARACTERISTICS.get(column, column))
+            table = table.drop(columns=["Baseline only", "Follow-up only", "EEF impact"],
+                               errors="ignore")
+            frames.append(table)
+        section.table(pd.concat(frames, ignore_index=True),
+                      f"{who} by characteristic (groups under {min_count} pupils withheld)")
+
+    n = int(change.headline()["n"])
+    if has_comparison:
+        model = ancova(data[data["group"].isin([PROGRAMME, COMPARISON])], "baseline",
+                       "follow_up", "group", treatment=PROGRAMME, higher_is_better=higher,
+                       label=measure.label, measure=measure)
+        section.text(
+            "**Against the comparison group.** Follow-up scores compared between programme "
+            "and comparison pupils, adjusting for baseline (ANCOVA by ordinary least squares); "
+            "Hedges' g is the adjusted difference over the pooled SD of follow-up scores, as "
+            "the EEF computes it. " + model.sentence
+        )
+        section.table(pd.DataFrame([{
+            "Adjusted difference": model.adjusted_difference, "CI low": model.ci_low,
+            "CI high": model.ci_high, "p": model.p, "Hedges' g": model.g,
+            "Programme pupils": model.n_treatment, "Comparison pupils": model.n_control,
+            "EEF months": model.eef_months, "EEF impact": model.eef_label,
+        }]), "Programme against comparison, adjusted for baseline")
+        estimate, lo, hi = model.adjusted_difference, model.ci_low, model.ci_high
+        unit, n = "points (adjusted difference)", model.n_treatment + model.n_control
+        sentence = model.sentence
+    else:
+        head = change.headline()
+        estimate, lo, hi = head["estimate"], head["ci_low"], head["ci_high"]
+        unit, sentence = "points (mean change)", change.sentence
+
+    dates = project.table(outcome.data or options.scores)
+    dates = dates.loc[dates["measure"] == outcome.measure, "date"] if "date" in dates else None
+    period = (f"{dates.min():%B %Y} to {dates.max():%B %Y}"
+              if dates is not None and dates.notna().any() else project.period_text())
+    section.result = Result(
+        outcome_id=outcome.id, analysis="baseline_followup", measure=outcome.measure,
+        estimate=estimate, ci_low=lo, ci_high=hi, unit=unit, null=0.0, n=n, period=period,
+        direction=outcome.direction,
+        verdict=verdict(lo, hi, null=0.0, direction=outcome.direction),
+        headline=_headline_text(measure, estimate, lo, hi, "points"),
+        sentence=sentence, notebook="10_baseline_followup.ipynb",
+    )
+    return section
