@@ -6,6 +6,7 @@ import json
 import re
 
 import nbformat
+import pytest
 
 from evaluation.cli import main
 from tests.conftest import make_project, tiny_notebook
@@ -45,7 +46,7 @@ def test_failed_notebook_keeps_previous_report_and_other_projects_run(tmp_path, 
     (tmp_path / "a" / "reports" / "alpha" / "index.html").unlink()
     capsys.readouterr()
 
-    assert main(["run", str(flaky), str(good)]) == 1
+    assert main(["run", str(flaky), str(good), "--workers", "2"]) == 1
     out = capsys.readouterr()
     # one line naming the notebook and the cell
     line = next(x for x in out.out.splitlines() if x.startswith("FAILED beta"))
@@ -71,15 +72,36 @@ def test_bad_data_fails_before_any_notebook_runs(tmp_path, capsys):
     assert not (tmp_path / "reports" / "mini").exists()
 
 
-def test_validate_reports_one_line_per_problem(tmp_path, capsys):
+def _misspelt_mapping(root, params):
+    params.write_text(params.read_text().replace("Year Grp: year_group", "Year Group: year_group"))
+    return "names 'Year Group', which is not a column of the file. Did you mean 'Year Grp'?"
+
+
+def _missing_file(root, params):
+    (root / "data/raw/mini/pupils.csv").unlink()
+    return "data.pupils.path: file 'data/raw/mini/pupils.csv' not found"
+
+
+def _impossible_date(root, params):
+    text = params.read_text().replace(
+        "analyses:", "  referrals:\n    path: data/raw/mini/referrals.csv\nanalyses:")
+    params.write_text(text)
+    (root / "data/raw/mini/referrals.csv").write_text(
+        "referral_id,pupil_id,referral_date\nR1,A001,2021-13-45\n")
+    return "column 'referral_date': row 2 hold dates that are not dd/mm/yyyy or yyyy-mm-dd"
+
+
+@pytest.mark.parametrize("breakage", [_misspelt_mapping, _missing_file, _impossible_date])
+def test_validate_reports_one_line_per_problem(tmp_path, capsys, breakage):
     params = make_project(tmp_path)
     assert main(["validate", str(params)]) == 0
-    text = params.read_text().replace("Year Grp: year_group", "Year Group: year_group")
-    params.write_text(text)
+    expected = breakage(tmp_path, params)
+    capsys.readouterr()
     assert main(["validate", str(params)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert "names 'Year Group', which is not a column of the file" in err[0]
+    assert len(err) == 1, err
+    assert expected in err[0]
+    assert "Traceback" not in err[0]
 
 
 def test_new_scaffolds_a_project_that_validates_its_params(tmp_path, capsys):
