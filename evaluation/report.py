@@ -39,32 +39,53 @@ def table(
     percent: Iterable[str] = (),
     index: bool = False,
 ) -> HTML:
-    """A readable HTML table: caption, rounded numbers, no index, missing shown as '–'."""
+    """A readable HTML table: caption, rounded numbers right-aligned, text left-aligned,
+    no index, missing or withheld values shown as '–'."""
     shown = frame.copy()
     for col in percent:
         if col in shown:
             shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}%")
-    formatters = {}
+    formatters, numeric = {}, []
     for col in shown.columns:
         if str(col) == "p" or str(col).endswith(("_p", " p", "p_value")):
             formatters[col] = format_p
+            numeric.append(col)
         elif pd.api.types.is_float_dtype(shown[col]):
             values = shown[col].dropna()
             # counts that became floats because some were withheld: show them as counts
             digits = 0 if len(values) and (values == values.round()).all() else precision
             formatters[col] = lambda v, p=digits: "–" if pd.isna(v) else f"{v:,.{p}f}"
-    body = shown.to_html(
-        index=index, na_rep="–", formatters=formatters, border=0, classes="evalkit-table",
-        escape=True,
+            numeric.append(col)
+        elif pd.api.types.is_numeric_dtype(shown[col]) and not pd.api.types.is_bool_dtype(
+            shown[col]
+        ):
+            formatters[col] = lambda v: "–" if pd.isna(v) else f"{v:,}"
+            numeric.append(col)
+        elif col in percent:
+            numeric.append(col)
+    # Formatted numbers such as '<0.001' must be escaped too, not only the text cells.
+    formatters = {c: (lambda v, f=f: html.escape(f(v))) for c, f in formatters.items()}
+    styler = (
+        shown.style.format(formatters, na_rep="–", escape="html")
+        .format_index(escape="html", axis=1)
+        .set_properties(subset=numeric, **{"text-align": "right"})
+        .set_table_attributes('class="evalkit-table"')
     )
-    cap = ""
+    if not index:
+        styler = styler.hide(axis="index")
     if caption:
-        cap = f"<p class='evalkit-caption'><strong>{html.escape(caption)}</strong></p>"
-    return HTML(cap + body)
+        styler = styler.set_caption(html.escape(caption))
+    return HTML(styler.to_html())
 
 
-def figure(fig, alt: str, *, title: str | None = None, close: bool = True) -> HTML:
-    """A matplotlib figure as an image with alt text (screen readers, broken images)."""
+def figure(
+    fig, alt: str, *, title: str | None = None, close: bool = True, wide: bool = False
+) -> HTML:
+    """A matplotlib figure as an image with alt text (screen readers, broken images).
+
+    A long description is folded under the figure rather than printed in full; ``wide``
+    figures (such as the theory-of-change diagram) print on a landscape A4 page.
+    """
     import matplotlib.pyplot as plt
 
     if title:
@@ -74,10 +95,15 @@ def figure(fig, alt: str, *, title: str | None = None, close: bool = True) -> HT
     if close:
         plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    short = alt if len(alt) <= 300 else alt[: alt.rfind(" ", 0, 280)] + " …"
+    caption = html.escape(short)
+    if short != alt:
+        caption += f"<details><summary>Full description</summary>{html.escape(alt)}</details>"
+    css = "evalkit-figure evalkit-wide" if wide else "evalkit-figure"
     return HTML(
-        f"<figure class='evalkit-figure'><img src='data:image/png;base64,{data}' "
+        f"<figure class='{css}'><img src='data:image/png;base64,{data}' "
         f"alt='{html.escape(alt, quote=True)}' style='max-width:100%'/>"
-        f"<figcaption>{html.escape(alt)}</figcaption></figure>"
+        f"<figcaption>{caption}</figcaption></figure>"
     )
 
 

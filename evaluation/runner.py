@@ -117,16 +117,21 @@ PRINT_CSS = """
 <style>
 body { max-width: 60rem; margin: auto; font-family: system-ui, sans-serif; }
 .evalkit-table { border-collapse: collapse; font-size: 0.9rem; margin: 0.5em 0 1.2em; }
+.evalkit-table caption { text-align: left; font-weight: bold; padding-bottom: 0.3em; }
 .evalkit-table th, .evalkit-table td { padding: 3px 8px; border-bottom: 1px solid #ddd;
-  text-align: right; }
-.evalkit-table th:first-child, .evalkit-table td:first-child { text-align: left; }
+  text-align: left; vertical-align: top; }
 .evalkit-contents ul { list-style: none; padding-left: 0.5em; }
 figure img { max-width: 100%; height: auto; }
+figcaption { font-size: 0.85rem; color: #444; }
 @media print {
   @page { size: A4; margin: 15mm; }
+  @page landscape { size: A4 landscape; }
+  figure.evalkit-wide { page: landscape; }
   body { max-width: none; font-size: 10pt; }
   .evalkit-contents { page-break-after: always; }
   figure, table { page-break-inside: avoid; }
+  h2, h3 { break-after: avoid; }
+  details > summary { display: none; }
   a { color: inherit; text-decoration: none; }
 }
 </style>

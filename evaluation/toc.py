@@ -660,7 +660,10 @@ def _normalise_results(toc: TheoryOfChange, results: Any) -> dict[str, tuple[str
 def diagram_alt_text(toc: TheoryOfChange, results: Any = None) -> str:
     """A plain-text description of the diagram for screen readers and report alt text."""
     res = _normalise_results(toc, results) if results is not None else {}
-    names = {x.id: x.statement for x in [*toc.aims, *toc.outcomes, *toc.mechanisms]}
+    # Statements may end with a full stop; drop it so the lists do not read "schools.;".
+    names = {
+        x.id: x.statement.rstrip(" .") for x in [*toc.aims, *toc.outcomes, *toc.mechanisms]
+    }
     lines = [
         f"Theory of change diagram: {toc.title}. Five columns, read left to right: "
         f"{len(toc.moderators)} moderating factors (conditions the work needs), "
@@ -672,7 +675,7 @@ def diagram_alt_text(toc: TheoryOfChange, results: Any = None) -> str:
     if toc.moderators:
         lines.append(
             "Moderating factors: "
-            + "; ".join(f"{m.statement} (status: {m.status})" for m in toc.moderators)
+            + "; ".join(f"{m.statement.rstrip(' .')} (status: {m.status})" for m in toc.moderators)
             + "."
         )
     lines.append(
@@ -686,7 +689,7 @@ def diagram_alt_text(toc: TheoryOfChange, results: Any = None) -> str:
     lines.append(
         "Mechanisms: "
         + "; ".join(
-            f"{m.statement} (leads to: {', '.join(names.get(o, o) for o in m.outcomes)})"
+            f"{names[m.id]} (leads to: {', '.join(names.get(o, o) for o in m.outcomes)})"
             for m in toc.mechanisms
         )
         + "."
@@ -699,9 +702,9 @@ def diagram_alt_text(toc: TheoryOfChange, results: Any = None) -> str:
         else:
             state = NOT_YET_MEASURED if o.measure else "no measure, not yet measured"
         serves = f"; serves: {', '.join(names.get(a, a) for a in o.aims)}" if o.aims else ""
-        outs.append(f"{o.statement} ({state}{serves})")
+        outs.append(f"{names[o.id]} ({state}{serves})")
     lines.append("Outcomes: " + "; ".join(outs) + ".")
-    lines.append("Aims: " + "; ".join(a.statement for a in toc.aims) + ".")
+    lines.append("Aims: " + "; ".join(names[a.id] for a in toc.aims) + ".")
     return " ".join(lines)
 
 

@@ -26,6 +26,7 @@ class Item:
     payload: Any  # markdown text | DataFrame | matplotlib Figure
     caption: str = ""  # table caption or figure alt text
     percent: tuple[str, ...] = ()
+    wide: bool = False  # a figure that prints on a landscape page
 
 
 @dataclass
@@ -47,8 +48,8 @@ class Section:
         self.items.append(Item("table", frame, caption, percent))
         return self
 
-    def figure(self, fig: Any, alt: str) -> Section:
-        self.items.append(Item("figure", fig, alt))
+    def figure(self, fig: Any, alt: str, *, wide: bool = False) -> Section:
+        self.items.append(Item("figure", fig, alt, wide=wide))
         return self
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -58,13 +59,18 @@ class Section:
     def figures(self) -> list[tuple[Any, str]]:
         return [(i.payload, i.caption) for i in self.items if i.kind == "figure"]
 
-    def show(self) -> None:
-        """Display the section in a notebook (headings carry ids for the contents list)."""
+    def show(self, *, with_heading: bool = True) -> None:
+        """Display the section in a notebook (headings carry ids for the contents list).
+
+        ``with_heading=False`` shows only the body, for a section that sits directly under
+        a heading the notebook gives as a markdown cell.
+        """
         from IPython.display import HTML, display
 
         from evaluation import report
 
-        display(heading(self.heading, self.level))
+        if with_heading:
+            display(heading(self.heading, self.level))
         if self.sentence:
             display(HTML(f"<p class='evalkit-sentence'><strong>{html.escape(self.sentence)}"
                          "</strong></p>"))
@@ -74,7 +80,7 @@ class Section:
             elif item.kind == "table":
                 display(report.table(item.payload, item.caption, percent=item.percent))
             else:
-                display(report.figure(item.payload, alt=item.caption))
+                display(report.figure(item.payload, alt=item.caption, wide=item.wide))
 
 
 def slug(text: str) -> str:

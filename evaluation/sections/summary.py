@@ -1,0 +1,524 @@
+"""The board summary: every theory-of-change outcome with the evidence recorded for it.
+
+The summary notebook runs last. It reads the headline results the analysis notebooks
+recorded (``project.results()``, one :class:`~evaluation.results.Result` per outcome) and
+lays them against the theory of change:
+
+* :func:`at_a_glance` - the overall verdict count and a table of outcomes;
+* :func:`diagram_section` - the theory-of-change diagram annotated with the evidence;
+* :func:`outcome_sections` - one plain-English paragraph per outcome;
+* :func:`action_plan` - activities with owner, due date and RAG status;
+* :func:`reporting_period_sections` - the per-period narrative local partnerships use;
+* :func:`conditions_section` - moderating factors with their status, and assumptions;
+* :func:`how_to_read` - what the verdicts mean;
+* :func:`results_provenance` - which report recorded each result.
+
+Every function takes the :class:`~evaluation.project.Project` and, optionally, the
+results table (read from ``project.results()`` when not given). An outcome without a
+usable result is "not yet measured", with the reason: the theory of change gives it no
+measure or no analysis, its analysis is not enabled in the parameters, or the analysis
+has not recorded a result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from evaluation.params import NOTEBOOKS
+from evaluation.project import Project
+from evaluation.results import VERDICTS
+from evaluation.sections import Section
+from evaluation.toc import NOT_YET_MEASURED, Outcome, diagram_alt_text
+
+__all__ = [
+    "ANALYSIS_LABELS",
+    "OutcomeStatus",
+    "action_plan",
+    "at_a_glance",
+    "conditions_section",
+    "diagram_section",
+    "how_to_read",
+    "outcome_sections",
+    "outcome_status",
+    "outcome_table",
+    "reporting_period_sections",
+    "results_provenance",
+    "show_body",
+    "verdict_count_sentence",
+]
+
+#: What each analysis is called in a board report.
+ANALYSIS_LABELS = {
+    "baseline_followup": "baseline and follow-up",
+    "its": "interrupted time series",
+    "referral_tracking": "referral tracking",
+}
+
+#: The verdict in words: why an outcome got it.
+VERDICT_WORDS = {
+    "improved": (
+        "the whole 95% confidence interval lies on the better side of no change, so the "
+        "data show an improvement"
+    ),
+    "no clear change": (
+        "the 95% confidence interval includes no change, so the data cannot tell an "
+        "improvement from no change or a worsening"
+    ),
+    "worsened": (
+        "the whole 95% confidence interval lies on the worse side of no change, so the data "
+        "show a worsening"
+    ),
+    NOT_YET_MEASURED: "there is no result to judge yet",
+}
+
+RAG_WORDS = {"green": "Green: on track", "amber": "Amber: at risk", "red": "Red: off track"}
+STATUS_WORDS = {
+    "in place": "In place",
+    "partly": "Partly in place",
+    "not yet": "Not yet in place",
+}
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class OutcomeStatus:
+    """One ToC outcome with its verdict and, if measured, the recorded result."""
+
+    outcome: Outcome
+    verdict: str  # one of VERDICTS, or "not yet measured"
+    reason: str = ""  # why it is not yet measured ("" when it is measured)
+    result: dict[str, Any] | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.result is not None
+
+
+def _results(project: Project, results: pd.DataFrame | None) -> pd.DataFrame:
+    return project.results() if results is None else results
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists and other containers are not missing
+        return False
+
+
+def _records(results: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts with missing values as ``None`` (JSON nulls arrive as NaN/NA)."""
+    return [
+        {k: (None if _missing(v) else v) for k, v in row.items()}
+        for row in results.to_dict("records")
+    ]
+
+
+def _label(analysis: str) -> str:
+    return ANALYSIS_LABELS.get(analysis, analysis.replace("_", " "))
+
+
+def outcome_status(project: Project, results: pd.DataFrame | None = None) -> list[OutcomeStatus]:
+    """Every ToC outcome (file order) with its verdict, or why it is not yet measured.
+
+    A result counts only if its analysis is enabled in the parameters (a results file can
+    hold records from an earlier run). If several analyses recorded the same outcome, the
+    one the theory of change names is used.
+    """
+    records = _records(_results(project, results))
+    enabled = set(project.params.enabled)
+    out: list[OutcomeStatus] = []
+    for o in project.toc.outcomes:
+        if o.measure is None:
+            out.append(OutcomeStatus(o, NOT_YET_MEASURED,
+                                     "the theory of change does not yet name a measure for it"))
+            continue
+        if o.analysis is None:
+            out.append(OutcomeStatus(
+                o, NOT_YET_MEASURED,
+                f"the theory of change names its measure ({o.measure}) but no analysis to "
+                "evidence it"))
+            continue
+        if o.analysis not in enabled:
+            out.append(OutcomeStatus(
+                o, NOT_YET_MEASURED,
+                f"the {_label(o.analysis)} analysis is not enabled in this project's "
+                f"parameters (`analyses.{o.analysis}`)"))
+            continue
+        mine = [r for r in records if r["outcome_id"] == o.id and r["analysis"] in enabled]
+        if not mine:
+            notebook = NOTEBOOKS.get(o.analysis, "")
+            out.append(OutcomeStatus(
+                o, NOT_YET_MEASURED,
+                f"the {_label(o.analysis)} analysis has not recorded a result for it (its "
+                f"report{f' {notebook}' if notebook else ''} has not been run, or could "
+                "not estimate it)"))
+            continue
+        # Prefer the analysis the ToC names; otherwise the most recently recorded.
+        chosen = next((r for r in mine if r["analysis"] == o.analysis), mine[-1])
+        out.append(OutcomeStatus(o, str(chosen["verdict"]), "", chosen))
+    return out
+
+
+def _unmatched(project: Project, results: pd.DataFrame) -> list[str]:
+    """Outcome ids with recorded results that are not outcomes of the theory of change."""
+    known = {o.id for o in project.toc.outcomes}
+    ids = [str(i) for i in results["outcome_id"].tolist()] if len(results) else []
+    return sorted({i for i in ids if i not in known})
+
+
+# --------------------------------------------------------------------------- words
+
+
+def _join(parts: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
+
+
+def verdict_count_sentence(statuses: list[OutcomeStatus]) -> str:
+    """E.g. 'Of 6 outcomes, 4 improved, 1 showed no clear change and 1 is not yet measured.'"""
+    total = len(statuses)
+    if total and all(not s.measured for s in statuses):
+        return (f"No analysis results have been recorded yet: "
+                f"{'the' if total == 1 else f'all {total}'} "
+                f"{_plural(total, 'outcome is', 'outcomes are')} not yet measured.")
+    counts = Counter(s.verdict for s in statuses)
+    phrases = {
+        "improved": lambda n: f"{n} improved",
+        "no clear change": lambda n: f"{n} showed no clear change",
+        "worsened": lambda n: f"{n} worsened",
+        NOT_YET_MEASURED: lambda n: f"{n} {_plural(n, 'is', 'are')} not yet measured",
+    }
+    parts = [phrases[v](counts[v]) for v in (*VERDICTS, NOT_YET_MEASURED) if counts[v]]
+    return f"Of {total} {_plural(total, 'outcome', 'outcomes')}, {_join(parts)}."
+
+
+def _num(value: Any) -> str:
+    """A number for a board table: 2 decimals below 10, 1 below 1,000, else whole."""
+    if _missing(value):
+        return "–"
+    x = float(value)
+    if not math.isfinite(x):
+        return "–"
+    if abs(x) < 10:
+        text = f"{x:.2f}"
+    elif abs(x) < 1000:
+        text = f"{x:.1f}"
+    else:
+        text = f"{x:,.0f}"
+    return text.replace("-", "\u2212")  # a true minus sign: a hyphen is easy to miss
+
+
+def _ci(low: Any, high: Any) -> str:
+    """'0.65 to 0.91' with no-break spaces, so a narrow table column keeps it on one line."""
+    if _missing(low) or _missing(high):
+        return "–"
+    return f"{_num(low)}\u00a0to\u00a0{_num(high)}"
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
+def _found(status: OutcomeStatus) -> str:
+    """What the analysis found, in its own words (sentence, else headline, else numbers)."""
+    r = status.result or {}
+    if r.get("sentence"):
+        return _sentence(r["sentence"])
+    if r.get("headline"):
+        return _sentence(r["headline"])
+    est = f"{_num(r.get('estimate'))} {r.get('unit') or ''}".strip()
+    return _sentence(f"The estimate is {est} (95% CI {_ci(r.get('ci_low'), r.get('ci_high'))})")
+
+
+def _target_text(o: Outcome) -> str:
+    if o.target and o.timescale:
+        return f"Target: {_sentence(o.target)[:-1]} (timescale: {o.timescale})."
+    if o.target:
+        return f"Target: {_sentence(o.target)}"
+    if o.timescale:
+        return f"No target is set yet. Timescale: {_sentence(o.timescale)}"
+    return "No target or timescale is set yet."
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _withhold_small(table: pd.DataFrame, col: str, threshold: int) -> pd.DataFrame:
+    """Withhold counts in ``col`` below ``threshold`` (zero included).
+
+    A local stand-in for ``evaluation.privacy.suppress``, which was not yet in the kit.
+    The counts come back as text: the number, "fewer than N" (as in the other board
+    tables; no separate note column, so the table fits an A4 page), or "–" when there is
+    none.
+    """
+    out = table.copy()
+    out[col] = [
+        "–" if _missing(v) else (f"fewer than {threshold}" if int(v) < threshold
+                                 else f"{int(v):,}")
+        for v in out[col]
+    ]
+    return out
+
+
+def outcome_table(project: Project, results: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per outcome: verdict, estimate, 95% CI, unit, n and data period.
+
+    ``n`` below ``project.min_count`` is withheld, as in every board table.
+    """
+    rows = []
+    for s in outcome_status(project, results):
+        r = s.result or {}
+        measured = s.measured
+        ci = _ci(r.get("ci_low"), r.get("ci_high")) if measured else "–"
+        rows.append({
+            "Outcome": s.outcome.statement,
+            "Verdict": s.verdict,
+            "Estimate": _num(r.get("estimate")) if measured else "–",
+            "95% CI": ci,
+            "Unit": (r.get("unit") or "–") if measured else "–",
+            "n": r.get("n") if measured else None,
+            "Data period": (r.get("period") or "–") if measured else "–",
+        })
+    table = pd.DataFrame(rows, columns=["Outcome", "Verdict", "Estimate", "95% CI", "Unit",
+                                        "n", "Data period"])
+    return _withhold_small(table, "n", project.min_count)
+
+
+def at_a_glance(project: Project, results: pd.DataFrame | None = None) -> Section:
+    """The overall verdict count, the outcome table and notes on the results file."""
+    results = _results(project, results)
+    statuses = outcome_status(project, results)
+    section = Section("At a glance", verdict_count_sentence(statuses))
+    if not len(results):
+        section.text(
+            f"The results file ({project.results_file.name}) holds no records: run the "
+            "analysis reports first (or the whole project with `evalkit run`), then this "
+            "summary again."
+        )
+    else:
+        worse = [s.outcome.statement for s in statuses if s.verdict == "worsened"]
+        if worse:
+            section.text("**Worsened:** " + "; ".join(worse) + ".")
+    section.table(outcome_table(project, results), "Outcomes: verdict and estimate")
+    extra = _unmatched(project, results)
+    if extra:
+        section.text(
+            "Results were also recorded for "
+            + _join([f"`{i}`" for i in extra])
+            + ", which the theory of change does not list as outcomes; they are not "
+            "counted here."
+        )
+    return section
+
+
+def diagram_section(project: Project, results: pd.DataFrame | None = None) -> Section:
+    """The theory-of-change diagram with each outcome's headline and verdict."""
+    statuses = outcome_status(project, results)
+    evidence = pd.DataFrame(
+        [{"outcome_id": s.outcome.id, "headline": s.result.get("headline") or "",
+          "verdict": s.verdict} for s in statuses if s.result is not None],
+        columns=["outcome_id", "headline", "verdict"],
+    )
+    fig = project.toc.diagram(evidence)
+    section = Section("Theory of change and evidence")
+    section.text("Each outcome box is shaded by its verdict and shows the headline result; "
+                 "the verdict is also written in the box.")
+    return section.figure(fig, diagram_alt_text(project.toc, evidence), wide=True)
+
+
+def outcome_sections(project: Project, results: pd.DataFrame | None = None) -> list[Section]:
+    """One level-3 section per outcome: statement, target, what was found, verdict."""
+    sections = []
+    for s in outcome_status(project, results):
+        o = s.outcome
+        parts = [_target_text(o)]
+        if s.measured:
+            parts.append(f"What was found: {_found(s)}")
+        else:
+            parts.append(f"Not yet measured: {_sentence(s.reason)}")
+        parts.append(f"**Verdict: {s.verdict}**, because {VERDICT_WORDS[s.verdict]}.")
+        if s.measured and s.result and s.result.get("notebook"):
+            page = str(s.result["notebook"]).removesuffix(".ipynb") + ".html"
+            label = _label(str(s.result.get("analysis") or ""))
+            parts.append(f"Details are in the [{label} report]({page}).")
+        section = Section(o.statement, f"Verdict: {s.verdict}", level=3)
+        sections.append(section.text(" ".join(parts)))
+    return sections
+
+
+def action_plan(project: Project) -> Section:
+    """Activities sorted by due date with owner and RAG status written as a word."""
+    acts = sorted(enumerate(project.toc.activities), key=lambda ia: (ia[1].due, ia[0]))
+    counts = Counter(a.rag for a in project.toc.activities)
+    parts = [f"{counts[r]} {r} ({RAG_WORDS[r].split(': ')[1]})"
+             for r in ("green", "amber", "red") if counts[r]]
+    n = len(acts)
+    section = Section("Action plan",
+                      f"{n} {_plural(n, 'activity', 'activities')}: {_join(parts)}.")
+    table = pd.DataFrame(
+        [{
+            "Due": f"{a.due:%d %b %Y}",
+            "Activity": a.what,
+            "Owner": a.owner,
+            "RAG status": RAG_WORDS[a.rag],
+            "Outputs": "; ".join(a.outputs),
+        } for _, a in acts],
+        columns=["Due", "Activity", "Owner", "RAG status", "Outputs"],
+    )
+    return section.table(table, "Activities by due date")
+
+
+def _impact_text(statuses: list[OutcomeStatus]) -> str:
+    lines = [verdict_count_sentence(statuses), ""]
+    for s in statuses:
+        if s.measured:
+            what = (s.result or {}).get("headline") or _found(s).rstrip(".")
+            lines.append(f"- {s.outcome.statement}: {what} ({s.verdict}).")
+        else:
+            lines.append(f"- {s.outcome.statement}: not yet measured.")
+    return "\n".join(lines)
+
+
+def reporting_period_sections(project: Project, results: pd.DataFrame | None = None
+                              ) -> list[Section]:
+    """One level-3 section per reporting period, most recent first.
+
+    Periods are taken to be listed oldest first in the theory of change. The intended
+    outcomes are the same in every period and results are not split by period, so both
+    are given in full under the most recent period and referred to in the others.
+    """
+    periods = list(reversed(project.toc.reporting_periods))
+    if not periods:
+        return [Section(
+            "No reporting periods", level=3,
+            sentence="The theory of change lists no reporting periods; add "
+                     "`reporting_periods:` (period, activity last period, activity next "
+                     "period, exit strategy) to report them here.",
+        )]
+    statuses = outcome_status(project, results)
+    intended = "\n".join(
+        f"- {o.statement}"
+        + (f": {_sentence(o.target)[:-1]}" if o.target else ": no target set yet")
+        + (f" ({o.timescale})" if o.timescale else "")
+        + "."
+        for o in project.toc.outcomes
+    )
+    sections = []
+    for i, p in enumerate(periods):
+        section = Section(p.period, level=3)
+        if i == 0:
+            section.text("**Intended outcomes**\n\n" + intended)
+        else:
+            section.text(f"**Intended outcomes**\n\nAs listed under {periods[0].period}.")
+        section.text("**Activity last period**\n\n" + p.activity_last_period)
+        section.text("**Activity planned next period**\n\n" + p.activity_next_period)
+        if i == 0:
+            section.text("**Impact so far** (results recorded in this report)\n\n"
+                         + _impact_text(statuses))
+        else:
+            section.text(f"**Impact so far**\n\nSee the most recent period "
+                         f"({periods[0].period}): results cover the whole evaluation.")
+        section.text("**Exit strategy**\n\n" + p.exit_strategy)
+        sections.append(section)
+    return sections
+
+
+def conditions_section(project: Project) -> Section:
+    """Moderating factors with their status (as a word) and evidence; the assumptions."""
+    mods = project.toc.moderators
+    counts = Counter(m.status for m in mods)
+    if mods:
+        parts = [f"{counts[k]} {_plural(counts[k], 'is', 'are')} {STATUS_WORDS[k].lower()}"
+                 for k in STATUS_WORDS if counts[k]]
+        sentence = (f"Of {len(mods)} {_plural(len(mods), 'condition', 'conditions')} the "
+                    f"work needs, {_join(parts)}.")
+    else:
+        sentence = "The theory of change lists no moderating factors (conditions for success)."
+    section = Section("Conditions for success", sentence)
+    if mods:
+        section.table(
+            pd.DataFrame(
+                [{"Condition": m.statement, "Status": STATUS_WORDS[m.status],
+                  "Evidence": m.evidence or "–"} for m in mods],
+                columns=["Condition", "Status", "Evidence"],
+            ),
+            "Moderating factors",
+        )
+    if project.toc.assumptions:
+        section.text(
+            "**Assumptions** behind the theory of change (this report does not test them):"
+            "\n\n" + "\n".join(f"- {_sentence(a)}" for a in project.toc.assumptions)
+        )
+    return section
+
+
+def how_to_read(project: Project) -> Section:
+    """What the verdicts mean and what the report withholds."""
+    section = Section("How to read this report")
+    section.text(
+        "Each measured outcome has one headline estimate with a **95% confidence "
+        "interval** (CI): the range of values the data are consistent with. The verdict is "
+        "decided from the interval alone, by the same rule for every analysis:\n\n"
+        f"- **Improved**: {VERDICT_WORDS['improved']}.\n"
+        f"- **Worsened**: {VERDICT_WORDS['worsened']}.\n"
+        f"- **No clear change**: {VERDICT_WORDS['no clear change']}. It does not show that "
+        "the work had no effect: often there are too few pupils or too short a period to "
+        "tell, and a wide interval says so.\n"
+        "- **Not yet measured**: no result has been recorded; the outcome's paragraph "
+        "says why."
+    )
+    section.text(
+        "'No change' means a difference of 0 for differences in points or percentages, and "
+        "a ratio of 1 for rate ratios. The verdict says whether there was a change, not "
+        "whether the target was met: read the target beside what was found. An improvement "
+        "is not proof that the programme caused it; each analysis report explains what it "
+        "compared with (a comparison group or the trend before the programme)."
+    )
+    section.text(
+        f"To protect pupils' privacy, counts below {project.min_count} are withheld from "
+        f"the tables (shown as 'fewer than {project.min_count}'). RAG means red, amber, "
+        "green: the status is always written as a word."
+    )
+    return section
+
+
+def results_provenance(project: Project, results: pd.DataFrame | None = None) -> Section:
+    """Where the results came from: the results file and the report behind each outcome."""
+    records = _records(_results(project, results))
+    section = Section(
+        "Results used",
+        f"The outcome results come from {project.results_file.name}, written by the "
+        "analysis reports of this run.",
+    )
+    if not records:
+        return section.text("The results file holds no records yet.")
+    by_id = {o.id: o.statement for o in project.toc.outcomes}
+    table = pd.DataFrame(
+        [{"Outcome": by_id.get(str(r["outcome_id"]), str(r["outcome_id"])),
+          "Analysis": _label(str(r["analysis"])),
+          "Report": r.get("notebook") or "–"} for r in records],
+        columns=["Outcome", "Analysis", "Report"],
+    )
+    return section.table(table, "Recorded results by report")
+
+
+def show_body(section: Section) -> None:
+    """Display a section's sentence and items without its heading (the summary notebook
+    gives its top-level headings as markdown cells, which feed the contents list)."""
+    section.show(with_heading=False)

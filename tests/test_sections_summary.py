@@ -1,0 +1,330 @@
+"""Tests for the board summary sections, built from the demo project and hand-made results."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the tests must not need a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from evaluation.project import Project, open_project  # noqa: E402
+from evaluation.results import SCHEMA, Result, record_result  # noqa: E402
+from evaluation.sections import summary  # noqa: E402
+from evaluation.toc import NOT_YET_MEASURED  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "params" / "demo.yaml"
+
+
+def _result(outcome_id: str, analysis: str, verdict: str, **kw) -> Result:
+    base = dict(
+        outcome_id=outcome_id, analysis=analysis, measure=kw.pop("measure", outcome_id),
+        estimate=-2.0, ci_low=-3.1, ci_high=-0.9, unit="points", null=0.0, n=234,
+        period="October 2021 to July 2022", direction="lower_is_better", verdict=verdict,
+        headline=f"Headline for {outcome_id}", sentence=f"Sentence found for {outcome_id}.",
+        notebook="10_baseline_followup.ipynb",
+    )
+    base.update(kw)
+    return Result(**base)
+
+
+# What the hand-made analyses "found": needs_met is enabled but has no result; belonging
+# has no measure; referral_attendance rests on fewer pupils than min_count (5).
+RECORDS = [
+    _result("sdq_difficulties", "baseline_followup", "improved"),
+    _result("attendance_targeted", "baseline_followup", "worsened", measure="attendance_pct",
+            estimate=-1.5, ci_low=-2.5, ci_high=-0.5, direction="higher_is_better"),
+    _result("suspensions", "its", "improved", estimate=0.77, ci_low=0.65, ci_high=0.91,
+            unit="rate ratio", null=1.0, n=21, period="2017/18 to 2023/24",
+            headline="Suspensions −23%, RR 0.77 (0.65 to 0.91)",
+            notebook="20_exclusions_its.ipynb"),
+    _result("referral_attendance", "referral_tracking", "no clear change",
+            measure="attendance_pct", estimate=1.2, ci_low=-0.5, ci_high=2.9, n=3,
+            direction="higher_is_better", notebook="30_referral_tracking.ipynb"),
+    # Not an outcome of the demo theory of change: reported, not counted.
+    _result("kpi_response", "referral_tracking", "improved", n=300),
+]
+EXPECTED = {
+    "sdq_difficulties": "improved",
+    "attendance_targeted": "worsened",
+    "suspensions": "improved",
+    "referral_attendance": "no clear change",
+    "needs_met": NOT_YET_MEASURED,
+    "belonging": NOT_YET_MEASURED,
+}
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    results_file = tmp_path_factory.mktemp("summary") / "results.json"
+    for record in RECORDS:
+        record_result(results_file, record, project="demo")
+    return open_project(DEMO, results_file)
+
+
+@pytest.fixture(scope="module")
+def empty_project(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The same project with a results file that holds no records yet."""
+    results_file = tmp_path_factory.mktemp("empty") / "results.json"
+    results_file.write_text(json.dumps({"schema": SCHEMA, "project": "demo", "records": []}))
+    return dataclasses.replace(project, results_file=results_file)
+
+
+def _texts(section) -> str:
+    return "\n".join(i.payload for i in section.items if i.kind == "text")
+
+
+def _by_statement(project: Project) -> dict[str, str]:
+    return {o.statement: o.id for o in project.toc.outcomes}
+
+
+# --------------------------------------------------------------------------- status
+
+
+def test_outcome_status_verdicts_and_reasons(project: Project) -> None:
+    statuses = {s.outcome.id: s for s in summary.outcome_status(project)}
+    assert {k: s.verdict for k, s in statuses.items()} == EXPECTED
+    assert "does not yet name a measure" in statuses["belonging"].reason
+    assert "has not recorded a result" in statuses["needs_met"].reason
+    assert "30_referral_tracking.ipynb" in statuses["needs_met"].reason
+    assert statuses["suspensions"].result["headline"].startswith("Suspensions −23%")
+
+
+def test_disabled_analysis_is_not_yet_measured_even_with_a_stale_result(
+    project: Project,
+) -> None:
+    params = project.params.model_copy(deep=True)
+    params.analyses.its = None
+    without_its = dataclasses.replace(project, params=params)
+    status = {s.outcome.id: s for s in summary.outcome_status(without_its)}["suspensions"]
+    assert status.verdict == NOT_YET_MEASURED
+    assert "not enabled" in status.reason and "analyses.its" in status.reason
+
+
+def test_the_tocs_own_analysis_wins_when_two_analyses_record_an_outcome(
+    project: Project, tmp_path: Path
+) -> None:
+    results_file = tmp_path / "results.json"
+    record_result(results_file, _result("sdq_difficulties", "baseline_followup", "improved"))
+    record_result(results_file, _result("sdq_difficulties", "its", "worsened"))
+    other = dataclasses.replace(project, results_file=results_file)
+    status = summary.outcome_status(other)[0]
+    assert status.outcome.id == "sdq_difficulties"
+    assert (status.verdict, status.result["analysis"]) == ("improved", "baseline_followup")
+
+
+# --------------------------------------------------------------------------- at a glance
+
+
+def test_verdict_count_sentence(project: Project) -> None:
+    section = summary.at_a_glance(project)
+    assert section.sentence == (
+        "Of 6 outcomes, 2 improved, 1 showed no clear change, 1 worsened and 2 are not "
+        "yet measured."
+    )
+    # The wording in the brief: singular verbs for one outcome, zero counts left out.
+    toc = project.toc
+    fake = [
+        summary.OutcomeStatus(o, v, result=None if v == NOT_YET_MEASURED else {"n": 9})
+        for o, v in zip(
+            toc.outcomes,
+            ["improved"] * 4 + ["no clear change", NOT_YET_MEASURED],
+            strict=True,
+        )
+    ]
+    assert summary.verdict_count_sentence(fake) == (
+        "Of 6 outcomes, 4 improved, 1 showed no clear change and 1 is not yet measured."
+    )
+    # Worsened outcomes are named, and results for ids outside the ToC are not counted.
+    text = _texts(section)
+    assert "**Worsened:** Targeted pupils' attendance improves." in text
+    assert "`kpi_response`" in text and "not counted" in text
+
+
+def test_outcome_table_withholds_small_n(project: Project) -> None:
+    table = summary.outcome_table(project)
+    ids = table["Outcome"].map(_by_statement(project))
+    assert list(ids) == [o.id for o in project.toc.outcomes]
+    assert list(table["Verdict"]) == [EXPECTED[i] for i in ids]
+    row = table[ids == "referral_attendance"].iloc[0]
+    assert row["n"] == "fewer than 5"
+    for n in table["n"]:
+        assert n in ("fewer than 5", "–") or int(n.replace(",", "")) >= project.min_count
+    sus = table[ids == "suspensions"].iloc[0]
+    assert (sus["Estimate"], sus["95% CI"], sus["Unit"], sus["n"], sus["Data period"]) == (
+        "0.77", "0.65\u00a0to\u00a00.91", "rate ratio", "21", "2017/18 to 2023/24"
+    )
+    assert table[ids == "sdq_difficulties"].iloc[0]["Estimate"] == "\u22122.00"
+    belonging = table[ids == "belonging"].iloc[0]
+    assert (belonging["Estimate"], belonging["n"]) == ("–", "–")
+
+
+# --------------------------------------------------------------------------- diagram
+
+
+def test_diagram_carries_headlines_and_verdicts(project: Project) -> None:
+    section = summary.diagram_section(project)
+    [(fig, alt)] = section.figures()
+    assert "Suspensions −23%, RR 0.77 (0.65 to 0.91); verdict: improved" in alt
+    assert "Pupils feel they belong in school (no measure, not yet measured" in alt
+    assert "Referred pupils' needs are met (not yet measured" in alt
+    assert "kpi_response" not in alt
+    # Statements ending in a full stop must not leave "schools.;" or ".." in the text.
+    assert ".;" not in alt and ".." not in alt and ".," not in alt
+    drawn = " ".join(" ".join(t.get_text().split()) for t in fig.findobj(plt.Text))
+    assert "Suspensions −23%, RR 0.77 (0.65 to 0.91)" in drawn
+    assert "Verdict: worsened" in drawn
+    assert alt == fig._evalkit_alt
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def test_each_outcome_paragraph_names_its_verdict(project: Project) -> None:
+    sections = summary.outcome_sections(project)
+    assert [s.heading for s in sections] == [o.statement for o in project.toc.outcomes]
+    for section, outcome in zip(sections, project.toc.outcomes, strict=True):
+        verdict = EXPECTED[outcome.id]
+        text = _texts(section)
+        assert section.level == 3
+        assert section.sentence == f"Verdict: {verdict}"
+        assert f"**Verdict: {verdict}**, because {summary.VERDICT_WORDS[verdict]}." in text
+        if outcome.target:
+            assert outcome.target in text
+        if outcome.timescale:
+            assert outcome.timescale in text
+        if verdict != NOT_YET_MEASURED:
+            assert f"Sentence found for {outcome.id}." in text
+    texts = {o.id: _texts(s) for o, s in zip(project.toc.outcomes, sections, strict=True)}
+    assert "Not yet measured: the theory of change does not yet name a measure" in (
+        texts["belonging"]
+    )
+    assert "has not recorded a result" in texts["needs_met"]
+    assert "[interrupted time series report](20_exclusions_its.html)" in texts["suspensions"]
+
+
+# --------------------------------------------------------------------------- action plan
+
+
+def test_action_plan_sorted_by_due_date_with_rag_words(project: Project) -> None:
+    section = summary.action_plan(project)
+    table = section.tables()["Activities by due date"]
+    due = [dt.datetime.strptime(d, "%d %b %Y").date() for d in table["Due"]]
+    assert due == sorted(a.due for a in project.toc.activities)
+    assert len(due) == len(project.toc.activities)
+    by_what = {a.what: a for a in project.toc.activities}
+    for _, row in table.iterrows():
+        activity = by_what[row["Activity"]]
+        assert row["Owner"] == activity.owner
+        assert row["RAG status"] == summary.RAG_WORDS[activity.rag]
+        assert row["RAG status"].split(":")[0] in ("Green", "Amber", "Red")
+    assert section.sentence == (
+        "4 activities: 2 green (on track), 1 amber (at risk) and 1 red (off track)."
+    )
+
+
+# --------------------------------------------------------------------------- periods
+
+
+def test_reporting_periods_with_their_fields(project: Project) -> None:
+    sections = summary.reporting_period_sections(project)
+    periods = project.toc.reporting_periods
+    assert [s.heading for s in sections] == [p.period for p in reversed(periods)]
+    latest, earlier = sections[0], sections[1]
+    for section, period in zip(sections, reversed(periods), strict=True):
+        text = _texts(section)
+        for field in ("**Intended outcomes**", "**Activity last period**",
+                      "**Activity planned next period**", "**Impact so far**",
+                      "**Exit strategy**"):
+            assert field in text
+        assert " ".join(period.activity_last_period.split()) in " ".join(text.split())
+        assert " ".join(period.activity_next_period.split()) in " ".join(text.split())
+        assert " ".join(period.exit_strategy.split()) in " ".join(text.split())
+    latest_text = _texts(latest)
+    for outcome in project.toc.outcomes:
+        assert outcome.statement in latest_text
+        if outcome.target:
+            assert outcome.target.rstrip(".") in latest_text
+    assert "Of 6 outcomes, 2 improved" in latest_text
+    assert "Suspensions −23%, RR 0.77 (0.65 to 0.91) (improved)" in latest_text
+    assert "Pupils feel they belong in school: not yet measured." in latest_text
+    assert f"As listed under {periods[-1].period}" in _texts(earlier)
+
+
+def test_no_reporting_periods_says_how_to_add_them(project: Project) -> None:
+    toc = project.toc.model_copy(update={"reporting_periods": []})
+    [section] = summary.reporting_period_sections(dataclasses.replace(project, toc=toc))
+    assert "reporting_periods:" in section.sentence
+
+
+# --------------------------------------------------------------------------- the rest
+
+
+def test_conditions_and_how_to_read(project: Project) -> None:
+    section = summary.conditions_section(project)
+    table = section.tables()["Moderating factors"]
+    assert list(table["Status"]) == ["Partly in place", "Not yet in place"]
+    assert section.sentence == (
+        "Of 2 conditions the work needs, 1 is partly in place and 1 is not yet in place."
+    )
+    assert project.toc.assumptions[0] in _texts(section)
+    guide = _texts(summary.how_to_read(project))
+    assert "95% confidence interval" in guide and "**No clear change**" in guide
+    assert "counts below 5 are withheld" in guide
+
+
+def test_results_provenance_names_each_report(project: Project) -> None:
+    section = summary.results_provenance(project)
+    table = section.tables()["Recorded results by report"]
+    assert set(table["Report"]) == {
+        "10_baseline_followup.ipynb", "20_exclusions_its.ipynb", "30_referral_tracking.ipynb"
+    }
+    assert "results.json" in section.sentence
+
+
+def test_show_body_displays_no_heading(project: Project, monkeypatch) -> None:
+    shown: list = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    summary.show_body(summary.action_plan(project))
+    html = " ".join(getattr(o, "data", "") or "" for o in shown)
+    assert "<h2" not in html and "Activities by due date" in html
+    assert "Red: off track" in html
+
+
+# --------------------------------------------------------------------------- no results
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_summary_with_no_results(empty_project: Project, tmp_path: Path, exists: bool) -> None:
+    project = empty_project if exists else dataclasses.replace(
+        empty_project, results_file=tmp_path / "missing.json"
+    )
+    glance = summary.at_a_glance(project)
+    assert glance.sentence == (
+        "No analysis results have been recorded yet: all 6 outcomes are not yet measured."
+    )
+    assert "run the analysis reports first" in _texts(glance)
+    table = glance.tables()["Outcomes: verdict and estimate"]
+    assert set(table["Verdict"]) == {NOT_YET_MEASURED} and set(table["n"]) == {"–"}
+    for section in summary.outcome_sections(project):
+        assert section.sentence == f"Verdict: {NOT_YET_MEASURED}"
+    [(_, alt)] = summary.diagram_section(project).figures()
+    assert "verdict:" not in alt
+    latest = _texts(summary.reporting_period_sections(project)[0])
+    assert latest.count(": not yet measured.") == 6
+    assert "holds no records" in _texts(summary.results_provenance(project))
+    assert isinstance(project.results(), pd.DataFrame)
