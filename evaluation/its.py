@@ -478,9 +478,13 @@ def fit(
                                            frequency, control is not None, lo_code)
     offset = np.log(expo) if (expo is not None and family != "gaussian") else None
     fit_mask = ~excluded
+    if family != "gaussian":
+        _check_some_events(y, z, fit_mask, outcome)
     model = _fit_model(family, y[fit_mask], X[fit_mask],
                        None if offset is None else offset[fit_mask], autocorrelation,
                        overdispersion, zf[fit_mask] if control is not None else None)
+    if family != "gaussian":
+        _check_estimable(model, X, offset, fit_mask, codes, outcome, frequency, anchor)
     return _build_result(
         model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask, zf, codes, int_codes,
         starts, family, outcome, frequency, anchor, confidence, impact,
@@ -576,6 +580,42 @@ def _check_values(index, y, expo, outcome, exposure, family) -> None:
                 f"Column '{exposure}': {describe_rows(_rows(index[bad]))} {_have(bad)} a missing, "
                 "zero or negative population. Give the pupil roll (> 0) for every period."
             )
+
+
+def _check_some_events(y, z, fit_mask, outcome) -> None:
+    """A count series with no events at all has no rate to model (the GLM cannot start)."""
+    for flag, name in ((1, "series"), (0, "comparison series")):
+        part = y[(z == flag) & fit_mask]
+        if len(part) and not part.any():
+            raise DataError(
+                f"Column '{outcome}': every period of the {name} has 0 events, so there is no "
+                "rate whose change could be estimated. Use a larger unit (e.g. combine "
+                "schools) or a longer period."
+            )
+
+
+# A fitted mean this small in a count model means the estimates ran off to a boundary.
+_BOUNDARY_MEAN = 1e-6
+
+
+def _check_estimable(model, X, offset, fit_mask, codes, outcome, freq, anchor) -> None:
+    """Runs of zero counts can make the maximum-likelihood estimate not exist: the fit then
+    drives the expected count in those periods towards 0 (log-scale coefficients of -20 or
+    less, standard errors in the thousands) and the rate ratios are meaningless. Detect it
+    from the fitted means rather than report such numbers."""
+    b = np.asarray(model.params)[: X.shape[1]]
+    eta = X[fit_mask] @ b + (0.0 if offset is None else offset[fit_mask])
+    with np.errstate(over="ignore", under="ignore"):
+        mu = np.exp(eta)
+    tiny = mu < _BOUNDARY_MEAN
+    if tiny.any():
+        labels = [_label(c, freq, anchor) for c in codes[fit_mask][tiny]]
+        raise DataError(
+            f"Column '{outcome}': the counts of 0 in {', '.join(labels[:5])}"
+            f"{' ...' if len(labels) > 5 else ''} push the model's expected count towards 0, "
+            "so the level and slope changes cannot be estimated (the maximum-likelihood "
+            "estimate does not exist). Use a larger unit, a longer series or impact='level'."
+        )
 
 
 def _have(mask: np.ndarray, one: str = "has", many: str = "have") -> str:

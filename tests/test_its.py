@@ -487,6 +487,33 @@ def test_missing_outcome_values_suppressed_cells():
         _fit(df)
 
 
+def test_no_events_at_all_is_a_clear_error():
+    # statsmodels' own message here is "first guess on the deviance function returned a nan"
+    df, _ = _series()
+    df["suspensions"] = 0
+    with pytest.raises(DataError, match="every period of the series has 0 events"):
+        _fit(df)
+
+
+def test_run_of_zeros_after_the_interruption_is_not_estimable():
+    # Zeros in every post-interruption period but the last (as Wigan's permanent exclusions
+    # in the DfE data): the Poisson MLE of the level and slope changes does not exist
+    # (level -> -inf, slope -> +inf); without the check the fit returns rate ratios like
+    # 1e-30 with intervals from 0 to infinity.
+    df, t0 = _series(n_pre=12, n_post=12, start="2016-09-01", base=0.01)
+    df.loc[t0 - 1: t0 + 9, "suspensions"] = 0
+    with pytest.raises(DataError, match="cannot be estimated") as exc:
+        _fit(df)
+    assert "September 2017" in str(exc.value)  # names the periods of zeros
+    df.loc[t0 + 10, "suspensions"] = 0  # no events at all after: level change -> -inf
+    with pytest.raises(DataError, match="cannot be estimated"):
+        _fit(df, impact="level")
+    # a few zeros among positive counts are ordinary data and fit normally
+    ok, _ = _series(n_pre=12, n_post=12, start="2016-09-01", base=0.01)
+    ok.loc[[3, 15], "suspensions"] = 0
+    assert np.isfinite(_fit(ok).effects["ci_high"]).all()
+
+
 def test_missing_column_and_bad_options():
     df, _ = _series()
     with pytest.raises(DataError, match="'pupils'"):

@@ -1,0 +1,860 @@
+"""The interrupted-time-series (ITS) report for one theory-of-change outcome.
+
+For an outcome whose analysis is ``its`` (counts per term, month or year, usually
+exclusions), :func:`analyse` fits, with the project's ``analyses.its`` options:
+
+* the **programme series**: counts and pupils on roll summed over the programme units
+  (``group == programme_value``; every unit when there is no group column) per period,
+  fitted by :func:`evaluation.its.fit`;
+* the **controlled comparison**, where comparison units exist: the comparison units' summed
+  series as the control in a controlled ITS (Linden 2015), giving the difference in level
+  and slope change;
+* **unit by unit**: :func:`evaluation.its.fit_many` per group (programme, comparison) with
+  the DerSimonian-Laird pooled estimate and I².
+
+:func:`outcome_sections` turns that into report :class:`~evaluation.sections.Section`s
+(the first carries the headline :class:`~evaluation.results.Result`).
+
+The count analysed is the column named by the outcome's ``measure`` (``suspensions``,
+``permanent_exclusions``); without a measure, ``analyses.its.outcome``.
+
+Missing data. Intake keeps suppressed or empty counts as missing and a roll of 0 (e.g. a
+local authority in the year before it existed). Unit by unit, such rows are dropped and
+listed in the data notes; a unit left with too few periods is reported as not fitted, with
+the reason. For the summed series, rows with a missing count are left out (their pupils
+too); rows with a known count and a roll of 0 are kept: their events happened, and their
+pupils were counted under another unit that period (as when Bedfordshire and Cheshire
+were split in 2009), so the totals match the national figures.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from evaluation import its
+from evaluation.errors import DataError, ParamsError
+from evaluation.params import ItsOptions
+from evaluation.project import Project
+from evaluation.results import Result, verdict
+from evaluation.sections import Section
+from evaluation.toc import Outcome
+
+try:  # another module of the kit; withhold small counts ourselves until it exists
+    from evaluation.privacy import suppress as _privacy_suppress
+except ImportError:  # pragma: no cover - depends on the kit version
+    _privacy_suppress = None
+
+__all__ = ["MANY_UNITS", "NOTEBOOK", "ItsAnalysis", "analyse", "outcome_sections", "sections"]
+
+NOTEBOOK = "20_exclusions_its.ipynb"
+#: Above this many units a forest plot with one labelled row per unit is unreadable, so
+#: the units are drawn as a sorted "caterpillar" without names.
+MANY_UNITS = 40
+# Residual checks: Durbin-Watson far from 2 or a Ljung-Box p below this suggest
+# autocorrelation (Durbin & Watson 1950; Ljung & Box 1978).
+_DW_RANGE = (1.5, 2.5)
+_LB_ALPHA = 0.05
+_UNIT_WORDS = {"monthly": "month", "termly": "term", "yearly": "year"}
+_DROP_MISSING = "count missing (suppressed or not reported)"
+_DROP_ROLL = "no pupils on roll recorded (roll 0 or missing)"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class _Series:
+    """Per-unit rows on a common period scale, with the kit's names."""
+
+    rows: pd.DataFrame  # unit, group, period, code, label, count, roll
+    frequency: str
+    anchor: int
+
+
+def _options(project: Project) -> ItsOptions:
+    options = project.params.analyses.its
+    if options is None:
+        raise ParamsError(
+            f"{project.params.file}: analyses.its is not set; add it (with at least "
+            "`interruption:`) to run the interrupted time series"
+        )
+    return options
+
+
+def _count_column(project: Project, outcome: Outcome, table: pd.DataFrame,
+                  options: ItsOptions) -> str:
+    column = outcome.measure or options.outcome
+    if column not in table.columns:
+        raise ParamsError(
+            f"Outcome '{outcome.id}' names the measure '{column}', which is not a column of "
+            f"the '{outcome.data or options.data}' table (columns: "
+            f"{', '.join(map(str, table.columns))}). In the theory of change, set the "
+            "outcome's `measure` to the count column to analyse, e.g. suspensions or "
+            "permanent_exclusions."
+        )
+    return column
+
+
+def _unit_word(table: pd.DataFrame, by: str | None) -> tuple[str, str]:
+    """What a unit is called (singular, plural).
+
+    Official statistics keep a ``level`` column ("Local authority"); school exports name
+    schools by ``school_id``.
+    """
+    if "level" in table.columns:
+        levels = set(table["level"].dropna().astype(str).str.lower())
+        if levels == {"local authority"}:
+            return "local authority", "local authorities"
+    if by in (None, "school_id"):
+        return "school", "schools"
+    word = str(by).removesuffix("_id").replace("_", " ")
+    return word, word + "s"
+
+
+def _series(table: pd.DataFrame, options: ItsOptions, column: str) -> _Series:
+    """Every row placed on the period scale that :func:`its.fit` uses, so that units whose
+    term dates differ by a few days still add up period by period."""
+    time = options.time
+    needed = [time, column] + [c for c in (options.exposure, options.by) if c]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ParamsError(
+            f"analyses.its names column(s) {', '.join(repr(c) for c in missing)}, which the "
+            f"exclusions table does not have (columns: {', '.join(map(str, table.columns))})"
+        )
+    # The period helpers of evaluation.its are reused so that periods match its fits.
+    dates = its._as_dates(table[time], time)
+    years = dates.astype("datetime64[Y]").astype(np.int64) + 1970
+    months = dates.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    frequency, anchor = its._infer_frequency(dates, months)
+    codes = its._codes(years, months, frequency, anchor)
+    unit = table[options.by].astype("string") if options.by else pd.Series("all", index=table.index)
+    group_col = options.group if options.group and options.group in table.columns else None
+    group = (table[group_col].astype("string").str.strip() if group_col
+             else pd.Series(options.programme_value, index=table.index, dtype="string"))
+    roll = (pd.to_numeric(table[options.exposure], errors="coerce").astype(float)
+            if options.exposure else pd.Series(np.nan, index=table.index))
+    rows = pd.DataFrame({
+        "unit": unit.to_numpy(),
+        "group": group.to_numpy(),
+        "period": its._starts(codes, frequency, anchor),
+        "code": codes,
+        "label": [its._label(c, frequency, anchor) for c in codes],
+        "count": pd.to_numeric(table[column], errors="coerce").astype(float).to_numpy(),
+        "roll": roll.to_numpy(),
+    })
+    return _Series(rows, frequency, anchor)
+
+
+def _usable(rows: pd.DataFrame, exposure: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows a unit's own fit can use, and the dropped rows with the reason."""
+    no_count = rows["count"].isna()
+    no_roll = (rows["roll"].isna() | (rows["roll"] <= 0)) if exposure else no_count & False
+    reason = np.where(no_count, _DROP_MISSING, _DROP_ROLL)
+    dropped = rows[no_count | no_roll].assign(reason=reason[(no_count | no_roll).to_numpy()])
+    # A known count is summed into the totals even where the unit's roll is 0.
+    dropped["in_totals"] = np.where(dropped["count"].notna(), "yes", "no")
+    return rows[~(no_count | no_roll)], dropped
+
+
+def _aggregate(rows: pd.DataFrame, exposure: bool) -> pd.DataFrame:
+    """Counts (and roll) summed per period over rows with a known count."""
+    known = rows[rows["count"].notna()]
+    out = (known.groupby(["period", "label"], sort=True)
+           .agg(count=("count", "sum"), roll=("roll", "sum"), units=("unit", "nunique"))
+           .reset_index())
+    if exposure and (out["roll"] <= 0).any():
+        empty = ", ".join(out.loc[out["roll"] <= 0, "label"])
+        warnings.warn(f"No pupils on roll in {empty} across the units summed: left out of "
+                      "the summed series.", stacklevel=2)
+        out = out[out["roll"] > 0]
+    return out.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+@dataclass
+class ItsAnalysis:
+    """Everything computed for one ITS outcome (see the module docstring)."""
+
+    project: Project
+    outcome: Outcome
+    options: ItsOptions
+    column: str
+    frequency: str
+    unit_word: tuple[str, str]
+    programme_units: list[str]
+    comparison_units: list[str]
+    series: pd.DataFrame  # the programme units' summed series
+    comparison_series: pd.DataFrame | None
+    result: its.ITSResult
+    controlled: its.ITSResult | None
+    many: dict[str, its.ManyResult]  # by group ("programme", "comparison")
+    not_fitted: pd.DataFrame  # unit, group, reason (including units with no usable row)
+    dropped: pd.DataFrame  # unit, group, label, reason, in_totals
+    fit_warnings: list[str] = field(default_factory=list)
+
+    # -- headline -----------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """The measure in words, e.g. 'permanent exclusions'."""
+        return self.column.replace("_", " ")
+
+    @property
+    def group_words(self) -> str:
+        """'programme schools' or 'local authorities' (all units, no comparison design)."""
+        plural = self.unit_word[1]
+        return f"programme {plural}" if self.comparison_units else plural
+
+    def headline_row(self) -> pd.Series:
+        effects = self.result.effects
+        return effects.loc[effects["term"] == self.result.headline_term].iloc[0]
+
+    def headline(self) -> Result:
+        """The headline result for the project summary (the programme series' primary
+        effect: level change, or slope change when the impact model is 'slope')."""
+        row = self.headline_row()
+        est, lo, hi = float(row["estimate"]), float(row["ci_low"]), float(row["ci_high"])
+        cf = self.result.counterfactual
+        name = self.label[:1].upper() + self.label[1:]
+        pct = _signed_pct(est)
+        if row["term"].startswith("slope"):
+            unit = _UNIT_WORDS[self.frequency]
+            text = f"{name} trend {pct} per {unit}, RR {est:.2f} ({lo:.2f} to {hi:.2f})"
+        else:
+            text = f"{name} {pct}, RR {est:.2f} ({lo:.2f} to {hi:.2f})"
+        return Result(
+            outcome_id=self.outcome.id, analysis="its", measure=self.column, estimate=est,
+            ci_low=lo, ci_high=hi, unit="rate ratio", null=1.0, n=len(self.programme_units),
+            period=f"{cf['label'].iloc[0]} to {cf['label'].iloc[-1]}",
+            direction=self.outcome.direction,
+            verdict=verdict(lo, hi, null=1.0, direction=self.outcome.direction),
+            headline=text, sentence=self.result.sentence, notebook=NOTEBOOK,
+        )
+
+    # -- tables -------------------------------------------------------------------
+    def model_table(self) -> pd.DataFrame:
+        o, d = self.options, self.result.diagnostics
+        family = {
+            "poisson": (f"quasi-Poisson (Poisson regression, standard errors scaled by the "
+                        f"over-dispersion {d['scale']:.2f})" if d["family"] == "quasi-poisson"
+                        else "Poisson regression"),
+            "negative_binomial": "negative binomial regression (NB2)",
+        }[o.family]
+        seasonality = {None: "none", "term": "term of year (autumn, spring, summer)"}.get(
+            o.seasonality, f"{o.seasonality} Fourier pair(s)")
+        hac = ("none (ordinary standard errors)" if o.autocorrelation is None else
+               f"Newey-West standard errors, lag {o.autocorrelation}")
+        impact = {"level": "level change only", "slope": "slope change only",
+                  "level+slope": "level change and slope change"}[o.impact]
+        ints = o.interruption if isinstance(o.interruption, list) else [o.interruption]
+        first = self.result.counterfactual.loc[self.result.counterfactual["post"], "label"]
+        rows = [
+            ("Count analysed", f"{self.label} per {_UNIT_WORDS[self.frequency]}"),
+            ("Units in the series", f"{len(self.programme_units)} {self.group_words}"),
+            ("Model family", family),
+            ("Exposure (offset)", f"log of {o.exposure} (pupils on roll)" if o.exposure
+             else "none (counts modelled directly)"),
+            ("Seasonality", seasonality),
+            ("Autocorrelation", hac),
+            ("Impact model", impact),
+            ("Interruption", ", ".join(f"{i:%d %B %Y}" for i in ints)
+             + f" (first period after: {first.iloc[0]})"),
+            ("Phase-in periods left out", str(o.phase_in or 0)),
+            ("Periods before / after", f"{d['n_pre']} / {d['n_post']}"),
+        ]
+        return pd.DataFrame(rows, columns=["Choice", "Used"])
+
+    def effects_table(self, result: its.ITSResult | None = None) -> pd.DataFrame:
+        result = result or self.result
+        unit = _UNIT_WORDS[self.frequency]
+        names = {
+            "level change": "Level change (immediate)",
+            "slope change": f"Slope change (per {unit})",
+            "level change (comparison)": "Level change, comparison series",
+            "slope change (comparison)": f"Slope change per {unit}, comparison series",
+            "difference in level change": "Difference in level change (programme ÷ comparison)",
+            "difference in slope change": "Difference in slope change (programme ÷ comparison)",
+            "baseline level difference": "Baseline level (programme ÷ comparison)",
+            "baseline trend difference": f"Baseline trend per {unit} (programme ÷ comparison)",
+        }
+        e = result.effects
+        out = pd.DataFrame({
+            "Effect": [names.get(t, t) for t in e["term"]],
+            "Rate ratio" if e["scale"].iloc[0] == "rate ratio" else "Difference": e["estimate"],
+            "CI low": e["ci_low"], "CI high": e["ci_high"], "p": e["p"],
+        })
+        if e["scale"].iloc[0] == "rate ratio":
+            out["Change"] = [_signed_pct(v) for v in e["estimate"]]
+        return out
+
+    def cumulative_table(self) -> pd.DataFrame:
+        c = self.result.cumulative.iloc[0]
+        # Whole events: the decimals of an expected count mean nothing to a reader.
+        row = {
+            f"{_UNIT_WORDS[self.frequency].capitalize()}s after": int(c["periods"]),
+            "Observed": round(c["observed_total"]),
+            "Expected on the previous trend": round(c["counterfactual_total"]),
+            "Difference": round(c["difference"]), "CI low": round(c["ci_low"]),
+            "CI high": round(c["ci_high"]),
+        }
+        if self.options.exposure:
+            row |= {"Per 100 pupils": c["per_100"], "Per 100 CI low": c["per_100_ci_low"],
+                    "Per 100 CI high": c["per_100_ci_high"]}
+        return pd.DataFrame([row])
+
+    def cumulative_text(self) -> str:
+        c = self.result.cumulative.iloc[0]
+        d, lo, hi = c["difference"], c["ci_low"], c["ci_high"]
+        word = "fewer" if d < 0 else "more"
+        a, b = (-hi, -lo) if d < 0 else (lo, hi)
+        unit = _UNIT_WORDS[self.frequency]
+        text = (f"**Cumulative effect.** Over the {int(c['periods'])} {unit}s after the "
+                f"interruption there were {c['observed_total']:,.0f} {self.label}, against "
+                f"{c['counterfactual_total']:,.0f} expected had the previous trend continued: "
+                f"about {abs(d):,.0f} {word} (95% CI {a:,.0f} to {b:,.0f}")
+        if self.options.exposure and np.isfinite(c["per_100"]):
+            text += (f"; {abs(c['per_100']):.2f} {word} per 100 pupils on roll over those "
+                     f"{unit}s, with an average roll of {c['mean_exposure']:,.0f}")
+        text += ("). The expected counts assume the earlier trend would have carried on "
+                 "unchanged, an assumption that weighs more the further a period is from the "
+                 "interruption; the interval allows for the uncertainty of the expected count "
+                 "only (delta method), treating the observed counts as fixed.")
+        return text
+
+    def conflict_text(self) -> str:
+        """A caution when the headline level change and what followed point different ways
+        (e.g. a drop in level followed by a steeper rise), so the verdict alone misleads."""
+        e = self.result.effects.set_index("term")
+        if self.result.headline_term != "level change" or "slope change" not in e.index:
+            return ""
+        level, slope = e.loc["level change"], e.loc["slope change"]
+        c = self.result.cumulative.iloc[0]
+        null = 1.0
+        level_down = level["estimate"] < null
+        slope_opposite = (slope["ci_low"] > null) if level_down else (slope["ci_high"] < null)
+        total_opposite = (c["ci_low"] > 0) if level_down else (c["ci_high"] < 0)
+        if not (slope_opposite or total_opposite):
+            return ""
+        unit = _UNIT_WORDS[self.frequency]
+        word = "more" if c["difference"] > 0 else "fewer"
+        return (
+            f"**Read the level and slope changes together.** {self.label.capitalize()} "
+            f"{'fell' if level_down else 'rose'} at the interruption (rate ratio "
+            f"{level['estimate']:.2f}), but the trend afterwards "
+            f"{'rose' if slope['estimate'] > null else 'fell'} by "
+            f"{abs(slope['estimate'] - 1) * 100:.0f}% a {unit} (rate ratio "
+            f"{slope['estimate']:.2f}, 95% CI {slope['ci_low']:.2f} to {slope['ci_high']:.2f}), "
+            f"so over the {int(c['periods'])} {unit}s after it there were about "
+            f"{abs(c['difference']):,.0f} {word} {self.label} than the earlier trend predicted. "
+            "The recorded headline is the level change, the effect specified in advance; on "
+            "its own it does not tell the whole story."
+        )
+
+    def diagnostics_table(self) -> pd.DataFrame:
+        d = self.result.diagnostics
+        missing = d["missing_periods"]
+        rows = [
+            ("Durbin-Watson", f"{d['durbin_watson']:.2f}",
+             "about 2 means no first-order autocorrelation"),
+            ("Autocorrelation at lag 1", f"{d['acf'][0]:.2f}" if d["acf"] else "–",
+             "residual correlation between neighbouring periods"),
+            (f"Ljung-Box p ({d['ljung_box_lags']} lag{'s' if d['ljung_box_lags'] > 1 else ''})",
+             _fmt_p(d["ljung_box_p"]), "small p (< 0.05) suggests autocorrelation"),
+            ("Over-dispersion (Pearson χ² / df)", f"{d['dispersion']:.2f}",
+             "1 for Poisson counts; larger means more variable than Poisson"),
+            ("Scale used for standard errors", f"{d['scale']:.2f}", d["family"]),
+            ("Periods in the fit", str(d["n"]), f"{d['n_pre']} before, {d['n_post']} after"),
+            ("Missing periods", ", ".join(missing) if missing else "none",
+             "gaps are left as gaps; the fit uses the periods that exist"),
+        ]
+        return pd.DataFrame(rows, columns=["Check", "Value", "What it means"])
+
+    def autocorrelation_text(self) -> str:
+        d = self.result.diagnostics
+        dw, lb = d["durbin_watson"], d["ljung_box_p"]
+        concern = not (_DW_RANGE[0] <= dw <= _DW_RANGE[1]) or lb < _LB_ALPHA
+        facts = f"Durbin-Watson {dw:.2f}, Ljung-Box p {_fmt_p(lb)}"
+        lag = self.options.autocorrelation
+        short = min(d["n_pre"], d["n_post"]) < its.POWER_POINTS
+        if not concern:
+            text = (f"**Autocorrelation was not a concern**: the residuals show no clear "
+                    f"correlation from one period to the next ({facts}).")
+            if short:
+                text += (f" With only {d['n_pre']} periods before and {d['n_post']} after, "
+                         "these checks have little power, so this is weak reassurance.")
+        elif lag is not None:
+            kind = " (negative: a high period tends to follow a low one)" if dw > 2 else ""
+            text = (f"**Some autocorrelation remains in the residuals**{kind} ({facts}); the "
+                    f"Newey-West standard errors (lag {lag}) allow for it in the confidence "
+                    "intervals.")
+        else:
+            text = (f"**The residuals look autocorrelated** ({facts}) and the model does not "
+                    "allow for it, so the confidence intervals may be too narrow; consider "
+                    "`autocorrelation: 1` in the parameters.")
+        return text
+
+    def unit_table(self) -> pd.DataFrame:
+        """One row per unit: periods, events (small counts withheld), the effects, status."""
+        frames = []
+        for group, many in self.many.items():
+            e = many.effects
+            ok = e[e["status"] != "error"]
+            base = ok.drop_duplicates("unit")[["unit"]].copy()
+            for term, short in (("level change", "Level"), ("slope change", "Slope")):
+                part = ok[ok["term"] == term].set_index("unit")
+                if part.empty:
+                    continue
+                base[f"{short} RR"] = base["unit"].map(part["estimate"])
+                base[f"{short} CI low"] = base["unit"].map(part["ci_low"])
+                base[f"{short} CI high"] = base["unit"].map(part["ci_high"])
+            base["Periods"] = base["unit"].map(
+                {u: r.diagnostics["n"] for u, r in many.results.items()})
+            base["Events"] = base["unit"].map(
+                {u: float(r.counterfactual["observed"].sum()) for u, r in many.results.items()})
+            base["Status"] = base["unit"].map(
+                {u: _fitted_status(r) for u, r in many.results.items()})
+            base.insert(1, "Group", group)
+            frames.append(base)
+        frames.append(self.not_fitted.rename(columns={"group": "Group", "reason": "Status"})
+                      .assign(Status=lambda f: "not fitted: " + f["Status"]))
+        table = pd.concat(frames, ignore_index=True)
+        order = {g: i for i, g in enumerate(self.many)}
+        table = (table.assign(_g=table["Group"].map(order))
+                 .sort_values(["_g", "unit"], kind="stable").drop(columns="_g")
+                 .reset_index(drop=True))
+        table["Periods"] = table["Periods"].astype("Int64")
+        table = table.rename(columns={"unit": self.unit_word[0].capitalize()})
+        if not self.comparison_units:
+            table = table.drop(columns="Group")
+        cols = [c for c in table.columns if c not in ("Periods", "Events", "Status")]
+        table = table[cols + ["Periods", "Events", "Status"]]
+        return _withhold(table, ["Events"], self.project.min_count)
+
+    def pooled_table(self) -> pd.DataFrame:
+        rows = []
+        for group, many in self.many.items():
+            for _, p in many.pooled.iterrows():
+                rows.append({
+                    "Group": group, "Effect": p["term"], "Units pooled": int(p["k"]),
+                    "Rate ratio": p["estimate"], "CI low": p["ci_low"],
+                    "CI high": p["ci_high"], "p": p["p"], "I²": 100 * p["I2"],
+                    "τ²": f"{p['tau2']:.3g}",
+                })
+        table = pd.DataFrame(rows)
+        if not self.comparison_units and not table.empty:
+            table = table.drop(columns="Group")
+        return table
+
+    def fitting_summary(self) -> pd.DataFrame:
+        """How many units were fitted, and why the others were not."""
+        rows = []
+        for group in self.many:
+            n_ok = len(self.many[group].results)
+            rows.append({"Group": group, "Result": "fitted", "Units": n_ok})
+            nf = self.not_fitted[self.not_fitted["group"] == group]
+            for reason, n in nf["reason"].value_counts().sort_index().items():
+                rows.append({"Group": group, "Result": f"not fitted: {reason}", "Units": n})
+        table = pd.DataFrame(rows)
+        return table.drop(columns="Group") if not self.comparison_units else table
+
+    def notes_table(self) -> pd.DataFrame:
+        d = self.dropped.sort_values(["unit", "code"], kind="stable")
+        table = pd.DataFrame({
+            self.unit_word[0].capitalize(): d["unit"], "Group": d["group"],
+            "Period": d["label"], "Left out because": d["reason"],
+            "In the summed series": d["in_totals"],
+        })
+        if not self.comparison_units:
+            table = table.drop(columns="Group")
+        return table.reset_index(drop=True)
+
+
+def analyse(project: Project, outcome: Outcome) -> ItsAnalysis:
+    """Fit the programme series, the controlled comparison and the per-unit series."""
+    options = _options(project)
+    if options.family == "gaussian":
+        # Tables, figures and the headline are written for rate ratios of counts.
+        raise ParamsError(
+            f"{project.params.file}: analyses.its.family: this report analyses counts of "
+            "exclusions; use poisson (quasi-Poisson) or negative_binomial, with the roll as "
+            "exposure, rather than gaussian"
+        )
+    table = project.table(outcome.data or options.data)
+    column = _count_column(project, outcome, table, options)
+    data = _series(table, options, column)
+    rows = data.rows
+    exposure = options.exposure is not None
+    groups = set(rows["group"].dropna())
+    if options.programme_value not in groups:
+        raise DataError(
+            f"Column '{options.group}' of the exclusions table has no rows marked "
+            f"'{options.programme_value}' (values: {', '.join(sorted(map(str, groups)))}). "
+            "Set analyses.its.programme_value, or group: null to analyse every unit."
+        )
+    fit_kwargs: dict[str, Any] = dict(
+        time="period", outcome="count", exposure="roll" if exposure else None,
+        interruption=options.interruption, family=options.family,
+        seasonality=options.seasonality, autocorrelation=options.autocorrelation,
+        impact=options.impact, phase_in=options.phase_in, frequency=data.frequency,
+        outcome_label=column.replace("_", " "),
+        intervention_label="the programme" if options.group and len(groups) > 1
+        else "the change",
+    )
+
+    programme = rows[rows["group"] == options.programme_value]
+    comparison = rows[rows["group"] == options.comparison_value]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        series = _aggregate(programme, exposure)
+        result = its.fit(series, **fit_kwargs)
+    # The column names in the library's messages are ours, not the user's: drop them.
+    fit_warnings = list(dict.fromkeys(_sentence_case(re.sub(r"^Column '[^']*': ", "",
+                                                            str(w.message)))
+                                      for w in caught))
+    other = rows.loc[~rows["group"].isin([options.programme_value, options.comparison_value])
+                     .fillna(False).astype(bool), "unit"].nunique()
+    if other:
+        fit_warnings.append(
+            f"{other} unit(s) marked neither '{options.programme_value}' nor "
+            f"'{options.comparison_value}' in column '{options.group}' were left out.")
+
+    comparison_series = controlled = None
+    if not comparison.empty:
+        comparison_series = _aggregate(comparison, exposure)
+        stacked = pd.concat([series.assign(comparison=False),
+                             comparison_series.assign(comparison=True)], ignore_index=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the same power caveats as the programme series
+            controlled = its.fit(stacked, control="comparison", **fit_kwargs)
+
+    usable, dropped = _usable(rows[rows["group"].isin([options.programme_value,
+                                                       options.comparison_value])], exposure)
+    many: dict[str, its.ManyResult] = {}
+    not_fitted = []
+    for group in (options.programme_value, options.comparison_value):
+        units = rows.loc[rows["group"] == group, "unit"].unique()
+        if len(units) == 0:
+            continue
+        part = usable[usable["group"] == group]
+        kwargs = {k: v for k, v in fit_kwargs.items() if k != "outcome_label"}
+        m = its.fit_many(part, "unit", **kwargs)
+        errors = m.effects[m.effects["status"] == "error"]
+        for _, r in errors.iterrows():
+            not_fitted.append({"unit": r["unit"], "group": group,
+                               "reason": _short_reason(r["message"])})
+        for u in sorted(set(units) - set(part["unit"])):
+            not_fitted.append({"unit": u, "group": group,
+                               "reason": "no period with both a count and a roll"})
+        many[group] = m
+
+    return ItsAnalysis(
+        project=project, outcome=outcome, options=options, column=column,
+        frequency=data.frequency, unit_word=_unit_word(table, options.by),
+        programme_units=sorted(programme.loc[programme["count"].notna(), "unit"].unique()),
+        comparison_units=sorted(comparison["unit"].unique()),
+        series=series, comparison_series=comparison_series, result=result,
+        controlled=controlled, many=many,
+        not_fitted=pd.DataFrame(not_fitted, columns=["unit", "group", "reason"]),
+        dropped=dropped, fit_warnings=fit_warnings,
+    )
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def outcome_sections(project: Project, outcome: Outcome) -> list[Section]:
+    """The report for one ITS outcome: a level-2 section with the headline and the model
+    (it carries the :class:`Result` to record), then level-3 sections for the programme
+    series, the controlled comparison (if any), the units one by one and the data notes."""
+    a = analyse(project, outcome)
+    return sections(a)
+
+
+def sections(a: ItsAnalysis) -> list[Section]:
+    """Report sections for a fitted :class:`ItsAnalysis`."""
+    name = a.label[:1].upper() + a.label[1:]
+    plural = a.unit_word[1]
+    head = Section(heading=a.outcome.statement, sentence=a.result.sentence)
+    head.result = a.headline()
+    head.text(
+        f"**Headline:** {head.result.headline} — verdict: **{head.result.verdict}**. "
+        f"The count is {a.label} in the {len(a.programme_units)} {a.group_words} added "
+        f"together, {head.result.period}"
+        + (f"; **target:** {a.outcome.target}" if a.outcome.target else "") + "."
+    )
+    if a.options.rationale:
+        head.text(f"**Why this model.** {a.options.rationale}")
+    conflict = a.conflict_text()
+    if conflict:
+        head.text(conflict)
+    head.table(a.model_table(), f"{name}: the model used")
+
+    prog = Section(heading=f"{name}: {a.group_words} together", level=3)
+    prog.figure(*_its_figure(a, a.result, controlled=False))
+    prog.table(a.effects_table(), f"{name}: changes at the interruption (95% CI)")
+    prog.text(a.cumulative_text())
+    prog.table(a.cumulative_table(), f"{name}: cumulative difference after the "
+               "interruption (observed minus expected)")
+    prog.text(a.autocorrelation_text())
+    prog.table(a.diagnostics_table(), f"{name}: model checks")
+    if a.fit_warnings:
+        prog.text("**Cautions from the fit:**\n\n" + "\n".join(f"- {w}" for w in
+                                                                 a.fit_warnings))
+    out = [head, prog]
+
+    if a.controlled is not None:
+        ctl = Section(heading=f"{name}: against the comparison {plural}", level=3)
+        diff = a.controlled.effects.set_index("term").loc[a.controlled.headline_term]
+        ctl.text(
+            f"A controlled interrupted time series (Linden 2015): the {len(a.comparison_units)}"
+            f" comparison {plural} added together are the control series, and the model "
+            "estimates how much more (or less) the programme series changed at the "
+            f"interruption than the comparison series did. The difference in level change is "
+            f"a rate ratio of {diff['estimate']:.2f} (95% CI {diff['ci_low']:.2f} to "
+            f"{diff['ci_high']:.2f}); below 1 means the programme {plural} fell further."
+        )
+        ctl.figure(*_its_figure(a, a.controlled, controlled=True))
+        ctl.table(a.effects_table(a.controlled),
+                  f"{name}: programme against comparison (95% CI)")
+        out.append(ctl)
+
+    units = Section(heading=f"{name}: {a.unit_word[0]} by {a.unit_word[0]}", level=3)
+    units.text(_units_text(a))
+    units.table(a.fitting_summary(), f"{name}: {plural} fitted and not fitted")
+    if any(not m.pooled.empty for m in a.many.values()):
+        units.table(a.pooled_table(), f"{name}: pooled across {plural} (random effects, "
+                    "DerSimonian-Laird)", percent=("I²",))
+        units.figure(*_forest_figure(a))
+    units.table(a.unit_table(), f"{name}: each {a.unit_word[0]} (events below "
+                f"{a.project.min_count} withheld)")
+    out.append(units)
+
+    if not a.dropped.empty:
+        notes = Section(heading=f"{name}: data notes", level=3)
+        n_units = a.dropped["unit"].nunique()
+        notes.text(
+            f"{len(a.dropped)} row(s) from {n_units} {plural if n_units != 1 else a.unit_word[0]}"
+            " could not be used in that unit's own series and were left out of its fit. A "
+            "row with a missing count is also left out of the summed series (with its "
+            "pupils); a row with a count but no roll is kept in the summed series, because "
+            "its events happened and its pupils were counted under another unit."
+        )
+        notes.table(a.notes_table(), f"{name}: rows left out")
+        out.append(notes)
+    return out
+
+
+def _units_text(a: ItsAnalysis) -> str:
+    word, plural = a.unit_word
+    fitted = sum(len(m.results) for m in a.many.values())
+    total = fitted + len(a.not_fitted)
+    text = (f"The same model fitted to each {word}'s own series: **{fitted} of {total} "
+            f"{plural} were fitted**")
+    if len(a.not_fitted):
+        reasons = a.not_fitted["reason"].value_counts()
+        text += "; the others were not, because of " + "; ".join(
+            f"{reason} ({n})" for reason, n in reasons.items())
+    text += (". The pooled estimate is a random-effects average (DerSimonian & Laird 1986) "
+             "that allows the effect to differ between "
+             f"{plural}; I² is the share of the spread between {plural} that is more than "
+             "chance (Higgins & Thompson 2002).")
+    short = [r for m in a.many.values() for r in m.results.values()
+             if min(r.diagnostics["n_pre"], r.diagnostics["n_post"]) < its.POWER_POINTS]
+    if short:
+        text += (f" {len(short)} of the fitted series have fewer than {its.POWER_POINTS} "
+                 "periods on one side of the interruption, so single-unit estimates are "
+                 "imprecise; read the pooled estimate and the overall pattern rather than any "
+                 f"one {word}.")
+    return text
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _its_figure(a: ItsAnalysis, result: its.ITSResult, *, controlled: bool) -> tuple[Any, str]:
+    name = a.label[:1].upper() + a.label[1:]
+    unit = _UNIT_WORDS[a.frequency]
+    when = f"{result.interruptions[0]:%B %Y}"
+    title = (f"{name} per {unit}: programme and comparison {a.unit_word[1]}" if controlled
+             else f"{name} per {unit}, {a.group_words} together")
+    fig = result.plot(title=title)
+    ax = fig.axes[0]
+    ax.set_xlabel({"termly": "Term (start date)", "yearly": "Academic year (start)",
+                   "monthly": "Month"}[a.frequency])
+    ax.set_ylabel(f"{name} per {unit} (count)")
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    cf = result.counterfactual
+    post = cf[cf["post"]]
+    alt = (f"Chart of {a.label} per {unit} in the {len(a.programme_units)} {a.group_words} "
+           f"added together, {cf['label'].iloc[0]} to {cf['label'].iloc[-1]}. Dots show the "
+           f"observed counts (from {cf['observed'].min():,.0f} to {cf['observed'].max():,.0f} "
+           f"a {unit}); the solid line is the fitted model before and after the change; a "
+           f"dotted vertical line marks the interruption ({when}); the dashed line with a "
+           f"shaded 95% band is the counterfactual, the count expected had the earlier trend "
+           f"continued. After the interruption {post['observed'].sum():,.0f} {a.label} were "
+           f"observed against {post['counterfactual'].sum():,.0f} expected.")
+    if controlled:
+        alt += (f" Grey dots and line show the {len(a.comparison_units)} comparison "
+                f"{a.unit_word[1]} added together; here the counterfactual assumes the "
+                "programme series changed as the comparison series did.")
+    return fig, alt
+
+
+def _forest_figure(a: ItsAnalysis) -> tuple[Any, str]:
+    """A forest plot per group, sorted by estimate; a caterpillar plot for many units."""
+    term = a.result.headline_term
+    groups = [(g, m) for g, m in a.many.items() if not m.pooled.empty]
+    parts = [m.effects[(m.effects["term"] == term) & (m.effects["status"] != "error")]
+             .sort_values("estimate", kind="stable").reset_index(drop=True) for _, m in groups]
+    many = max(len(p) for p in parts) > MANY_UNITS
+    name = a.label[:1].upper() + a.label[1:]
+    if many:
+        fig, axes = plt.subplots(len(groups), 1, figsize=(9, 4.2 * len(groups)), squeeze=False)
+    else:
+        heights = [max(2.5, 0.24 * len(p) + 1.2) for p in parts]
+        fig, axes = plt.subplots(len(groups), 1, figsize=(7.5, sum(heights)), squeeze=False,
+                                 gridspec_kw={"height_ratios": heights})
+    # One scale for every panel, wide enough for every point estimate; extreme interval
+    # ends are cut at the edge rather than squeezing the rest into a sliver.
+    est = pd.concat([p["estimate"] for p in parts])
+    lows = pd.concat([p["ci_low"] for p in parts])
+    highs = pd.concat([p["ci_high"] for p in parts])
+    limits = (min(est.min() / 1.5, max(lows.min(), _AXIS_RANGE[0]), 0.8),
+              max(est.max() * 1.5, min(highs.max(), _AXIS_RANGE[1]), 1.25))
+    clipped = int(((lows < limits[0]) | (highs > limits[1])).sum())
+    summary = []
+    for (group, m), part, ax in zip(groups, parts, axes[:, 0], strict=True):
+        pooled = m.pooled[m.pooled["term"] == term].iloc[0]
+        who = f"{group} {a.unit_word[1]}" if a.comparison_units else a.unit_word[1]
+        title = (f"{who.capitalize()}: {term} in each of {len(part)}, pooled RR "
+                 f"{pooled['estimate']:.2f} (I² = {100 * pooled['I2']:.0f}%)")
+        if many:
+            _caterpillar(ax, part, pooled, title, a.unit_word[1])
+            _ratio_axis(ax.yaxis, ax.set_ylim, limits)
+        else:
+            # forest_plot draws units in the order given; sorted, the spread is easy to read
+            its.ManyResult(part, m.pooled, m.results, m.by, m.confidence).forest_plot(
+                term=term, ax=ax, title=title)
+            ax.set_xlabel(f"{term.capitalize()} (rate ratio, log scale; 1 = no change)")
+            _ratio_axis(ax.xaxis, ax.set_xlim, limits)
+        below = int((part["ci_high"] < 1).sum())
+        above = int((part["ci_low"] > 1).sum())
+        summary.append(
+            f"{who}: {len(part)} estimates, {below} with the whole interval below 1 (fewer "
+            f"{a.label}), {above} wholly above 1 and {len(part) - below - above} including 1; "
+            f"pooled rate ratio {pooled['estimate']:.2f} (95% CI {pooled['ci_low']:.2f} to "
+            f"{pooled['ci_high']:.2f}), I² {100 * pooled['I2']:.0f}%"
+        )
+    fig.suptitle(f"{name}: {term} by {a.unit_word[0]}")
+    fig.tight_layout()
+    kind = (f"Caterpillar plot: each {a.unit_word[0]}'s rate ratio with its 95% interval, "
+            "sorted from lowest to highest, with the pooled estimate as a horizontal line and "
+            "band" if many else
+            f"Forest plot: each {a.unit_word[0]}'s rate ratio with its 95% interval, sorted "
+            "from lowest (top) to highest, with the pooled random-effects estimate as a "
+            "diamond at the bottom")
+    cut = (f" {clipped} interval(s) run past the edge of the axis and are cut off."
+           if clipped else "")
+    return fig, (f"{kind}, on a log scale where 1 means no change. " + "; ".join(summary)
+                 + "." + cut)
+
+
+# Rate ratios beyond these are drawn cut off at the edge of the axis.
+_AXIS_RANGE = (0.05, 20.0)
+_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+
+
+def _ratio_axis(axis: Any, set_limits: Any, limits: tuple[float, float]) -> None:
+    """Log axis with plain tick labels (0.5, 1, 2) instead of powers of ten."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    set_limits(*limits)
+    ticks = [t for t in _TICKS if limits[0] <= t <= limits[1]]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _caterpillar(ax: Any, part: pd.DataFrame, pooled: pd.Series, title: str,
+                 plural: str) -> None:
+    x = np.arange(1, len(part) + 1)
+    est = part["estimate"].to_numpy(dtype=float)
+    lo, hi = part["ci_low"].to_numpy(dtype=float), part["ci_high"].to_numpy(dtype=float)
+    # Okabe-Ito blue / vermilion; the legend text says what the colours mean
+    colour = np.where(hi < 1, "#0072B2", np.where(lo > 1, "#D55E00", "0.55"))
+    ax.vlines(x, lo, hi, colors=colour, lw=0.8)
+    ax.scatter(x, est, s=9, c=colour, zorder=3)
+    ax.axhspan(pooled["ci_low"], pooled["ci_high"], color="k", alpha=0.12)
+    ax.axhline(pooled["estimate"], color="k", lw=1.5, label="pooled (random effects)")
+    ax.axhline(1.0, color="0.3", ls=":", lw=1, label="no change")
+    ax.set_yscale("log")
+    ax.set_xlim(0, len(part) + 1)
+    ax.set_xlabel(f"{plural.capitalize()}, sorted by estimate (blue: whole interval below 1; "
+                  "orange: above 1; grey: includes 1)")
+    ax.set_ylabel("Rate ratio (log scale)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _signed_pct(rate_ratio: float) -> str:
+    pct = (rate_ratio - 1) * 100
+    return f"{'−' if pct < 0 else '+'}{abs(pct):.0f}%"
+
+
+def _fmt_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _fitted_status(result: its.ITSResult) -> str:
+    missing = result.diagnostics["missing_periods"]
+    if not missing:
+        return "fitted"
+    return f"fitted; {len(missing)} missing period(s): {', '.join(missing)}"
+
+
+_REASONS = (
+    (re.compile(r"is outside the series"), "no periods on one side of the interruption"),
+    (re.compile(r"only \d+ period\(s\)"), f"fewer than {its.MIN_POINTS} periods before or after"),
+    (re.compile(r"every period of the .* has 0 events"), "no events in any period"),
+    (re.compile(r"expected count towards 0"),
+     "runs of zero counts: the change cannot be estimated"),
+)
+
+
+def _short_reason(message: str) -> str:
+    """A short reason for a unit that could not be fitted (the library's full message is
+    long; the first sentence without the exception name otherwise)."""
+    for pattern, reason in _REASONS:
+        if pattern.search(message):
+            return reason
+    text = re.sub(r"^\w+(Error|Exception): ", "", str(message))
+    text = re.sub(r"^Column '[^']*': ", "", text)
+    return text.split(". ")[0].rstrip(".")
+
+
+def _withhold(table: pd.DataFrame, columns: list[str], threshold: int) -> pd.DataFrame:
+    """Counts below the project's threshold withheld (shown as '–')."""
+    if _privacy_suppress is not None:
+        return _privacy_suppress(table, columns, threshold)
+    out = table.copy()
+    for col in columns:
+        values = pd.to_numeric(out[col], errors="coerce")
+        out[col] = values.where(~(values < threshold)).round().astype("Int64")
+    return out
