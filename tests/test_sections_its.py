@@ -123,16 +123,23 @@ def test_demo_tables_hold_no_pupil_ids(demo):
 def test_demo_result_record(demo):
     _, a, sections = demo
     r = sections[0].result
-    level = a.result.effects.set_index("term").loc["level change"]
+    cu = a.result.cumulative.iloc[0]
     assert (r.outcome_id, r.analysis, r.measure) == ("suspensions", "its", "suspensions")
-    assert (r.estimate, r.ci_low, r.ci_high) == (
-        level["estimate"], level["ci_low"], level["ci_high"])
-    assert (r.unit, r.null, r.n) == ("rate ratio", 1.0, 21)
+    # level+slope: the headline is observed over expected events after the interruption,
+    # with a delta-method CI on the log of the expected total
+    ratio = cu["observed_total"] / cu["counterfactual_total"]
+    half = 1.959964 * cu["se"] / cu["counterfactual_total"]
+    assert r.estimate == pytest.approx(ratio)
+    assert (r.ci_low, r.ci_high) == (pytest.approx(ratio * np.exp(-half)),
+                                     pytest.approx(ratio * np.exp(half)))
+    assert r.ci_low < 0.75 < r.ci_high  # the true level change, with no true slope change
+    assert r.unit == "ratio of observed to expected events after the interruption"
+    assert (r.null, r.n) == (1.0, 21)
     assert r.period == "autumn term 2017/18 to summer term 2023/24"
     assert r.direction == "lower_is_better" and r.verdict == "improved"
     pct = round((1 - r.estimate) * 100)
-    assert r.headline == (f"Suspensions −{pct}%, RR {r.estimate:.2f} "
-                          f"({r.ci_low:.2f} to {r.ci_high:.2f})")
+    assert r.headline == (f"Suspensions −{pct}% against the prior trend, ratio "
+                          f"{r.estimate:.2f} ({r.ci_low:.2f} to {r.ci_high:.2f})")
     assert r.sentence == a.result.sentence and r.notebook == "20_exclusions_its.ipynb"
     assert sections[0].sentence == r.sentence
 
@@ -229,11 +236,14 @@ def test_dfe_result_record(dfe):
 
 def test_dfe_suspensions_level_fall_with_rising_trend_is_flagged(dfe):
     # Fixed-period exclusions fell in level in 2012/13 but rose steeply afterwards: the
-    # recorded verdict (level change) is "improved", so the report must say the rest.
+    # level change alone would read "improved"; the headline (observed over expected after
+    # the interruption) says "worsened", and the report explains both.
     project, perm, _ = dfe
     a = its_sections.analyse(project, project.toc.outcome("fixed_period_exclusion_rate"))
     assert a.column == "suspensions"
-    assert a.headline().verdict == "improved"
+    level = a.result.effects.set_index("term").loc["level change"]
+    assert level["ci_high"] < 1
+    assert a.headline().verdict == "worsened"
     text = a.conflict_text()
     assert "Read the level and slope changes together" in text
     assert "more suspensions than the earlier trend predicted" in text

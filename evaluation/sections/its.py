@@ -37,6 +37,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from evaluation import its
 from evaluation.errors import DataError, ParamsError
@@ -219,21 +220,37 @@ class ItsAnalysis:
         return effects.loc[effects["term"] == self.result.headline_term].iloc[0]
 
     def headline(self) -> Result:
-        """The headline result for the project summary (the programme series' primary
-        effect: level change, or slope change when the impact model is 'slope')."""
-        row = self.headline_row()
-        est, lo, hi = float(row["estimate"]), float(row["ci_low"]), float(row["ci_high"])
+        """The headline result for the project summary.
+
+        With the impact model "level+slope" the headline is the whole post-interruption
+        effect: observed events over the events the pre-interruption trend predicts
+        (observed totals fixed; CI by the delta method on the log of the predicted total,
+        ``exp(±z·se/predicted)``), because a fall in level followed by a steeper rise is
+        not an improvement. With "level" or "slope" it is that term's rate ratio.
+        """
         cf = self.result.counterfactual
         name = self.label[:1].upper() + self.label[1:]
-        pct = _signed_pct(est)
-        if row["term"].startswith("slope"):
-            unit = _UNIT_WORDS[self.frequency]
-            text = f"{name} trend {pct} per {unit}, RR {est:.2f} ({lo:.2f} to {hi:.2f})"
+        if self.options.impact == "level+slope":
+            cu = self.result.cumulative.iloc[0]
+            z = float(stats.norm.ppf(0.5 + self.result.confidence / 2))
+            est = float(cu["observed_total"] / cu["counterfactual_total"])
+            half = z * float(cu["se"] / cu["counterfactual_total"])
+            lo, hi = est * float(np.exp(-half)), est * float(np.exp(half))
+            unit = "ratio of observed to expected events after the interruption"
+            text = (f"{name} {_signed_pct(est)} against the prior trend, ratio {est:.2f} "
+                    f"({lo:.2f} to {hi:.2f})")
         else:
-            text = f"{name} {pct}, RR {est:.2f} ({lo:.2f} to {hi:.2f})"
+            row = self.headline_row()
+            est, lo, hi = float(row["estimate"]), float(row["ci_low"]), float(row["ci_high"])
+            unit, pct = "rate ratio", _signed_pct(est)
+            if row["term"].startswith("slope"):
+                per = _UNIT_WORDS[self.frequency]
+                text = f"{name} trend {pct} per {per}, RR {est:.2f} ({lo:.2f} to {hi:.2f})"
+            else:
+                text = f"{name} {pct}, RR {est:.2f} ({lo:.2f} to {hi:.2f})"
         return Result(
             outcome_id=self.outcome.id, analysis="its", measure=self.column, estimate=est,
-            ci_low=lo, ci_high=hi, unit="rate ratio", null=1.0, n=len(self.programme_units),
+            ci_low=lo, ci_high=hi, unit=unit, null=1.0, n=len(self.programme_units),
             period=f"{cf['label'].iloc[0]} to {cf['label'].iloc[-1]}",
             direction=self.outcome.direction,
             verdict=verdict(lo, hi, null=1.0, direction=self.outcome.direction),
@@ -331,8 +348,8 @@ class ItsAnalysis:
         return text
 
     def conflict_text(self) -> str:
-        """A caution when the headline level change and what followed point different ways
-        (e.g. a drop in level followed by a steeper rise), so the verdict alone misleads."""
+        """A caution when the level change and what followed point different ways (e.g. a
+        drop in level followed by a steeper rise), so the level change alone misleads."""
         e = self.result.effects.set_index("term")
         if self.result.headline_term != "level change" or "slope change" not in e.index:
             return ""
@@ -355,8 +372,9 @@ class ItsAnalysis:
             f"{slope['estimate']:.2f}, 95% CI {slope['ci_low']:.2f} to {slope['ci_high']:.2f}), "
             f"so over the {int(c['periods'])} {unit}s after it there were about "
             f"{abs(c['difference']):,.0f} {word} {self.label} than the earlier trend predicted. "
-            "The recorded headline is the level change, the effect specified in advance; on "
-            "its own it does not tell the whole story."
+            "The level change on its own does not tell the whole story, so the headline "
+            "recorded for the summary compares all events after the interruption with what "
+            "the earlier trend predicted."
         )
 
     def diagnostics_table(self) -> pd.DataFrame:
