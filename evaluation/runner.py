@@ -118,6 +118,9 @@ PRINT_CSS = """
 body { max-width: 60rem; margin: auto; font-family: system-ui, sans-serif; }
 .evalkit-table { border-collapse: collapse; font-size: 0.9rem; margin: 0.5em 0 1.2em; }
 .evalkit-table caption { text-align: left; font-weight: bold; padding-bottom: 0.3em; }
+/* JupyterLab's own CSS right-aligns every cell; text reads better left-aligned (numbers
+   are right-aligned cell by cell, by id, which wins over these class selectors). */
+.jp-RenderedHTMLCommon .evalkit-table th, .jp-RenderedHTMLCommon .evalkit-table td,
 .evalkit-table th, .evalkit-table td { padding: 3px 8px; border-bottom: 1px solid #ddd;
   text-align: left; vertical-align: top; }
 .evalkit-contents ul { list-style: none; padding-left: 0.5em; }
