@@ -300,15 +300,8 @@ def _parse_dates(values: pd.Series, where: str) -> pd.Series:
     uk = uk.fillna(pd.to_datetime(text, format="%d-%m-%Y", errors="coerce"))
     iso = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
     parsed = uk.fillna(iso).fillna(_academic_year_start(text))
-    bad = parsed.isna()
-    if bad.any():
-        rows = _line_numbers(text.index[bad])
-        examples = ", ".join(repr(v) for v in text[bad].head(3))
-        raise DataError(
-            f"{where}: {describe_rows(rows)} hold dates that are not dd/mm/yyyy or yyyy-mm-dd "
-            f"(for example {examples}). Correct them in the file, or re-export the column "
-            "as dates"
-        )
+    _reject(text, parsed.isna(), where, "hold dates that are not dd/mm/yyyy or yyyy-mm-dd",
+            "Correct them in the file, or re-export the column as dates")
     out[parsed.index] = parsed
     return out
 
@@ -328,18 +321,23 @@ def _academic_year_start(text: pd.Series) -> pd.Series:
     return dates
 
 
+def _reject(values: pd.Series, bad: pd.Series, where: str, problem: str, advice: str) -> None:
+    """Stop with one message naming the rows (file line numbers) that hold bad values."""
+    if bad.any():
+        examples = ", ".join(repr(v) for v in values[bad].head(3))
+        raise DataError(
+            f"{where}: {describe_rows(_line_numbers(values.index[bad]))} {problem} "
+            f"(for example {examples}). {advice}"
+        )
+
+
 def _parse_bool(values: pd.Series, where: str) -> pd.Series:
     text = values.astype("string").str.strip().str.lower()
     out = pd.Series(pd.NA, index=values.index, dtype="boolean")
     out[text.isin(TRUE_WORDS).fillna(False)] = True
     out[text.isin(FALSE_WORDS).fillna(False)] = False
-    bad = text.notna() & out.isna()
-    if bad.any():
-        examples = ", ".join(repr(v) for v in values[bad].head(3))
-        raise DataError(
-            f"{where}: {describe_rows(_line_numbers(values.index[bad]))} are not yes/no values "
-            f"(for example {examples}). Use Y/N, yes/no, true/false or 1/0"
-        )
+    _reject(values, text.notna() & out.isna(), where,
+            "are not yes/no values", "Use Y/N, yes/no, true/false or 1/0")
     return out
 
 
@@ -348,13 +346,8 @@ def _parse_number(
 ) -> pd.Series:
     text = values.astype("string").str.strip().str.replace(",", "", regex=False)
     numbers = pd.to_numeric(text, errors="coerce")
-    bad = text.notna() & numbers.isna()
-    if bad.any():
-        examples = ", ".join(repr(v) for v in values[bad].head(3))
-        raise DataError(
-            f"{where}: {describe_rows(_line_numbers(values.index[bad]))} are not numbers "
-            f"(for example {examples}). Remove text such as units or notes from the column"
-        )
+    _reject(values, text.notna() & numbers.isna(), where,
+            "are not numbers", "Remove text such as units or notes from the column")
     if integer:
         fractional = numbers.notna() & (numbers != np.round(numbers))
         if fractional.any() and not round_counts:
