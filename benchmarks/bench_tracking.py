@@ -139,8 +139,10 @@ def main() -> None:
     timed("funnel", T.funnel, reg)
     timed("outcomes_by", T.outcomes_by, reg, by="intervention")
     timed("costs", T.costs, reg)
-    timed("attendance_around_start", T.attendance_around_start, reg, tb["attendance"])
-    timed("event_study", T.event_study, reg, tb["attendance"])
+    # the 5,000,000 attendance rows are matched to the pupils once and shared
+    att = timed("match_attendance", T.match_attendance, reg, tb["attendance"])
+    timed("attendance_around_start", T.attendance_around_start, reg, att)
+    timed("event_study", T.event_study, reg, att)
     timed("suspensions_around_start", T.suspensions_around_start, reg, tb["suspensions"])
     timed("time_to_event", T.time_to_event, reg, tb["suspensions"])
     timed("disproportionality", T.disproportionality_table, tb["pupils"], tb["referrals"],

@@ -29,23 +29,30 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import holidays as holidays_lib
+import holidays.countries.united_kingdom  # noqa: F401  (see below)
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from scipy import stats
-from statsmodels.duration.survfunc import SurvfuncRight, survdiff
+from statsmodels.duration.survfunc import SurvfuncRight
 from statsmodels.stats.proportion import proportion_confint
 
 from evaluation.errors import DataError, describe_rows
+from evaluation.privacy import suppress  # re-exported: tracking.suppress
+
+# ``holidays`` imports its country calendars on first use (about 0.1 s); the import above
+# loads them with this module instead of inside the first register build.
 
 __all__ = [
     "CLOSURE_OUTCOMES",
     "ESCALATION_OUTCOMES",
     "MENU",
     "REVIEW_OUTCOMES",
+    "AttendanceMatch",
     "Register",
     "SurvivalResult",
     "attendance_around_start",
@@ -54,13 +61,18 @@ __all__ = [
     "costs",
     "disproportionality",
     "disproportionality_table",
+    "KPI_ALIASES",
     "england_bank_holidays",
     "event_study",
     "funnel",
+    "kpi_direction",
     "kpi_sentences",
+    "match_attendance",
     "outcomes_by",
     "pathway_kpis",
+    "period_label",
     "plot_km",
+    "quality_summary",
     "suppress",
     "suspensions_around_start",
     "time_open",
@@ -85,7 +97,8 @@ CLOSURE_OUTCOMES: tuple[str, ...] = (
 )
 ESCALATION_OUTCOMES: tuple[str, ...] = CLOSURE_OUTCOMES[1:]
 REVIEW_OUTCOMES: tuple[str, ...] = ("attendance_improved", "ready_to_learn", "on_track")
-QUALITY_COLUMNS = ["table", "record_id", "column", "problem", "action"]
+QUALITY_COLUMNS = ["table", "record_id", "column", "problem", "action", "check"]
+_NO_ISSUES = pd.DataFrame(columns=QUALITY_COLUMNS)  # shared: callers only test its length
 
 _FAR_FUTURE = pd.Timestamp("2200-01-01")
 _REFERRAL_OPTIONAL = {
@@ -185,20 +198,29 @@ def _issue(
     column: str,
     problem: Any,
     action: Any,
+    check: str | None = None,
 ) -> pd.DataFrame:
     """Quality rows for the True rows of ``mask``; ``problem``/``action`` may be a string, a
-    Series aligned with ``df``, or a function of the flagged sub-frame."""
+    Series aligned with ``df``, or a function of the flagged sub-frame. ``check`` names the
+    check in words that never include a record's values (it defaults to ``problem`` when
+    that is a fixed string), so problems can be counted without showing ids."""
+    if check is None:
+        if not isinstance(problem, str):
+            raise TypeError("_issue: give `check` when the problem text depends on the record")
+        check = problem
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
-        return pd.DataFrame(columns=QUALITY_COLUMNS)
+        return _NO_ISSUES
 
-    sub = df[mask]
+    class _Flagged:  # the flagged rows of the columns a message asks for, not a frame copy
+        def __getitem__(self, col: str) -> pd.Series:
+            return df[col][mask].reset_index(drop=True)
 
     def pick(x: Any) -> Any:
         if isinstance(x, str):
             return x
         if callable(x):  # build text for the flagged rows only
-            x = x(sub)
+            x = x(_Flagged())
             return np.asarray(pd.Series(x).astype(object))
         return np.asarray(x.astype(object))[mask]
 
@@ -209,6 +231,7 @@ def _issue(
             "column": column,
             "problem": pick(problem),
             "action": pick(action),
+            "check": check,
         }
     )
 
@@ -217,13 +240,46 @@ def _fmt_dates(s: pd.Series) -> pd.Series:
     return s.dt.strftime("%Y-%m-%d").astype(object)
 
 
-def _positions(keys: Any, values: Any) -> np.ndarray:
+def _arrow_strings(x: Any) -> Any:
+    """The pyarrow array behind an Arrow-backed string Series/Index, else ``None``.
+
+    pandas 3 stores ``str`` columns in pyarrow when it is installed; matching those with
+    ``pyarrow.compute`` avoids turning millions of ids into Python objects.
+    """
+    if not isinstance(x, pd.Series | pd.Index):
+        return None
+    dtype = x.dtype
+    arrow = (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow") or (
+        isinstance(dtype, pd.ArrowDtype))
+    if not arrow:
+        return None
+    import pyarrow as pa
+
+    arr = x.array.__arrow_array__()
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    return arr
+
+
+def _positions(keys: Any, values: Any, dtype: Any = np.int64) -> np.ndarray:
     """Position in ``keys`` of each of ``values`` (-1 where absent or missing).
 
-    Vectorised: ``pandas.factorize`` each side, then match only the distinct values (fast for
-    Arrow-backed strings, where ``Series.isin`` is slow). With duplicated keys the first
-    position is used.
+    Vectorised. With duplicated keys the first position is used. Arrow-backed strings are
+    matched by ``pyarrow.compute.index_in`` (a hash lookup in C++, no Python objects);
+    anything else by ``pandas.factorize`` on each side, matching only the distinct values.
+    ``dtype``: the integer type of the result (``np.int32`` halves the memory for long
+    tables; the caller makes sure the keys fit).
     """
+    ka, va = _arrow_strings(keys), _arrow_strings(values)
+    if ka is not None and va is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        value_set = ka.combine_chunks() if isinstance(ka, pa.ChunkedArray) else ka
+        if value_set.type != va.type:
+            value_set = value_set.cast(va.type)
+        found = pc.index_in(va, value_set=value_set, skip_nulls=True)
+        return np.asarray(pc.fill_null(found, -1), dtype=dtype)
     kc, ku = pd.factorize(np.asarray(keys, dtype=object) if not isinstance(
         keys, pd.Series | pd.Index) else keys)
     vc, vu = pd.factorize(np.asarray(values, dtype=object) if not isinstance(
@@ -234,7 +290,7 @@ def _positions(keys: Any, values: Any) -> np.ndarray:
     first[kc[rev][ok]] = rev[ok]  # later writes win, so the first occurrence is kept
     match = pd.Index(np.asarray(ku, dtype=object)).get_indexer(np.asarray(vu, dtype=object))
     pos_u = np.where(match >= 0, first[np.maximum(match, 0)], -1)
-    return np.where(vc >= 0, pos_u[np.maximum(vc, 0)], -1)
+    return np.where(vc >= 0, pos_u[np.maximum(vc, 0)], -1).astype(dtype, copy=False)
 
 
 def _take(values: pd.Series, pos: np.ndarray) -> pd.Series:
@@ -244,8 +300,25 @@ def _take(values: pd.Series, pos: np.ndarray) -> pd.Series:
     return out.where(pd.Series(pos >= 0)) if (pos < 0).any() else out
 
 
+_NAT_INT = np.iinfo(np.int64).min
+_SUBDAY_UNITS = {"D": 1, "h": 24, "m": 1440, "s": 86_400, "ms": 86_400_000,
+                 "us": 86_400_000_000, "ns": 86_400_000_000_000}
+
+
 def _days(s: pd.Series) -> np.ndarray:
-    """Dates as int64 day numbers since 1970-01-01 (NaT becomes the int64 minimum)."""
+    """Dates as int64 day numbers since 1970-01-01 (NaT becomes the int64 minimum).
+
+    Integer division of the stored datetime64 values (no conversion of millions of dates
+    to another unit); floor division, so times of day fall on their own date.
+    """
+    arr = s.to_numpy()
+    if arr.dtype.kind == "M":
+        unit, count = np.datetime_data(arr.dtype)
+        if unit in _SUBDAY_UNITS and _SUBDAY_UNITS[unit] % count == 0:
+            i = arr.view(np.int64)
+            out = i // (_SUBDAY_UNITS[unit] // count)
+            out[i == _NAT_INT] = _NAT_INT
+            return out
     return s.to_numpy(dtype="datetime64[D]").astype(np.int64)
 
 
@@ -257,12 +330,17 @@ def _days(s: pd.Series) -> np.ndarray:
 def england_bank_holidays(years: Iterable[int]) -> np.ndarray:
     """England bank holidays for ``years`` as a sorted ``datetime64[D]`` array.
 
-    Source: ``holidays.country_holidays("GB", subdiv="ENG", years=years)``.
+    Source: ``holidays.country_holidays("GB", subdiv="ENG", years=years)`` (cached per set
+    of years; a fresh copy is returned).
     """
-    years = sorted({int(y) for y in years})
+    return _bank_holidays(tuple(sorted({int(y) for y in years}))).copy()
+
+
+@lru_cache(maxsize=32)
+def _bank_holidays(years: tuple[int, ...]) -> np.ndarray:
     if not years:
         return np.array([], dtype="datetime64[D]")
-    hol = holidays_lib.country_holidays("GB", subdiv="ENG", years=years)
+    hol = holidays_lib.country_holidays("GB", subdiv="ENG", years=list(years))
     return np.array(sorted(hol.keys()), dtype="datetime64[D]")
 
 
@@ -275,6 +353,8 @@ def _day_array(x: Any) -> np.ndarray:
 
 
 def _holiday_array(holidays: Iterable | None, *day_arrays: np.ndarray) -> np.ndarray:
+    if isinstance(holidays, np.ndarray) and holidays.dtype.kind == "M":
+        return np.unique(holidays.astype("datetime64[D]"))
     if holidays is not None:
         vals = list(holidays)
         if not vals:
@@ -342,9 +422,45 @@ class Register:
     reviews: pd.DataFrame
     today: pd.Timestamp
     holidays: np.ndarray = field(repr=False)
+    # Position in ``table`` of each intervention's referral, computed once by
+    # build_register; trusted only while ``table`` and ``interventions`` are the very
+    # objects it was computed for (see _intervention_positions).
+    _links: tuple | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.table)
+
+
+def _intervention_positions(register: Register, interventions: pd.DataFrame | None = None
+                            ) -> np.ndarray:
+    """Position in ``register.table`` of each intervention's referral (-1 if none)."""
+    iv = register.interventions if interventions is None else interventions
+    links = register._links
+    if (links is not None and links[0] is register.table and links[1] is iv
+            and len(links[2]) == len(iv)):
+        return links[2]
+    return _positions(register.table["referral_id"], iv["referral_id"])
+
+
+def _stable_order(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
+    """``np.lexsort((secondary, primary))`` (stable: ties keep their order), faster for
+    small non-negative integer keys by sorting one combined int64 key."""
+    if len(primary) == 0:
+        return np.arange(0)
+    lo, hi = int(secondary.min()), int(secondary.max())
+    span = hi - lo + 1
+    if primary.min() >= 0 and lo > _NAT_INT and span * (int(primary.max()) + 1) < 2**62:
+        return np.argsort(primary.astype(np.int64) * span + (secondary - lo), kind="stable")
+    return np.lexsort((secondary, primary))
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (``np.unique`` by sorting, which is much
+    faster than numpy 2's hash-based ``np.unique`` for large integer arrays)."""
+    if len(values) == 0:
+        return values.copy()
+    v = np.sort(values)
+    return v[np.r_[True, v[1:] != v[:-1]]]
 
 
 def _exclude_or_raise(
@@ -362,33 +478,81 @@ def _exclude_or_raise(
             f"The {table} table, column {column!r}: {describe_rows(_lines(bad))} {problem}. "
             f"{fix}, or pass strict=False to list them in .quality and leave them out."
         )
-    return _issue(df, bad, table, id_col, column, problem, f"excluded: {fix.lower()}")
+    return _issue(df, bad, table, id_col, column, problem, f"excluded: {fix.lower()}",
+                  check=problem.replace("have no", "no"))
+
+
+def _menu_names(names: pd.Series) -> tuple[pd.Categorical, np.ndarray, np.ndarray]:
+    """Intervention names matched to the menu ignoring case and surrounding spaces.
+
+    Returns a Categorical (menu items first, then other names sorted, kept under their
+    stripped spelling), a boolean on-menu mask, and the stripped raw name of every row
+    (object array; missing stays missing). Only the distinct names are cleaned in Python.
+    """
+    lookup = {m.lower(): m for m in MENU}
+    codes, uniq = pd.factorize(names)
+    raw = pd.Series(np.asarray(uniq, dtype=object), dtype=object).map(lambda v: str(v).strip())
+    mapped = raw.map(lambda v: lookup.get(v.lower()))
+    known = mapped.notna().to_numpy(dtype=bool)
+    canon = np.where(known, mapped.to_numpy(dtype=object), raw.to_numpy(dtype=object))
+    cats = list(MENU) + sorted(set(canon[~known]))
+    ucode = pd.Index(cats).get_indexer(canon)
+    ok = codes >= 0
+    safe = np.where(ok, codes, 0)
+    cat = pd.Categorical.from_codes(np.where(ok, ucode[safe] if len(ucode) else -1, -1),
+                                    categories=cats)
+    on_menu = ok & (known[safe] if len(known) else False)
+    stripped = np.where(ok, raw.to_numpy(dtype=object)[safe] if len(raw) else None, None)
+    return cat, on_menu, stripped
 
 
 def _normalise_names(names: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Map names to menu spelling ignoring case/spaces; return (names, on_menu mask)."""
-    lookup = {m.lower(): m for m in MENU}
-    clean = names.astype("str").str.strip()
-    mapped = clean.str.lower().map(lookup)
-    on_menu = mapped.notna()
-    return mapped.where(on_menu, clean), on_menu
+    cat, on_menu, _ = _menu_names(names)
+    return (pd.Series(np.asarray(cat, dtype=object), index=names.index, dtype="str"),
+            pd.Series(on_menu, index=names.index))
 
 
-def _joined_names(ref_ids: pd.Series, names: pd.Series, index: pd.Index) -> pd.Series:
-    """Distinct names per referral, sorted and joined by "; " (vectorised via bitmasks over
-    the distinct names, so only the distinct combinations are joined in Python)."""
-    codes, uniq = pd.factorize(names.to_numpy(dtype=object), sort=True)
-    if len(uniq) > 62:  # too many distinct names for a bitmask: plain groupby join
-        pairs = pd.DataFrame({"r": ref_ids.to_numpy(), "n": names.to_numpy(dtype=object)})
-        pairs = pairs.drop_duplicates().sort_values(["r", "n"])
-        return pairs.groupby("r")["n"].agg("; ".join).reindex(index)
-    bits = pd.Series(np.left_shift(np.int64(1), codes.astype(np.int64)))
-    pairs = pd.DataFrame({"r": ref_ids.to_numpy(), "b": bits}).drop_duplicates()
-    mask = pairs.groupby("r", sort=False)["b"].sum()
-    combos = pd.unique(mask.to_numpy())
-    text = {int(m): "; ".join(uniq[i] for i in range(len(uniq)) if (int(m) >> i) & 1)
-            for m in combos}
-    return mask.map(text).reindex(index).astype("str")
+def _group_bounds(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start positions of the runs of equal values in ``sorted_keys`` and each run's key."""
+    if not len(sorted_keys):
+        return np.array([], dtype=np.int64), sorted_keys[:0]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    return starts, sorted_keys[starts]
+
+
+def _sum_min1(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per-run sums ignoring NaN; NaN when a run has no value (pandas ``min_count=1``)."""
+    if not len(starts):
+        return np.array([], dtype=float)
+    ok = ~np.isnan(values)
+    total = np.add.reduceat(np.where(ok, values, 0.0), starts)
+    count = np.add.reduceat(ok.astype(np.int64), starts)
+    return np.where(count > 0, total, np.nan)
+
+
+def _joined_codes(codes: np.ndarray, categories: Sequence[str], starts: np.ndarray
+                  ) -> np.ndarray:
+    """Distinct names per run, sorted and joined by "; " (object array, one per run).
+
+    Bitmasks over the distinct names are OR-ed per run, so only the distinct combinations
+    are joined in Python.
+    """
+    if not len(starts):
+        return np.array([], dtype=object)
+    cats = np.asarray(categories, dtype=object)
+    if len(cats) > 62:  # too many distinct names for a bitmask: join per run
+        runs = np.split(codes, starts[1:])
+        return np.array(["; ".join(sorted({cats[c] for c in r})) for r in runs], dtype=object)
+    rank = np.empty(len(cats), dtype=np.int64)
+    rank[np.argsort(cats.astype(str), kind="stable")] = np.arange(len(cats))
+    alpha = cats[np.argsort(cats.astype(str), kind="stable")]
+    bits = np.left_shift(np.int64(1), rank[codes])
+    mask = np.bitwise_or.reduceat(bits, starts)
+    combos = _distinct(mask)
+    text = np.array(["; ".join(alpha[i] for i in range(len(alpha)) if (int(m) >> i) & 1)
+                     for m in combos], dtype=object)
+    return text[np.searchsorted(combos, mask)]
 
 
 def build_register(
@@ -416,7 +580,8 @@ def build_register(
     ``needs_met`` (closed with outcome ``"needs met"``; missing while open or if no outcome).
     With ``pupils``, the pupil columns (sex, sen_status, fsm, ethnicity, ...) are joined on.
 
-    ``quality`` columns: table, record_id, column, problem, action. Checked: missing
+    ``quality`` columns: table, record_id, column, problem, action, check (the check in
+    words with no record's values, for counting: :func:`quality_summary`). Checked: missing
     referral date/pupil id/ids (excluded, or DataError with ``strict=True``); unknown
     referral id in interventions or reviews (excluded); intervention before its referral;
     closure before the first response; response/closure/intervention end before its start
@@ -437,7 +602,8 @@ def build_register(
     ref = _add_optional(referrals.reset_index(drop=True).copy(), _REFERRAL_OPTIONAL)
     for c in ("referral_date", "first_response_date", "closure_date"):
         ref[c] = _as_dates(ref, "referrals", c)
-    dup = ref["referral_id"].duplicated(keep=False) & ref["referral_id"].notna()
+    rcodes = pd.factorize(ref["referral_id"])[0]  # -1 = missing
+    dup = pd.Series((np.bincount(rcodes + 1)[rcodes + 1] > 1) & (rcodes >= 0))
     if dup.any():
         shown = ", ".join(map(str, ref.loc[dup, "referral_id"].unique()[:5]))
         raise DataError(
@@ -454,22 +620,27 @@ def build_register(
     usable = ref["referral_id"].notna() & ref["pupil_id"].notna() & ref["referral_date"].notna()
     ref = ref[usable].reset_index(drop=True)
 
-    outcome = ref["closure_outcome"].astype("str").str.strip()
+    # clean the distinct outcomes only, then map them back to the rows
+    ocodes, ouniq = pd.factorize(ref["closure_outcome"])
+    stripped = pd.Series(np.asarray(ouniq, dtype=object), dtype="str").str.strip()
     lookup = {o.lower(): o for o in CLOSURE_OUTCOMES}
-    canon = outcome.str.lower().map(lookup)
+    ucanon = stripped.str.lower().map(lookup)
+    outcome = pd.Series(_take(stripped, ocodes).to_numpy(), index=ref.index, dtype="str")
+    canon = pd.Series(_take(ucanon, ocodes).to_numpy(), index=ref.index, dtype="str")
     bad = outcome.notna() & canon.isna()
     issues.append(_issue(ref, bad, "referrals", "referral_id", "closure_outcome",
                          lambda d: "closure outcome '" + d["closure_outcome"].astype(object)
                          + "' is not in the list",
                          "kept: counted as an unlisted outcome; use "
-                         + ", ".join(CLOSURE_OUTCOMES)))
+                         + ", ".join(CLOSURE_OUTCOMES),
+                         check="closure outcome not in the list"))
     ref["closure_outcome"] = canon.where(canon.notna(), outcome)
 
     for c in ("referral_date", "first_response_date", "closure_date"):
         fut = ref[c] > today
         issues.append(_issue(ref, fut, "referrals", "referral_id", c,
                              lambda d, c=c: "date " + _fmt_dates(d[c]) + " is after today",
-                             "kept: check the date"))
+                             "kept: check the date", check="date after today"))
     neg = ref["first_response_date"] < ref["referral_date"]
     issues.append(_issue(ref, neg, "referrals", "referral_id", "first_response_date",
                          "negative duration: first response before the referral date",
@@ -483,7 +654,7 @@ def build_register(
                          "closure before the first response", "kept: check both dates"))
     # a pupil referred again while an earlier referral is still open
     pcode = pd.factorize(ref["pupil_id"])[0]
-    order = np.lexsort((_days(ref["referral_date"]), pcode))
+    order = _stable_order(pcode, _days(ref["referral_date"]))
     srt_p = pcode[order]
     end = pd.Series(_days(ref["closure_date"].fillna(_FAR_FUTURE))[order])
     prev_end = end.groupby(srt_p).cummax().groupby(srt_p).shift(1).to_numpy()
@@ -492,7 +663,8 @@ def build_register(
     issues.append(_issue(ref, twice, "referrals", "referral_id", "referral_date",
                          lambda d: "pupil " + d["pupil_id"].astype(object)
                          + " referred again while an earlier referral was still open",
-                         "kept: check whether it duplicates the earlier referral"))
+                         "kept: check whether it duplicates the earlier referral",
+                         check="pupil referred again while an earlier referral was open"))
 
     # ---- interventions ---------------------------------------------------------------
     iv = _add_optional(interventions.reset_index(drop=True).copy(), _INTERVENTION_OPTIONAL)
@@ -510,13 +682,15 @@ def build_register(
     issues.append(_issue(iv, unknown, "interventions", "intervention_id", "referral_id",
                          lambda d: "unknown referral id "
                          + d["referral_id"].astype(object).fillna(""),
-                         "excluded: not linked to a usable referral"))
+                         "excluded: not linked to a usable referral",
+                         check="unknown referral id"))
     keep = ~unknown & iv["start_date"].notna().to_numpy() & iv["intervention"].notna().to_numpy()
     iv = iv[keep].reset_index(drop=True)
     ipos = ipos[keep]
 
-    raw_names = iv["intervention"].astype("str").str.strip()
-    iv["intervention"], on_menu = _normalise_names(iv["intervention"])
+    names, on_menu, stripped = _menu_names(iv["intervention"])
+    iv["intervention"] = names
+    raw_names = pd.Series(stripped, dtype=object)
     off = raw_names[~on_menu]
     if len(off):
         uniq = off.unique()
@@ -526,12 +700,9 @@ def build_register(
             sugg[u] = (f"kept under its own name; closest menu item: '{m[0]}'" if m
                        else "kept under its own name; no close menu item")
         issues.append(_issue(iv, ~on_menu, "interventions", "intervention_id", "intervention",
-                             lambda d: "'" + raw_names[~on_menu].astype(object)
-                             + "' is not on the menu",
-                             lambda d: raw_names[~on_menu].astype(object).map(sugg)))
+                             lambda d: "'" + off + "' is not on the menu",
+                             lambda d: off.map(sugg), check="intervention not on the menu"))
 
-    cats = list(MENU) + sorted(set(iv.loc[~on_menu.to_numpy(), "intervention"]))
-    iv["intervention"] = pd.Categorical(iv["intervention"], categories=cats)
     iv["referral_date"] = _take(ref["referral_date"], ipos)
     iv["pupil_id"] = _take(ref["pupil_id"], ipos)
     before = iv["start_date"] < iv["referral_date"]
@@ -545,7 +716,7 @@ def build_register(
     for c in ("start_date", "end_date"):
         issues.append(_issue(iv, iv[c] > today, "interventions", "intervention_id", c,
                              lambda d, c=c: "date " + _fmt_dates(d[c]) + " is after today",
-                             "kept: check the date"))
+                             "kept: check the date", check="date after today"))
     over = iv["sessions_attended"] > iv["sessions_planned"]
     issues.append(_issue(iv, over, "interventions", "intervention_id", "sessions_attended",
                          "sessions attended above sessions planned",
@@ -567,56 +738,65 @@ def build_register(
     issues.append(_issue(rv, unknown, "reviews", "review_id", "referral_id",
                          lambda d: "unknown referral id "
                          + d["referral_id"].astype(object).fillna(""),
-                         "excluded: not linked to a usable referral"))
+                         "excluded: not linked to a usable referral",
+                         check="unknown referral id"))
     keep = ~unknown & ~bad.to_numpy()
     rv = rv[keep].reset_index(drop=True)
     rpos = rpos[keep]
     issues.append(_issue(rv, rv["review_date"] > today, "reviews", "review_id", "review_date",
                          lambda d: "date " + _fmt_dates(d["review_date"]) + " is after today",
-                         "kept: check the date"))
+                         "kept: check the date", check="date after today"))
     rref = _take(ref["referral_date"], rpos)
     issues.append(_issue(rv, rv["review_date"] < rref, "reviews", "review_id", "review_date",
                          "review before the referral date", "kept: check the date"))
 
     # ---- aggregate -------------------------------------------------------------------
-    # integer keys (position of the referral in ``ref``) for speed; stable sorts keep ties in
-    # file order
-    iv["_r"] = ipos
-    ivs = iv.iloc[np.lexsort((_days(iv["start_date"]), ipos))]
-    g = ivs.groupby("_r", sort=False)
-    agg = pd.DataFrame(
-        {
-            "first_intervention_start": g["start_date"].min(),
-            "first_intervention": g["intervention"].first(),
-            "n_interventions": g.size(),
-            "sessions_planned": g["sessions_planned"].sum(min_count=1),
-            "sessions_attended": g["sessions_attended"].sum(min_count=1),
-            "cost": g["cost"].sum(min_count=1),
-        }
-    )
-    agg["interventions"] = _joined_names(ivs["_r"], ivs["intervention"], agg.index)
-    iv = iv.drop(columns="_r")
-
-    rv["_r"] = rpos
-    rvs = rv.iloc[np.lexsort((_days(rv["review_date"]), rpos))]
-    rg = rvs.groupby("_r", sort=False)
-    last = rvs.drop_duplicates("_r", keep="last").set_index("_r")
-    rv = rv.drop(columns="_r")
-    ragg = pd.DataFrame({"first_review_date": rg["review_date"].min(), "n_reviews": rg.size()})
-    for c in REVIEW_OUTCOMES:
-        ragg[c] = last[c]
-
+    # numpy on integer keys (position of the referral in ``ref``): sort by (referral,
+    # date) with a stable sort, so ties keep file order, then reduce each run of rows.
+    n_ref = len(ref)
+    iv_days = _days(iv["start_date"])
+    order = _stable_order(ipos, iv_days)
+    starts, rows = _group_bounds(ipos[order])
+    n_iv = np.diff(np.r_[starts, len(order)]).astype(np.int64)
+    first = order[starts]
     tab = ref.copy()
-    whole = pd.RangeIndex(len(ref))
-    for c in agg.columns:
-        tab[c] = agg[c].reindex(whole).to_numpy() if c != "first_intervention" else (
-            agg[c].reindex(whole).reset_index(drop=True))
-    for c in ragg.columns:
-        tab[c] = ragg[c].reindex(whole).reset_index(drop=True)
-    tab["n_interventions"] = tab["n_interventions"].fillna(0).astype(np.int64)
-    tab["n_reviews"] = tab["n_reviews"].fillna(0).astype(np.int64)
+    sd = iv["start_date"].to_numpy()  # keep the table's datetime unit (merges need it)
+    first_start = np.full(n_ref, np.datetime64("NaT"), dtype=sd.dtype)
+    first_start[rows] = sd[first]
+    tab["first_intervention_start"] = first_start
+    first_code = np.full(n_ref, -1, dtype=np.int64)
+    first_code[rows] = np.asarray(names.codes, dtype=np.int64)[first]
+    tab["first_intervention"] = pd.Categorical.from_codes(first_code, dtype=names.dtype)
+    tab["n_interventions"] = np.bincount(rows, weights=n_iv, minlength=n_ref).astype(np.int64)
+    for c in ("sessions_planned", "sessions_attended", "cost"):
+        full = np.full(n_ref, np.nan)
+        full[rows] = _sum_min1(iv[c].to_numpy(dtype=float, na_value=np.nan)[order], starts)
+        tab[c] = full
+    joined = pd.Series(pd.NA, index=range(n_ref), dtype="str")
+    joined.iloc[rows] = _joined_codes(np.asarray(names.codes)[order], names.categories,
+                                      starts)
+    tab["interventions"] = joined
+
+    rv_days = _days(rv["review_date"])
+    rorder = _stable_order(rpos, rv_days)
+    rstarts, rrows = _group_bounds(rpos[rorder])
+    rends = np.r_[rstarts[1:], len(rorder)][:len(rstarts)].astype(np.int64) - 1
+    rd = rv["review_date"].to_numpy()
+    first_review = np.full(n_ref, np.datetime64("NaT"), dtype=rd.dtype)
+    first_review[rrows] = rd[rorder[rstarts]]
+    tab["first_review_date"] = first_review
+    tab["n_reviews"] = np.bincount(rrows, weights=rends - rstarts + 1,
+                                   minlength=n_ref).astype(np.int64)
+    latest = np.full(n_ref, -1, dtype=np.int64)
+    latest[rrows] = rorder[rends]  # the latest review (last in date order) of each referral
     for c in REVIEW_OUTCOMES:
-        tab[c] = tab[c].astype("boolean")
+        vals = rv[c].array
+        out = pd.array(np.zeros(n_ref, dtype=bool), dtype="boolean")
+        out[:] = pd.NA
+        has = latest >= 0
+        if has.any():
+            out[has] = vals[latest[has]]
+        tab[c] = out
     closed = tab["closure_date"].notna() & (tab["closure_date"] <= today)
     tab["status"] = np.where(closed, "closed", "open")
     stop = tab["closure_date"].where(closed, today)
@@ -660,7 +840,29 @@ def build_register(
                else pd.DataFrame(columns=QUALITY_COLUMNS))
     quality = quality.astype("str")
     return Register(table=tab, quality=quality, interventions=iv, reviews=rv, today=today,
-                    holidays=hol)
+                    holidays=hol, _links=(tab, iv, ipos))
+
+
+def quality_summary(register: Register) -> pd.DataFrame:
+    """Data-quality problems counted by table, column and check, with no record ids.
+
+    Columns: table, column, check, records (number of records with the problem), action
+    (what the kit did: the action text up to its first ";" when every record of the check
+    shares it, else "see the full list"). Sorted by table, then by records (most first).
+    """
+    q = register.quality
+    cols = ["table", "column", "check", "records", "action"]
+    if q.empty:
+        return pd.DataFrame(columns=cols)
+    first = q["action"].astype("str").str.split(";").str[0].str.strip()
+    d = pd.DataFrame({"table": q["table"], "column": q["column"], "check": q["check"],
+                      "action": first})
+    g = d.groupby(["table", "column", "check"], sort=False)
+    out = g.size().rename("records").reset_index()
+    acts = g["action"].agg(lambda a: a.iloc[0] if a.nunique() == 1 else "see the full list")
+    out["action"] = acts.to_numpy()
+    out = out.sort_values(["table", "records"], ascending=[True, False], kind="stable")
+    return out[cols].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -674,10 +876,11 @@ def _period_keys(dates: pd.Series, period: str) -> tuple[np.ndarray, pd.Series]:
     """Integer sort key per date and the label for each key.
 
     Terms: autumn Sep-Dec, spring Jan-Mar, summer Apr-Aug, labelled ``"2023/24 autumn"``;
-    months ``"2024-01"``; years are academic years Sep-Aug, ``"2023/24"``.
+    months ``"2024-01"``; years are academic years Sep-Aug, ``"2023/24"``; ``"all"`` puts
+    every date in one period labelled ``"all periods"``.
     """
-    if period not in ("term", "month", "year"):
-        raise DataError(f"period must be 'term', 'month' or 'year', got {period!r}.")
+    if period not in ("term", "month", "year", "all"):
+        raise DataError(f"period must be 'term', 'month', 'year' or 'all', got {period!r}.")
     ok = dates.notna().to_numpy()
     y = np.where(ok, dates.dt.year.fillna(0).to_numpy(dtype=np.int64), 0)
     m = np.where(ok, dates.dt.month.fillna(1).to_numpy(dtype=np.int64), 1)
@@ -687,6 +890,8 @@ def _period_keys(dates: pd.Series, period: str) -> tuple[np.ndarray, pd.Series]:
         key = ay * 3 + term
     elif period == "month":
         key = y * 12 + m - 1
+    elif period == "all":
+        key = np.zeros(len(y), dtype=np.int64)
     else:
         key = ay
     key = np.where(ok, key, -1)
@@ -698,13 +903,36 @@ def _period_keys(dates: pd.Series, period: str) -> tuple[np.ndarray, pd.Series]:
         elif period == "month":
             a, mm = divmod(int(k), 12)
             labels[int(k)] = f"{a}-{mm + 1:02d}"
+        elif period == "all":
+            labels[int(k)] = "all periods"
         else:
             labels[int(k)] = f"{int(k)}/{(int(k) + 1) % 100:02d}"
     return key, pd.Series(labels, dtype="str")
 
 
-def _default_direction(kpi: str) -> str:
+def kpi_direction(kpi: str) -> str:
+    """Which way a KPI is better by default: ``"lower"`` for median/p90 times, else
+    ``"higher"``."""
     return "lower" if kpi.startswith(("median_", "p90_")) else "higher"
+
+
+def period_label(date: Any, period: str) -> str:
+    """The label of the KPI period holding ``date`` (e.g. ``"2023/24 summer"``)."""
+    _, labels = _period_keys(pd.Series([pd.Timestamp(date)]), period)
+    return str(labels.iloc[0]) if len(labels) else ""
+
+
+#: Short names accepted in ``targets`` (as written in params/<project>.yaml).
+KPI_ALIASES: dict[str, str] = {
+    "response_within_target": "pct_response_within_target",
+    "lead_professional": "pct_lead_professional",
+    "dosage": "pct_sessions_attended",
+    "needs_met": "pct_needs_met",
+    "sessions_attended": "pct_sessions_attended",
+    "reviewed": "pct_reviewed",
+    "days_to_response": "median_working_days_to_response",
+    "days_to_first_intervention": "median_days_to_first_intervention",
+}
 
 
 def _rag(kpis: pd.DataFrame, targets: Mapping[str, Mapping[str, Any]] | None) -> pd.DataFrame:
@@ -713,17 +941,19 @@ def _rag(kpis: pd.DataFrame, targets: Mapping[str, Mapping[str, Any]] | None) ->
     if not targets:
         return kpis
     known = set(kpis["kpi"].unique()) | set(_KPI_NAMES)
-    for kpi, spec in targets.items():
+    for name, spec in targets.items():
+        kpi = KPI_ALIASES.get(name, name)
         if kpi not in known and not str(kpi).startswith("closures: "):
             close = difflib.get_close_matches(str(kpi), sorted(known), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise DataError(f"targets: unknown KPI {kpi!r}.{hint} Known KPIs: "
-                            f"{', '.join(_KPI_NAMES)} and 'closures: <outcome>'.")
+                            f"{', '.join(_KPI_NAMES)} and 'closures: <outcome>'; short names: "
+                            f"{', '.join(KPI_ALIASES)}.")
         if not isinstance(spec, Mapping) or "green" not in spec or "amber" not in spec:
             raise DataError(f"targets[{kpi!r}] must be a mapping with 'green' and 'amber' "
                             "thresholds, e.g. {'green': 90, 'amber': 80}.")
         green, amber = float(spec["green"]), float(spec["amber"])
-        direction = spec.get("direction", _default_direction(kpi))
+        direction = spec.get("direction", kpi_direction(kpi))
         if direction not in ("higher", "lower"):
             raise DataError(f"targets[{kpi!r}]['direction'] must be 'higher' or 'lower'.")
         if (direction == "higher" and amber > green) or (direction == "lower" and amber < green):
@@ -750,6 +980,7 @@ _KPI_NAMES = (
     "pct_lead_professional",
     "pct_sessions_attended",
     "pct_reviewed",
+    "pct_needs_met",
 )
 
 
@@ -764,7 +995,8 @@ def pathway_kpis(
     Referrals are assigned to the period of their ``referral_date`` (a cohort view); closures
     to the period of their ``closure_date``. Periods: see ``period`` (term = autumn Sep-Dec,
     spring Jan-Mar, summer Apr-Aug, labelled ``"2023/24 autumn"``; month ``"2024-01"``;
-    year = academic year ``"2023/24"``). ``n`` is always the denominator (or count).
+    year = academic year ``"2023/24"``; ``"all"`` = one row per KPI for the whole data,
+    labelled ``"all periods"``). ``n`` is always the denominator (or count).
 
     * ``referrals_received`` = number of referrals.
     * ``pct_response_within_target`` = 100 * R / D, where R = referrals whose first response
@@ -781,10 +1013,13 @@ def pathway_kpis(
       with both recorded and planned > 0; ``n`` = sessions planned.
     * ``pct_reviewed`` = 100 * referrals with at least one review / referrals with an
       intervention started.
+    * ``pct_needs_met`` = 100 * closures in the period with the outcome "needs met" /
+      closures in the period with an outcome recorded (``n``).
     * ``closures: <outcome>`` = closures in the period with that outcome (``n`` = all
       closures in the period; ``not recorded`` when no outcome was given).
 
-    ``targets`` maps a KPI name to ``{"green": g, "amber": a, "direction": "higher"|"lower"}``
+    ``targets`` maps a KPI name (or a short name in :data:`KPI_ALIASES`, e.g. ``dosage``) to
+    ``{"green": g, "amber": a, "direction": "higher"|"lower"}``
     (direction defaults to ``"lower"`` for median/p90 KPIs, ``"higher"`` otherwise). Higher is
     better: green if value >= g, amber if value >= a, else red; lower is better: green if
     value <= g, amber if value <= a, else red. ``target`` holds g; ``rag`` is missing when no
@@ -842,12 +1077,18 @@ def pathway_kpis(
         g["planned"].sum())
     add("pct_reviewed", pct(g["reviewed"].sum(), g["has_iv"].sum()), g["has_iv"].sum())
 
-    closed = tab[tab["status"] == "closed"]
+    closed = tab.loc[(tab["status"] == "closed").to_numpy(), ["closure_date", "closure_outcome"]]
     ckey, clabels = _period_keys(closed["closure_date"], period)
     outcome = closed["closure_outcome"].astype("str").fillna("not recorded").to_numpy(object)
     ct = pd.crosstab(ckey, outcome)
     others = [c for c in ct.columns if c not in CLOSURE_OUTCOMES]
     total = ct.sum(axis=1)
+    recorded = total - (ct["not recorded"] if "not recorded" in ct.columns else 0)
+    met = ct["needs met"] if "needs met" in ct.columns else pd.Series(0, index=ct.index)
+    parts.append(pd.DataFrame({"key": ct.index.to_numpy(), "kpi": "pct_needs_met",
+                               "value": (100.0 * met / recorded.where(recorded > 0)).to_numpy(
+                                   float),
+                               "n": recorded.to_numpy(np.int64)}))
     for o in [*CLOSURE_OUTCOMES, *sorted(others)]:
         counts = ct[o] if o in ct.columns else pd.Series(0, index=ct.index)
         parts.append(pd.DataFrame({"key": ct.index.to_numpy(), "kpi": f"closures: {o}",
@@ -933,6 +1174,10 @@ def kpi_sentences(kpis: pd.DataFrame, period: str | None = None) -> list[str]:
         r = rows.loc["pct_reviewed"]
         out.append(f"{r['value']:.0f}% of {_n(r['n'], 'referral')} with an intervention had "
                    f"been reviewed{_rag_suffix(r, '%')}.")
+    if have("pct_needs_met"):
+        r = rows.loc["pct_needs_met"]
+        out.append(f"{r['value']:.0f}% of {_n(r['n'], 'case')} closed with a recorded outcome "
+                   f"closed with the pupil's needs met{_rag_suffix(r, '%')}.")
     closures = rows[rows.index.str.startswith("closures: ") & rows["value"].notna()]
     closures = closures[closures["value"] > 0]
     if len(closures):
@@ -1064,10 +1309,15 @@ def outcomes_by(
                         "Pupil characteristics need build_register(..., pupils=pupils).")
     data = tab[["referral_id", "_y", *tab_cols]]
     if "intervention" in by:
-        pairs = register.interventions[["referral_id", "intervention"]].drop_duplicates()
-        pos = _positions(data["referral_id"], pairs["referral_id"])
-        pairs, pos = pairs[pos >= 0].reset_index(drop=True), pos[pos >= 0]
-        data = data.iloc[pos].reset_index(drop=True).assign(intervention=pairs["intervention"])
+        # distinct (referral, intervention type) pairs on integer codes
+        names = pd.Categorical(register.interventions["intervention"])
+        pos = _intervention_positions(register)
+        codes = np.asarray(names.codes, dtype=np.int64)
+        ok = (pos >= 0) & (codes >= 0)
+        k = max(len(names.categories), 1)
+        pair = _distinct(pos[ok].astype(np.int64) * k + codes[ok])
+        data = data.iloc[pair // k].reset_index(drop=True).assign(
+            intervention=pd.Categorical.from_codes(pair % k, dtype=names.dtype))
     data = data[data["_y"].notna()]
     g = data.groupby(by, observed=True)["_y"]
     n = g.size()
@@ -1098,42 +1348,48 @@ def costs(
     """
     y = _outcome_series(register, outcome)
     if interventions is None:
-        iv = register.interventions[["referral_id", "intervention", "cost"]]
+        names = pd.Categorical(register.interventions["intervention"])
+        cost = register.interventions["cost"].to_numpy(dtype=float, na_value=np.nan)
+        pos = _intervention_positions(register)
     else:
         _require(interventions, "interventions", ["referral_id", "intervention", "cost"])
-        iv = interventions[["referral_id", "intervention", "cost"]].copy()
-        iv["intervention"], _ = _normalise_names(iv["intervention"])
-        iv["cost"] = _as_number(iv, "interventions", "cost")
-    pos = _positions(register.table["referral_id"], iv["referral_id"])
-    iv = iv[pos >= 0].reset_index(drop=True)
-    pos = pos[pos >= 0]
-    pupil_code = pd.factorize(register.table["pupil_id"])[0]
-    iv = iv.assign(pupil_id=pupil_code[pos], referral_id=pos,
-                   success=y.fillna(False).to_numpy(dtype=bool)[pos])
-    no_cost = iv[iv["cost"].isna()].groupby("intervention").size()
-    c = iv[iv["cost"].notna()]
+        names = _menu_names(interventions["intervention"])[0]
+        cost = _as_number(interventions, "interventions", "cost").to_numpy(dtype=float)
+        pos = _intervention_positions(register, interventions)
+    code = np.asarray(names.codes, dtype=np.int64)
+    ok = (pos >= 0) & (code >= 0)
+    pupil = pd.factorize(register.table["pupil_id"])[0].astype(np.int64)
+    success = y.fillna(False).to_numpy(dtype=bool)
+    pos, code, cost = pos[ok].astype(np.int64), code[ok], cost[ok]
+    costed = ~np.isnan(cost)
+    k = len(names.categories)
+    no_cost = np.bincount(code[~costed], minlength=k)
+    pos, code, cost = pos[costed], code[costed], cost[costed]
+    pup, succ = pupil[pos], success[pos]
 
-    def summarise(d: pd.DataFrame, keys: Any) -> pd.DataFrame:
-        g = d.groupby(keys)
-        succ = d[d["success"]].drop_duplicates(["referral_id", *([keys] if keys else [])])
-        out = pd.DataFrame({
-            "total_cost": g["cost"].sum(),
-            "n_interventions": g.size(),
-            "n_pupils": g["pupil_id"].nunique(),
-            "n_referrals": g["referral_id"].nunique(),
-            "n_successes": succ.groupby(keys).size(),
-        })
-        return out
+    def distinct(keys: np.ndarray, other: np.ndarray) -> np.ndarray:
+        # number of distinct ``other`` values per ``keys`` value
+        if not len(keys):
+            return np.zeros(k, dtype=np.int64)
+        width = int(other.max()) + 1
+        pairs = _distinct(keys * width + other)
+        return np.bincount(pairs // width, minlength=k)
 
-    by_type = summarise(c, "intervention")
-    all_row = summarise(c.assign(intervention="all"), "intervention")
-    out = pd.concat([by_type, all_row])
-    out["n_successes"] = out["n_successes"].fillna(0).astype(np.int64)
+    n_iv = np.bincount(code, minlength=k)
+    rows = np.flatnonzero(n_iv > 0)  # types with a costed intervention, in menu order
+    # one row per type, then the "all" row (built as arrays: enlarging a frame is slow)
+    out = pd.DataFrame({
+        "total_cost": np.r_[np.bincount(code, weights=cost, minlength=k)[rows], cost.sum()],
+        "n_interventions": np.r_[n_iv[rows], len(cost)].astype(np.int64),
+        "n_pupils": np.r_[distinct(code, pup)[rows], len(_distinct(pup))].astype(np.int64),
+        "n_referrals": np.r_[distinct(code, pos)[rows], len(_distinct(pos))].astype(np.int64),
+        "n_successes": np.r_[distinct(code[succ], pos[succ])[rows],
+                             len(_distinct(pos[succ]))].astype(np.int64),
+    }, index=pd.Index([*np.asarray(names.categories, dtype=object)[rows], "all"], dtype="str"))
+    out["total_cost"] = out["total_cost"].astype(float)
     out["cost_per_pupil"] = out["total_cost"] / out["n_pupils"]
     out["cost_per_success"] = out["total_cost"] / out["n_successes"].where(out["n_successes"] > 0)
-    nc = no_cost.reindex(out.index).fillna(0)
-    nc.loc["all"] = int(no_cost.sum())
-    out["n_interventions_without_cost"] = nc.astype(np.int64)
+    out["n_interventions_without_cost"] = np.r_[no_cost[rows], no_cost.sum()].astype(np.int64)
     return out.rename_axis("intervention").reset_index()
 
 
@@ -1143,19 +1399,62 @@ def costs(
 
 
 def _pupil_starts(register: Register) -> pd.Series:
-    """Each pupil's earliest first-intervention start across their referrals."""
-    t = register.table.dropna(subset=["first_intervention_start"])
-    return t.groupby("pupil_id")["first_intervention_start"].min()
+    """Each pupil's earliest first-intervention start across their referrals (index: the
+    pupil ids, sorted)."""
+    t = register.table
+    start = t["first_intervention_start"]
+    ok = start.notna().to_numpy()
+    # factorize once and group on integer codes: grouping on text ids is much slower
+    codes, uniq = pd.factorize(t["pupil_id"][ok], sort=True)
+    first = pd.Series(start.to_numpy()[ok]).groupby(codes, sort=True).min()
+    return pd.Series(first.to_numpy(), index=pd.Index(uniq, name="pupil_id"),
+                     name="first_intervention_start")
 
 
-def _attendance_offsets(register: Register, attendance: pd.DataFrame) -> tuple:
+@dataclass
+class AttendanceMatch:
+    """Attendance rows matched once to each pupil's first intervention start.
+
+    Made by :func:`match_attendance`; pass it to :func:`attendance_around_start` and
+    :func:`event_study` in place of the attendance table so that a large table is matched to
+    the pupils once. ``starts``: each pupil's earliest first-intervention start; for every
+    attendance row of those pupils, ``pupil`` (position in ``starts``), ``week`` (weeks from
+    the Monday of the start week, 0 = start week), ``attended`` and ``possible`` sessions.
+    Rows that match no pupil (or have no week) are kept with ``pupil`` -1 and are skipped by
+    every summary.
+    """
+
+    register: Register = field(repr=False)
+    starts: pd.Series
+    pupil: np.ndarray
+    week: np.ndarray
+    attended: np.ndarray
+    possible: np.ndarray
+
+
+def _numbers_view(s: pd.Series) -> np.ndarray:
+    """A numeric column as numpy, without a copy when it already is a plain numpy column;
+    nullable integers become float with NaN."""
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
+        return s.to_numpy()
+    return s.to_numpy(dtype=float, na_value=np.nan)
+
+
+def match_attendance(register: Register, attendance: pd.DataFrame) -> AttendanceMatch:
+    """Match the attendance table to the register's pupils once (see :class:`AttendanceMatch`).
+
+    Rows of pupils without an intervention, and rows without a week, are left out. Raises
+    :class:`~evaluation.errors.DataError` if any row records more sessions attended than
+    possible. Written for millions of rows: ids are matched in C (Arrow) where possible,
+    weeks are kept as 32-bit integers and columns are not copied when they need not be.
+    """
     _require(attendance, "attendance",
              ["pupil_id", "week_start", "possible_sessions", "attended_sessions"])
     starts = _pupil_starts(register)
-    idx = _positions(starts.index, attendance["pupil_id"])
-    keep = idx >= 0
-    att = attendance["attended_sessions"].to_numpy(dtype=float)
-    poss = attendance["possible_sessions"].to_numpy(dtype=float)
+    small = len(starts) < np.iinfo(np.int32).max
+    idx = _positions(starts.index, attendance["pupil_id"], np.int32 if small else np.int64)
+    att = _numbers_view(attendance["attended_sessions"])
+    poss = _numbers_view(attendance["possible_sessions"])
     over = att > poss
     if over.any():
         raise DataError(
@@ -1163,17 +1462,45 @@ def _attendance_offsets(register: Register, attendance: pd.DataFrame) -> tuple:
             "record more sessions attended than possible. Correct the source file and re-run "
             "intake."
         )
-    week = _days(attendance["week_start"])
-    keep &= attendance["week_start"].notna().to_numpy()
+    ws = attendance["week_start"].to_numpy()
+    unit, count = np.datetime_data(ws.dtype) if ws.dtype.kind == "M" else ("", 1)
+    if unit in _SUBDAY_UNITS and _SUBDAY_UNITS[unit] % count == 0:
+        # day numbers straight into int32 (fits any date within 5 million years)
+        week = np.empty(len(ws), dtype=np.int32)
+        np.floor_divide(ws.view(np.int64), _SUBDAY_UNITS[unit] // count, out=week,
+                        casting="unsafe")
+        missing = np.isnat(ws)
+    else:
+        days = _days(attendance["week_start"])
+        missing = days == _NAT_INT
+        week = np.where(missing, 0, days).astype(np.int32)
+    if missing.any():
+        idx = idx if idx.flags.writeable else idx.copy()  # Arrow results can be read-only
+        idx[missing] = -1
+    # Unmatched rows stay in place with pupil -1 (their week is meaningless): compressing
+    # four 5-million-row arrays costs more than skipping those rows when summing.
     sd = _days(starts)
-    monday = sd - (sd + 3) % 7  # day 0 (1970-01-01) was a Thursday
-    idx = idx[keep]
-    k = (week[keep] - monday[idx]) // 7
-    return starts, idx, k, att[keep], poss[keep]
+    monday = (sd - (sd + 3) % 7).astype(np.int32)  # day 0 (1970-01-01) was a Thursday
+    week -= monday[idx] if len(monday) else 0
+    np.floor_divide(week, 7, out=week)
+    return AttendanceMatch(register=register, starts=starts, pupil=idx, week=week,
+                           attended=att, possible=poss)
+
+
+def _attendance_offsets(register: Register, attendance: pd.DataFrame | AttendanceMatch
+                        ) -> tuple:
+    if isinstance(attendance, AttendanceMatch):
+        if attendance.register is not register:
+            raise DataError("The attendance match was made for a different register; call "
+                            "match_attendance(register, attendance) with this register.")
+        m = attendance
+    else:
+        m = match_attendance(register, attendance)
+    return m.starts, m.pupil, m.week, m.attended, m.possible
 
 
 def attendance_around_start(
-    register: Register, attendance: pd.DataFrame, window_weeks: int = 6
+    register: Register, attendance: pd.DataFrame | AttendanceMatch, window_weeks: int = 6
 ) -> pd.DataFrame:
     """Attendance % before and after each pupil's first intervention start (wide table).
 
@@ -1183,15 +1510,16 @@ def attendance_around_start(
     k = 0..window_weeks-1 (the start week counts as follow-up). Missing when no sessions were
     possible in the window. Columns: pupil_id, start_date, baseline, follow_up,
     baseline_possible, follow_up_possible -- ready for a paired analysis
-    (``evaluation.baseline_followup.paired_change``).
+    (``evaluation.baseline_followup.paired_change``). ``attendance`` is the attendance table
+    or its :func:`match_attendance` result.
     """
     w = int(window_weeks)
     if w < 1:
         raise DataError(f"window_weeks must be at least 1, got {window_weeks!r}.")
     starts, idx, k, att, poss = _attendance_offsets(register, attendance)
     n = len(starts)
-    sel = (k >= -w) & (k < w)
-    key = idx[sel] * 2 + (k[sel] >= 0)
+    sel = (idx >= 0) & (k >= -w) & (k < w)
+    key = idx[sel].astype(np.int64) * 2 + (k[sel] >= 0)
     a = np.bincount(key, weights=att[sel], minlength=2 * n).reshape(n, 2)
     p = np.bincount(key, weights=poss[sel], minlength=2 * n).reshape(n, 2)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -1208,7 +1536,7 @@ def attendance_around_start(
 
 def event_study(
     register: Register,
-    attendance: pd.DataFrame,
+    attendance: pd.DataFrame | AttendanceMatch,
     freq: str = "W",
     window: tuple[int, int] = (-8, 8),
     alpha: float = 0.05,
@@ -1222,7 +1550,8 @@ def event_study(
     out). Per bin: mean over pupils, sd (ddof=1), ``ci = mean +/- t_{1-alpha/2, n-1} * sd /
     sqrt(n)``. Pupils with data in some bins only change the mix between bins.
     Columns: rel_period (bin number), rel_week (first week of the bin), n_pupils, mean, sd,
-    ci_low, ci_high.
+    ci_low, ci_high. ``attendance`` is the attendance table or its :func:`match_attendance`
+    result.
     """
     widths = {"W": 1, "2W": 2, "4W": 4}
     if freq not in widths:
@@ -1232,11 +1561,11 @@ def event_study(
         raise DataError(f"event_study: window {window!r} must be (first, last) with first <= last.")
     width = widths[freq]
     starts, idx, k, att, poss = _attendance_offsets(register, attendance)
-    b = k // width
-    sel = (b >= lo) & (b <= hi)
+    b = k // width if width > 1 else k  # no 5-million-row copy for weekly bins
+    sel = (idx >= 0) & (b >= lo) & (b <= hi)
     nb = hi - lo + 1
     n = len(starts)
-    key = idx[sel] * nb + (b[sel] - lo)
+    key = idx[sel].astype(np.int64) * nb + (b[sel] - lo)
     a = np.bincount(key, weights=att[sel], minlength=n * nb).reshape(n, nb)
     p = np.bincount(key, weights=poss[sel], minlength=n * nb).reshape(n, nb)
     valid = p > 0
@@ -1292,14 +1621,65 @@ class SurvivalResult:
     event_label: str = "suspension or re-referral"
 
 
-def _next_after(left: pd.DataFrame, on: str, right: pd.DataFrame, right_on: str) -> pd.Series:
-    """For each left row, the first right date strictly after left[on], same pupil."""
-    right = right.dropna(subset=[right_on]).sort_values(right_on)
-    l2 = left[["_row", "pupil_id", on]].sort_values(on)
-    m = pd.merge_asof(l2, right[["pupil_id", right_on]].rename(columns={right_on: "_next"}),
-                      left_on=on, right_on="_next", by="pupil_id", direction="forward",
-                      allow_exact_matches=False)
-    return m.set_index("_row")["_next"].reindex(left["_row"])
+def _next_after(codes: np.ndarray, when: np.ndarray, right_codes: np.ndarray,
+                right_when: np.ndarray) -> np.ndarray:
+    """For each left row, the first right time strictly after ``when`` with the same code.
+
+    ``codes``/``right_codes`` are integer pupil codes (-1 = no pupil) and the times are
+    ``datetime64[ns]`` arrays; returns ``datetime64[ns]`` with NaT where there is none.
+    Times are replaced by their rank among all the times, so (code, rank) packs into one
+    sortable int64 and the lookup is a single ``searchsorted`` (same result as a
+    ``merge_asof(direction="forward", allow_exact_matches=False)`` by pupil).
+    """
+    out = np.full(len(codes), np.datetime64("NaT"), dtype="datetime64[ns]")
+    keep = (right_codes >= 0) & ~np.isnat(right_when)
+    rc, rt = right_codes[keep].astype(np.int64), right_when[keep].view(np.int64)
+    if not len(rc) or not len(codes):
+        return out
+    lt = when.view(np.int64)
+    times = _distinct(np.concatenate([lt, rt]))
+    width = len(times) + 1
+    rkey = np.sort(rc * width + np.searchsorted(times, rt))
+    lkey = codes.astype(np.int64) * width + np.searchsorted(times, lt)
+    j = np.searchsorted(rkey, lkey, side="right")
+    hit = j < len(rkey)
+    j = np.minimum(j, len(rkey) - 1)
+    hit &= rkey[j] // width == codes
+    out[hit] = times[rkey[j[hit]] % width].view("datetime64[ns]")
+    return out
+
+
+def _logrank(time: np.ndarray, status: np.ndarray, group: np.ndarray) -> tuple[float, float]:
+    """Log-rank test of equal survival across groups: (chi-square, p value).
+
+    The same test as ``statsmodels.duration.survfunc.survdiff`` (no weights), vectorised
+    over the distinct event times t_j: n_gj = cases of group g still at risk (time >= t_j),
+    d_gj = events at t_j, E_g = sum_j d_j n_gj / n_j,
+    V_gh = sum_j d_j (n_j - d_j) / (n_j - 1) * n_gj / n_j * (1[g = h] - n_hj / n_j);
+    chi2 = (O - E)' V^-1 (O - E) over the first G - 1 groups, with G - 1 degrees of freedom.
+    """
+    codes, uniq = pd.factorize(pd.Series(group), sort=True)
+    g = len(uniq)
+    event = status.astype(bool)
+    times = _distinct(time[event])
+    nt = len(times)
+    if g < 2 or nt == 0:
+        return np.nan, np.nan
+    j = np.searchsorted(times, time[event])
+    d = np.bincount(codes[event] * nt + j, minlength=g * nt).reshape(g, nt).astype(float)
+    n = np.empty((g, nt))
+    for k in range(g):  # one pass per group (few groups), not per case
+        tk = np.sort(time[codes == k])
+        n[k] = len(tk) - np.searchsorted(tk, times, side="left")
+    n_all, d_all = n.sum(axis=0), d.sum(axis=0)
+    o_minus_e = (d - d_all * n / n_all).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(n_all > 1, d_all * (n_all - d_all) / (n_all - 1), 0.0) / n_all
+        frac = n / n_all
+    v = np.diag((w * n).sum(axis=1)) - (w * frac) @ n.T
+    z = o_minus_e[:-1]
+    chi2 = float(z @ np.linalg.solve(v[:-1, :-1], z))
+    return chi2, float(stats.chi2.sf(chi2, g - 1))
 
 
 def time_to_event(
@@ -1324,8 +1704,9 @@ def time_to_event(
     Kaplan-Meier product-limit estimate S(t) = prod_{t_i <= t} (1 - d_i / n_i) with Greenwood
     standard errors. Pointwise CI on the log(-log) scale (Kalbfleisch & Prentice 2002):
     S^exp(+/- z * se / (S * |log S|)) with z = Phi^-1(1 - alpha/2). Log-rank test:
-    ``statsmodels.duration.survfunc.survdiff(time, status, group)``, chi-square with
-    (groups - 1) degrees of freedom.
+    the unweighted log-rank test of ``statsmodels.duration.survfunc.survdiff(time, status,
+    group)``, computed by :func:`_logrank` (vectorised; the tests check it against
+    ``survdiff``), chi-square with (groups - 1) degrees of freedom.
 
     ``table`` columns: group, time, survival, ci_low, ci_high, at_risk, events;
     ``test``: chi2, df, p_value; ``data``: referral_id, pupil_id, group, time, status.
@@ -1342,18 +1723,21 @@ def time_to_event(
                      col]].reset_index(drop=True)
     units = units.rename(columns={"first_intervention_start": "start", col: "group"})
     units = units[units["start"] <= end].reset_index(drop=True)
-    units["_row"] = np.arange(len(units))
-    units["_after"] = units[["start", "referral_date"]].max(axis=1)
-    s = suspensions[["pupil_id", "date"]]
-    next_susp = _next_after(units, "start", s, "date")
+    # pupils as integer codes (position of their first case), shared by both lookups
+    code = _positions(units["pupil_id"], units["pupil_id"])
+    start = units["start"].to_numpy(dtype="datetime64[ns]")
+    after = np.maximum(start, units["referral_date"].to_numpy(dtype="datetime64[ns]"))
+    next_susp = _next_after(code, start, _positions(units["pupil_id"], suspensions["pupil_id"]),
+                            suspensions["date"].to_numpy(dtype="datetime64[ns]"))
     refs = tab if referrals is None else referrals
     _require(refs, "referrals", ["pupil_id", "referral_date"])
-    next_ref = _next_after(units, "_after", refs[["pupil_id", "referral_date"]], "referral_date")
-    event = pd.concat([next_susp.reset_index(drop=True), next_ref.reset_index(drop=True)],
-                      axis=1).min(axis=1)
-    status = (event.notna() & (event <= end)).to_numpy()
-    stop = np.where(status, event.to_numpy(dtype="datetime64[ns]"),
-                    np.datetime64(end.to_datetime64(), "ns"))
+    next_ref = _next_after(code, after, _positions(units["pupil_id"], refs["pupil_id"]),
+                           refs["referral_date"].to_numpy(dtype="datetime64[ns]"))
+    # earliest of the two (NaT = none): np.fmin ignores NaT like a missing value
+    event = np.fmin(next_susp, next_ref)
+    end64 = np.datetime64(end.to_datetime64(), "ns")
+    status = ~np.isnat(event) & (event <= end64)
+    stop = np.where(status, event, end64)
     time = (stop - units["start"].to_numpy(dtype="datetime64[ns]")) / np.timedelta64(1, "D")
     data = pd.DataFrame({"referral_id": units["referral_id"], "pupil_id": units["pupil_id"],
                          "group": units["group"].astype(object), "time": time.astype(float),
@@ -1379,7 +1763,7 @@ def time_to_event(
                                    "events"]))
     n_groups = data["group"].nunique()
     if n_groups >= 2:
-        chi2, p = survdiff(data["time"].to_numpy(), data["status"].to_numpy(),
+        chi2, p = _logrank(data["time"].to_numpy(), data["status"].to_numpy(),
                            data["group"].to_numpy())
         test = {"chi2": float(chi2), "df": float(n_groups - 1), "p_value": float(p)}
     else:
@@ -1531,55 +1915,3 @@ def disproportionality_table(
                      .assign(event=name))
     out = pd.concat(parts, ignore_index=True)
     return out[["event", *[c for c in out.columns if c != "event"]]]
-
-
-# --------------------------------------------------------------------------------------
-# suppression
-# --------------------------------------------------------------------------------------
-
-
-def suppress(
-    table: pd.DataFrame,
-    count_cols: str | Sequence[str],
-    threshold: int,
-    derived_cols: Sequence[str] | Mapping[str, Sequence[str]] = (),
-    note_col: str = "note",
-    keep_zero: bool = False,
-) -> pd.DataFrame:
-    """Withhold small counts for board-facing tables.
-
-    Any value in ``count_cols`` below ``threshold`` (0 too, unless ``keep_zero``) becomes
-    NaN. ``derived_cols`` are withheld with them: a list is withheld on every row where any
-    count was withheld; a mapping ``{count_col: [derived, ...]}`` ties each derived column to
-    its own count. ``note_col`` says what was withheld and why. Returns a copy. (This is
-    primary suppression only; check totals cannot be used to recover a withheld cell.)
-    """
-    counts = [count_cols] if isinstance(count_cols, str) else list(count_cols)
-    derived_map = dict(derived_cols) if isinstance(derived_cols, Mapping) else None
-    derived_all = [] if derived_map is not None else list(derived_cols)
-    used = counts + derived_all + [c for v in (derived_map or {}).values() for c in v]
-    missing = [c for c in used if c not in table.columns]
-    if missing:
-        raise DataError(f"suppress: the table has no column {', '.join(missing)}.")
-    out = table.copy()
-    small = pd.DataFrame(index=out.index)
-    for c in counts:
-        v = pd.to_numeric(out[c], errors="coerce")
-        s = v.notna() & (v < threshold)
-        if keep_zero:
-            s &= v != 0
-        small[c] = s
-    any_small = small.any(axis=1)
-    for c in counts:
-        out[c] = pd.to_numeric(out[c], errors="coerce").astype(float).mask(small[c])
-    for c in derived_all:
-        out[c] = out[c].mask(any_small)
-    for c, ds in (derived_map or {}).items():
-        for dcol in ds:
-            out[dcol] = out[dcol].mask(small[c])
-    note = pd.Series("", index=out.index, dtype=object)
-    for c in counts:
-        note = note.where(~small[c], note + np.where(note == "", "", "; ") + c)
-    msg = "withheld (" + note + f" below {threshold})"
-    out[note_col] = msg.where(any_small, "")
-    return out

@@ -143,6 +143,15 @@ def test_kpis_exact_on_hand_made_register(small_register):
     assert ("50% of 4 referrals had a first response within 2 working days "
             "(target 90%: amber).") in sentences
     assert "75% of 4 referrals had a lead professional (target 90%: red)." in sentences
+    # needs met among closures with an outcome: A1 (autumn, needs met), A3 (spring, move)
+    assert (kpi(k, a, "pct_needs_met")["value"], kpi(k, a, "pct_needs_met")["n"]) == (100, 1)
+    assert (kpi(k, s, "pct_needs_met")["value"], kpi(k, s, "pct_needs_met")["n"]) == (0, 1)
+    whole = T.pathway_kpis(small_register, 2, "all", targets={
+        "lead_professional": {"green": 90, "amber": 80}})  # short name from params files
+    assert kpi(whole, "all periods", "referrals_received")["value"] == 5
+    assert kpi(whole, "all periods", "pct_needs_met")["value"] == 50
+    assert kpi(whole, "all periods", "pct_lead_professional")["rag"] == "red"  # 3 of 5
+    assert T.period_label("2024-03-28", "term") == "2023/24 spring"
     months = T.pathway_kpis(small_register, period="month")
     assert kpi(months, "2023-10", "referrals_received")["value"] == 2
     years = T.pathway_kpis(small_register, period="year")
@@ -202,7 +211,7 @@ def test_each_quality_problem_is_listed():
     ])
     reg = T.build_register(refs, ivs, rvs, today="2024-06-01")
     q = reg.quality
-    assert list(q.columns) == ["table", "record_id", "column", "problem", "action"]
+    assert list(q.columns) == ["table", "record_id", "column", "problem", "action", "check"]
 
     def has(table, rid, column, text):
         sel = ((q["table"] == table) & (q["record_id"] == rid) & (q["column"] == column)
@@ -222,6 +231,15 @@ def test_each_quality_problem_is_listed():
     assert has("interventions", "I4", "intervention", "'mentorin' is not on the menu")
     assert q.loc[q["record_id"] == "I4", "action"].str.contains("'mentoring'").any()
     assert has("referrals", "R6", "referral_date", "no referral date")
+    # the check names the problem without any record's values, so boards can see counts
+    assert not q["check"].str.contains("P1|R9|R99|mentorin|2030", regex=True).any()
+    summary = T.quality_summary(reg).set_index(["table", "column", "check"])
+    assert summary.loc[("interventions", "referral_id", "unknown referral id"),
+                       "records"] == 1
+    assert summary.loc[("referrals", "referral_date", "no referral date"),
+                       "action"].startswith("excluded")
+    assert summary["records"].sum() == len(q)
+    assert not summary.reset_index().isin(set(q["record_id"])).any().any()
     # usable records stay, unusable ones go; cleaned values
     t = reg.table.set_index("referral_id")
     assert "R6" not in t.index and "R2" in t.index and len(t) == 5
@@ -365,6 +383,13 @@ def test_time_to_event_matches_survfuncright_and_survdiff():
     chi2, p = survdiff(d["time"].to_numpy(), d["status"].to_numpy(), d["group"].to_numpy())
     assert res.test["chi2"] == pytest.approx(chi2) and res.test["p_value"] == pytest.approx(p)
     assert res.test["df"] == 1
+    # the vectorised log-rank test agrees with statsmodels with more groups and tied times
+    rng = np.random.default_rng(7)
+    t = rng.integers(1, 30, 200).astype(float)
+    st = rng.integers(0, 2, 200)
+    g = rng.choice(["a", "b", "c"], 200)
+    chi2, p = T._logrank(t, st, g)
+    assert (chi2, p) == pytest.approx(survdiff(t, st, g))
     ax = T.plot_km(res)
     assert ax.get_xlabel() and ax.get_ylabel() and "log-rank" in ax.get_title()
 
@@ -406,6 +431,18 @@ def test_recovers_attendance_gain_and_suspension_counts():
     base = p0.iloc[sw - 6: sw]
     assert wide.loc[0, "baseline"] == pytest.approx(
         100 * base["attended_sessions"].sum() / base["possible_sessions"].sum())
+    # matching once gives the same tables, with rows of unknown pupils or weeks skipped
+    noisy = pd.concat([att, pd.DataFrame({
+        "pupil_id": ["NOBODY", "P0"], "week_start": [D("2023-10-02"), pd.NaT],
+        "possible_sessions": [10, 10], "attended_sessions": [0, 0]})], ignore_index=True)
+    match = T.match_attendance(reg, noisy)
+    assert (match.pupil < 0).sum() == 2
+    pd.testing.assert_frame_equal(T.attendance_around_start(reg, match, 6), wide)
+    pd.testing.assert_frame_equal(T.event_study(reg, match, "2W", (-4, 3)),
+                                  T.event_study(reg, att, "2W", (-4, 3)))
+    other = T.build_register(refs, ivs, EMPTY_REVIEWS, today="2024-08-31")
+    with pytest.raises(DataError, match="different register"):
+        T.event_study(other, match)
     es = T.event_study(reg, att, window=(-8, 7)).set_index("rel_week")
     assert es.loc[-8:-1, "mean"].mean() == pytest.approx(85, abs=0.5)
     assert es.loc[0:7, "mean"].mean() == pytest.approx(89, abs=0.5)

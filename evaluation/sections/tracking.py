@@ -1,0 +1,1174 @@
+"""The referral-tracking report: is the pathway keeping its promises, and what changes?
+
+Every function takes the :class:`~evaluation.project.Project` and reads its options from
+``project.params.analyses.referral_tracking`` (defaults when that is not set); each returns
+a :class:`~evaluation.sections.Section` for ``notebooks/30_referral_tracking.ipynb``:
+
+* :func:`promises_section` - what the pathway promises (theory of change and KPI targets);
+* :func:`kpi_section` - pathway KPIs per period with their RAG rating, in plain English;
+* :func:`flow_section`, :func:`time_open_section` - caseload, funnel and time open;
+* :func:`outcomes_section`, :func:`costs_section` - needs met by intervention and by pupil
+  characteristics (Wilson CIs), review outcomes, cost per pupil and per success;
+* :func:`attendance_section`, :func:`suspensions_section`, :func:`survival_section` -
+  what changed for each pupil around their first intervention;
+* :func:`disproportionality_section` - risk ratios of referral, suspension and escalation
+  for the group named by ``disproportionality_group``;
+* :func:`quality_section` - data-quality problems counted by check;
+* :func:`outcome_section` - the headline :class:`~evaluation.results.Result` of a
+  theory-of-change outcome (``referral_attendance``-style attendance outcomes and
+  ``needs_met``).
+
+Decisions that shape the numbers:
+
+* **Data end date** (open cases, censoring, "after today" checks): the project period's
+  end date when it has passed, otherwise today's date (:func:`data_end_date`).
+* **Privacy**: every table goes through :func:`evaluation.privacy.check_board_safe` (no
+  pupil ids, names or UPNs) and counts below ``report.min_count`` are withheld with what
+  is computed from them (:func:`evaluation.privacy.suppress`); zero counts are shown.
+  Charts show only aggregates over at least ``min_count`` pupils.
+* **Before/after** comparisons use each pupil's *first* intervention start (the earliest
+  across their referrals). Attendance compares the ``attendance_window_weeks`` school
+  weeks before the start week with the same number from the start week on (the start week
+  counts as "after"); suspensions compare the 90 days before and after, for pupils whose
+  90 days after had passed by the data end date.
+* **Needs met verdict**: see :func:`needs_met_target`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from statsmodels.stats.proportion import proportion_confint
+
+from evaluation import tracking
+from evaluation.baseline_followup import paired_change
+from evaluation.errors import DataError, ParamsError
+from evaluation.params import ReferralTrackingOptions
+from evaluation.privacy import check_board_safe, suppress
+from evaluation.project import Project
+from evaluation.results import Result, verdict
+from evaluation.sections import Section
+from evaluation.toc import Outcome
+
+__all__ = [
+    "NOTEBOOK",
+    "SUPPORTED_MEASURES",
+    "attendance_section",
+    "costs_section",
+    "data_end_date",
+    "disproportionality_section",
+    "flow_section",
+    "kpi_section",
+    "needs_met_target",
+    "outcome_section",
+    "outcomes_section",
+    "promises_section",
+    "quality_section",
+    "suspensions_section",
+    "survival_section",
+    "time_open_section",
+    "tracking_data",
+]
+
+NOTEBOOK = "30_referral_tracking.ipynb"
+#: Measures :func:`outcome_section` can evidence, with the table kind each needs.
+SUPPORTED_MEASURES = {"attendance_pct": "attendance", "needs_met": "referrals"}
+SUSPENSION_WINDOW_DAYS = 90
+LEVEL = 3  # sections sit under the notebook's static "##" headings
+
+KPI_LABELS = {
+    "referrals_received": "Referrals",
+    "pct_response_within_target": "First response on time",
+    "median_working_days_to_response": "Median working days to first response",
+    "median_days_to_first_intervention": "Median days to first intervention",
+    "pct_lead_professional": "Lead professional named",
+    "pct_sessions_attended": "Sessions attended",
+    "pct_reviewed": "Reviewed",
+    "pct_needs_met": "Closed with needs met",
+}
+KPI_MEANING = {
+    "pct_response_within_target": "referrals with a first response within {days} working "
+                                  "days, of those due one",
+    "median_working_days_to_response": "working days from referral to first response",
+    "median_days_to_first_intervention": "calendar days from referral to the first "
+                                         "intervention",
+    "pct_lead_professional": "referrals with a lead professional named",
+    "pct_sessions_attended": "planned sessions that pupils attended",
+    "pct_reviewed": "referrals with an intervention that have had a review",
+    "pct_needs_met": "closed referrals (with an outcome recorded) closed as needs met",
+}
+CHARACTERISTICS = {"reason": "Reason for referral", "sen_status": "SEN status",
+                   "fsm": "Free school meals", "sex": "Sex", "ethnicity": "Ethnicity"}
+REVIEW_LABELS = {"attendance_improved": "Attendance improved",
+                 "ready_to_learn": "Ready to learn", "on_track": "On track"}
+PERCENT_FMT = "{:.0f}%"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class TrackingData:
+    """The project's tables prepared once for every section (see :func:`tracking_data`)."""
+
+    options: ReferralTrackingOptions
+    register: tracking.Register
+    kpis: pd.DataFrame
+    pupils: pd.DataFrame | None
+    attendance: pd.DataFrame | None
+    suspensions: pd.DataFrame | None
+    min_count: int
+    _match: tracking.AttendanceMatch | None = field(default=None, repr=False)
+
+    @property
+    def match(self) -> tracking.AttendanceMatch | None:
+        """Attendance matched to the pupils once, shared by the attendance analyses."""
+        if self._match is None and self.attendance is not None:
+            self._match = tracking.match_attendance(self.register, self.attendance)
+        return self._match
+
+
+_CACHE: dict[int, tuple[weakref.ref, TrackingData]] = {}
+
+
+def _options(project: Project) -> ReferralTrackingOptions:
+    options = project.params.analyses.referral_tracking
+    return options if options is not None else ReferralTrackingOptions()
+
+
+def data_end_date(project: Project) -> pd.Timestamp:
+    """The date the data are taken to run to: the project period's end if it has passed,
+    else today. Open cases are counted up to it and later dates are flagged."""
+    today = pd.Timestamp(dt.date.today())
+    period = project.params.project.period
+    if period is not None and pd.Timestamp(period.end) <= today:
+        return pd.Timestamp(period.end)
+    return today
+
+
+def _targets(options: ReferralTrackingOptions) -> dict[str, dict[str, float]]:
+    return {name: t.model_dump() for name, t in options.targets.items()}
+
+
+def tracking_data(project: Project) -> TrackingData:
+    """Build the referral register and KPIs once per project (cached while it lives)."""
+    key = id(project)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0]() is project:
+        return hit[1]
+    options = _options(project)
+    pupils = project.table(options.pupils)
+    try:
+        register = tracking.build_register(
+            project.table(options.referrals), project.table(options.interventions),
+            project.table(options.reviews), pupils=pupils, today=data_end_date(project))
+        kpis = tracking.pathway_kpis(register, options.response_target_working_days,
+                                     options.kpi_period, _targets(options))
+    except DataError as exc:
+        raise DataError(f"{project.params.file}: analyses.referral_tracking: {exc}") from None
+    data = TrackingData(options=options, register=register, kpis=kpis, pupils=pupils,
+                        attendance=project.table(options.attendance),
+                        suspensions=project.table(options.suspensions),
+                        min_count=project.min_count)
+    for k in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
+        del _CACHE[k]  # forget projects that no longer exist
+    _CACHE[key] = (weakref.ref(project), data)
+    return data
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _section(heading: str, sentence: str = "") -> Section:
+    return Section(heading=heading, sentence=sentence, level=LEVEL)
+
+
+def _add_table(section: Section, frame: pd.DataFrame, caption: str,
+               percent: tuple[str, ...] = ()) -> None:
+    """Add a board table after checking it shows no pupil id, name or UPN."""
+    section.table(check_board_safe(frame.reset_index(drop=True), caption), caption,
+                  percent=percent)
+
+
+def _board(frame: pd.DataFrame, counts: list[str], min_count: int,
+           derived: list[str] | dict[str, list[str]] = (), *, keep_zero: bool = True,
+           secondary: bool | str | list[str] = False, whole_row: bool = True) -> pd.DataFrame:
+    """``privacy.suppress`` for a board table: counts below ``min_count`` withheld with
+    what is derived from them (the whole row's counts too when ``whole_row``, so no count
+    can be recovered from the others), zeros shown (a zero identifies no one), counts as
+    whole numbers, no note column (the section's text explains "–")."""
+    if whole_row and not isinstance(derived, dict):
+        derived = [*counts, *derived]
+    out = suppress(frame, counts, min_count, derived_cols=derived, keep_zero=keep_zero,
+                   secondary=secondary).drop(columns="note")
+    for c in counts:
+        out[c] = out[c].round().astype("Int64")
+    return out
+
+
+def _money(x: float) -> str:
+    return "–" if pd.isna(x) else f"£{x:,.0f}"
+
+
+def _n(count: float, word: str, plural: str | None = None) -> str:
+    c = int(count)
+    return f"{c:,} {word if c == 1 else (plural or word + 's')}"
+
+
+def _pct(x: float) -> str:
+    return "–" if pd.isna(x) else PERCENT_FMT.format(x)
+
+
+def _days(x: float) -> str:
+    return "–" if pd.isna(x) else f"{round(float(x), 1):g}"
+
+
+def _yes_no(value: Any) -> Any:
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    return value
+
+
+def _withheld_note(min_count: int) -> str:
+    return (f"Counts below {min_count} are withheld (shown as –) together with the "
+            "percentages and rates worked out from them, to protect pupils' privacy.")
+
+
+def _ci_text(lo: float, hi: float, fmt: str = "{:.0%}") -> str:
+    return f"{fmt.format(lo)} to {fmt.format(hi)}"
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    return float(lo), float(hi)
+
+
+def _period_label(date: pd.Timestamp, period: str) -> str:
+    return tracking.period_label(date, period)
+
+
+# ----------------------------------------------------------------------------- promises
+
+
+def promises_section(project: Project) -> Section:
+    """What the pathway promises: its activities in the theory of change, the KPI targets
+    and the outcomes this report evidences."""
+    d = tracking_data(project)
+    o = d.options
+    days = o.response_target_working_days
+    sec = _section("The pathway's commitments",
+                   f"The pathway promises a first response to every referral within {days} "
+                   f"working day{'s' if days != 1 else ''}, help chosen from a menu of "
+                   "interventions, a named lead professional and regular reviews until the "
+                   "pupil's needs are met.")
+    outcomes = project.toc.outcomes_for("referral_tracking")
+    mechanisms = {m.id for m in project.toc.mechanisms
+                  if any(oc.id in m.outcomes for oc in outcomes)}
+    acts = [a for a in project.toc.activities if mechanisms & set(a.mechanisms)]
+    if acts:
+        sec.text("**In the theory of change** the pathway delivers:\n\n" + "\n".join(
+            f"- {a.what.strip()} ({a.when.strip()}); owner: {a.owner}, due "
+            f"{a.due:%d %B %Y}, delivery status **{a.rag}**." for a in acts))
+    if o.targets:
+        rows = []
+        for name, t in o.targets.items():
+            kpi = tracking.KPI_ALIASES.get(name, name)
+            lower = tracking.kpi_direction(kpi) == "lower"
+            unit = "" if kpi.startswith(("median_", "p90_")) else "%"
+            rows.append({"Measure": KPI_LABELS.get(kpi, kpi),
+                         "What it counts": KPI_MEANING.get(kpi, "").format(days=days),
+                         "Green": f"{'≤' if lower else '≥'} {t.green:g}{unit}",
+                         "Amber": f"{'≤' if lower else '≥'} {t.amber:g}{unit}",
+                         "Red": f"{'>' if lower else '<'} {t.amber:g}{unit}"})
+        _add_table(sec, pd.DataFrame(rows), "Pathway targets (RAG thresholds from the "
+                   "project's parameters)")
+    if outcomes:
+        sec.text("**Outcomes this report evidences:**\n\n" + "\n".join(
+            f"- {oc.statement}" + (f" (target: {oc.target})" if oc.target else "")
+            for oc in outcomes))
+    return sec
+
+
+# ----------------------------------------------------------------------------- KPIs
+
+
+def _board_kpis(d: TrackingData) -> pd.DataFrame:
+    """The KPI long table with small counts withheld: a KPI whose count or denominator is
+    below ``min_count`` is withheld with its value and RAG rating (zeros are shown)."""
+    k = d.kpis.copy()
+    count_kpi = (k["kpi"] == "referrals_received") | k["kpi"].str.startswith("closures: ")
+    # for counts the value is itself the count; for rates the denominator is ``n``
+    k["_count"] = np.where(count_kpi, k["value"], k["n"])
+    out = suppress(k, "_count", d.min_count, derived_cols=["value", "n", "rag"],
+                   keep_zero=True)  # one KPI per row: nothing to recover from other rows
+    out = out.drop(columns=["_count", "note"])
+    out.attrs.update(d.kpis.attrs)
+    return out
+
+
+def kpi_table(project: Project) -> pd.DataFrame:
+    """Headline KPIs, one row per period, each cell the value with its RAG rating in words
+    (e.g. "81% (amber)"); withheld cells show "–"."""
+    d = tracking_data(project)
+    k = _board_kpis(d)
+    k = k[k["kpi"].isin(KPI_LABELS)]
+    days = d.options.response_target_working_days
+
+    def cell(row: pd.Series) -> str:
+        if pd.isna(row["value"]):
+            return "–"
+        kpi = row["kpi"]
+        text = (_days(row["value"]) if kpi.startswith("median_")
+                else f"{int(row['value']):,}" if kpi == "referrals_received"
+                else _pct(row["value"]))
+        return text + (f" ({row['rag']})" if not pd.isna(row["rag"]) else "")
+
+    k = k.assign(cell=k.apply(cell, axis=1))
+    periods = list(dict.fromkeys(k["period"]))
+    wide = k.pivot(index="period", columns="kpi", values="cell").reindex(periods)
+    cols = [c for c in KPI_LABELS if c in wide.columns]
+    labels = dict(KPI_LABELS)
+    labels["pct_response_within_target"] = f"First response within {days} working days"
+    wide = wide[cols].rename(columns=labels).fillna("–")
+    return wide.rename_axis(None, axis=1).reset_index().rename(columns={"period": "Period"})
+
+
+def _kpi_figure(d: TrackingData) -> tuple[Any, str] | None:
+    """Small multiples of the percentage KPIs with targets, with green/amber lines."""
+    k = _board_kpis(d)
+    targets = {tracking.KPI_ALIASES.get(n, n): t for n, t in d.options.targets.items()}
+    shown = [kpi for kpi in KPI_LABELS if kpi.startswith("pct_") and kpi in targets]
+    if not shown:
+        return None
+    periods = list(dict.fromkeys(k.loc[k["kpi"] == "referrals_received", "period"]))
+    ncol = 2
+    nrow = -(-len(shown) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(10, 3.2 * nrow), sharex=True, squeeze=False)
+    x = np.arange(len(periods))
+    summary = []
+    for ax, kpi in zip(axes.flat, shown, strict=False):
+        v = (k[k["kpi"] == kpi].set_index("period")["value"].reindex(periods)
+             .to_numpy(dtype=float))
+        t = targets[kpi]
+        ax.axhspan(t.green, 100, color="#009E73", alpha=0.08)
+        ax.axhline(t.green, color="#009E73", ls="--", lw=1, label=f"green ≥ {t.green:g}%")
+        ax.axhline(t.amber, color="#E69F00", ls=":", lw=1.2, label=f"amber ≥ {t.amber:g}%")
+        ax.plot(x, v, "o-", color="#0072B2", label="value")
+        ax.set_ylim(0, 105)
+        ax.set_title(KPI_LABELS[kpi])
+        ax.set_ylabel("%")
+        ax.set_xlabel("Period")
+        ax.legend(fontsize="x-small", loc="lower left")
+        last = v[~np.isnan(v)]
+        if len(last):
+            summary.append(f"{KPI_LABELS[kpi].lower()} {last[-1]:.0f}% in the latest period "
+                           f"(green from {t.green:g}%)")
+    for ax in axes.flat[len(shown):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xticks(x, periods, rotation=45, ha="right", fontsize="small")
+        ax.set_xlabel("Period (referrals by referral date, closures by closure date)")
+    fig.suptitle("Pathway KPIs by period against their targets")
+    fig.tight_layout()
+    alt = ("Line charts, one per KPI, of the percentage in each period with dashed green and "
+           "dotted amber target lines: " + "; ".join(summary) + ".")
+    return fig, alt
+
+
+def kpi_section(project: Project) -> Section:
+    """Pathway KPIs per period with RAG ratings, and plain-English sentences for boards."""
+    d = tracking_data(project)
+    k = _board_kpis(d)
+    overall = tracking.pathway_kpis(d.register, d.options.response_target_working_days,
+                                    "all", _targets(d.options))
+    o = overall.set_index("kpi")
+    days = d.options.response_target_working_days
+    on_time = o.loc["pct_response_within_target"]
+    sentence = (f"Across all {_n(len(d.register), 'referral')}, {_pct(on_time['value'])} of "
+                f"those due a response had one within {days} working day"
+                f"{'s' if days != 1 else ''}"
+                + (f" (target {on_time['target']:g}%: {on_time['rag']})"
+                   if not pd.isna(on_time["rag"]) else "") + ".")
+    sec = _section(f"Pathway KPIs by {d.options.kpi_period}", sentence)
+    latest = k.loc[k["kpi"] == "referrals_received", "period"]
+    if len(latest):
+        period = latest.iloc[-1]
+        lines = tracking.kpi_sentences(k, period)
+        running = _period_label(d.register.today, d.options.kpi_period) == period
+        note = (f"\n\n*{period} was still under way when the data end "
+                f"({d.register.today:%d %B %Y}): many of its interventions are still running "
+                "and its reviews not yet due, so sessions attended and reviews will rise.*"
+                if running else "")
+        sec.text(f"**The latest {d.options.kpi_period}.** " + " ".join(lines) + note)
+    sec.text(
+        "Referrals count in the period they were made and closures in the period they "
+        f"closed. A referral still awaiting a response counts as late once {days} working "
+        "days have passed (working days exclude weekends and England bank holidays). RAG: "
+        "green meets the target, amber is within the tolerance, red is below it; the word "
+        "is printed in each cell so the table does not rely on colour. "
+        + _withheld_note(d.min_count))
+    _add_table(sec, kpi_table(project), f"Pathway KPIs by {d.options.kpi_period}")
+    fig = _kpi_figure(d)
+    if fig is not None:
+        sec.figure(*fig)
+    return sec
+
+
+# ----------------------------------------------------------------------------- flow
+
+
+def flow_section(project: Project) -> Section:
+    """Caseload (open cases, new referrals and closures per month) and the funnel."""
+    d = tracking_data(project)
+    reg = d.register
+    cl = tracking.caseload(reg, "MS")
+    fn = tracking.funnel(reg)
+    open_now = int(cl["open_at_end"].iloc[-1]) if len(cl) else 0
+    closed = int(fn.loc[fn["stage"] == "closed", "n_any"].iloc[0])
+    first = reg.table["referral_date"].min()
+    sec = _section("Caseload and the funnel",
+                   f"{_n(len(reg), 'referral')} were made from {first:%B %Y} to "
+                   f"{reg.today:%B %Y}; {closed:,} have closed and {open_now:,} were open at "
+                   "the end of the data.")
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    months = pd.to_datetime(cl["period_start"])
+    width = 12
+    ax.bar(months - pd.Timedelta(days=7), cl["new_referrals"], width=width, color="#0072B2",
+           label="new referrals")
+    ax.bar(months + pd.Timedelta(days=7), cl["closures"], width=width, color="#E69F00",
+           label="closures")
+    ax.plot(months, cl["open_at_end"], color="#222222", lw=2, label="open at month end")
+    ax.set_xlabel("Month")
+    ax.set_ylabel("Referrals")
+    ax.set_title("Open caseload, new referrals and closures by month")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    peak = cl.loc[cl["open_at_end"].idxmax()] if len(cl) else None
+    alt = ("Bar and line chart by month: blue bars new referrals, orange bars closures, and a "
+           "black line the open caseload at the end of each month"
+           + (f", peaking at {int(peak['open_at_end'])} in {peak['period_start']:%B %Y} and "
+              f"ending at {open_now}" if peak is not None else "") + ".")
+    sec.figure(fig, alt)
+
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    y = np.arange(len(fn))[::-1]
+    ax.barh(y, fn["n"], color="#56B4E9")
+    for yi, (n, pct) in zip(y, zip(fn["n"], fn["pct_of_referrals"], strict=True), strict=True):
+        ax.text(n, yi, f" {n:,} ({pct:.0f}%)", va="center", fontsize="small")
+    ax.set_yticks(y, fn["stage"])
+    ax.set_xlabel("Referrals that reached the stage and every earlier stage")
+    ax.set_ylabel("Stage")
+    ax.set_title("The referral funnel")
+    ax.set_xlim(0, fn["n"].max() * 1.25 if len(fn) else 1)
+    fig.tight_layout()
+    sec.figure(fig, "Horizontal bar chart of the referral funnel: " + ", ".join(
+        f"{s} {n:,} ({p:.0f}%)" for s, n, p in zip(fn["stage"], fn["n"], fn["pct_of_referrals"],
+                                                    strict=True)) + ".")
+    board = fn.rename(columns={"stage": "Stage", "n": "Referrals (all stages so far)",
+                               "n_any": "Referrals (this stage)",
+                               "pct_of_referrals": "% of referrals",
+                               "pct_of_previous": "% of previous stage"})
+    board = _board(board, ["Referrals (all stages so far)", "Referrals (this stage)"],
+                   d.min_count, ["% of referrals", "% of previous stage"])
+    _add_table(sec, board, "The referral funnel",
+               percent=("% of referrals", "% of previous stage"))
+    sec.text("A referral counts at a stage only if it also reached every earlier stage; the "
+             "second column counts every referral that reached the stage (a case can close "
+             "without a review, for example). " + _withheld_note(d.min_count))
+    return sec
+
+
+def time_open_section(project: Project) -> Section:
+    """How long cases stay open, by status and by first intervention."""
+    d = tracking_data(project)
+    reg = d.register
+    by_status = tracking.time_open(reg, "status")
+    closed = by_status[by_status["status"] == "closed"]
+    sentence = (f"Closed cases were open for a median of {closed['median'].iloc[0]:.0f} days "
+                f"(90th percentile {closed['p90'].iloc[0]:.0f} days)."
+                if len(closed) else "No case has closed yet.")
+    sec = _section("How long cases stay open", sentence)
+    frames = []
+    for by, label in (("status", "Status"), ("first_intervention", "First intervention")):
+        t = tracking.time_open(reg, by).rename(columns={by: "Group"})
+        t.insert(0, "By", label)
+        frames.append(t)
+    table = pd.concat(frames, ignore_index=True)
+    table["Group"] = table["Group"].astype(str)
+    table = table.rename(columns={"n": "Cases", "median": "Median days open",
+                                  "p90": "90th percentile (days)"}).drop(columns="max")
+    for c in ("Median days open", "90th percentile (days)"):
+        table[c] = table[c].round().astype("Int64")
+    table = _board(table, ["Cases"], d.min_count, ["Median days open", "90th percentile (days)"],
+                   secondary="By")
+    _add_table(sec, table, "Days open (open cases counted to the data "
+               f"end, {reg.today:%d %B %Y})")
+    sec.text("Days open run from the referral to its closure, or to the end of the data for "
+             "open cases, so open cases' figures grow as they stay open. "
+             + _withheld_note(d.min_count))
+    return sec
+
+
+# ----------------------------------------------------------------------------- outcomes
+
+
+def _board_proportions(table: pd.DataFrame, min_count: int, group_cols: list[str],
+                       success_word: str, secondary: bool | str | list[str] = False
+                       ) -> pd.DataFrame:
+    """outcomes_by output as a board table with percentages; rows where the referrals, the
+    successes or the other outcomes number below ``min_count`` are withheld (zeros too:
+    "none of the 6 pupils" is as telling as a small count)."""
+    t = table.copy()
+    for c in group_cols:
+        t[c] = t[c].map(_yes_no).astype(str)
+    t["other"] = t["n"] - t["successes"]
+    t["pct"] = 100 * t["proportion"]
+    t["lo"] = 100 * t["ci_low"]
+    t["hi"] = 100 * t["ci_high"]
+    t = _board(t, ["n", "successes", "other"], min_count, ["pct", "lo", "hi"], keep_zero=False,
+               secondary=secondary)
+    t = t[[*group_cols, "n", "successes", "pct", "lo", "hi"]]
+    return t.rename(columns={"n": "Referrals", "successes": success_word, "pct": "%",
+                             "lo": "95% CI from", "hi": "95% CI to"})
+
+
+def _forest(table: pd.DataFrame, label_col: str, title: str, xlabel: str,
+            reference: float | None = None, reference_label: str = "") -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.6))
+    y = np.arange(len(table))[::-1]
+    p = table["proportion"].to_numpy(float) * 100
+    lo = table["ci_low"].to_numpy(float) * 100
+    hi = table["ci_high"].to_numpy(float) * 100
+    ax.errorbar(p, y, xerr=[p - lo, hi - p], fmt="o", color="#0072B2", capsize=3)
+    labels = [f"{g} (n={n})" for g, n in zip(table[label_col].astype(str), table["n"],
+                                             strict=True)]
+    ax.set_yticks(y, labels)
+    ax.set_ylabel(label_col.replace("_", " ").capitalize() + " (closed referrals)")
+    if reference is not None:
+        ax.axvline(reference, color="#D55E00", ls="--", lw=1, label=reference_label)
+        ax.legend(fontsize="small", loc="lower right")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def outcomes_section(project: Project) -> Section:
+    """Needs met by intervention type and by pupil characteristics (Wilson 95% CIs), and
+    the latest review's outcomes by intervention type."""
+    d = tracking_data(project)
+    reg = d.register
+    closed = reg.table["needs_met"].dropna()
+    k, n = int(closed.sum()), len(closed)
+    lo, hi = _wilson(k, n) if n else (np.nan, np.nan)
+    sec = _section("Needs met and review outcomes",
+                   f"{k / n:.0%} of {_n(n, 'closed referral')} with an outcome recorded closed "
+                   f"with the pupil's needs met (95% CI {_ci_text(lo, hi)})." if n else
+                   "No referral has closed with an outcome recorded yet.")
+    by_iv = tracking.outcomes_by(reg, "intervention")
+    shown = by_iv[(by_iv["n"] >= d.min_count) & (by_iv["successes"] >= d.min_count)
+                  & (by_iv["n"] - by_iv["successes"] >= d.min_count)]
+    sec.text("A referral counts once for every type of intervention it received, so a pupil "
+             "who had mentoring and then a nurture group counts in both rows. Proportions are "
+             "of closed referrals with an outcome recorded; 95% confidence intervals are "
+             "Wilson score intervals. Pupils were not allocated to interventions at random "
+             "(the menu depends on the reason for referral), so differences between rows "
+             "describe what happened, not which intervention works best.")
+    if len(shown):
+        target = needs_met_target(project, None)
+        sec.figure(_forest(shown, "intervention", "Needs met at closure, by intervention",
+                           "Closed referrals with needs met (%), with 95% CI",
+                           None if target is None else 100 * target[0],
+                           "" if target is None else f"target {target[0]:.0%}"),
+                   "Dot-and-whisker chart of the percentage of closed referrals with needs "
+                   "met for each intervention type, with 95% confidence intervals: " + "; ".join(
+                       f"{r.intervention} {r.proportion:.0%} ({r.ci_low:.0%} to {r.ci_high:.0%})"
+                       for r in shown.itertuples()) + ".")
+    _add_table(sec, _board_proportions(by_iv, d.min_count, ["intervention"], "Needs met")
+               .rename(columns={"intervention": "Intervention"}),
+               "Needs met at closure, by intervention type", percent=("%", "95% CI from",
+                                                                      "95% CI to"))
+    frames = []
+    for col, label in CHARACTERISTICS.items():
+        if col not in reg.table.columns:
+            continue
+        t = tracking.outcomes_by(reg, col).rename(columns={col: "Group"})
+        # the rows of a characteristic add up to all closed referrals, which the report
+        # gives, so one withheld row needs a second one withheld with it
+        b = _board_proportions(t, d.min_count, ["Group"], "Needs met", secondary=True)
+        b.insert(0, "Characteristic", label)
+        frames.append(b)
+    if frames:
+        _add_table(sec, pd.concat(frames, ignore_index=True),
+                   "Needs met at closure, by reason and pupil characteristics",
+                   percent=("%", "95% CI from", "95% CI to"))
+    reviews = []
+    for col, label in REVIEW_LABELS.items():
+        t = tracking.outcomes_by(reg, "intervention", outcome=col)
+        b = _board_proportions(t, d.min_count, ["intervention"], "Yes")
+        b.insert(1, "At the latest review", label)
+        reviews.append(b)
+    review_table = pd.concat(reviews, ignore_index=True).rename(
+        columns={"intervention": "Intervention"})
+    review_table = review_table.sort_values(["Intervention", "At the latest review"],
+                                            kind="stable")
+    _add_table(sec, review_table, "Review outcomes at the latest review, by intervention type",
+               percent=("%", "95% CI from", "95% CI to"))
+    sec.text(_withheld_note(d.min_count))
+    return sec
+
+
+def costs_section(project: Project) -> Section:
+    """Cost per pupil and per referral closed with needs met, by intervention type."""
+    d = tracking_data(project)
+    c = tracking.costs(d.register)
+    all_row = c[c["intervention"] == "all"].iloc[0]
+    sec = _section(
+        "What the interventions cost",
+        f"£{all_row['total_cost']:,.0f} was spent on interventions for "
+        f"{_n(all_row['n_pupils'], 'pupil')}: £{all_row['cost_per_pupil']:,.0f} per pupil and "
+        f"£{all_row['cost_per_success']:,.0f} per referral closed with needs met.")
+    board = c.rename(columns={
+        "intervention": "Intervention", "total_cost": "Total cost (£)",
+        "n_pupils": "Pupils", "n_referrals": "Referrals", "n_successes": "Needs met",
+        "cost_per_pupil": "Cost per pupil (£)",
+        "cost_per_success": "Cost per referral with needs met (£)"})
+    money = ["Total cost (£)", "Cost per pupil (£)", "Cost per referral with needs met (£)"]
+    board = _board(board, ["Pupils", "Referrals", "Needs met"], d.min_count, money,
+                   secondary=True)
+    for c in money:
+        board[c] = board[c].map(_money)
+    cols = ["Intervention", "Total cost (£)", "Pupils", "Referrals", "Needs met",
+            "Cost per pupil (£)", "Cost per referral with needs met (£)"]
+    _add_table(sec, board[cols], "Costs by intervention type")
+    missing = int(all_row["n_interventions_without_cost"])
+    sec.text("Cost per referral with needs met divides everything spent on the intervention "
+             "(including cases still open or closed another way) by the referrals that closed "
+             "with needs met, so it is the cost of one success. A pupil with two types of "
+             "intervention counts under both."
+             + (f" {_n(missing, 'intervention')} had no cost recorded and are left out."
+                if missing else "") + " " + _withheld_note(d.min_count))
+    return sec
+
+
+# ----------------------------------------------------------------------------- per pupil
+
+
+def _attendance_change(project: Project, outcome: Outcome | None = None) -> tuple[Any, Any]:
+    """(wide before/after table, PairedChange) for the window in the parameters."""
+    d = tracking_data(project)
+    if d.match is None:
+        return None, None
+    w = d.options.attendance_window_weeks
+    wide = tracking.attendance_around_start(d.register, d.match, w)
+    higher = True if outcome is None else outcome.direction == "higher_is_better"
+    change = paired_change(wide, "baseline", "follow_up", higher_is_better=higher,
+                           label="attendance (%)", min_count=d.min_count)
+    change.unit = "percentage points"
+    return wide, change
+
+
+def _attendance_sentence(change: Any, weeks: int) -> str:
+    """Plain English for the paired change in attendance (no EEF months: that scale is for
+    attainment, not attendance)."""
+    row = change.summary.iloc[-1]
+    n = int(row["n_pairs"])
+    b, f = row["baseline_mean"], row["follow_up_mean"]
+    md, lo, hi = row["mean_change"], row["mean_change_ci_low"], row["mean_change_ci_high"]
+    if not np.isfinite(lo):
+        return f"There were too few pupils with attendance before and after to compare (n = {n})."
+    moved = "rose" if md > 0 else "fell" if md < 0 else "stayed the same"
+    v = verdict(lo, hi, null=0.0, direction="higher_is_better" if change.higher_is_better
+                else "lower_is_better")
+    clear = {"improved": "a clear improvement", "worsened": "a clear fall",
+             "no clear change": "not a clear change either way"}[v]
+    unpaired = int(row["n_baseline_only"] + row["n_follow_up_only"])
+    tail = (f" {_n(unpaired, 'pupil')} with attendance in only one of the windows could not "
+            "be compared." if unpaired else "")
+    return (f"Referred pupils' attendance {moved} from {b:.1f}% in the {weeks} weeks before "
+            f"their first intervention to {f:.1f}% in the {weeks} weeks from its start "
+            f"({_n(n, 'pupil')}): {md:+.1f} percentage points (95% CI {lo:+.1f} to {hi:+.1f}; "
+            f"Hedges' g {row['g_av']:.2f}), {clear}.{tail}")
+
+
+def _event_figure(d: TrackingData) -> tuple[Any, str]:
+    w = d.options.attendance_window_weeks
+    es = tracking.event_study(d.register, d.match, "W", (-2 * w, 2 * w - 1))
+    es = es[es["n_pupils"] >= d.min_count]
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    ax.fill_between(es["rel_week"], es["ci_low"], es["ci_high"], color="#0072B2", alpha=0.2,
+                    label="95% CI")
+    ax.plot(es["rel_week"], es["mean"], "o-", color="#0072B2", ms=4, label="mean attendance")
+    ax.axvline(-0.5, color="#D55E00", ls="--", lw=1.2, label="first intervention starts")
+    ax.axvspan(-w - 0.5, -0.5, color="#999999", alpha=0.08)
+    ax.axvspan(-0.5, w - 0.5, color="#009E73", alpha=0.08)
+    ax.set_xlabel("Weeks from the week the first intervention started (0 = start week)")
+    ax.set_ylabel("Attendance (% of possible sessions)")
+    ax.set_title("Referred pupils' weekly attendance around their first intervention")
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    before = es.loc[es["rel_week"] < 0, "mean"].mean()
+    after = es.loc[es["rel_week"] >= 0, "mean"].mean()
+    alt = (f"Line chart of mean weekly attendance from {int(es['rel_week'].min())} to "
+           f"{int(es['rel_week'].max())} weeks around the first intervention, with a 95% "
+           f"confidence band: about {before:.0f}% on average before the start and about "
+           f"{after:.0f}% after it. Shaded: the {w} weeks compared before and after.")
+    return fig, alt
+
+
+def attendance_section(project: Project) -> Section:
+    """Attendance before and after each pupil's first intervention (paired change with
+    effect size) and the week-by-week event-study chart."""
+    d = tracking_data(project)
+    w = d.options.attendance_window_weeks
+    wide, change = _attendance_change(project)
+    if change is None:
+        return _section("Attendance", "No attendance table is configured "
+                        "(analyses.referral_tracking.attendance), so attendance is not shown.")
+    sec = _section("Attendance before and after the first intervention",
+                   _attendance_sentence(change, w))
+    sec.text(
+        f"Each pupil's attendance in the {w} weeks before the week their first intervention "
+        f"started is compared with their attendance in the {w} weeks from that week on (the "
+        "start week counts as after). Weeks are counted from the start week's Monday, so "
+        "holiday weeks with no sessions simply add nothing. Only pupils with sessions in both "
+        "windows are compared. Before/after changes cannot separate the intervention from "
+        "other things that changed at the same time, such as difficulties easing anyway "
+        "after the crisis that prompted the referral.")
+    table = change.board_table(d.min_count)
+    table = table[["group", "n_pairs", "baseline_mean", "follow_up_mean", "mean_change",
+                   "mean_change_ci_low", "mean_change_ci_high", "g_av", "note"]].rename(
+        columns={"group": "Pupils", "n_pairs": "Pupils compared",
+                 "baseline_mean": "Before (%)", "follow_up_mean": "After (%)",
+                 "mean_change": "Change (points)", "mean_change_ci_low": "95% CI from",
+                 "mean_change_ci_high": "95% CI to", "g_av": "Hedges' g", "note": "Note"})
+    _add_table(sec, table, f"Attendance in the {w} weeks before and after the first "
+               "intervention")
+    sec.figure(*_event_figure(d))
+    return sec
+
+
+def suspensions_section(project: Project) -> Section:
+    """Suspensions in the 90 days before and after each pupil's first intervention."""
+    d = tracking_data(project)
+    if d.suspensions is None:
+        return _section("Suspensions", "No suspensions table is configured "
+                        "(analyses.referral_tracking.suspensions), so suspensions are not shown.")
+    days = SUSPENSION_WINDOW_DAYS
+    around = tracking.suspensions_around_start(d.register, d.suspensions, days)
+    full = around[around["follow_up_complete"]]
+    n = len(full)
+    before, after = int(full["before"].sum()), int(full["after"].sum())
+    any_before, any_after = int((full["before"] > 0).sum()), int((full["after"] > 0).sum())
+    sentence = (f"The {_n(n, 'pupil')} whose {days} days after their first intervention had "
+                f"passed were suspended {before:,} times in the {days} days before it and "
+                f"{after:,} times in the {days} days after.")
+    sec = _section(f"Suspensions in the {days} days before and after the first intervention",
+                   sentence)
+    board = pd.DataFrame([{"Pupils": n, "Suspensions before": before,
+                           "Suspensions after": after, "Pupils suspended before": any_before,
+                           "Pupils suspended after": any_after}])
+    board = _board(board, list(board.columns), d.min_count, whole_row=False)
+    _add_table(sec, board, f"Suspensions in the {days} days before and after the first "
+               "intervention (pupils with the full follow-up)")
+    try:
+        change = paired_change(full, "before", "after", higher_is_better=False,
+                               label=f"suspensions in {days} days", min_count=d.min_count)
+        h = change.headline()
+        sec.text(f"Per pupil, the number of suspensions changed by {h['estimate']:+.2f} on "
+                 f"average (95% CI {h['ci_low']:+.2f} to {h['ci_high']:+.2f}; "
+                 f"{h['verdict']}). Pupils are often referred after a run of suspensions, so "
+                 "some fall would be expected without any help (regression to the mean); the "
+                 "survival curves below compare interventions with each other.")
+    except DataError as exc:
+        sec.text(f"The change per pupil could not be estimated: {exc}")
+    sec.text(_withheld_note(d.min_count))
+    return sec
+
+
+def _km_at(table: pd.DataFrame, t: float) -> float:
+    """Kaplan-Meier survival at time ``t`` (1 before the first event time)."""
+    before = table[table["time"] <= t]
+    return float(before["survival"].iloc[-1]) if len(before) else 1.0
+
+
+def survival_section(project: Project) -> Section:
+    """Kaplan-Meier curves of time to the next suspension or re-referral by first
+    intervention type, with the log-rank test."""
+    d = tracking_data(project)
+    if d.suspensions is None:
+        return _section("Time to the next suspension or re-referral",
+                        "No suspensions table is configured, so survival is not shown.")
+    res = tracking.time_to_event(d.register, d.suspensions)
+    counts = res.data.groupby("group").agg(cases=("status", "size"), events=("status", "sum"))
+    big = counts[(counts["cases"] >= d.min_count) & (counts["events"] >= d.min_count)].index
+    test = res.test
+    p = test["p_value"]
+    sentence = (f"Time from the first intervention to the pupil's next suspension or "
+                f"re-referral differed between interventions (log-rank p = {p:.3f})."
+                if p < 0.05 else
+                "Time from the first intervention to the pupil's next suspension or "
+                "re-referral was not clearly different between interventions (log-rank "
+                f"p = {p:.2f})." if not np.isnan(p) else
+                "There are too few groups to compare.")
+    sec = _section("Time to the next suspension or re-referral", sentence)
+    shown = tracking.SurvivalResult(table=res.table[res.table["group"].isin(big)],
+                                    test=test, data=res.data[res.data["group"].isin(big)])
+    fig, ax = plt.subplots(figsize=(9, 5))
+    tracking.plot_km(shown, ax=ax)
+    ax.set_title("Pupils without a suspension or re-referral since their first intervention"
+                 + (f"\n(log-rank test across all interventions: p = {p:.3f})"
+                    if not np.isnan(p) else ""))
+    fig.tight_layout()
+    rows = []
+    for grp, c in counts.iterrows():
+        t = res.table[res.table["group"] == grp]
+        rows.append({"First intervention": str(grp), "Cases": int(c["cases"]),
+                     "Events": int(c["events"]), "Without event at 90 days (%)":
+                     100 * _km_at(t, 90), "Without event at 180 days (%)": 100 * _km_at(t, 180)})
+    table = pd.DataFrame(rows)
+    alt = ("Kaplan-Meier step curves, one per first intervention type with at least "
+           f"{d.min_count} cases and events, of the proportion of pupils without a suspension "
+           "or re-referral against days since the first intervention started, with shaded "
+           "95% confidence bands: " + "; ".join(
+               f"{r['First intervention']} {r['Without event at 180 days (%)']:.0f}% at 180 days"
+               for r in rows if r["First intervention"] in set(map(str, big))) + ".")
+    sec.figure(fig, alt)
+    table = _board(table, ["Cases", "Events"], d.min_count,
+                   ["Without event at 90 days (%)", "Without event at 180 days (%)"],
+                   keep_zero=False, secondary=True)
+    _add_table(sec, table, "Cases, events and the proportion without an event",
+               percent=("Without event at 90 days (%)", "Without event at 180 days (%)"))
+    sec.text(
+        "One case per referral with an intervention, from the start of its first "
+        "intervention to the pupil's next suspension or next referral, whichever came first; "
+        f"cases with neither by {d.register.today:%d %B %Y} count as event-free up to then. "
+        "Curves are Kaplan-Meier estimates with 95% pointwise confidence bands; the log-rank "
+        f"test (chi-square {test['chi2']:.1f} on {test['df']:.0f} degrees of freedom) asks "
+        "whether the curves differ more than chance would allow. Interventions were not "
+        "allocated at random, so differences may reflect the pupils referred to each. "
+        + _withheld_note(d.min_count))
+    return sec
+
+
+# ----------------------------------------------------------------------------- equity
+
+
+_SEX_WORDS = {"m": "boys", "male": "boys", "f": "girls", "female": "girls"}
+
+
+def _describe_query(query: str) -> str:
+    """A readable name for the group a pandas query selects.
+
+    A query of ``column == 'value'`` clauses joined by ``and`` reads as the values, with sex
+    as boys/girls (``ethnicity_minor == 'Black Caribbean' and sex == 'M'`` gives "Black
+    Caribbean boys"); anything else is shown with ``==`` read as "is".
+    """
+    clauses = re.split(r"\s+and\s+|\s*&\s*", query.strip())
+    parsed = [re.fullmatch(r"\(?\s*(\w+)\s*==\s*['\"]([^'\"]+)['\"]\s*\)?", c.strip())
+              for c in clauses]
+    if all(parsed):
+        words, who = [], "pupils"
+        for m in parsed:
+            col, value = m.group(1), m.group(2)
+            if col == "sex" and value.lower() in _SEX_WORDS:
+                who = _SEX_WORDS[value.lower()]
+            else:
+                words.append(value)
+        return " ".join([*words, who])
+    text = re.sub(r"\s*==\s*", " is ", query)
+    text = re.sub(r"\s*!=\s*", " is not ", text)
+    return text.replace("'", "").replace('"', "").replace("&", "and").replace("|", "or")
+
+
+def _population(d: TrackingData) -> tuple[pd.DataFrame, str]:
+    """Pupils at risk of referral: those in schools that made a referral (when both tables
+    name schools), else every pupil."""
+    pupils = d.pupils
+    assert pupils is not None
+    if "school_id" in pupils.columns and "school_id" in d.register.table.columns:
+        schools = set(d.register.table["school_id"].dropna())
+        mask = pupils["school_id"].isin(schools).to_numpy(dtype=bool)
+        if mask.any():
+            return (pupils[mask].reset_index(drop=True),
+                    f"the {mask.sum():,} pupils on roll in the {len(schools)} schools that "
+                    "made referrals")
+    return pupils.reset_index(drop=True), f"all {len(pupils):,} pupils"
+
+
+def disproportionality_section(project: Project) -> Section:
+    """Risk ratios (Katz 95% CIs) of referral, suspension and escalation for the group named
+    by ``disproportionality_group`` against all other pupils, and by ethnic group."""
+    d = tracking_data(project)
+    if d.pupils is None:
+        return _section("Disproportionality", "No pupils table is configured, so "
+                        "disproportionality cannot be measured.")
+    pupils, who = _population(d)
+    susp = d.suspensions if d.suspensions is not None else pd.DataFrame(
+        {"pupil_id": pd.Series([], dtype="str")})
+    query = d.options.disproportionality_group
+    label = _describe_query(query) if query else ""
+    sec = _section("Who is referred, suspended and escalated")
+    frames = []
+    if query:
+        try:
+            mask = pupils.eval(query).to_numpy(dtype=bool)
+        except Exception as exc:
+            raise ParamsError(
+                f"{project.params.file}: analyses.referral_tracking.disproportionality_group: "
+                f"{query!r} is not a valid query on the pupils table ({exc}); write it like "
+                "\"ethnicity_minor == 'Black Caribbean' and sex == 'M'\"") from None
+        flagged = pupils.assign(_group=np.where(mask, "focus", "others"))
+        table = tracking.disproportionality_table(flagged, d.register.table, susp, "_group")
+        focus = table[table["_group"] == "focus"].drop(columns="_group")
+        focus.insert(1, "Group", label)
+        frames.append(focus)
+    if "ethnicity" in pupils.columns:
+        eth = tracking.disproportionality_table(pupils, d.register.table, susp, "ethnicity")
+        frames.append(eth.rename(columns={"ethnicity": "Group"}))
+    if not frames:
+        sec.sentence = ("No group is named (analyses.referral_tracking."
+                        "disproportionality_group) and the pupils table has no ethnicity.")
+        return sec
+    raw = pd.concat(frames, ignore_index=True)
+    board = raw.assign(risk=100 * raw["risk"], ref_risk=100 * raw["ref_risk"]).rename(columns={
+        "event": "Event", "n": "Pupils in group", "events": "Group with event",
+        "risk": "Group risk (%)", "ref_n": "Other pupils", "ref_events": "Others with event",
+        "ref_risk": "Others' risk (%)", "risk_ratio": "Risk ratio", "ci_low": "95% CI from",
+        "ci_high": "95% CI to"})
+    # Others' counts are the totals minus the group's, so they are not shown: with the
+    # totals known from elsewhere they would give away a withheld group count.
+    board = _board(board.drop(columns=["Other pupils", "Others with event"]),
+                   ["Pupils in group", "Group with event"], d.min_count,
+                   ["Group risk (%)", "Others' risk (%)", "Risk ratio", "95% CI from",
+                    "95% CI to"], secondary="Event")
+    if query:
+        title = label[:1].upper() + label[1:]
+        row = board[(board["Group"] == label) & (board["Event"] == "referral")].iloc[0]
+        if pd.isna(row["Risk ratio"]):
+            raw_row = raw[(raw["Group"] == label) & (raw["event"] == "referral")].iloc[0]
+            why = ("fewer than " f"{d.min_count} of them were referred, so the figures are "
+                   "withheld to protect their privacy"
+                   if raw_row["events"] < d.min_count else "no risk ratio could be estimated")
+            sec.sentence = f"{title}: {why}."
+        else:
+            sec.sentence = (f"{title} were {row['Risk ratio']:.1f} times as "
+                            "likely to be referred as other pupils (95% CI "
+                            f"{row['95% CI from']:.1f} to {row['95% CI to']:.1f}).")
+    sec.text(
+        f"Risks are worked out among {who}: the share of each group referred at least once, "
+        "suspended at least once, or whose referral closed with an escalation (EHC needs "
+        "assessment, alternative provision or a school move). A risk ratio of 1 means the "
+        "same risk as all other pupils, 2 twice the risk; 95% confidence intervals use "
+        "Katz's log method. With small groups the intervals are wide. "
+        + (f"The named group ({label}) is set in the parameters as `{query}`. " if query else "")
+        + _withheld_note(d.min_count))
+    named = board["Group"] == label if query else pd.Series(False, index=board.index)
+    if query:
+        _add_table(sec, board[named], "The named group against all other pupils")
+    eth_rows = board[~named]
+    if len(eth_rows):
+        _add_table(sec, eth_rows.sort_values(["Event", "Group"], kind="stable"),
+                   "Each ethnic group against all other pupils")
+    return sec
+
+
+# ----------------------------------------------------------------------------- quality
+
+
+def quality_section(project: Project) -> Section:
+    """Data-quality problems counted by check, with no record or pupil ids."""
+    d = tracking_data(project)
+    reg = d.register
+    summary = tracking.quality_summary(reg)
+    sizes = (f"{_n(len(reg), 'referral')}, {_n(len(reg.interventions), 'intervention')} and "
+             f"{_n(len(reg.reviews), 'review')}")
+    if summary.empty:
+        return _section("Problems found in the records",
+                        f"No data-quality problems were found in the {sizes}.")
+    excluded = summary[summary["action"].str.startswith("excluded")]["records"].sum()
+    sec = _section("Problems found in the records",
+                   f"{_n(summary['records'].sum(), 'record')} had a data-quality problem "
+                   f"({int(excluded):,} of them could not be used and were left out); the "
+                   f"report uses {sizes}.")
+    board = summary.rename(columns={"table": "Table", "column": "Column", "check": "Problem",
+                                    "records": "Records", "action": "What the kit did"})
+    board = _board(board, ["Records"], d.min_count, keep_zero=False)
+    _add_table(sec, board, "Data-quality problems by check")
+    sec.text("The full list, record by record, is in the register's quality table for the "
+             "data team (it names records, so it is not shown here). "
+             + _withheld_note(d.min_count))
+    return sec
+
+
+# ----------------------------------------------------------------------------- outcomes
+
+
+def needs_met_target(project: Project, outcome: Outcome | None) -> tuple[float, str] | None:
+    """The proportion a ``needs_met`` outcome is judged against, and where it came from.
+
+    In order: the green threshold of a ``needs_met`` (or ``pct_needs_met``) KPI target in
+    ``analyses.referral_tracking.targets``; else the first percentage in the outcome's
+    target text in the theory of change (e.g. "At least 70% of closed referrals ..." gives
+    0.70); else ``None`` (no target: the result gets no verdict).
+    """
+    options = _options(project)
+    for name in ("needs_met", "pct_needs_met"):
+        if name in options.targets:
+            return (options.targets[name].green / 100,
+                    f"the green threshold of the '{name}' target in the project's parameters")
+    outcomes = [outcome] if outcome is not None else [
+        o for o in project.toc.outcomes_for("referral_tracking") if o.measure == "needs_met"]
+    for o in outcomes:
+        m = re.search(r"(\d+(?:\.\d+)?)\s*(?:%|per ?cent)", o.target or "")
+        if m:
+            return float(m.group(1)) / 100, "the outcome's target in the theory of change"
+    return None
+
+
+def _check_source(project: Project, outcome: Outcome, kind: str, default: str | None) -> None:
+    name = outcome.data or default
+    if name is None or name not in project.params.data:
+        raise ParamsError(
+            f"Outcome '{outcome.id}' (measure '{outcome.measure}') needs a {kind} table, but "
+            f"data source '{name}' is not under `data:` in {project.params.file}")
+    if project.params.data[name].kind != kind:
+        raise ParamsError(
+            f"Outcome '{outcome.id}' (measure '{outcome.measure}') names data source "
+            f"'{name}', a {project.params.data[name].kind} table; the referral-tracking "
+            f"analysis measures {outcome.measure} from a {kind} table")
+
+
+def _attendance_outcome(project: Project, outcome: Outcome) -> Section:
+    d = tracking_data(project)
+    _check_source(project, outcome, "attendance", d.options.attendance)
+    wide, change = _attendance_change(project, outcome)
+    if change is None:
+        raise ParamsError(f"Outcome '{outcome.id}' needs attendance data: set "
+                          "analyses.referral_tracking.attendance")
+    h = change.headline()
+    est, lo, hi, n = h["estimate"], h["ci_low"], h["ci_high"], h["n"]
+    w = d.options.attendance_window_weeks
+    starts = wide.loc[wide["baseline"].notna() & wide["follow_up"].notna(), "start_date"]
+    period = (f"first interventions starting {starts.min():%B %Y} to {starts.max():%B %Y}"
+              if len(starts) else project.period_text())
+    result = Result(
+        outcome_id=outcome.id, analysis="referral_tracking", measure=outcome.measure,
+        estimate=est, ci_low=lo, ci_high=hi, unit="percentage points", null=0.0, n=n,
+        period=period, direction=outcome.direction,
+        verdict=verdict(lo, hi, null=0.0, direction=outcome.direction),
+        headline=f"Attendance {est:+.1f} points ({lo:+.1f} to {hi:+.1f})",
+        sentence=_attendance_sentence(change, w),
+        notebook=NOTEBOOK)
+    sec = _section(outcome.statement, result.sentence)
+    sec.text(f"**Measure:** attendance (% of possible sessions), mean change per pupil "
+             f"(after minus before) with its 95% confidence interval; "
+             f"{'higher' if outcome.direction == 'higher_is_better' else 'lower'} is better."
+             + (f" **Target:** {outcome.target}." if outcome.target else "")
+             + f" **Verdict: {result.verdict}** — decided from the confidence interval "
+             f"against no change (0). The windows ({w} weeks either side) come from "
+             "`analyses.referral_tracking.attendance_window_weeks`; the weekly chart under "
+             f"*What changed for each pupil* shows {2 * w} weeks either side.")
+    table = change.board_table(d.min_count)
+    _add_table(sec, table[["group", "n_pairs", "baseline_mean", "follow_up_mean",
+                           "mean_change", "mean_change_ci_low", "mean_change_ci_high",
+                           "g_av"]].rename(columns={
+                               "group": "Pupils", "n_pairs": "Pupils compared",
+                               "baseline_mean": "Before (%)", "follow_up_mean": "After (%)",
+                               "mean_change": "Change (points)",
+                               "mean_change_ci_low": "95% CI from",
+                               "mean_change_ci_high": "95% CI to", "g_av": "Hedges' g"}),
+               "Headline: attendance before and after the first intervention")
+    sec.result = result
+    return sec
+
+
+def _needs_met_outcome(project: Project, outcome: Outcome) -> Section:
+    d = tracking_data(project)
+    _check_source(project, outcome, "referrals", d.options.referrals)
+    closed = d.register.table["needs_met"].dropna()
+    k, n = int(closed.sum()), len(closed)
+    if n == 0:
+        raise DataError(f"Outcome '{outcome.id}': no referral has closed with an outcome "
+                        "recorded yet, so the proportion with needs met cannot be estimated")
+    p = k / n
+    lo, hi = _wilson(k, n)
+    target = needs_met_target(project, outcome)
+    if target is None:
+        null, source = float("nan"), ""
+        judged = ("No target proportion is set (in the parameters or the theory of change), "
+                  "so no verdict is given.")
+        result_verdict = "no clear change"
+    else:
+        null, source = target
+        result_verdict = verdict(lo, hi, null=null, direction=outcome.direction)
+        meaning = {"improved": "clearly above", "worsened": "clearly below",
+                   "no clear change": "not clearly different from"}[result_verdict]
+        if outcome.direction == "lower_is_better":
+            meaning = {"improved": "clearly below", "worsened": "clearly above"}.get(
+                result_verdict, meaning)
+        judged = (f"This is {meaning} the target of {null:.0%} ({source}), so the verdict is "
+                  f"'{result_verdict}'.")
+    first = d.register.table.loc[d.register.table["needs_met"].notna(), "closure_date"]
+    period = f"referrals closed {first.min():%B %Y} to {first.max():%B %Y}"
+    sentence = (f"{p:.0%} of {_n(n, 'closed referral')} with an outcome recorded closed with "
+                f"the pupil's needs met (95% CI {_ci_text(lo, hi)}). {judged}")
+    result = Result(
+        outcome_id=outcome.id, analysis="referral_tracking", measure=outcome.measure,
+        estimate=p, ci_low=lo, ci_high=hi, unit="proportion of closed referrals", null=null,
+        n=n, period=period, direction=outcome.direction, verdict=result_verdict,
+        headline=(f"Needs met {p:.0%} ({lo:.0%} to {hi:.0%})"
+                  + (f"; target {null:.0%}" if target is not None else "")),
+        sentence=sentence, notebook=NOTEBOOK)
+    sec = _section(outcome.statement, sentence)
+    sec.text("**Measure:** the proportion of closed referrals with a closure outcome recorded "
+             "that closed as 'needs met', with a Wilson score 95% confidence interval. "
+             + (f"**Target:** {outcome.target}. " if outcome.target else "")
+             + f"**Verdict: {result.verdict}.** For this outcome the verdict compares the "
+             "confidence interval with the target proportion rather than with no change: "
+             "'improved' when the whole interval is on the better side of the target (the "
+             "target is clearly met), 'worsened' when it is wholly on the worse side (clearly "
+             "missed), otherwise 'no clear change'. The target is the green threshold of a "
+             "`needs_met` target in the parameters if there is one, else the first percentage "
+             "in the outcome's target in the theory of change.")
+    table = pd.DataFrame([{"Closed referrals": n, "Needs met": k, "Other outcomes": n - k,
+                           "Needs met (%)": 100 * p, "95% CI from": 100 * lo,
+                           "95% CI to": 100 * hi,
+                           "Target (%)": 100 * null if target is not None else np.nan}])
+    table = _board(table, ["Closed referrals", "Needs met", "Other outcomes"], d.min_count,
+                   ["Needs met (%)", "95% CI from", "95% CI to"], keep_zero=False)
+    _add_table(sec, table, "Headline: closed referrals with needs met",
+               percent=("Needs met (%)", "95% CI from", "95% CI to", "Target (%)"))
+    sec.result = result
+    return sec
+
+
+def outcome_section(project: Project, outcome: Outcome) -> Section:
+    """The section and headline :class:`~evaluation.results.Result` for one outcome.
+
+    Chosen by ``outcome.measure``: ``attendance_pct`` (data: an attendance table) gives the
+    mean change in attendance % from the weeks before to the weeks after each pupil's first
+    intervention (:func:`paired_change`; verdict against 0 in the outcome's direction);
+    ``needs_met`` (data: a referrals table) gives the proportion of closed referrals that
+    closed as needs met with a Wilson CI, judged against :func:`needs_met_target`: verdict
+    "improved" if the CI lies wholly on the better side of the target, "worsened" if wholly
+    on the worse side, else "no clear change" (and "no clear change" with a missing null when
+    no target is set). Anything else raises :class:`~evaluation.errors.ParamsError`.
+    """
+    if outcome.measure == "attendance_pct":
+        return _attendance_outcome(project, outcome)
+    if outcome.measure == "needs_met":
+        return _needs_met_outcome(project, outcome)
+    raise ParamsError(
+        f"Outcome '{outcome.id}' has measure {outcome.measure!r} (data {outcome.data!r}), "
+        "which the referral-tracking analysis cannot measure. Supported measures: "
+        + ", ".join(f"'{m}' (data: a {k} table)" for m, k in SUPPORTED_MEASURES.items())
+        + ". Change the outcome's measure or its analysis in the theory of change.")
