@@ -68,15 +68,6 @@ _FIXED_TIME = dt.datetime(2024, 7, 19, 12, 0, 0)
 N_PROGRAMME_SCHOOLS = 21
 N_COMPARISON_SCHOOLS = 12
 
-INTERVENTION_MENU = (
-    "mentoring",
-    "parenting programme",
-    "speech and language",
-    "play therapy",
-    "art therapy",
-    "nurture group",
-    "school-refusal support",
-)
 
 TRUE_EFFECTS: dict = {
     "synthetic": True,

@@ -42,15 +42,11 @@ from scipy import stats
 from evaluation import its
 from evaluation.errors import DataError, ParamsError
 from evaluation.params import ItsOptions
+from evaluation.privacy import suppress
 from evaluation.project import Project
 from evaluation.results import Result, verdict
 from evaluation.sections import Section
 from evaluation.toc import Outcome
-
-try:  # another module of the kit; withhold small counts ourselves until it exists
-    from evaluation.privacy import suppress as _privacy_suppress
-except ImportError:  # pragma: no cover - depends on the kit version
-    _privacy_suppress = None
 
 __all__ = ["MANY_UNITS", "NOTEBOOK", "ItsAnalysis", "analyse", "outcome_sections", "sections"]
 
@@ -455,7 +451,7 @@ class ItsAnalysis:
             table = table.drop(columns="Group")
         cols = [c for c in table.columns if c not in ("Periods", "Events", "Status")]
         table = table[cols + ["Periods", "Events", "Status"]]
-        return _withhold(table, ["Events"], self.project.min_count)
+        return suppress(table, ["Events"], self.project.min_count)
 
     def pooled_table(self) -> pd.DataFrame:
         rows = []
@@ -867,12 +863,3 @@ def _short_reason(message: str) -> str:
     return text.split(". ")[0].rstrip(".")
 
 
-def _withhold(table: pd.DataFrame, columns: list[str], threshold: int) -> pd.DataFrame:
-    """Counts below the project's threshold withheld (shown as '–')."""
-    if _privacy_suppress is not None:
-        return _privacy_suppress(table, columns, threshold)
-    out = table.copy()
-    for col in columns:
-        values = pd.to_numeric(out[col], errors="coerce")
-        out[col] = values.where(~(values < threshold)).round().astype("Int64")
-    return out

@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from evaluation.params import NOTEBOOKS
+from evaluation.privacy import suppress
 from evaluation.project import Project
 from evaluation.results import VERDICTS
 from evaluation.sections import Section
@@ -259,23 +260,6 @@ def _target_text(o: Outcome) -> str:
 # --------------------------------------------------------------------------- sections
 
 
-def _withhold_small(table: pd.DataFrame, col: str, threshold: int) -> pd.DataFrame:
-    """Withhold counts in ``col`` below ``threshold`` (zero included).
-
-    A local stand-in for ``evaluation.privacy.suppress``, which was not yet in the kit.
-    The counts come back as text: the number, "fewer than N" (as in the other board
-    tables; no separate note column, so the table fits an A4 page), or "–" when there is
-    none.
-    """
-    out = table.copy()
-    out[col] = [
-        "–" if _missing(v) else (f"fewer than {threshold}" if int(v) < threshold
-                                 else f"{int(v):,}")
-        for v in out[col]
-    ]
-    return out
-
-
 def outcome_table(project: Project, results: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per outcome: verdict, estimate, 95% CI, unit, n and data period.
 
@@ -297,7 +281,15 @@ def outcome_table(project: Project, results: pd.DataFrame | None = None) -> pd.D
         })
     table = pd.DataFrame(rows, columns=["Outcome", "Verdict", "Estimate", "95% CI", "Unit",
                                         "n", "Data period"])
-    return _withhold_small(table, "n", project.min_count)
+    # Counts below the threshold are withheld, as in every board table; the summary says
+    # "fewer than N" in the cell itself (no note column, so the table fits an A4 page).
+    shown = suppress(table, "n", project.min_count, note_col="_note")
+    small = shown["_note"].astype(str).str.len() > 0
+    shown["n"] = [
+        f"fewer than {project.min_count}" if withheld else ("–" if _missing(v) else f"{int(v):,}")
+        for v, withheld in zip(shown["n"], small, strict=True)
+    ]
+    return shown.drop(columns="_note")
 
 
 def at_a_glance(project: Project, results: pd.DataFrame | None = None) -> Section:
