@@ -2,7 +2,12 @@
 
 The tables come from intake (see ``docs/tables.md``): ``referrals``, ``interventions``,
 ``reviews`` and optionally ``pupils``, ``attendance`` and ``suspensions``. Everything here is
-vectorised (pandas/numpy); nothing loops over referrals in Python.
+vectorised (pandas/numpy); nothing loops over referrals in Python. For large tables (see
+``benchmarks/bench_tracking.py``): text ids are matched once into integer positions (with
+``pyarrow.compute.index_in`` when the columns are Arrow-backed strings, as pandas 3 makes
+them), aggregation runs on those integer codes, and :func:`match_attendance` matches the
+weekly attendance rows to the pupils once for :func:`attendance_around_start` and
+:func:`event_study`.
 
 Decisions that shape the numbers (each function's docstring repeats what applies to it):
 
@@ -181,13 +186,14 @@ def _as_number(df: pd.DataFrame, table: str, col: str) -> pd.Series:
     return conv.astype(float)
 
 
-def _record_ids(df: pd.DataFrame, id_col: str, mask: np.ndarray) -> np.ndarray:
-    ids = df[id_col][mask].astype(object).to_numpy()
-    lines = np.flatnonzero(mask) + 2
-    missing = pd.isna(ids)
-    ids = ids.astype(object)
-    ids[missing] = [f"line {n}" for n in lines[missing]]
-    return ids.astype(str)
+def _record_ids(df: pd.DataFrame, id_col: str, mask: np.ndarray) -> pd.Series:
+    """The flagged records' ids as text; "line N" (file line) where the id is missing."""
+    ids = df[id_col][mask].astype("str").reset_index(drop=True)
+    missing = ids.isna().to_numpy()
+    if missing.any():
+        lines = np.flatnonzero(mask)[missing] + 2
+        ids[missing] = [f"line {n}" for n in lines]
+    return ids
 
 
 def _issue(
@@ -219,10 +225,9 @@ def _issue(
     def pick(x: Any) -> Any:
         if isinstance(x, str):
             return x
-        if callable(x):  # build text for the flagged rows only
-            x = x(_Flagged())
-            return np.asarray(pd.Series(x).astype(object))
-        return np.asarray(x.astype(object))[mask]
+        if callable(x):  # build text for the flagged rows only (vectorised str operations)
+            return pd.Series(x(_Flagged())).astype("str").reset_index(drop=True)
+        return pd.Series(np.asarray(x.astype(object))[mask], dtype="str")
 
     return pd.DataFrame(
         {
@@ -237,7 +242,7 @@ def _issue(
 
 
 def _fmt_dates(s: pd.Series) -> pd.Series:
-    return s.dt.strftime("%Y-%m-%d").astype(object)
+    return s.dt.strftime("%Y-%m-%d").astype("str")
 
 
 def _arrow_strings(x: Any) -> Any:
@@ -506,53 +511,46 @@ def _menu_names(names: pd.Series) -> tuple[pd.Categorical, np.ndarray, np.ndarra
     return cat, on_menu, stripped
 
 
-def _normalise_names(names: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Map names to menu spelling ignoring case/spaces; return (names, on_menu mask)."""
-    cat, on_menu, _ = _menu_names(names)
-    return (pd.Series(np.asarray(cat, dtype=object), index=names.index, dtype="str"),
-            pd.Series(on_menu, index=names.index))
+def _pick_row(keys: np.ndarray, days: np.ndarray, n: int, earliest: bool) -> np.ndarray:
+    """For each key 0..n-1, the row with the earliest (or latest) day; ties go to the first
+    (or last) row in file order. -1 for keys with no row."""
+    rows = np.arange(len(keys))
+    best = np.full(n, np.iinfo(np.int64).max if earliest else np.iinfo(np.int64).min)
+    (np.minimum if earliest else np.maximum).at(best, keys, days)
+    cand = days == best[keys]
+    pick = np.full(n, np.iinfo(np.int64).max if earliest else -1)
+    (np.minimum if earliest else np.maximum).at(pick, keys[cand], rows[cand])
+    return np.where((pick >= 0) & (pick < len(keys)), pick, -1)
 
 
-def _group_bounds(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start positions of the runs of equal values in ``sorted_keys`` and each run's key."""
-    if not len(sorted_keys):
-        return np.array([], dtype=np.int64), sorted_keys[:0]
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    return starts, sorted_keys[starts]
-
-
-def _sum_min1(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per-run sums ignoring NaN; NaN when a run has no value (pandas ``min_count=1``)."""
-    if not len(starts):
-        return np.array([], dtype=float)
-    ok = ~np.isnan(values)
-    total = np.add.reduceat(np.where(ok, values, 0.0), starts)
-    count = np.add.reduceat(ok.astype(np.int64), starts)
-    return np.where(count > 0, total, np.nan)
-
-
-def _joined_codes(codes: np.ndarray, categories: Sequence[str], starts: np.ndarray
-                  ) -> np.ndarray:
-    """Distinct names per run, sorted and joined by "; " (object array, one per run).
-
-    Bitmasks over the distinct names are OR-ed per run, so only the distinct combinations
-    are joined in Python.
-    """
-    if not len(starts):
-        return np.array([], dtype=object)
+def _joined_codes(keys: np.ndarray, codes: np.ndarray, categories: Sequence[str],
+                  n: int) -> np.ndarray:
+    """Distinct names per key 0..n-1, sorted and joined by "; " (object array, None where
+    a key has no row). Bitmasks over the distinct names are OR-ed per key, so only the
+    distinct combinations are joined in Python."""
+    out = np.full(n, None, dtype=object)
+    ok = codes >= 0
+    keys, codes = keys[ok], codes[ok]
+    if not len(keys):
+        return out
     cats = np.asarray(categories, dtype=object)
-    if len(cats) > 62:  # too many distinct names for a bitmask: join per run
-        runs = np.split(codes, starts[1:])
-        return np.array(["; ".join(sorted({cats[c] for c in r})) for r in runs], dtype=object)
+    if len(cats) > 62:  # too many distinct names for a bitmask: a plain groupby join
+        pairs = pd.DataFrame({"k": keys, "n": cats[codes]}).drop_duplicates()
+        joined = pairs.sort_values(["k", "n"]).groupby("k")["n"].agg("; ".join)
+        out[joined.index.to_numpy()] = joined.to_numpy()
+        return out
+    alpha_order = np.argsort(cats.astype(str), kind="stable")
     rank = np.empty(len(cats), dtype=np.int64)
-    rank[np.argsort(cats.astype(str), kind="stable")] = np.arange(len(cats))
-    alpha = cats[np.argsort(cats.astype(str), kind="stable")]
-    bits = np.left_shift(np.int64(1), rank[codes])
-    mask = np.bitwise_or.reduceat(bits, starts)
-    combos = _distinct(mask)
+    rank[alpha_order] = np.arange(len(cats))
+    alpha = cats[alpha_order]
+    mask = np.zeros(n, dtype=np.int64)
+    np.bitwise_or.at(mask, keys, np.left_shift(np.int64(1), rank[codes]))
+    combos = _distinct(mask[mask > 0])
     text = np.array(["; ".join(alpha[i] for i in range(len(alpha)) if (int(m) >> i) & 1)
                      for m in combos], dtype=object)
-    return text[np.searchsorted(combos, mask)]
+    used = mask > 0
+    out[used] = text[np.searchsorted(combos, mask[used])]
+    return out
 
 
 def build_register(
@@ -624,17 +622,17 @@ def build_register(
     ocodes, ouniq = pd.factorize(ref["closure_outcome"])
     stripped = pd.Series(np.asarray(ouniq, dtype=object), dtype="str").str.strip()
     lookup = {o.lower(): o for o in CLOSURE_OUTCOMES}
-    ucanon = stripped.str.lower().map(lookup)
-    outcome = pd.Series(_take(stripped, ocodes).to_numpy(), index=ref.index, dtype="str")
-    canon = pd.Series(_take(ucanon, ocodes).to_numpy(), index=ref.index, dtype="str")
-    bad = outcome.notna() & canon.isna()
+    ucanon = stripped.str.lower().map(lookup).astype("str")
+    cleaned = ucanon.where(ucanon.notna(), stripped)  # listed spelling, else as written
+    unlisted = (stripped.notna() & ucanon.isna()).to_numpy(dtype=bool)
+    bad = (ocodes >= 0) & (unlisted[np.maximum(ocodes, 0)] if len(unlisted) else False)
     issues.append(_issue(ref, bad, "referrals", "referral_id", "closure_outcome",
-                         lambda d: "closure outcome '" + d["closure_outcome"].astype(object)
+                         lambda d: "closure outcome '" + d["closure_outcome"].astype("str")
                          + "' is not in the list",
                          "kept: counted as an unlisted outcome; use "
                          + ", ".join(CLOSURE_OUTCOMES),
                          check="closure outcome not in the list"))
-    ref["closure_outcome"] = canon.where(canon.notna(), outcome)
+    ref["closure_outcome"] = _take(cleaned, ocodes).set_axis(ref.index)
 
     for c in ("referral_date", "first_response_date", "closure_date"):
         fut = ref[c] > today
@@ -661,7 +659,7 @@ def build_register(
     twice = np.zeros(len(ref), dtype=bool)
     twice[order] = _days(ref["referral_date"])[order] < prev_end
     issues.append(_issue(ref, twice, "referrals", "referral_id", "referral_date",
-                         lambda d: "pupil " + d["pupil_id"].astype(object)
+                         lambda d: "pupil " + d["pupil_id"].astype("str")
                          + " referred again while an earlier referral was still open",
                          "kept: check whether it duplicates the earlier referral",
                          check="pupil referred again while an earlier referral was open"))
@@ -681,7 +679,7 @@ def build_register(
     unknown = ipos < 0
     issues.append(_issue(iv, unknown, "interventions", "intervention_id", "referral_id",
                          lambda d: "unknown referral id "
-                         + d["referral_id"].astype(object).fillna(""),
+                         + d["referral_id"].astype("str").fillna(""),
                          "excluded: not linked to a usable referral",
                          check="unknown referral id"))
     keep = ~unknown & iv["start_date"].notna().to_numpy() & iv["intervention"].notna().to_numpy()
@@ -737,7 +735,7 @@ def build_register(
     unknown = rpos < 0
     issues.append(_issue(rv, unknown, "reviews", "review_id", "referral_id",
                          lambda d: "unknown referral id "
-                         + d["referral_id"].astype(object).fillna(""),
+                         + d["referral_id"].astype("str").fillna(""),
                          "excluded: not linked to a usable referral",
                          check="unknown referral id"))
     keep = ~unknown & ~bad.to_numpy()
@@ -751,49 +749,46 @@ def build_register(
                          "review before the referral date", "kept: check the date"))
 
     # ---- aggregate -------------------------------------------------------------------
-    # numpy on integer keys (position of the referral in ``ref``): sort by (referral,
-    # date) with a stable sort, so ties keep file order, then reduce each run of rows.
+    # numpy on integer keys (position of the referral in ``ref``), without sorting:
+    # counts and sums by bincount, earliest/latest dates by ufunc.at, and the first
+    # intervention / latest review as the earliest / latest dated row with ties broken
+    # by file order.
     n_ref = len(ref)
-    iv_days = _days(iv["start_date"])
-    order = _stable_order(ipos, iv_days)
-    starts, rows = _group_bounds(ipos[order])
-    n_iv = np.diff(np.r_[starts, len(order)]).astype(np.int64)
-    first = order[starts]
     tab = ref.copy()
+    iv_days = _days(iv["start_date"])
     sd = iv["start_date"].to_numpy()  # keep the table's datetime unit (merges need it)
-    first_start = np.full(n_ref, np.datetime64("NaT"), dtype=sd.dtype)
-    first_start[rows] = sd[first]
-    tab["first_intervention_start"] = first_start
-    first_code = np.full(n_ref, -1, dtype=np.int64)
-    first_code[rows] = np.asarray(names.codes, dtype=np.int64)[first]
+    n_iv = np.bincount(ipos, minlength=n_ref).astype(np.int64)
+    has_iv = n_iv > 0
+    first_start = np.full(n_ref, np.iinfo(np.int64).max)
+    np.minimum.at(first_start, ipos, sd.view(np.int64))
+    tab["first_intervention_start"] = np.where(has_iv, first_start, _NAT_INT).view(sd.dtype)
+    first = _pick_row(ipos, iv_days, n_ref, earliest=True)
+    code = np.asarray(names.codes, dtype=np.int64)
+    first_code = np.where(first >= 0, code[np.maximum(first, 0)] if len(code) else -1, -1)
     tab["first_intervention"] = pd.Categorical.from_codes(first_code, dtype=names.dtype)
-    tab["n_interventions"] = np.bincount(rows, weights=n_iv, minlength=n_ref).astype(np.int64)
+    tab["n_interventions"] = n_iv
     for c in ("sessions_planned", "sessions_attended", "cost"):
-        full = np.full(n_ref, np.nan)
-        full[rows] = _sum_min1(iv[c].to_numpy(dtype=float, na_value=np.nan)[order], starts)
-        tab[c] = full
-    joined = pd.Series(pd.NA, index=range(n_ref), dtype="str")
-    joined.iloc[rows] = _joined_codes(np.asarray(names.codes)[order], names.categories,
-                                      starts)
-    tab["interventions"] = joined
+        v = iv[c].to_numpy(dtype=float, na_value=np.nan)
+        ok = ~np.isnan(v)
+        total = np.bincount(ipos, weights=np.where(ok, v, 0.0), minlength=n_ref)
+        count = np.bincount(ipos, weights=ok, minlength=n_ref)
+        tab[c] = np.where(count > 0, total, np.nan)  # pandas sum(min_count=1)
+    tab["interventions"] = pd.Series(_joined_codes(ipos, code, names.categories, n_ref),
+                                     dtype="str")
 
     rv_days = _days(rv["review_date"])
-    rorder = _stable_order(rpos, rv_days)
-    rstarts, rrows = _group_bounds(rpos[rorder])
-    rends = np.r_[rstarts[1:], len(rorder)][:len(rstarts)].astype(np.int64) - 1
     rd = rv["review_date"].to_numpy()
-    first_review = np.full(n_ref, np.datetime64("NaT"), dtype=rd.dtype)
-    first_review[rrows] = rd[rorder[rstarts]]
-    tab["first_review_date"] = first_review
-    tab["n_reviews"] = np.bincount(rrows, weights=rends - rstarts + 1,
-                                   minlength=n_ref).astype(np.int64)
-    latest = np.full(n_ref, -1, dtype=np.int64)
-    latest[rrows] = rorder[rends]  # the latest review (last in date order) of each referral
+    n_rv = np.bincount(rpos, minlength=n_ref).astype(np.int64)
+    first_review = np.full(n_ref, np.iinfo(np.int64).max)
+    np.minimum.at(first_review, rpos, rd.view(np.int64))
+    tab["first_review_date"] = np.where(n_rv > 0, first_review, _NAT_INT).view(rd.dtype)
+    tab["n_reviews"] = n_rv
+    latest = _pick_row(rpos, rv_days, n_ref, earliest=False)  # the latest review
+    has = latest >= 0
     for c in REVIEW_OUTCOMES:
         vals = rv[c].array
         out = pd.array(np.zeros(n_ref, dtype=bool), dtype="boolean")
         out[:] = pd.NA
-        has = latest >= 0
         if has.any():
             out[has] = vals[latest[has]]
         tab[c] = out
@@ -1080,7 +1075,12 @@ def pathway_kpis(
     closed = tab.loc[(tab["status"] == "closed").to_numpy(), ["closure_date", "closure_outcome"]]
     ckey, clabels = _period_keys(closed["closure_date"], period)
     outcome = closed["closure_outcome"].astype("str").fillna("not recorded").to_numpy(object)
-    ct = pd.crosstab(ckey, outcome)
+    # closures by (period, outcome): bincount on integer codes (pd.crosstab is slower)
+    kcodes, kuniq = pd.factorize(ckey, sort=True)
+    ocodes, ouniq = pd.factorize(outcome, sort=True)
+    counts = np.bincount(kcodes * max(len(ouniq), 1) + ocodes,
+                         minlength=len(kuniq) * len(ouniq)).reshape(len(kuniq), len(ouniq))
+    ct = pd.DataFrame(counts, index=kuniq, columns=list(ouniq))
     others = [c for c in ct.columns if c not in CLOSURE_OUTCOMES]
     total = ct.sum(axis=1)
     recorded = total - (ct["not recorded"] if "not recorded" in ct.columns else 0)

@@ -5,6 +5,7 @@ data/raw/demo/README.md and evaluation.demo.TRUE_EFFECTS."""
 from __future__ import annotations
 
 import re
+import weakref
 from types import SimpleNamespace
 
 import matplotlib
@@ -231,3 +232,41 @@ def test_kpi_sentences_and_targets_use_the_parameters(project, sections):
     costs = sections["costs_section"].tables()["Costs by intervention type"]
     assert costs["Total cost (£)"].str.match(r"^£[\d,]+$").all()
     assert str(costs["Pupils"].dtype) == "Int64"
+
+
+def test_quality_section_counts_problems_without_ids(project):
+    # a register with problems (the demo has none), reached through the section cache
+    refs = pd.DataFrame({
+        "referral_id": ["R1", "R2", "R3", "R4", "R5", "R6", None],
+        "pupil_id": ["P0123456789ab", "P0123456789ab", "P1", "P2", "P3", "P4", "P5"],
+        "referral_date": pd.to_datetime(["2024-01-10", "2024-02-01"] + ["2024-01-10"] * 5),
+        # R2-R6: a first response before the referral (5 records)
+        "first_response_date": pd.to_datetime(["2024-01-12"] + ["2024-01-05"] * 5 + [None]),
+    })
+    ivs = pd.DataFrame({"intervention_id": ["I1"], "referral_id": ["R9"],
+                        "intervention": ["mentoring"],
+                        "start_date": pd.to_datetime(["2024-02-01"])})
+    rvs = pd.DataFrame({"review_id": pd.Series([], dtype="str"),
+                        "referral_id": pd.Series([], dtype="str"),
+                        "review_date": pd.to_datetime(pd.Series([], dtype="str"))})
+    reg = tracking.build_register(refs, ivs, rvs, today="2024-06-01")
+
+    class Fake:  # a stand-in project: only what quality_section reads
+        min_count = project.min_count
+
+    fake = Fake()
+    data = S.TrackingData(options=ReferralTrackingOptions(), register=reg, kpis=pd.DataFrame(),
+                          pupils=None, attendance=None, suspensions=None, min_count=5)
+    S._CACHE[id(fake)] = (weakref.ref(fake), data)
+    sec = S.quality_section(fake)
+    table = sec.tables()["Data-quality problems by check"].set_index("Problem")
+    # 5 negative response times (shown); a pupil referred twice, an unknown referral id and
+    # a missing referral id (1 record each: withheld)
+    assert table.loc["negative duration: first response before the referral date",
+                     "Records"] == 5
+    for check in ("pupil referred again while an earlier referral was open",
+                  "unknown referral id", "no referral id"):
+        assert pd.isna(table.loc[check, "Records"]), check
+    assert privacy.identifying_cells(table.reset_index()) == []
+    assert not table.reset_index().isin(["R9", "P0123456789ab", "I1"]).any().any()
+    assert "left out" in sec.sentence

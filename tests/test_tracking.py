@@ -193,9 +193,9 @@ def test_each_quality_problem_is_listed():
     refs = referrals_frame([
         ("R1", "P1", "2024-01-10", "2024-01-12", "EP", None, None),
         ("R2", "P1", "2024-02-01", None, None, None, None),              # referred twice open
-        ("R3", "P2", "2024-01-10", "2024-01-20", None, "2024-01-15", "needs met"),  # closure<resp
+        ("R3", "P2", "2024-01-10", "2024-01-20", None, "2024-01-15", " Needs Met "),  # clos<resp
         ("R4", "P3", "2024-01-10", "2024-01-05", None, None, None),      # negative response
-        ("R5", "P4", "2024-01-10", None, None, "2030-01-01", "needs met"),  # future closure
+        ("R5", "P4", "2024-01-10", None, None, "2030-01-01", "moved away"),  # future, unlisted
         ("R6", "P5", None, None, None, None, None),                       # no referral date
     ])
     ivs = interventions_frame([
@@ -231,6 +231,8 @@ def test_each_quality_problem_is_listed():
     assert has("interventions", "I4", "intervention", "'mentorin' is not on the menu")
     assert q.loc[q["record_id"] == "I4", "action"].str.contains("'mentoring'").any()
     assert has("referrals", "R6", "referral_date", "no referral date")
+    assert has("referrals", "R5", "closure_outcome", "'moved away' is not in the list")
+    assert not has("referrals", "R3", "closure_outcome", "not in the list")  # case/spaces
     # the check names the problem without any record's values, so boards can see counts
     assert not q["check"].str.contains("P1|R9|R99|mentorin|2030", regex=True).any()
     summary = T.quality_summary(reg).set_index(["table", "column", "check"])
@@ -244,6 +246,8 @@ def test_each_quality_problem_is_listed():
     t = reg.table.set_index("referral_id")
     assert "R6" not in t.index and "R2" in t.index and len(t) == 5
     assert t.loc["R1", "interventions"] == "mentoring; play therapy"  # case/space normalised
+    assert t.loc["R3", "closure_outcome"] == "needs met" and bool(t.loc["R3", "needs_met"])
+    assert t.loc["R5", "closure_outcome"] == "moved away"
     assert t.loc["R1", "sessions_attended"] == 9  # 5 + 6 capped at 4
     assert np.isnan(t.loc["R4", "working_days_to_response"])
     assert np.isnan(t.loc["R1", "days_to_first_intervention"])

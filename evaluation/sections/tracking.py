@@ -633,9 +633,9 @@ def costs_section(project: Project) -> Section:
     all_row = c[c["intervention"] == "all"].iloc[0]
     sec = _section(
         "What the interventions cost",
-        f"£{all_row['total_cost']:,.0f} was spent on interventions for "
-        f"{_n(all_row['n_pupils'], 'pupil')}: £{all_row['cost_per_pupil']:,.0f} per pupil and "
-        f"£{all_row['cost_per_success']:,.0f} per referral closed with needs met.")
+        f"{_money(all_row['total_cost'])} was spent on interventions for "
+        f"{_n(all_row['n_pupils'], 'pupil')}: {_money(all_row['cost_per_pupil'])} per pupil and "
+        f"{_money(all_row['cost_per_success'])} per referral closed with needs met.")
     board = c.rename(columns={
         "intervention": "Intervention", "total_cost": "Total cost (£)",
         "n_pupils": "Pupils", "n_referrals": "Referrals", "n_successes": "Needs met",
