@@ -48,7 +48,10 @@ ETHNIC_GROUPS = [
     "Any other ethnic group",
     "Unclassified",
 ]
-CLOSURE_OUTCOMES = ["needs met", "EHC needs assessment", "alternative provision", "school move"]
+#: How a referral can close: needs met, or one of the escalations (in that order).
+CLOSURE_OUTCOMES: tuple[str, ...] = (
+    "needs met", "EHC needs assessment", "alternative provision", "school move",
+)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from statsmodels.duration.survfunc import SurvfuncRight
 from statsmodels.stats.proportion import proportion_confint
 
 from evaluation.errors import DataError, describe_rows
+from evaluation.intake import CLOSURE_OUTCOMES
 from evaluation.privacy import suppress  # re-exported: tracking.suppress
 
 # ``holidays`` imports its country calendars on first use (about 0.1 s); the import above
@@ -93,12 +94,6 @@ MENU: tuple[str, ...] = (
     "art therapy",
     "nurture group",
     "school-refusal support",
-)
-CLOSURE_OUTCOMES: tuple[str, ...] = (
-    "needs met",
-    "EHC needs assessment",
-    "alternative provision",
-    "school move",
 )
 ESCALATION_OUTCOMES: tuple[str, ...] = CLOSURE_OUTCOMES[1:]
 REVIEW_OUTCOMES: tuple[str, ...] = ("attendance_improved", "ready_to_learn", "on_track")
