@@ -19,6 +19,7 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
 from evaluation import demo
+from evaluation.tracking import MENU
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "raw" / "demo"
 TE = demo.TRUE_EFFECTS
@@ -139,7 +140,7 @@ def test_csv_formats() -> None:
     for col in ("Attendance Improved", "Ready to Learn", "On Track"):
         assert set(rev[col]) == {"Y", "N"}
     iv = _csv("interventions")
-    assert set(iv["Intervention Type"]) <= set(demo.INTERVENTION_MENU)
+    assert set(iv["Intervention Type"]) <= set(MENU)
     planned = iv["Sessions Offered"].astype(int)
     assert planned.between(6, 12).all()
     assert (iv["Sessions Attended"].astype(int) <= planned).all()
