@@ -500,14 +500,17 @@ def read_source(
 
     suppressed: dict[str, int] = {}
     for col in frame.columns:
-        values = frame[col]
-        is_text = values.map(lambda v: isinstance(v, str))
-        stripped = values.where(~is_text, values.astype(str).str.strip())
-        marker = is_text & stripped.astype(str).str.lower().isin(SUPPRESSION_MARKERS)
-        empty = is_text & stripped.astype(str).eq("")
+        values = frame[col].astype(object)
+        # Excel cells may be numbers or dates; only text can be a marker or blank.
+        is_text = np.fromiter((isinstance(v, str) for v in values), bool, len(values))
+        text = values.where(is_text, "").astype(str).str.strip()
+        lowered = text.str.lower()
+        marker = is_text & lowered.isin(SUPPRESSION_MARKERS).to_numpy(bool)
+        blank = is_text & lowered.eq("").to_numpy(bool)
         if marker.any():
             suppressed[col] = int(marker.sum())
-        frame[col] = stripped.mask(marker | empty | values.isna(), None).astype(object)
+        cleaned = values.where(~is_text, text)
+        frame[col] = cleaned.mask(marker | blank | values.isna().to_numpy(bool), None)
 
     rounded: dict[str, int] = {}
     for col in frame.columns:

@@ -191,3 +191,9 @@ def test_official_statistics_file_with_academic_years_and_row_filter(tmp_path):
         "year,level,la_name,headcount,fixed_excl\n201215,Local authority,Leeds,5000,3\n")
     with pytest.raises(DataError, match=r"column 'period_start': row 2 hold dates"):
         load_data(load_params(params_file))
+
+
+def test_a_file_with_headers_only_is_read_as_an_empty_table(mini_project):
+    _csv(mini_project, "Pupil No,School,Year Grp\n")
+    data = load_data(load_params(mini_project))
+    assert len(data["pupils"]) == 0 and data.reports["pupils"].rows == 0

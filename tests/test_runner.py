@@ -117,4 +117,9 @@ def test_new_scaffolds_a_project_that_validates_its_params(tmp_path, capsys):
 
     params = load_params(tmp_path / "params" / "trust_reading.yaml")
     assert params.project.id == "trust_reading"
+    # the scaffold validates as it stands (notebooks as in the kit)
+    (tmp_path / "notebooks").mkdir()
+    for name in ("00_overview.ipynb", "90_summary.ipynb"):
+        (tmp_path / "notebooks" / name).write_text((REPO / "notebooks" / name).read_text())
+    assert main(["validate", str(tmp_path / "params" / "trust_reading.yaml")]) == 0
     assert main(["new", "trust_reading", "--root", str(tmp_path)]) == 2
