@@ -37,6 +37,7 @@ from evaluation import __version__
 from evaluation.errors import EvalKitError
 from evaluation.intake import load_data, sha256_file, write_processed
 from evaluation.params import NOTEBOOKS, ProjectParams, load_params
+from evaluation.results import load_results
 from evaluation.toc import load_toc
 
 EXECUTION_TIMEOUT = 900  # seconds per cell: a hung kernel must not hang a batch
@@ -160,7 +161,29 @@ def export_html(notebook_path: Path, html_path: Path) -> None:
     html_path.write_text(body, encoding="utf-8")
 
 
-def _index_html(params: ProjectParams, pages: list[tuple[str, str]], provenance: dict) -> str:
+def _headlines_html(params: ProjectParams, results_file: Path) -> str:
+    """The recorded headline of each outcome, in theory-of-change order, for the index."""
+    results = load_results(results_file)
+    if results.empty:
+        return ""
+    toc = load_toc(params.resolve(params.theory_of_change))
+    by_id = {r["outcome_id"]: r for r in results.to_dict("records")}
+    rows = "".join(
+        f"<tr><td>{html.escape(o.statement)}</td>"
+        f"<td>{html.escape(by_id[o.id]['verdict'])}</td>"
+        f"<td>{html.escape(by_id[o.id]['headline'] or '')}</td></tr>"
+        for o in toc.outcomes if o.id in by_id
+    )
+    return (
+        "<h2>Headline results</h2><table class='headlines'><tr><th>Outcome</th>"
+        f"<th>Verdict</th><th>Headline (95% CI)</th></tr>{rows}</table>"
+        "<p>Verdicts are decided from 95% confidence intervals; the summary explains them "
+        "and lists the outcomes not yet measured.</p>"
+    )
+
+
+def _index_html(params: ProjectParams, pages: list[tuple[str, str]], provenance: dict,
+                headlines: str = "") -> str:
     title = html.escape(params.project.title)
     org = html.escape(params.project.organisation)
     period = params.project.period
@@ -190,6 +213,9 @@ body {{ max-width: 50rem; margin: 2rem auto; padding: 0 1rem; font-family: syste
 .synthetic {{ border: 2px solid #b35806; background: #fff4e5; padding: 0.5em 1em; }}
 footer {{ margin-top: 3rem; font-size: 0.85rem; color: #444; border-top: 1px solid #ccc; }}
 footer table {{ border-collapse: collapse; }} footer td {{ padding: 2px 8px; }}
+table.headlines {{ border-collapse: collapse; }}
+table.headlines td, table.headlines th {{ border-bottom: 1px solid #ddd; padding: 4px 8px;
+  text-align: left; vertical-align: top; }}
 code {{ font-size: 0.8rem; word-break: break-all; }}
 @media print {{ @page {{ size: A4; margin: 15mm; }} }}
 </style></head>
@@ -199,6 +225,7 @@ code {{ font-size: 0.8rem; word-break: break-all; }}
 {synthetic}
 <h2>Reports</h2>
 <ol>{links}</ol>
+{headlines}
 <footer>
 <p><strong>Provenance.</strong> Generated {html.escape(provenance['generated'])} by evalkit
 {html.escape(provenance['kit_version'])}.</p>
@@ -303,7 +330,9 @@ def run_project(
         pages.sort(key=lambda p: p[1] != NOTEBOOKS["summary"].replace(".ipynb", ".html"))
         provenance = _provenance(params, data.reports)
         (build / "provenance.json").write_text(json.dumps(provenance, indent=2), "utf-8")
-        (build / "index.html").write_text(_index_html(params, pages, provenance), "utf-8")
+        headlines = _headlines_html(params, build / "results.json")
+        (build / "index.html").write_text(_index_html(params, pages, provenance, headlines),
+                                          "utf-8")
     except Exception as exc:  # any failure: keep the previous report, keep the build
         if failed_dir.exists():
             shutil.rmtree(failed_dir)

@@ -46,6 +46,8 @@ def test_index_and_one_page_per_notebook(demo_report, pages):
     links = re.findall(r"href='([^']+\.html)'", index)
     assert links[0] == "90_summary.html", "the index must lead with the summary"
     assert "Synthetic data" in index
+    # the index also gives each measured outcome's verdict and headline
+    assert "Headline results" in index and "Fewer suspensions in programme schools" in index
 
 
 def test_pages_have_no_code_no_errors_and_a_provenance_footer(pages):
