@@ -240,6 +240,14 @@ def _fmt_dates(s: pd.Series) -> pd.Series:
     return s.dt.strftime("%Y-%m-%d").astype("str")
 
 
+def _after_today_text(s: pd.Series) -> pd.Series:
+    """``"date " + _fmt_dates(s) + " is after today"``, built for the distinct dates only
+    and mapped back to the rows (missing stays missing)."""
+    codes, uniq = pd.factorize(s)
+    text = "date " + _fmt_dates(pd.Series(uniq)) + " is after today"
+    return _take(text, codes).set_axis(s.index)
+
+
 def _arrow_strings(x: Any) -> Any:
     """The pyarrow array behind an Arrow-backed string Series/Index, else ``None``.
 
@@ -519,21 +527,20 @@ def _pick_row(keys: np.ndarray, days: np.ndarray, n: int, earliest: bool) -> np.
 
 
 def _joined_codes(keys: np.ndarray, codes: np.ndarray, categories: Sequence[str],
-                  n: int) -> np.ndarray:
-    """Distinct names per key 0..n-1, sorted and joined by "; " (object array, None where
-    a key has no row). Bitmasks over the distinct names are OR-ed per key, so only the
-    distinct combinations are joined in Python."""
-    out = np.full(n, None, dtype=object)
+                  n: int) -> pd.Series:
+    """Distinct names per key 0..n-1, sorted and joined by "; " (``str`` Series, missing
+    where a key has no row). Bitmasks over the distinct names are OR-ed per key, so only
+    the distinct combinations are joined in Python (and converted to ``str``)."""
     ok = codes >= 0
     keys, codes = keys[ok], codes[ok]
-    if not len(keys):
-        return out
     cats = np.asarray(categories, dtype=object)
-    if len(cats) > 62:  # too many distinct names for a bitmask: a plain groupby join
-        pairs = pd.DataFrame({"k": keys, "n": cats[codes]}).drop_duplicates()
-        joined = pairs.sort_values(["k", "n"]).groupby("k")["n"].agg("; ".join)
-        out[joined.index.to_numpy()] = joined.to_numpy()
-        return out
+    if not len(keys) or len(cats) > 62:  # too many names for a bitmask: a groupby join
+        out = np.full(n, None, dtype=object)
+        if len(keys):
+            pairs = pd.DataFrame({"k": keys, "n": cats[codes]}).drop_duplicates()
+            joined = pairs.sort_values(["k", "n"]).groupby("k")["n"].agg("; ".join)
+            out[joined.index.to_numpy()] = joined.to_numpy()
+        return pd.Series(out, dtype="str")
     alpha_order = np.argsort(cats.astype(str), kind="stable")
     rank = np.empty(len(cats), dtype=np.int64)
     rank[alpha_order] = np.arange(len(cats))
@@ -541,11 +548,12 @@ def _joined_codes(keys: np.ndarray, codes: np.ndarray, categories: Sequence[str]
     mask = np.zeros(n, dtype=np.int64)
     np.bitwise_or.at(mask, keys, np.left_shift(np.int64(1), rank[codes]))
     combos = _distinct(mask[mask > 0])
-    text = np.array(["; ".join(alpha[i] for i in range(len(alpha)) if (int(m) >> i) & 1)
-                     for m in combos], dtype=object)
+    text = pd.Series(["; ".join(alpha[i] for i in range(len(alpha)) if (int(m) >> i) & 1)
+                      for m in combos], dtype="str")
     used = mask > 0
-    out[used] = text[np.searchsorted(combos, mask[used])]
-    return out
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[used] = np.searchsorted(combos, mask[used])
+    return _take(text, pos)
 
 
 def build_register(
@@ -632,7 +640,7 @@ def build_register(
     for c in ("referral_date", "first_response_date", "closure_date"):
         fut = ref[c] > today
         issues.append(_issue(ref, fut, "referrals", "referral_id", c,
-                             lambda d, c=c: "date " + _fmt_dates(d[c]) + " is after today",
+                             lambda d, c=c: _after_today_text(d[c]),
                              "kept: check the date", check="date after today"))
     neg = ref["first_response_date"] < ref["referral_date"]
     issues.append(_issue(ref, neg, "referrals", "referral_id", "first_response_date",
@@ -708,7 +716,7 @@ def build_register(
                          "kept: check the dates"))
     for c in ("start_date", "end_date"):
         issues.append(_issue(iv, iv[c] > today, "interventions", "intervention_id", c,
-                             lambda d, c=c: "date " + _fmt_dates(d[c]) + " is after today",
+                             lambda d, c=c: _after_today_text(d[c]),
                              "kept: check the date", check="date after today"))
     over = iv["sessions_attended"] > iv["sessions_planned"]
     issues.append(_issue(iv, over, "interventions", "intervention_id", "sessions_attended",
@@ -737,7 +745,7 @@ def build_register(
     rv = rv[keep].reset_index(drop=True)
     rpos = rpos[keep]
     issues.append(_issue(rv, rv["review_date"] > today, "reviews", "review_id", "review_date",
-                         lambda d: "date " + _fmt_dates(d["review_date"]) + " is after today",
+                         lambda d: _after_today_text(d["review_date"]),
                          "kept: check the date", check="date after today"))
     rref = _take(ref["referral_date"], rpos)
     issues.append(_issue(rv, rv["review_date"] < rref, "reviews", "review_id", "review_date",
@@ -768,8 +776,7 @@ def build_register(
         total = np.bincount(ipos, weights=np.where(ok, v, 0.0), minlength=n_ref)
         count = np.bincount(ipos, weights=ok, minlength=n_ref)
         tab[c] = np.where(count > 0, total, np.nan)  # pandas sum(min_count=1)
-    tab["interventions"] = pd.Series(_joined_codes(ipos, code, names.categories, n_ref),
-                                     dtype="str")
+    tab["interventions"] = _joined_codes(ipos, code, names.categories, n_ref)
 
     rv_days = _days(rv["review_date"])
     rd = rv["review_date"].to_numpy()
@@ -788,7 +795,9 @@ def build_register(
             out[has] = vals[latest[has]]
         tab[c] = out
     closed = tab["closure_date"].notna() & (tab["closure_date"] <= today)
-    tab["status"] = np.where(closed, "closed", "open")
+    # take from a two-row column: no per-row Python strings to convert
+    tab["status"] = pd.Series(np.array(["open", "closed"])).iloc[
+        closed.to_numpy(dtype=np.intp)].set_axis(tab.index)
     stop = tab["closure_date"].where(closed, today)
     days_open = (stop - tab["referral_date"]).dt.days.astype(float)
     tab["days_open"] = days_open.where(days_open >= 0)
