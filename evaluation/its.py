@@ -56,7 +56,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -110,7 +110,11 @@ def _rows(index: pd.Index) -> list:
 def _as_dates(values: pd.Series, column: str) -> np.ndarray:
     """A time column (datetime, Period, whole years, academic-year or ISO/UK date text) as
     a ``datetime64[ns]`` array; unreadable values are a DataError naming the rows."""
-    if isinstance(values.dtype, pd.PeriodDtype):
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind == "M":
+        # plain numpy datetimes (the common case): no accessor, no pandas conversion
+        out = values.to_numpy().astype("datetime64[ns]")
+    elif isinstance(dtype, pd.PeriodDtype):
         out = values.dt.to_timestamp(how="start").to_numpy(dtype="datetime64[ns]")
     elif pd.api.types.is_datetime64_any_dtype(values):
         if getattr(values.dt, "tz", None) is not None:
@@ -155,9 +159,19 @@ def _as_date_scalar(value: Any, freq: str, anchor: int) -> pd.Timestamp:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return pd.Timestamp(int(value), anchor if freq == "yearly" else 1, 1)
     if isinstance(value, str):
-        m = _ACADEMIC.match(value)
-        if m:
-            return pd.Timestamp(int(m.group(1)), 9, 1)
+        return _as_date_text(value)
+    return _as_date_value(value)
+
+
+@lru_cache(maxsize=256)
+def _as_date_text(value: str) -> pd.Timestamp:
+    m = _ACADEMIC.match(value)
+    if m:
+        return pd.Timestamp(int(m.group(1)), 9, 1)
+    return _as_date_value(value)
+
+
+def _as_date_value(value: Any) -> pd.Timestamp:
     try:
         return pd.Timestamp(value).tz_localize(None)
     except (ValueError, TypeError) as exc:
@@ -184,7 +198,11 @@ def _codes(years: np.ndarray, months: np.ndarray, freq: str, anchor: int) -> np.
 
 
 def _start(code: int, freq: str, anchor: int) -> pd.Timestamp:
-    code = int(code)
+    return _start_cached(int(code), freq, anchor)
+
+
+@lru_cache(maxsize=4096)
+def _start_cached(code: int, freq: str, anchor: int) -> pd.Timestamp:
     if freq == "monthly":
         return pd.Timestamp(code // 12, code % 12 + 1, 1)
     if freq == "termly":
@@ -194,7 +212,11 @@ def _start(code: int, freq: str, anchor: int) -> pd.Timestamp:
 
 
 def _label(code: int, freq: str, anchor: int) -> str:
-    code = int(code)
+    return _label_cached(int(code), freq, anchor)
+
+
+@lru_cache(maxsize=4096)
+def _label_cached(code: int, freq: str, anchor: int) -> str:
     if freq == "monthly":
         return _start(code, freq, anchor).strftime("%B %Y")
     if freq == "termly":
@@ -208,7 +230,7 @@ def _label(code: int, freq: str, anchor: int) -> str:
 def _infer_frequency(dates: np.ndarray, months: np.ndarray) -> tuple[str, int]:
     """Yearly if every date is in one calendar month; termly if all fall in September,
     January or April (term starts); otherwise monthly."""
-    distinct = set(np.unique(months).tolist())
+    distinct = set(np.flatnonzero(np.bincount(months, minlength=13)).tolist())
     if len(distinct) == 1:
         return "yearly", int(months[np.argmin(dates)])
     if distinct <= {9, 1, 4}:
@@ -418,22 +440,21 @@ def fit(
     expo = _numeric(data[exposure]) if exposure is not None else None
     _check_values(index, y, expo, outcome, exposure, family)
 
+    order = np.lexsort((codes, -z))
     key = z * 10_000_000 + codes
-    if len(np.unique(key)) < n_rows:
+    if (np.diff(key[order]) == 0).any():  # sorted by series then period: repeats are adjacent
         dup = pd.Series(key).duplicated(keep=False).to_numpy()
         raise DataError(
             f"Column '{time}': {describe_rows(_rows(index[dup]))} repeat a period "
             f"({frequency} data){' within a series' if control else ''}. Keep one row per "
             "period (sum or drop duplicates) or use group= for several units."
         )
-    order = np.lexsort((codes, -z))
     codes, z, y = codes[order], z[order], y[order]
     expo = expo[order] if expo is not None else None
 
     ints = interruption if isinstance(interruption, (list, tuple)) else [interruption]
     int_dates = sorted(_as_date_scalar(v, frequency, anchor) for v in ints)
-    int_codes = [int(_codes(np.array([d.year]), np.array([d.month]), frequency, anchor)[0])
-                 for d in int_dates]
+    int_codes = [int(_codes(d.year, d.month, frequency, anchor)) for d in int_dates]
     treated_codes = codes[z == 1]
     lo_code, hi_code = int(codes.min()), int(codes.max())
     for d, c in zip(int_dates, int_codes, strict=True):
@@ -494,6 +515,10 @@ def fit(
 
 
 def _numeric(values: pd.Series) -> np.ndarray:
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iuf":
+        # numpy ints cannot hold NaN and numpy floats already use it: a plain copy suffices
+        return values.to_numpy().astype(float)
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.to_numpy(dtype=float, na_value=np.nan)
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
@@ -623,14 +648,15 @@ def _have(mask: np.ndarray, one: str = "has", many: str = "have") -> str:
 
 
 def _check_segments(codes, z, excluded, int_codes, starts, time, freq, anchor) -> None:
-    z1 = z == 1
-    names = ["before the first interruption"] + [
-        f"after the interruption in {_label(c, freq, anchor)}" for c in int_codes
-    ]
+    keep = (z == 1) & ~excluded
     lower = [-np.inf] + starts
     upper = int_codes + [np.inf]
-    for name, lo, hi in zip(names, lower, upper, strict=True):
-        n = int(((codes >= lo) & (codes < hi) & z1 & ~excluded).sum())
+    for j, (lo, hi) in enumerate(zip(lower, upper, strict=True)):
+        n = int(((codes >= lo) & (codes < hi) & keep).sum())
+        if n >= POWER_POINTS:
+            continue
+        name = ("before the first interruption" if j == 0
+                else f"after the interruption in {_label(int_codes[j - 1], freq, anchor)}")
         if n < MIN_POINTS:
             raise DataError(
                 f"Column '{time}': only {n} period(s) {name} (after any phase-in). "
