@@ -9,6 +9,7 @@ The ratio says how much the kit's own work (intake, analyses, figures, HTML expo
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,8 +48,9 @@ def main() -> None:
     params_file = Path(sys.argv[1] if len(sys.argv) > 1 else "params/demo.yaml")
     n = len(load_params(params_file).enabled)
     start = time.perf_counter()
-    subprocess.run(["evalkit", "run", str(params_file)], check=True,
-                   stdout=subprocess.DEVNULL)
+    # the console script installed beside this interpreter (works without activating a venv)
+    evalkit = shutil.which("evalkit") or str(Path(sys.executable).parent / "evalkit")
+    subprocess.run([evalkit, "run", str(params_file)], check=True, stdout=subprocess.DEVNULL)
     kit = time.perf_counter() - start
     base = floor(n)
     print(f"evalkit run {params_file}: {kit:.1f} s for {n} notebooks")
