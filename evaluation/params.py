@@ -166,6 +166,8 @@ class Analyses(_Strict):
 
 
 class ReportOptions(_Strict):
+    #: "board" leaves the analyses' technical warnings out of the HTML; "researcher" keeps
+    #: them (the executed notebooks in reports/ always keep them).
     audience: Literal["board", "researcher"] = "board"
     #: Counts below this are withheld from board-facing tables.
     min_count: int = Field(default=5, ge=1)

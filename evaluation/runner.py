@@ -142,13 +142,18 @@ figcaption { font-size: 0.85rem; color: #444; }
 """
 
 
-def export_html(notebook_path: Path, html_path: Path) -> None:
-    """Export an executed notebook to HTML with no code, prompts or error tracebacks' code."""
+def export_html(notebook_path: Path, html_path: Path, *, keep_warnings: bool = False) -> None:
+    """Export an executed notebook to HTML with no code and no prompts.
+
+    Warnings printed by the analyses (stderr) are kept for a researcher audience and left
+    out for a board, for whom each report states its caveats in words.
+    """
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook_path, as_version=4)
-    _strip_stderr(nb)
+    if not keep_warnings:
+        _strip_stderr(nb)
     exporter = HTMLExporter(
         template_name="lab",
         exclude_input=True,
@@ -317,12 +322,13 @@ def run_project(
                     start_timeout=START_TIMEOUT,
                 )
             except pm.PapermillExecutionError as exc:
-                export_html(executed, executed.with_suffix(".html"))
+                export_html(executed, executed.with_suffix(".html"), keep_warnings=True)
                 raise EvalKitError(
                     f"{notebook} failed at cell {exc.exec_count or exc.cell_index}: "
                     f"{exc.ename}: {_first_line(exc.evalue)}"
                 ) from None
-            export_html(executed, executed.with_suffix(".html"))
+            export_html(executed, executed.with_suffix(".html"),
+                        keep_warnings=params.report.audience == "researcher")
             pages.append((_page_label(notebook), executed.with_suffix(".html").name))
             progress(f"[{name}] {i}/{len(enabled)} {notebook} done in "
                      f"{time.perf_counter() - t0:.1f} s")

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from evaluation.cli import main
-from tests.conftest import make_project, tiny_notebook
+from tests.conftest import OK_BODY, make_project, tiny_notebook
 
 
 def test_run_publishes_reports_without_code(tmp_path, capsys):
@@ -123,3 +123,15 @@ def test_new_scaffolds_a_project_that_validates_its_params(tmp_path, capsys):
         (tmp_path / "notebooks" / name).write_text((REPO / "notebooks" / name).read_text())
     assert main(["validate", str(tmp_path / "params" / "trust_reading.yaml")]) == 0
     assert main(["new", "trust_reading", "--root", str(tmp_path)]) == 2
+
+
+def test_warnings_reach_researchers_but_not_boards(tmp_path):
+    body = OK_BODY + "\nimport sys\nprint('a technical warning', file=sys.stderr)"
+    params = make_project(tmp_path, body=body)
+    assert main(["run", str(params)]) == 0
+    page = (tmp_path / "reports" / "mini" / "00_overview.html").read_text()
+    assert "a technical warning" not in page
+    params.write_text(params.read_text() + "report: {audience: researcher}\n")
+    assert main(["run", str(params)]) == 0
+    page = (tmp_path / "reports" / "mini" / "00_overview.html").read_text()
+    assert "a technical warning" in page
