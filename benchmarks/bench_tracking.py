@@ -3,12 +3,14 @@
 Generates 100,000 referrals, 300,000 interventions, 100,000 reviews, 5,000,000 weekly
 attendance rows (50,000 pupils x 100 weeks), suspensions and a pupils table; writes them to
 parquet (pyarrow is used here only; it is not a runtime dependency of the kit); then times
-reading them back with pandas and computing every tracking table, and prints the ratio
-compute / read measured in this one run (goal: under 3). The attendance table is matched to
-the pupils once (``match_attendance``) and shared by ``attendance_around_start`` and
-``event_study``, as the report does; the matching is timed as its own line.
+reading them back with pandas and computing every tracking table the referral-tracking
+notebook shows, with the same calls its sections make (``notebook_tables``), and prints the
+ratio compute / read measured in this one run (goal: under 3). The attendance table is
+matched to the pupils once (``match_attendance``) and shared by ``attendance_around_start``
+and ``event_study``, as the report does; the matching is timed as its own line. With
+``--dir`` an existing set of parquet files is reused.
 
-Run: /tmp/venv/bin/python benchmarks/bench_tracking.py [--dir DIR]
+Run: /tmp/venv/bin/python benchmarks/bench_tracking.py [--dir DIR] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import numpy as np
 import pandas as pd
 
 from evaluation import tracking as T
+from evaluation.baseline_followup import paired_change
 
 N_PUPILS = 50_000
 N_REFERRALS = 100_000
 N_INTERVENTIONS = 300_000
 N_WEEKS = 100
 TODAY = pd.Timestamp("2024-08-30")
+TABLES = ("pupils", "referrals", "interventions", "reviews", "attendance", "suspensions")
 
 
 def make_tables(seed: int = 1) -> dict[str, pd.DataFrame]:
@@ -106,53 +110,88 @@ def make_tables(seed: int = 1) -> dict[str, pd.DataFrame]:
             "reviews": reviews, "attendance": attendance, "suspensions": suspensions}
 
 
+FOCUS_GROUP = "ethnicity == 'Black' and sex == 'M'"
+TARGETS = {"pct_response_within_target": {"green": 90, "amber": 80}}
+
+
+def notebook_tables(T, tb: dict[str, pd.DataFrame]) -> tuple[dict, dict[str, float]]:
+    """Every tracking table the referral-tracking notebook computes, with the calls its
+    sections make (evaluation/sections/tracking.py), each timed: (outputs, seconds)."""
+    out: dict = {}
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *a, **k):
+        s = time.perf_counter()
+        out[name] = fn(*a, **k)
+        timings[name] = time.perf_counter() - s
+        return out[name]
+
+    reg = timed("build_register", T.build_register, tb["referrals"], tb["interventions"],
+                tb["reviews"], pupils=tb["pupils"], today=TODAY)
+    timed("pathway_kpis term", T.pathway_kpis, reg, 2, "term", TARGETS)
+    timed("pathway_kpis all", T.pathway_kpis, reg, 2, "all", TARGETS)
+    timed("caseload", T.caseload, reg, "MS")
+    timed("funnel", T.funnel, reg)
+    for by in ("status", "first_intervention"):
+        timed(f"time_open {by}", T.time_open, reg, by)
+    timed("outcomes_by intervention", T.outcomes_by, reg, "intervention")
+    for by in ("reason", "sen_status", "fsm", "sex", "ethnicity"):
+        timed(f"outcomes_by {by}", T.outcomes_by, reg, by)
+    for outcome in T.REVIEW_OUTCOMES:
+        timed(f"outcomes_by intervention/{outcome}", T.outcomes_by, reg, "intervention",
+              outcome=outcome)
+    timed("costs", T.costs, reg)
+    # the 5,000,000 attendance rows are matched to the pupils once and shared
+    att = timed("match_attendance", T.match_attendance, reg, tb["attendance"])
+    wide = timed("attendance_around_start", T.attendance_around_start, reg, att, 6)
+    timed("paired_change", paired_change, wide, "baseline", "follow_up",
+          label="attendance (%)", min_count=10)
+    timed("event_study", T.event_study, reg, att, "W", (-12, 11))
+    timed("suspensions_around_start", T.suspensions_around_start, reg, tb["suspensions"], 90)
+    timed("time_to_event", T.time_to_event, reg, tb["suspensions"])
+    pupils = tb["pupils"]
+    flagged = pupils.assign(_group=np.where(pupils.eval(FOCUS_GROUP), "focus", "others"))
+    timed("disproportionality focus", T.disproportionality_table, flagged, reg.table,
+          tb["suspensions"], "_group")
+    timed("disproportionality ethnicity", T.disproportionality_table, pupils, reg.table,
+          tb["suspensions"], "ethnicity")
+    timed("quality_summary", T.quality_summary, reg)
+    return out, timings
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dir", default=None, help="where to write the parquet files")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each side; best is kept")
     args = ap.parse_args()
     folder = Path(args.dir or tempfile.mkdtemp(prefix="bench_tracking_"))
     folder.mkdir(parents=True, exist_ok=True)
 
-    t0 = time.perf_counter()
-    tables = make_tables()
-    for name, df in tables.items():
-        df.to_parquet(folder / f"{name}.parquet", index=False)
-    print(f"generated and wrote {', '.join(f'{k} {len(v):,}' for k, v in tables.items())} "
-          f"rows in {time.perf_counter() - t0:.1f} s to {folder}")
-    del tables
+    if not all((folder / f"{n}.parquet").exists() for n in TABLES):
+        t0 = time.perf_counter()
+        tables = make_tables()
+        for name, df in tables.items():
+            df.to_parquet(folder / f"{name}.parquet", index=False)
+        print(f"generated and wrote {', '.join(f'{k} {len(v):,}' for k, v in tables.items())} "
+              f"rows in {time.perf_counter() - t0:.1f} s to {folder}")
+        del tables
 
-    t0 = time.perf_counter()
-    tb = {p.stem: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
-    read_s = time.perf_counter() - t0
-
-    timings: dict[str, float] = {}
-
-    def timed(label, fn, *a, **k):
-        s = time.perf_counter()
-        out = fn(*a, **k)
-        timings[label] = time.perf_counter() - s
-        return out
-
-    reg = timed("build_register", T.build_register, tb["referrals"], tb["interventions"],
-                tb["reviews"], pupils=tb["pupils"], today=TODAY)
-    timed("pathway_kpis", T.pathway_kpis, reg, period="term",
-          targets={"pct_response_within_target": {"green": 90, "amber": 80}})
-    timed("caseload", T.caseload, reg)
-    timed("funnel", T.funnel, reg)
-    timed("outcomes_by", T.outcomes_by, reg, by="intervention")
-    timed("costs", T.costs, reg)
-    # the 5,000,000 attendance rows are matched to the pupils once and shared
-    att = timed("match_attendance", T.match_attendance, reg, tb["attendance"])
-    timed("attendance_around_start", T.attendance_around_start, reg, att)
-    timed("event_study", T.event_study, reg, att)
-    timed("suspensions_around_start", T.suspensions_around_start, reg, tb["suspensions"])
-    timed("time_to_event", T.time_to_event, reg, tb["suspensions"])
-    timed("disproportionality", T.disproportionality_table, tb["pupils"], tb["referrals"],
-          tb["suspensions"], ["ethnicity", "sex"])
+    # Best of --repeats for both sides: the first large read or computation in a process
+    # pays for fresh memory pages, which would otherwise favour whichever runs second.
+    reads = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        tb = {name: pd.read_parquet(folder / f"{name}.parquet") for name in TABLES}
+        reads.append(time.perf_counter() - t0)
+    read_s = min(reads)
+    runs = [notebook_tables(T, tb) for _ in range(args.repeats)]
+    out, timings = min(runs, key=lambda run: sum(run[1].values()))
     compute_s = sum(timings.values())
-
+    print(f"best of {args.repeats} runs (read: {', '.join(f'{r:.3f}' for r in reads)} s; "
+          f"compute: {', '.join(f'{sum(r[1].values()):.3f}' for r in runs)} s)")
     for k, v in timings.items():
-        print(f"  {k:<26s} {v:7.3f} s")
+        print(f"  {k:<40s} {v:7.3f} s")
+    reg = out["build_register"]
     print(f"register: {len(reg.table):,} referrals, {len(reg.quality):,} quality rows")
     print(f"read parquet (pandas): {read_s:.3f} s")
     print(f"compute all tables:    {compute_s:.3f} s")

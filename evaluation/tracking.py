@@ -308,6 +308,31 @@ def _take(values: pd.Series, pos: np.ndarray) -> pd.Series:
     return out.where(pd.Series(pos >= 0)) if (pos < 0).any() else out
 
 
+def _first_positions(*columns: pd.Series) -> list[np.ndarray]:
+    """For each column, the position in ``columns[0]`` of the first occurrence of each value
+    (-1 where missing or absent from the first column): :func:`_positions` for every column
+    at once. Arrow-backed text is matched by pyarrow; anything else by one
+    ``pandas.factorize`` over the columns end to end, much cheaper than matching Python
+    strings pairwise."""
+    if all(_arrow_strings(c) is not None for c in columns):
+        return [_positions(columns[0], c) for c in columns]
+    both = pd.concat([pd.Series(c.array) for c in columns], ignore_index=True)
+    codes = pd.factorize(both)[0]
+    first = np.full(codes.max(initial=-1) + 2, -1, dtype=np.int64)  # last slot: missing
+    rev = np.arange(len(columns[0]) - 1, -1, -1)
+    first[codes[rev]] = rev  # later writes win, so the first occurrence is kept
+    first[-1] = -1
+    return np.split(first[codes], np.cumsum([len(c) for c in columns])[:-1])
+
+
+def _lookup(key_codes: np.ndarray, n_codes: int, value_codes: np.ndarray) -> np.ndarray:
+    """Position in ``key_codes`` (distinct, none missing) of each of ``value_codes``; -1
+    where absent or missing."""
+    where = np.full(n_codes + 1, -1, dtype=np.int64)  # the last slot serves missing (-1)
+    where[key_codes] = np.arange(len(key_codes))
+    return where[value_codes]
+
+
 _NAT_INT = np.iinfo(np.int64).min
 _SUBDAY_UNITS = {"D": 1, "h": 24, "m": 1440, "s": 86_400, "ms": 86_400_000,
                  "us": 86_400_000_000, "ns": 86_400_000_000_000}
@@ -434,9 +459,22 @@ class Register:
     # build_register; trusted only while ``table`` and ``interventions`` are the very
     # objects it was computed for (see _intervention_positions).
     _links: tuple | None = field(default=None, repr=False, compare=False)
+    # Each row's pupil as a code into the sorted distinct pupil ids, (table, codes, ids):
+    # the per-pupil summaries share it instead of matching text ids again.
+    _pupils: tuple | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.table)
+
+
+def _pupil_codes(register: Register) -> tuple[np.ndarray, pd.Index]:
+    """(code per register row, sorted distinct pupil ids); code -1 = no pupil id."""
+    cached = register._pupils
+    if (cached is not None and cached[0] is register.table
+            and len(cached[1]) == len(register.table)):
+        return cached[1], cached[2]
+    codes, ids = pd.factorize(register.table["pupil_id"], sort=True)
+    return codes, pd.Index(ids)
 
 
 def _intervention_positions(register: Register, interventions: pd.DataFrame | None = None
@@ -603,7 +641,11 @@ def build_register(
     ref = _add_optional(referrals.reset_index(drop=True).copy(), _REFERRAL_OPTIONAL)
     for c in ("referral_date", "first_response_date", "closure_date"):
         ref[c] = _as_dates(ref, "referrals", c)
-    rcodes = pd.factorize(ref["referral_id"])[0]  # -1 = missing
+    # referral ids of all three tables as the position of the id's first row in ``ref``
+    # (-1 = missing or not a referral); a repeated id points to an earlier row
+    rcodes, icodes, vcodes = _first_positions(ref["referral_id"], interventions["referral_id"],
+                                              reviews["referral_id"])
+    n_codes = len(rcodes)
     dup = pd.Series((np.bincount(rcodes + 1)[rcodes + 1] > 1) & (rcodes >= 0))
     if dup.any():
         shown = ", ".join(map(str, ref.loc[dup, "referral_id"].unique()[:5]))
@@ -619,6 +661,7 @@ def build_register(
                                         f"have no {what}", f"Add the {what} in the source file",
                                         strict))
     usable = ref["referral_id"].notna() & ref["pupil_id"].notna() & ref["referral_date"].notna()
+    ref_codes = rcodes[usable.to_numpy()]
     ref = ref[usable].reset_index(drop=True)
 
     # clean the distinct outcomes only, then map them back to the rows
@@ -654,7 +697,7 @@ def build_register(
     issues.append(_issue(ref, early, "referrals", "referral_id", "closure_date",
                          "closure before the first response", "kept: check both dates"))
     # a pupil referred again while an earlier referral is still open
-    pcode = pd.factorize(ref["pupil_id"])[0]
+    pcode, pids = pd.factorize(ref["pupil_id"], sort=True)
     order = _stable_order(pcode, _days(ref["referral_date"]))
     srt_p = pcode[order]
     end = pd.Series(_days(ref["closure_date"].fillna(_FAR_FUTURE))[order])
@@ -678,7 +721,7 @@ def build_register(
         issues.append(_exclude_or_raise(iv, bad, "interventions", "intervention_id", col,
                                         f"have no {what}", f"Add the {what} in the source file",
                                         strict))
-    ipos = _positions(ref["referral_id"], iv["referral_id"])
+    ipos = _lookup(ref_codes, n_codes, icodes)
     unknown = ipos < 0
     issues.append(_issue(iv, unknown, "interventions", "intervention_id", "referral_id",
                          lambda d: "unknown referral id "
@@ -734,7 +777,7 @@ def build_register(
     issues.append(_exclude_or_raise(rv, bad, "reviews", "review_id", "review_date",
                                     "have no review date", "Add the review date in the source file",
                                     strict))
-    rpos = _positions(ref["referral_id"], rv["referral_id"])
+    rpos = _lookup(ref_codes, n_codes, vcodes)
     unknown = rpos < 0
     issues.append(_issue(rv, unknown, "reviews", "review_id", "referral_id",
                          lambda d: "unknown referral id "
@@ -839,7 +882,7 @@ def build_register(
                else pd.DataFrame(columns=QUALITY_COLUMNS))
     quality = quality.astype("str")
     return Register(table=tab, quality=quality, interventions=iv, reviews=rv, today=today,
-                    holidays=hol, _links=(tab, iv, ipos))
+                    holidays=hol, _links=(tab, iv, ipos), _pupils=(tab, pcode, pd.Index(pids)))
 
 
 def quality_summary(register: Register) -> pd.DataFrame:
@@ -853,13 +896,16 @@ def quality_summary(register: Register) -> pd.DataFrame:
     cols = ["table", "column", "check", "records", "action"]
     if q.empty:
         return pd.DataFrame(columns=cols)
-    first = q["action"].astype("str").str.split(";").str[0].str.strip()
+    # the action's text up to its first ";", worked out for the few distinct actions only
+    acode, auniq = pd.factorize(q["action"], use_na_sentinel=False)
+    first = pd.Series(auniq, dtype="str").str.split(";").str[0].str.strip().to_numpy(object)
     d = pd.DataFrame({"table": q["table"], "column": q["column"], "check": q["check"],
-                      "action": first})
+                      "_a": pd.factorize(first)[0][acode]})
     g = d.groupby(["table", "column", "check"], sort=False)
     out = g.size().rename("records").reset_index()
-    acts = g["action"].agg(lambda a: a.iloc[0] if a.nunique() == 1 else "see the full list")
-    out["action"] = acts.to_numpy()
+    one = g["_a"].nunique().to_numpy() == 1
+    out["action"] = np.where(one, first[acode[g["_a"].head(1).index.to_numpy()]],
+                             "see the full list")
     out = out.sort_values(["table", "records"], ascending=[True, False], kind="stable")
     return out[cols].reset_index(drop=True)
 
@@ -1405,13 +1451,14 @@ def costs(
 def _pupil_starts(register: Register) -> pd.Series:
     """Each pupil's earliest first-intervention start across their referrals (index: the
     pupil ids, sorted)."""
-    t = register.table
-    start = t["first_intervention_start"]
-    ok = start.notna().to_numpy()
-    # factorize once and group on integer codes: grouping on text ids is much slower
-    codes, uniq = pd.factorize(t["pupil_id"][ok], sort=True)
-    first = pd.Series(start.to_numpy()[ok]).groupby(codes, sort=True).min()
-    return pd.Series(first.to_numpy(), index=pd.Index(uniq, name="pupil_id"),
+    codes, ids = _pupil_codes(register)
+    start = register.table["first_intervention_start"].to_numpy()
+    ok = ~np.isnat(start) & (codes >= 0)
+    first = np.full(len(ids), np.iinfo(np.int64).max)
+    np.minimum.at(first, codes[ok], start[ok].view(np.int64))
+    present = first != np.iinfo(np.int64).max
+    return pd.Series(first[present].view(start.dtype),
+                     index=pd.Index(ids[present], name="pupil_id"),
                      name="first_intervention_start")
 
 
@@ -1653,6 +1700,23 @@ def _next_after(codes: np.ndarray, when: np.ndarray, right_codes: np.ndarray,
     return out
 
 
+def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, list]:
+    """``pandas.factorize(values, sort=True)`` for a column of text or categories: codes
+    (-1 = missing) and the distinct values in sorted order. For a categorical column the
+    codes come from its category codes, so only the categories are sorted."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        codes, uniq = pd.factorize(values.astype(object), sort=True)
+        return codes, list(uniq)
+    cat_codes = values.cat.codes.to_numpy()
+    used = np.flatnonzero(np.bincount(cat_codes[cat_codes >= 0],
+                                      minlength=len(values.cat.categories)))
+    names = np.asarray(values.cat.categories[used], dtype=object)
+    order = np.argsort(names, kind="stable")
+    rank = np.full(len(values.cat.categories) + 1, -1, dtype=np.int64)  # last: missing
+    rank[used[order]] = np.arange(len(used))
+    return rank[cat_codes], list(names[order])
+
+
 def _logrank(time: np.ndarray, status: np.ndarray, group: np.ndarray) -> tuple[float, float]:
     """Log-rank test of equal survival across groups: (chi-square, p value).
 
@@ -1662,7 +1726,8 @@ def _logrank(time: np.ndarray, status: np.ndarray, group: np.ndarray) -> tuple[f
     V_gh = sum_j d_j (n_j - d_j) / (n_j - 1) * n_gj / n_j * (1[g = h] - n_hj / n_j);
     chi2 = (O - E)' V^-1 (O - E) over the first G - 1 groups, with G - 1 degrees of freedom.
     """
-    codes, uniq = pd.factorize(pd.Series(group), sort=True)
+    codes, uniq = (group, np.unique(group)) if group.dtype.kind in "iu" else pd.factorize(
+        pd.Series(group), sort=True)
     g = len(uniq)
     event = status.astype(bool)
     times = _distinct(time[event])
@@ -1722,21 +1787,26 @@ def time_to_event(
         raise DataError(f"time_to_event: the register has no column {by!r}. Pupil "
                         "characteristics need build_register(..., pupils=pupils).")
     end = register.today if end_date is None else pd.Timestamp(end_date)
-    units = tab.loc[tab["first_intervention_start"].notna() & tab[col].notna(),
-                    ["referral_id", "pupil_id", "referral_date", "first_intervention_start",
-                     col]].reset_index(drop=True)
+    first_start = tab["first_intervention_start"]
+    sel = (first_start.notna() & tab[col].notna() & (first_start <= end)).to_numpy()
+    units = tab.loc[sel, ["referral_id", "pupil_id", "referral_date", "first_intervention_start",
+                          col]].reset_index(drop=True)
     units = units.rename(columns={"first_intervention_start": "start", col: "group"})
-    units = units[units["start"] <= end].reset_index(drop=True)
-    # pupils as integer codes (position of their first case), shared by both lookups
-    code = _positions(units["pupil_id"], units["pupil_id"])
+    # pupils as integer codes into the register's sorted pupil ids, shared by both lookups
+    pcodes, pids = _pupil_codes(register)
+    code = pcodes[sel]
     start = units["start"].to_numpy(dtype="datetime64[ns]")
     after = np.maximum(start, units["referral_date"].to_numpy(dtype="datetime64[ns]"))
-    next_susp = _next_after(code, start, _positions(units["pupil_id"], suspensions["pupil_id"]),
+    next_susp = _next_after(code, start, _positions(pids, suspensions["pupil_id"]),
                             suspensions["date"].to_numpy(dtype="datetime64[ns]"))
-    refs = tab if referrals is None else referrals
-    _require(refs, "referrals", ["pupil_id", "referral_date"])
-    next_ref = _next_after(code, after, _positions(units["pupil_id"], refs["pupil_id"]),
-                           refs["referral_date"].to_numpy(dtype="datetime64[ns]"))
+    if referrals is None:  # the register's own referrals: their pupil codes are known
+        ref_codes, ref_dates = pcodes, tab["referral_date"]
+    else:
+        _require(referrals, "referrals", ["pupil_id", "referral_date"])
+        ref_codes = _positions(pids, referrals["pupil_id"])
+        ref_dates = referrals["referral_date"]
+    next_ref = _next_after(code, after, ref_codes,
+                           ref_dates.to_numpy(dtype="datetime64[ns]"))
     # earliest of the two (NaT = none): np.fmin ignores NaT like a missing value
     event = np.fmin(next_susp, next_ref)
     end64 = np.datetime64(end.to_datetime64(), "ns")
@@ -1747,9 +1817,11 @@ def time_to_event(
                          "group": units["group"].astype(object), "time": time.astype(float),
                          "status": status.astype(int)})
     z = stats.norm.ppf(1 - alpha / 2)
+    gcodes, groups = _sorted_codes(units["group"])
     parts = []
-    for grp, d in data.groupby("group", sort=True):  # one fit per group, not per referral
-        sf = SurvfuncRight(d["time"].to_numpy(), d["status"].to_numpy())
+    for k, grp in enumerate(groups):  # one fit per group, not per referral
+        rows = gcodes == k
+        sf = SurvfuncRight(time[rows].astype(float), status[rows].astype(int))
         surv = np.asarray(sf.surv_prob, dtype=float)
         se = np.asarray(sf.surv_prob_se, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1765,10 +1837,9 @@ def time_to_event(
     table = (pd.concat(parts, ignore_index=True) if parts else
              pd.DataFrame(columns=["group", "time", "survival", "ci_low", "ci_high", "at_risk",
                                    "events"]))
-    n_groups = data["group"].nunique()
+    n_groups = len(groups)
     if n_groups >= 2:
-        chi2, p = _logrank(data["time"].to_numpy(), data["status"].to_numpy(),
-                           data["group"].to_numpy())
+        chi2, p = _logrank(data["time"].to_numpy(), data["status"].to_numpy(), gcodes)
         test = {"chi2": float(chi2), "df": float(n_groups - 1), "p_value": float(p)}
     else:
         test = {"chi2": np.nan, "df": np.nan, "p_value": np.nan}
