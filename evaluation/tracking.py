@@ -926,9 +926,16 @@ def _period_keys(dates: pd.Series, period: str) -> tuple[np.ndarray, pd.Series]:
     """
     if period not in ("term", "month", "year", "all"):
         raise DataError(f"period must be 'term', 'month', 'year' or 'all', got {period!r}.")
-    ok = dates.notna().to_numpy()
-    y = np.where(ok, dates.dt.year.fillna(0).to_numpy(dtype=np.int64), 0)
-    m = np.where(ok, dates.dt.month.fillna(1).to_numpy(dtype=np.int64), 1)
+    arr = dates.to_numpy()
+    if arr.dtype.kind == "M":  # months since 1970 straight from the stored values
+        ok = ~np.isnat(arr)
+        months = np.where(ok, arr.astype("datetime64[M]").view(np.int64), 0)
+        y = np.where(ok, months // 12 + 1970, 0)
+        m = np.where(ok, months % 12 + 1, 1)
+    else:
+        ok = dates.notna().to_numpy()
+        y = np.where(ok, dates.dt.year.fillna(0).to_numpy(dtype=np.int64), 0)
+        m = np.where(ok, dates.dt.month.fillna(1).to_numpy(dtype=np.int64), 1)
     ay = y - (m < 9)
     if period == "term":
         term = np.where(m >= 9, 0, np.where(m <= 3, 1, 2))
@@ -1073,61 +1080,76 @@ def pathway_kpis(
     tab = register.table
     target = int(response_target_working_days)
     key, labels = _period_keys(tab["referral_date"], period)
+    inp = key >= 0  # referrals in a period
+    keys = _distinct(key[inp])
+    code = np.searchsorted(keys, key[inp])
+    nk = len(keys)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        """Per-period sums by bincount on the period codes (no groupby per column)."""
+        return np.bincount(code, weights=np.asarray(values, dtype=float)[inp], minlength=nk)
+
     wd = tab["working_days_to_response"].to_numpy(dtype=float)
     awaiting = tab["first_response_date"].isna().to_numpy()
-    so_far = working_days_between(tab["referral_date"], register.today, register.holidays)
-    late_awaiting = awaiting & (np.asarray(so_far, dtype=float) > target)
-    lp = tab["lead_professional"].astype("str").str.strip()
-    both = (tab["sessions_planned"].notna() & tab["sessions_attended"].notna()
-            & (tab["sessions_planned"] > 0)).to_numpy()
-    df = pd.DataFrame(
-        {
-            "key": key,
-            "within": ~np.isnan(wd) & (wd <= target),
-            "due": ~np.isnan(wd) | late_awaiting,
-            "wd": wd,
-            "dti": tab["days_to_first_intervention"].to_numpy(dtype=float),
-            "lead": (lp.notna() & (lp != "")).to_numpy(),
-            "planned": np.where(both, tab["sessions_planned"].to_numpy(dtype=float), 0.0),
-            "attended": np.where(both, tab["sessions_attended"].to_numpy(dtype=float), 0.0),
-            "has_iv": (tab["n_interventions"] > 0).to_numpy(),
-            "reviewed": ((tab["n_reviews"] > 0) & (tab["n_interventions"] > 0)).to_numpy(),
-        }
-    )
-    df = df[df["key"] >= 0]
-    g = df.groupby("key")
-    keys = g.size().index
+    late_awaiting = np.zeros(len(tab), dtype=bool)
+    if awaiting.any():  # working days so far, for the referrals still awaiting a response
+        so_far = working_days_between(tab["referral_date"][awaiting], register.today,
+                                      register.holidays)
+        late_awaiting[awaiting] = np.asarray(so_far, dtype=float) > target
+    # a lead professional is any non-blank value: judged on the distinct values only
+    lcodes, luniq = pd.factorize(tab["lead_professional"])
+    named = pd.Series(luniq, dtype=object).astype("str").str.strip().ne("").to_numpy(bool)
+    lead = (lcodes >= 0) & (named[np.maximum(lcodes, 0)] if len(named) else False)
+    planned = tab["sessions_planned"].to_numpy(dtype=float, na_value=np.nan)
+    attended = tab["sessions_attended"].to_numpy(dtype=float, na_value=np.nan)
+    both = ~np.isnan(planned) & ~np.isnan(attended) & (planned > 0)
+    has_iv = (tab["n_interventions"] > 0).to_numpy()
+    reviewed = (tab["n_reviews"] > 0).to_numpy() & has_iv
     parts: list[pd.DataFrame] = []
 
-    def add(kpi: str, value: pd.Series, n: pd.Series) -> None:
-        value = value.reindex(keys)
-        n = n.reindex(keys).fillna(0)
-        parts.append(pd.DataFrame({"key": keys, "kpi": kpi, "value": value.to_numpy(float),
-                                   "n": n.to_numpy(np.int64)}))
+    def add(kpi: str, value: Any, n: Any) -> None:
+        if isinstance(value, pd.Series):  # a groupby result: missing periods give NaN / 0
+            value = value.reindex(keys).to_numpy(float)
+            n = n.reindex(keys).fillna(0).to_numpy(np.int64)
+        parts.append(pd.DataFrame({"key": keys, "kpi": kpi, "value": value,
+                                   "n": np.asarray(n).astype(np.int64)}))
 
-    def pct(num: pd.Series, den: pd.Series) -> pd.Series:
-        return (100.0 * num / den.where(den > 0)).astype(float)
+    def pct(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, 100.0 * num / den, np.nan)
 
-    n_ref = g.size()
+    n_ref = np.bincount(code, minlength=nk)
     add("referrals_received", n_ref.astype(float), n_ref)
-    add("pct_response_within_target", pct(g["within"].sum(), g["due"].sum()), g["due"].sum())
-    resp = df[~np.isnan(df["wd"])].groupby("key")["wd"]
+    due = total(~np.isnan(wd) | late_awaiting)
+    add("pct_response_within_target", pct(total(~np.isnan(wd) & (wd <= target)), due), due)
+    has = inp & ~np.isnan(wd)
+    resp = pd.Series(wd[has]).groupby(key[has])
     add("median_working_days_to_response", resp.median(), resp.count())
     add("p90_working_days_to_response", resp.quantile(0.9), resp.count())
-    ivd = df[~np.isnan(df["dti"])].groupby("key")["dti"]
+    dti = tab["days_to_first_intervention"].to_numpy(dtype=float)
+    has = inp & ~np.isnan(dti)
+    ivd = pd.Series(dti[has]).groupby(key[has])
     add("median_days_to_first_intervention", ivd.median(), ivd.count())
     add("p90_days_to_first_intervention", ivd.quantile(0.9), ivd.count())
-    add("pct_lead_professional", pct(g["lead"].sum(), n_ref), n_ref)
-    add("pct_sessions_attended", pct(g["attended"].sum(), g["planned"].sum()),
-        g["planned"].sum())
-    add("pct_reviewed", pct(g["reviewed"].sum(), g["has_iv"].sum()), g["has_iv"].sum())
+    add("pct_lead_professional", pct(total(lead), n_ref), n_ref)
+    sessions = total(np.where(both, planned, 0.0))
+    add("pct_sessions_attended", pct(total(np.where(both, attended, 0.0)), sessions), sessions)
+    n_iv = total(has_iv)
+    add("pct_reviewed", pct(total(reviewed), n_iv), n_iv)
 
     closed = tab.loc[(tab["status"] == "closed").to_numpy(), ["closure_date", "closure_outcome"]]
     ckey, clabels = _period_keys(closed["closure_date"], period)
-    outcome = closed["closure_outcome"].astype("str").fillna("not recorded").to_numpy(object)
+    # outcomes as text with "not recorded" for missing, coded on the distinct values only
+    rcodes, runiq = pd.factorize(closed["closure_outcome"])
+    names = np.append(pd.Series(runiq, dtype=object).astype("str").to_numpy(object),
+                      "not recorded")
+    ncodes, ouniq = pd.factorize(names, sort=True)
+    ocodes = ncodes[np.where(rcodes >= 0, rcodes, len(names) - 1)]
     # closures by (period, outcome): bincount on integer codes (pd.crosstab is slower)
     kcodes, kuniq = pd.factorize(ckey, sort=True)
-    ocodes, ouniq = pd.factorize(outcome, sort=True)
+    used = np.bincount(ocodes, minlength=len(ouniq)) > 0
+    ouniq = ouniq[used]
+    ocodes = (np.cumsum(used) - 1)[ocodes]
     counts = np.bincount(kcodes * max(len(ouniq), 1) + ocodes,
                          minlength=len(kuniq) * len(ouniq)).reshape(len(kuniq), len(ouniq))
     ct = pd.DataFrame(counts, index=kuniq, columns=list(ouniq))
