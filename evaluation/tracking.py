@@ -1936,22 +1936,42 @@ def disproportionality(
         flag = np.asarray(pd.Series(event).astype("boolean").fillna(False), dtype=bool)
         if len(flag) != len(pupils):
             raise DataError("disproportionality: the event mask must have one value per pupil.")
-    d = pupils[cols].assign(_e=flag)
-    g = d.groupby(cols, observed=True)["_e"]
-    n = g.size().astype(float)
-    a = g.sum().astype(float)
+    return _risk_ratios(pupils, cols, _pupil_groups(pupils, cols), flag, reference, alpha)
+
+
+def _pupil_groups(pupils: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, pd.Index]:
+    """Each pupil's group as a code (-1 = a missing group value) and the groups, sorted."""
+    g = pupils[cols].groupby(cols, observed=True)
+    codes = g.ngroup().to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isnan(codes), -1, codes).astype(np.int64), g.size().index
+
+
+def _risk_ratios(pupils: pd.DataFrame, cols: list[str], groups: tuple[np.ndarray, pd.Index],
+                 flag: np.ndarray, reference: Any, alpha: float) -> pd.DataFrame:
+    """The risk-ratio table of :func:`disproportionality` from group codes and event flags
+    (group sizes and events by bincount on the codes)."""
+    codes, index = groups
+    k = len(index)
+    has = codes >= 0
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes[has & mask], minlength=k).astype(float)
+
+    n_pupils = len(codes)
+    n = count(np.ones(n_pupils, dtype=bool))
+    a = count(flag)
     if isinstance(reference, str) and reference == "all others":
-        m = len(d) - n
+        m = n_pupils - n
         c = flag.sum() - a
     else:
         if isinstance(reference, str | tuple) and not isinstance(reference, pd.Series):
             key = reference if isinstance(reference, tuple) else (reference,)
-            if len(key) == len(cols) and key in set(n.index.to_flat_index()
+            if len(key) == len(cols) and key in set(index.to_flat_index()
                                                      if len(cols) > 1 else
-                                                     [(i,) for i in n.index]):
-                mask = np.ones(len(d), dtype=bool)
+                                                     [(i,) for i in index]):
+                mask = np.ones(n_pupils, dtype=bool)
                 for col, val in zip(cols, key, strict=True):
-                    mask &= (d[col] == val).fillna(False).to_numpy(dtype=bool)
+                    mask &= (pupils[col] == val).fillna(False).to_numpy(dtype=bool)
             elif isinstance(reference, str):
                 try:
                     mask = pupils.eval(reference).to_numpy(dtype=bool)
@@ -1965,28 +1985,25 @@ def disproportionality(
                                 f"of {', '.join(cols)}.")
         else:
             mask = np.asarray(pd.Series(reference).astype("boolean").fillna(False), dtype=bool)
-            if len(mask) != len(d):
+            if len(mask) != n_pupils:
                 raise DataError("disproportionality: the reference mask must have one value "
                                 "per pupil.")
-        gr = d[mask].groupby(cols, observed=True)["_e"]
-        overlap_n = gr.size().reindex(n.index).fillna(0)
-        overlap_a = gr.sum().reindex(n.index).fillna(0)
-        m = mask.sum() - overlap_n
-        c = flag[mask].sum() - overlap_a
-    risk = a / n
-    ref_risk = c / m.where(m > 0)
-    rr = risk / ref_risk
-    ok = (a > 0) & (c > 0) & (m > 0)
+        m = mask.sum() - count(mask)
+        c = flag[mask].sum() - count(mask & flag)
     z = stats.norm.ppf(1 - alpha / 2)
+    ok = (a > 0) & (c > 0) & (m > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
+        risk = a / n
+        ref_risk = c / np.where(m > 0, m, np.nan)
+        rr = risk / ref_risk
         se = np.sqrt(1 / a - 1 / n + 1 / c - 1 / m)
-        low = np.exp(np.log(rr) - z * se).where(ok)
-        high = np.exp(np.log(rr) + z * se).where(ok)
+        low = np.where(ok, np.exp(np.log(rr) - z * se), np.nan)
+        high = np.where(ok, np.exp(np.log(rr) + z * se), np.nan)
     out = pd.DataFrame({
         "n": n.astype(np.int64), "events": a.astype(np.int64), "risk": risk,
         "ref_n": m.astype(np.int64), "ref_events": c.astype(np.int64), "ref_risk": ref_risk,
-        "risk_ratio": rr.where(ok), "ci_low": low, "ci_high": high,
-    })
+        "risk_ratio": np.where(ok, rr, np.nan), "ci_low": low, "ci_high": high,
+    }, index=index)
     return out.reset_index()
 
 
@@ -2001,14 +2018,27 @@ def disproportionality_table(
     """:func:`disproportionality` for referral, suspension and escalation, stacked with an
     ``event`` column. Escalation = a referral closed with an outcome in
     ``ESCALATION_OUTCOMES`` (EHC needs assessment, alternative provision, school move)."""
+    cols = [group_col] if isinstance(group_col, str) else list(group_col)
+    _require(pupils, "pupils", ["pupil_id", *cols])
     _require(referrals, "referrals", ["pupil_id"])
-    outcome = (referrals["closure_outcome"].astype("str").str.strip().str.lower()
-               if "closure_outcome" in referrals.columns
-               else pd.Series(pd.NA, index=referrals.index, dtype="str"))
-    esc = referrals[outcome.isin([o.lower() for o in ESCALATION_OUTCOMES]).to_numpy()]
+    _require(suspensions, "suspensions", ["pupil_id"])
+    escalated = np.zeros(len(referrals), dtype=bool)
+    if "closure_outcome" in referrals.columns:  # judged on the distinct outcomes only
+        ocodes, ouniq = pd.factorize(referrals["closure_outcome"])
+        listed = {o.lower() for o in ESCALATION_OUTCOMES}
+        esc_u = (pd.Series(ouniq, dtype=object).astype("str").str.strip().str.lower()
+                 .isin(listed).to_numpy(bool))
+        escalated = (ocodes >= 0) & (esc_u[np.maximum(ocodes, 0)] if len(esc_u) else False)
+    # every pupil id matched once: as the position of its first row in ``pupils``
+    first, ref_pos, susp_pos = _first_positions(pupils["pupil_id"], referrals["pupil_id"],
+                                                suspensions["pupil_id"])
+    groups = _pupil_groups(pupils, cols)
     parts = []
-    for name, ev in (("referral", referrals), ("suspension", suspensions), ("escalation", esc)):
-        parts.append(disproportionality(pupils, ev, group_col, reference, alpha)
+    for name, pos in (("referral", ref_pos), ("suspension", susp_pos),
+                      ("escalation", ref_pos[escalated])):
+        hit = np.bincount(pos[pos >= 0], minlength=len(pupils)) > 0
+        flag = (first >= 0) & hit[np.maximum(first, 0)]
+        parts.append(_risk_ratios(pupils, cols, groups, flag, reference, alpha)
                      .assign(event=name))
     out = pd.concat(parts, ignore_index=True)
     return out[["event", *[c for c in out.columns if c != "event"]]]
