@@ -314,8 +314,22 @@ def _first_positions(*columns: pd.Series) -> list[np.ndarray]:
     at once. Arrow-backed text is matched by pyarrow; anything else by one
     ``pandas.factorize`` over the columns end to end, much cheaper than matching Python
     strings pairwise."""
-    if all(_arrow_strings(c) is not None for c in columns):
-        return [_positions(columns[0], c) for c in columns]
+    arrays = [_arrow_strings(c) for c in columns]
+    if all(a is not None for a in arrays):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        chunks = [ch for a in arrays for ch in (a.chunks if isinstance(a, pa.ChunkedArray)
+                                                 else [a])]
+        if len({ch.type for ch in chunks}) > 1:  # string and large_string: pairwise
+            return [_positions(columns[0], c) for c in columns]
+        # one lookup of every column's values in one hash table of the first column
+        keys = arrays[0].combine_chunks() if isinstance(arrays[0], pa.ChunkedArray) else (
+            arrays[0])
+        found = pc.index_in(pa.chunked_array(chunks, type=chunks[0].type), value_set=keys,
+                            skip_nulls=True)
+        pos = np.asarray(pc.fill_null(found, -1), dtype=np.int64)
+        return np.split(pos, np.cumsum([len(c) for c in columns])[:-1])
     both = pd.concat([pd.Series(c.array) for c in columns], ignore_index=True)
     codes = pd.factorize(both)[0]
     first = np.full(codes.max(initial=-1) + 2, -1, dtype=np.int64)  # last slot: missing
