@@ -32,7 +32,7 @@ Decisions that shape the numbers (each function's docstring repeats what applies
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -476,9 +476,22 @@ class Register:
     # Each row's pupil as a code into the sorted distinct pupil ids, (table, codes, ids):
     # the per-pupil summaries share it instead of matching text ids again.
     _pupils: tuple | None = field(default=None, repr=False, compare=False)
+    # Row-level arrays that several tables share, by name: (table, interventions, value).
+    _shared: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.table)
+
+
+def _shared(register: Register, name: str, make: Callable[[], Any]) -> Any:
+    """``make()``, computed once per register and reused while ``register.table`` and
+    ``register.interventions`` are the objects it was computed from."""
+    hit = register._shared.get(name)
+    if hit is not None and hit[0] is register.table and hit[1] is register.interventions:
+        return hit[2]
+    value = make()
+    register._shared[name] = (register.table, register.interventions, value)
+    return value
 
 
 def _pupil_codes(register: Register) -> tuple[np.ndarray, pd.Index]:
@@ -1356,6 +1369,18 @@ def time_open(register: Register, by: str | Sequence[str] = "status") -> pd.Data
 # --------------------------------------------------------------------------------------
 
 
+def _intervention_pairs(register: Register) -> tuple[pd.Categorical, np.ndarray, np.ndarray]:
+    """The distinct (referral, intervention type) pairs: (intervention names, register row
+    of each pair, intervention code of each pair), sorted by row then code."""
+    names = pd.Categorical(register.interventions["intervention"])
+    pos = _intervention_positions(register)
+    codes = np.asarray(names.codes, dtype=np.int64)
+    ok = (pos >= 0) & (codes >= 0)
+    k = max(len(names.categories), 1)
+    pair = _distinct(pos[ok].astype(np.int64) * k + codes[ok])
+    return names, pair // k, pair % k
+
+
 def _outcome_series(register: Register, outcome: str) -> pd.Series:
     if outcome == "needs_met":
         return register.table["needs_met"]
@@ -1387,23 +1412,32 @@ def outcomes_by(
     """
     by = [by] if isinstance(by, str) else list(by)
     y = _outcome_series(register, outcome)
-    tab = register.table.assign(_y=y)
+    if by == ["intervention"]:  # counts by bincount on the intervention codes
+        names, rows, kinds = _shared(register, "intervention_pairs",
+                                     lambda: _intervention_pairs(register))
+        yv = y.to_numpy(dtype=float, na_value=np.nan)[rows]
+        valid = ~np.isnan(yv)
+        nk = len(names.categories)
+        n = np.bincount(kinds[valid], minlength=nk)
+        k = np.bincount(kinds[valid], weights=yv[valid], minlength=nk).astype(np.int64)
+        seen = np.flatnonzero(n)
+        n, k = n[seen], k[seen]
+        lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
+        return pd.DataFrame({
+            "intervention": pd.Categorical.from_codes(seen, dtype=names.dtype),
+            "n": n, "successes": k, "proportion": (k / n).astype(float),
+            "ci_low": lo, "ci_high": hi})
     tab_cols = [c for c in by if c != "intervention"]
-    missing = [c for c in tab_cols if c not in tab.columns]
+    missing = [c for c in tab_cols if c not in register.table.columns]
     if missing:
         raise DataError(f"outcomes_by: the register has no column {', '.join(missing)}. "
                         "Pupil characteristics need build_register(..., pupils=pupils).")
-    data = tab[["referral_id", "_y", *tab_cols]]
-    if "intervention" in by:
-        # distinct (referral, intervention type) pairs on integer codes
-        names = pd.Categorical(register.interventions["intervention"])
-        pos = _intervention_positions(register)
-        codes = np.asarray(names.codes, dtype=np.int64)
-        ok = (pos >= 0) & (codes >= 0)
-        k = max(len(names.categories), 1)
-        pair = _distinct(pos[ok].astype(np.int64) * k + codes[ok])
-        data = data.iloc[pair // k].reset_index(drop=True).assign(
-            intervention=pd.Categorical.from_codes(pair % k, dtype=names.dtype))
+    data = pd.DataFrame({"_y": y, **{c: register.table[c] for c in tab_cols}})
+    if "intervention" in by:  # one row per distinct (referral, intervention type) pair
+        names, rows, kinds = _shared(register, "intervention_pairs",
+                                     lambda: _intervention_pairs(register))
+        data = data.iloc[rows].reset_index(drop=True).assign(
+            intervention=pd.Categorical.from_codes(kinds, dtype=names.dtype))
     data = data[data["_y"].notna()]
     g = data.groupby(by, observed=True)["_y"]
     n = g.size()
