@@ -1063,6 +1063,58 @@ _KPI_NAMES = (
 )
 
 
+def _median_p90(code: np.ndarray, values: np.ndarray, n_groups: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group 0..n_groups-1: ``numpy.median``, ``numpy.quantile(q=0.9)`` (linear) and the
+    count of ``values`` (NaN and 0 for an empty group). One stable sort by group, then numpy
+    on each group's slice (there are few periods)."""
+    order = np.argsort(code, kind="stable")
+    bounds = np.searchsorted(code[order], np.arange(n_groups + 1))
+    median = np.full(n_groups, np.nan)
+    p90 = np.full(n_groups, np.nan)
+    for g in range(n_groups):
+        part = values[order[bounds[g]:bounds[g + 1]]]
+        if len(part):
+            median[g] = np.median(part)
+            p90[g] = np.quantile(part, 0.9)
+    return median, p90, np.diff(bounds)
+
+
+def _kpi_rows(register: Register) -> dict[str, Any]:
+    """The row-level inputs of :func:`pathway_kpis` that do not depend on the period or the
+    target, worked out once per register."""
+    tab = register.table
+    awaiting = tab["first_response_date"].isna().to_numpy()
+    so_far = np.full(len(tab), np.nan)
+    if awaiting.any():  # working days so far, for the referrals still awaiting a response
+        so_far[awaiting] = np.asarray(working_days_between(
+            tab["referral_date"][awaiting], register.today, register.holidays), dtype=float)
+    # a lead professional is any non-blank value: judged on the distinct values only
+    lcodes, luniq = pd.factorize(tab["lead_professional"])
+    named = pd.Series(luniq, dtype=object).astype("str").str.strip().ne("").to_numpy(bool)
+    planned = tab["sessions_planned"].to_numpy(dtype=float, na_value=np.nan)
+    attended = tab["sessions_attended"].to_numpy(dtype=float, na_value=np.nan)
+    has_iv = (tab["n_interventions"] > 0).to_numpy()
+    closed = tab.loc[(tab["status"] == "closed").to_numpy(), ["closure_date", "closure_outcome"]]
+    # closure outcomes as text with "not recorded" for missing, coded on the distinct values
+    rcodes, runiq = pd.factorize(closed["closure_outcome"])
+    names = np.append(pd.Series(runiq, dtype=object).astype("str").to_numpy(object),
+                      "not recorded")
+    ncodes, outcomes = pd.factorize(names, sort=True)
+    return {
+        "wd": tab["working_days_to_response"].to_numpy(dtype=float),
+        "dti": tab["days_to_first_intervention"].to_numpy(dtype=float),
+        "so_far": so_far,
+        "lead": (lcodes >= 0) & (named[np.maximum(lcodes, 0)] if len(named) else False),
+        "planned": planned, "attended": attended,
+        "both": ~np.isnan(planned) & ~np.isnan(attended) & (planned > 0),
+        "has_iv": has_iv, "reviewed": (tab["n_reviews"] > 0).to_numpy() & has_iv,
+        "closure_date": closed["closure_date"],
+        "outcome_codes": ncodes[np.where(rcodes >= 0, rcodes, len(names) - 1)],
+        "outcomes": outcomes,
+    }
+
+
 def pathway_kpis(
     register: Register,
     response_target_working_days: int = 2,
@@ -1116,22 +1168,10 @@ def pathway_kpis(
         """Per-period sums by bincount on the period codes (no groupby per column)."""
         return np.bincount(code, weights=np.asarray(values, dtype=float)[inp], minlength=nk)
 
-    wd = tab["working_days_to_response"].to_numpy(dtype=float)
-    awaiting = tab["first_response_date"].isna().to_numpy()
-    late_awaiting = np.zeros(len(tab), dtype=bool)
-    if awaiting.any():  # working days so far, for the referrals still awaiting a response
-        so_far = working_days_between(tab["referral_date"][awaiting], register.today,
-                                      register.holidays)
-        late_awaiting[awaiting] = np.asarray(so_far, dtype=float) > target
-    # a lead professional is any non-blank value: judged on the distinct values only
-    lcodes, luniq = pd.factorize(tab["lead_professional"])
-    named = pd.Series(luniq, dtype=object).astype("str").str.strip().ne("").to_numpy(bool)
-    lead = (lcodes >= 0) & (named[np.maximum(lcodes, 0)] if len(named) else False)
-    planned = tab["sessions_planned"].to_numpy(dtype=float, na_value=np.nan)
-    attended = tab["sessions_attended"].to_numpy(dtype=float, na_value=np.nan)
-    both = ~np.isnan(planned) & ~np.isnan(attended) & (planned > 0)
-    has_iv = (tab["n_interventions"] > 0).to_numpy()
-    reviewed = (tab["n_reviews"] > 0).to_numpy() & has_iv
+    r = _shared(register, "kpi_rows", lambda: _kpi_rows(register))
+    wd, dti, lead, planned, attended, both, has_iv, reviewed = (
+        r[c] for c in ("wd", "dti", "lead", "planned", "attended", "both", "has_iv", "reviewed"))
+    late_awaiting = r["so_far"] > target  # NaN (not awaiting) compares False
     parts: list[pd.DataFrame] = []
 
     def add(kpi: str, value: Any, n: Any) -> None:
@@ -1149,29 +1189,19 @@ def pathway_kpis(
     add("referrals_received", n_ref.astype(float), n_ref)
     due = total(~np.isnan(wd) | late_awaiting)
     add("pct_response_within_target", pct(total(~np.isnan(wd) & (wd <= target)), due), due)
-    has = inp & ~np.isnan(wd)
-    resp = pd.Series(wd[has]).groupby(key[has])
-    add("median_working_days_to_response", resp.median(), resp.count())
-    add("p90_working_days_to_response", resp.quantile(0.9), resp.count())
-    dti = tab["days_to_first_intervention"].to_numpy(dtype=float)
-    has = inp & ~np.isnan(dti)
-    ivd = pd.Series(dti[has]).groupby(key[has])
-    add("median_days_to_first_intervention", ivd.median(), ivd.count())
-    add("p90_days_to_first_intervention", ivd.quantile(0.9), ivd.count())
+    for name, days in (("working_days_to_response", wd), ("days_to_first_intervention", dti)):
+        has = ~np.isnan(days[inp])
+        median, p90, count = _median_p90(code[has], days[inp][has], nk)
+        add(f"median_{name}", median, count)
+        add(f"p90_{name}", p90, count)
     add("pct_lead_professional", pct(total(lead), n_ref), n_ref)
     sessions = total(np.where(both, planned, 0.0))
     add("pct_sessions_attended", pct(total(np.where(both, attended, 0.0)), sessions), sessions)
     n_iv = total(has_iv)
     add("pct_reviewed", pct(total(reviewed), n_iv), n_iv)
 
-    closed = tab.loc[(tab["status"] == "closed").to_numpy(), ["closure_date", "closure_outcome"]]
-    ckey, clabels = _period_keys(closed["closure_date"], period)
-    # outcomes as text with "not recorded" for missing, coded on the distinct values only
-    rcodes, runiq = pd.factorize(closed["closure_outcome"])
-    names = np.append(pd.Series(runiq, dtype=object).astype("str").to_numpy(object),
-                      "not recorded")
-    ncodes, ouniq = pd.factorize(names, sort=True)
-    ocodes = ncodes[np.where(rcodes >= 0, rcodes, len(names) - 1)]
+    ckey, clabels = _period_keys(r["closure_date"], period)
+    ocodes, ouniq = r["outcome_codes"], r["outcomes"]
     # closures by (period, outcome): bincount on integer codes (pd.crosstab is slower)
     kcodes, kuniq = pd.factorize(ckey, sort=True)
     used = np.bincount(ocodes, minlength=len(ouniq)) > 0
