@@ -1508,7 +1508,7 @@ def costs(
         pos = _intervention_positions(register, interventions)
     code = np.asarray(names.codes, dtype=np.int64)
     ok = (pos >= 0) & (code >= 0)
-    pupil = pd.factorize(register.table["pupil_id"])[0].astype(np.int64)
+    pupil = _pupil_codes(register)[0].astype(np.int64)
     success = y.fillna(False).to_numpy(dtype=bool)
     pos, code, cost = pos[ok].astype(np.int64), code[ok], cost[ok]
     costed = ~np.isnan(cost)
@@ -1518,12 +1518,20 @@ def costs(
     pup, succ = pupil[pos], success[pos]
 
     def distinct(keys: np.ndarray, other: np.ndarray) -> np.ndarray:
-        # number of distinct ``other`` values per ``keys`` value
+        # number of distinct ``other`` values (non-negative codes) per ``keys`` value
         if not len(keys):
             return np.zeros(k, dtype=np.int64)
         width = int(other.max()) + 1
+        if k * width <= 50_000_000:  # mark (key, other) in a table: no sort
+            seen = np.zeros((k, width), dtype=bool)
+            seen[keys, other] = True
+            return seen.sum(axis=1)
         pairs = _distinct(keys * width + other)
         return np.bincount(pairs // width, minlength=k)
+
+    def n_distinct(values: np.ndarray) -> int:
+        return int(distinct(np.zeros(len(values), dtype=np.int64), values)[0]) if len(
+            values) else 0
 
     n_iv = np.bincount(code, minlength=k)
     rows = np.flatnonzero(n_iv > 0)  # types with a costed intervention, in menu order
@@ -1531,10 +1539,10 @@ def costs(
     out = pd.DataFrame({
         "total_cost": np.r_[np.bincount(code, weights=cost, minlength=k)[rows], cost.sum()],
         "n_interventions": np.r_[n_iv[rows], len(cost)].astype(np.int64),
-        "n_pupils": np.r_[distinct(code, pup)[rows], len(_distinct(pup))].astype(np.int64),
-        "n_referrals": np.r_[distinct(code, pos)[rows], len(_distinct(pos))].astype(np.int64),
+        "n_pupils": np.r_[distinct(code, pup)[rows], n_distinct(pup)].astype(np.int64),
+        "n_referrals": np.r_[distinct(code, pos)[rows], n_distinct(pos)].astype(np.int64),
         "n_successes": np.r_[distinct(code[succ], pos[succ])[rows],
-                             len(_distinct(pos[succ]))].astype(np.int64),
+                             n_distinct(pos[succ])].astype(np.int64),
     }, index=pd.Index([*np.asarray(names.categories, dtype=object)[rows], "all"], dtype="str"))
     out["total_cost"] = out["total_cost"].astype(float)
     out["cost_per_pupil"] = out["total_cost"] / out["n_pupils"]
