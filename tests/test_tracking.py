@@ -476,3 +476,33 @@ def test_suppress_withholds_small_counts_and_derived_values():
     assert out.loc[0, "label"] == "x" and t.loc[1, "n"] == 4  # original untouched
     kept = T.suppress(t, "n", 5, derived_cols={"n": ["pct"]}, keep_zero=True)
     assert kept.loc[2, "n"] == 0 and np.isnan(kept.loc[1, "pct"]) and kept.loc[2, "note"] == ""
+
+
+@pytest.mark.parametrize("with_times", [False, True])
+def test_next_event_lookup_agrees_with_merge_asof(with_times):
+    """The packed-key lookup behind time_to_event equals pandas.merge_asof(direction=
+    "forward", allow_exact_matches=False) by pupil, for whole dates (day numbers) and for
+    times of day (ranks)."""
+    rng = np.random.default_rng(7)
+    unit = "h" if with_times else "D"
+    base = np.datetime64("2023-09-01", "ns")
+    left = pd.DataFrame({
+        "code": rng.integers(0, 40, 500),
+        "when": base + rng.integers(0, 400 * (24 if with_times else 1), 500).astype(
+            f"timedelta64[{unit}]"),
+    })
+    right = pd.DataFrame({
+        "code": rng.integers(-1, 40, 800),
+        "t": base + rng.integers(0, 400 * (24 if with_times else 1), 800).astype(
+            f"timedelta64[{unit}]"),
+    })
+    right.loc[::37, "t"] = pd.NaT
+    got = T._next_after(left["code"].to_numpy(), left["when"].to_numpy("datetime64[ns]"),
+                        right["code"].to_numpy(), right["t"].to_numpy("datetime64[ns]"))
+    r = right[(right["code"] >= 0) & right["t"].notna()].sort_values("t")
+    want = pd.merge_asof(left.reset_index().sort_values("when"), r.rename(columns={"t": "next"})
+                         .assign(t=lambda d: d["next"]), left_on="when", right_on="t",
+                         by="code", direction="forward", allow_exact_matches=False)
+    want = want.set_index("index").sort_index()["next"].to_numpy("datetime64[ns]")
+    np.testing.assert_array_equal(got, want)
+    assert (~np.isnat(got)).sum() > 100  # the check has events to find
