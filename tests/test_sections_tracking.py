@@ -106,8 +106,17 @@ def test_small_counts_are_withheld(project, sections):
     # needs met by SEN status: "EHC plan" has 3 other outcomes (withheld, primary), and
     # "SEN support" is withheld too, or subtraction from the total would reveal EHC plan
     by = sections["outcomes_section"].tables()[
-        "Needs met at closure, by reason and pupil characteristics"]
+        "Needs met at closure, by reason, school and pupil characteristics"]
     sen = by[by["Characteristic"] == "SEN status"].set_index("Group")
+    # by school: every school that referred has a row; shown counts match outcomes_by
+    schools = by[by["Characteristic"] == "School"].set_index("Group")
+    raw_school = tracking.outcomes_by(S.tracking_data(project).register,
+                                      "school_id").set_index("school_id")
+    assert set(schools.index) == set(raw_school.index.astype(str))
+    shown = schools["Referrals"].dropna()
+    assert len(shown) >= 3
+    for school, n in shown.items():
+        assert n == raw_school.loc[school, "n"]
     raw = tracking.outcomes_by(S.tracking_data(project).register, "sen_status").set_index(
         "sen_status")
     assert raw.loc["EHC plan", "n"] - raw.loc["EHC plan", "successes"] < k

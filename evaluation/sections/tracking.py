@@ -104,8 +104,9 @@ KPI_MEANING = {
     "pct_reviewed": "referrals with an intervention that have had a review",
     "pct_needs_met": "closed referrals (with an outcome recorded) closed as needs met",
 }
-CHARACTERISTICS = {"reason": "Reason for referral", "sen_status": "SEN status",
-                   "fsm": "Free school meals", "sex": "Sex", "ethnicity": "Ethnicity"}
+CHARACTERISTICS = {"reason": "Reason for referral", "school_id": "School",
+                   "sen_status": "SEN status", "fsm": "Free school meals", "sex": "Sex",
+                   "ethnicity": "Ethnicity"}
 REVIEW_LABELS = {"attendance_improved": "Attendance improved",
                  "ready_to_learn": "Ready to learn", "on_track": "On track"}
 PERCENT_FMT = "{:.0f}%"
@@ -608,7 +609,7 @@ def outcomes_section(project: Project) -> Section:
         frames.append(b)
     if frames:
         _add_table(sec, pd.concat(frames, ignore_index=True),
-                   "Needs met at closure, by reason and pupil characteristics",
+                   "Needs met at closure, by reason, school and pupil characteristics",
                    percent=("%", "95% CI from", "95% CI to"))
     reviews = []
     for col, label in REVIEW_LABELS.items():
