@@ -274,7 +274,7 @@ def _positions(keys: Any, values: Any, dtype: Any = np.int64) -> np.ndarray:
 
     Vectorised. With duplicated keys the first position is used. Arrow-backed strings are
     matched by ``pyarrow.compute.index_in`` (a hash lookup in C++, no Python objects);
-    anything else by ``pandas.factorize`` on each side, matching only the distinct values.
+    anything else by one ``pandas.factorize`` over both (:func:`_factorized_positions`).
     ``dtype``: the integer type of the result (``np.int32`` halves the memory for long
     tables; the caller makes sure the keys fit).
     """
@@ -288,17 +288,23 @@ def _positions(keys: Any, values: Any, dtype: Any = np.int64) -> np.ndarray:
             value_set = value_set.cast(va.type)
         found = pc.index_in(va, value_set=value_set, skip_nulls=True)
         return np.asarray(pc.fill_null(found, -1), dtype=dtype)
-    kc, ku = pd.factorize(np.asarray(keys, dtype=object) if not isinstance(
-        keys, pd.Series | pd.Index) else keys)
-    vc, vu = pd.factorize(np.asarray(values, dtype=object) if not isinstance(
-        values, pd.Series | pd.Index) else values)
-    first = np.full(len(ku), -1, dtype=np.int64)
-    rev = np.arange(len(kc) - 1, -1, -1)
-    ok = kc[rev] >= 0
-    first[kc[rev][ok]] = rev[ok]  # later writes win, so the first occurrence is kept
-    match = pd.Index(np.asarray(ku, dtype=object)).get_indexer(np.asarray(vu, dtype=object))
-    pos_u = np.where(match >= 0, first[np.maximum(match, 0)], -1)
-    return np.where(vc >= 0, pos_u[np.maximum(vc, 0)], -1).astype(dtype, copy=False)
+    return _factorized_positions(keys, values)[1].astype(dtype, copy=False)
+
+
+def _factorized_positions(*columns: Any) -> list[np.ndarray]:
+    """For each column, the position in ``columns[0]`` of the first occurrence of each value
+    (-1 where missing or absent from the first column), from a single ``pandas.factorize``
+    over the columns end to end: equal values get equal codes whichever column they are
+    in, and each value is hashed once (much cheaper for Python strings than factorizing
+    each side and matching the distinct values)."""
+    parts = [pd.Series(c.array) if isinstance(c, pd.Series | pd.Index)
+             else pd.Series(np.asarray(c, dtype=object)) for c in columns]
+    codes = pd.factorize(pd.concat(parts, ignore_index=True))[0]
+    first = np.full(codes.max(initial=-1) + 2, -1, dtype=np.int64)  # last slot: missing
+    rev = np.arange(len(parts[0]) - 1, -1, -1)
+    first[codes[rev]] = rev  # later writes win, so the first occurrence is kept
+    first[-1] = -1
+    return np.split(first[codes], np.cumsum([len(c) for c in parts])[:-1])
 
 
 def _take(values: pd.Series, pos: np.ndarray) -> pd.Series:
@@ -330,13 +336,7 @@ def _first_positions(*columns: pd.Series) -> list[np.ndarray]:
                             skip_nulls=True)
         pos = np.asarray(pc.fill_null(found, -1), dtype=np.int64)
         return np.split(pos, np.cumsum([len(c) for c in columns])[:-1])
-    both = pd.concat([pd.Series(c.array) for c in columns], ignore_index=True)
-    codes = pd.factorize(both)[0]
-    first = np.full(codes.max(initial=-1) + 2, -1, dtype=np.int64)  # last slot: missing
-    rev = np.arange(len(columns[0]) - 1, -1, -1)
-    first[codes[rev]] = rev  # later writes win, so the first occurrence is kept
-    first[-1] = -1
-    return np.split(first[codes], np.cumsum([len(c) for c in columns])[:-1])
+    return _factorized_positions(*columns)
 
 
 def _lookup(key_codes: np.ndarray, n_codes: int, value_codes: np.ndarray) -> np.ndarray:
