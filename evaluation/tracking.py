@@ -309,9 +309,16 @@ def _factorized_positions(*columns: Any) -> list[np.ndarray]:
 
 def _take(values: pd.Series, pos: np.ndarray) -> pd.Series:
     """``values.iloc[pos]`` with missing where ``pos`` is -1 (index reset)."""
-    out = values.iloc[np.where(pos >= 0, pos, 0)].reset_index(drop=True) if len(values) else (
-        pd.Series([pd.NA] * len(pos), dtype=values.dtype))
-    return out.where(pd.Series(pos >= 0)) if (pos < 0).any() else out
+    if not len(values):
+        return pd.Series([pd.NA] * len(pos), dtype=values.dtype)
+    if not (pos < 0).any():
+        return values.iloc[pos].reset_index(drop=True)
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "biu":  # no missing value
+        out = values.iloc[np.where(pos >= 0, pos, 0)].reset_index(drop=True)
+        return out.where(pd.Series(pos >= 0))
+    # append one missing value, which position -1 then takes
+    ext = pd.concat([values, pd.Series([np.nan], dtype=values.dtype)], ignore_index=True)
+    return ext.iloc[pos].reset_index(drop=True).rename(values.name)
 
 
 def _first_positions(*columns: pd.Series) -> list[np.ndarray]:
