@@ -468,6 +468,10 @@ class Register:
     ``interventions`` and ``reviews`` are the linked, cleaned rows the register was built
     from (menu names normalised, attended sessions capped at planned). ``today`` is the
     data end date used for open cases, censoring and future-date checks.
+
+    Treat a register as read-only: the tables built from it keep row-level arrays (pupil
+    codes, KPI inputs, intervention pairs) for reuse while ``table`` and ``interventions``
+    are the same objects, so change a copy (or build a new register), not the frames in place.
     """
 
     table: pd.DataFrame
