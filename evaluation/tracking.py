@@ -1026,11 +1026,15 @@ KPI_ALIASES: dict[str, str] = {
 
 
 def _rag(kpis: pd.DataFrame, targets: Mapping[str, Mapping[str, Any]] | None) -> pd.DataFrame:
-    kpis["target"] = np.nan
-    kpis["rag"] = pd.Series(pd.NA, index=kpis.index, dtype="str")
+    target = np.full(len(kpis), np.nan)
+    rag_all = np.full(len(kpis), None, dtype=object)
     if not targets:
+        kpis["target"] = target
+        kpis["rag"] = pd.Series(rag_all, index=kpis.index, dtype="str")
         return kpis
-    known = set(kpis["kpi"].unique()) | set(_KPI_NAMES)
+    names = kpis["kpi"].to_numpy(dtype=object)
+    values = kpis["value"].to_numpy(dtype=float)
+    known = set(names) | set(_KPI_NAMES)
     for name, spec in targets.items():
         kpi = KPI_ALIASES.get(name, name)
         if kpi not in known and not str(kpi).startswith("closures: "):
@@ -1049,14 +1053,16 @@ def _rag(kpis: pd.DataFrame, targets: Mapping[str, Mapping[str, Any]] | None) ->
         if (direction == "higher" and amber > green) or (direction == "lower" and amber < green):
             raise DataError(f"targets[{kpi!r}]: with direction {direction!r} the amber "
                             f"threshold ({amber}) cannot be beyond green ({green}).")
-        sel = kpis["kpi"] == kpi
-        v = kpis.loc[sel, "value"].to_numpy(dtype=float)
+        sel = names == kpi
+        v = values[sel]
         if direction == "higher":
             rag = np.where(v >= green, "green", np.where(v >= amber, "amber", "red"))
         else:
             rag = np.where(v <= green, "green", np.where(v <= amber, "amber", "red"))
-        kpis.loc[sel, "target"] = green
-        kpis.loc[sel, "rag"] = np.where(np.isnan(v), pd.NA, rag)
+        target[sel] = green
+        rag_all[sel] = np.where(np.isnan(v), None, rag.astype(object))
+    kpis["target"] = target
+    kpis["rag"] = pd.Series(rag_all, index=kpis.index, dtype="str")
     return kpis
 
 
@@ -1183,14 +1189,10 @@ def pathway_kpis(
     wd, dti, lead, planned, attended, both, has_iv, reviewed = (
         r[c] for c in ("wd", "dti", "lead", "planned", "attended", "both", "has_iv", "reviewed"))
     late_awaiting = r["so_far"] > target  # NaN (not awaiting) compares False
-    parts: list[pd.DataFrame] = []
+    parts: list[tuple] = []  # (period keys, kpi, values, n): one frame is built at the end
 
-    def add(kpi: str, value: Any, n: Any) -> None:
-        if isinstance(value, pd.Series):  # a groupby result: missing periods give NaN / 0
-            value = value.reindex(keys).to_numpy(float)
-            n = n.reindex(keys).fillna(0).to_numpy(np.int64)
-        parts.append(pd.DataFrame({"key": keys, "kpi": kpi, "value": value,
-                                   "n": np.asarray(n).astype(np.int64)}))
+    def add(kpi: str, value: Any, n: Any, at: np.ndarray = keys) -> None:
+        parts.append((at, kpi, np.asarray(value, dtype=float), np.asarray(n).astype(np.int64)))
 
     def pct(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -1220,28 +1222,30 @@ def pathway_kpis(
     ocodes = (np.cumsum(used) - 1)[ocodes]
     counts = np.bincount(kcodes * max(len(ouniq), 1) + ocodes,
                          minlength=len(kuniq) * len(ouniq)).reshape(len(kuniq), len(ouniq))
-    ct = pd.DataFrame(counts, index=kuniq, columns=list(ouniq))
-    others = [c for c in ct.columns if c not in CLOSURE_OUTCOMES]
-    total = ct.sum(axis=1)
-    recorded = total - (ct["not recorded"] if "not recorded" in ct.columns else 0)
-    met = ct["needs met"] if "needs met" in ct.columns else pd.Series(0, index=ct.index)
-    parts.append(pd.DataFrame({"key": ct.index.to_numpy(), "kpi": "pct_needs_met",
-                               "value": (100.0 * met / recorded.where(recorded > 0)).to_numpy(
-                                   float),
-                               "n": recorded.to_numpy(np.int64)}))
-    for o in [*CLOSURE_OUTCOMES, *sorted(others)]:
-        counts = ct[o] if o in ct.columns else pd.Series(0, index=ct.index)
-        parts.append(pd.DataFrame({"key": ct.index.to_numpy(), "kpi": f"closures: {o}",
-                                   "value": counts.to_numpy(float),
-                                   "n": total.to_numpy(np.int64)}))
-    out = pd.concat(parts, ignore_index=True)
+    column = {o: counts[:, j] for j, o in enumerate(ouniq)}
+    zero = np.zeros(len(kuniq), dtype=np.int64)
+    total = counts.sum(axis=1)
+    recorded = total - column.get("not recorded", zero)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        met = 100.0 * column.get("needs met", zero) / np.where(recorded > 0, recorded, np.nan)
+    closure_keys = np.asarray(kuniq)
+    add("pct_needs_met", met, recorded, closure_keys)
+    others = sorted(o for o in column if o not in CLOSURE_OUTCOMES)
+    for o in [*CLOSURE_OUTCOMES, *others]:
+        add(f"closures: {o}", column.get(o, zero), total, closure_keys)
+    # rows by period, then by KPI in the order added
+    key = np.concatenate([p[0] for p in parts])
+    kpi = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)])
+    order = np.lexsort((kpi, key))
     all_labels = pd.concat([labels, clabels])
     all_labels = all_labels[~all_labels.index.duplicated()]
-    out["period"] = out["key"].map(all_labels)
-    kpi_order = {k: i for i, k in enumerate(out["kpi"].unique())}
-    out["_o"] = out["kpi"].map(kpi_order)
-    out = out.sort_values(["key", "_o"], kind="stable").reset_index(drop=True)
-    out = out[["period", "kpi", "value", "n"]]
+    out = pd.DataFrame({
+        "period": pd.Series(key[order]).map(all_labels),
+        "kpi": pd.Series(np.array([p[1] for p in parts], dtype=object)[kpi[order]],
+                         dtype="str"),
+        "value": np.concatenate([p[2] for p in parts])[order],
+        "n": np.concatenate([p[3] for p in parts])[order],
+    })
     out = _rag(out, targets)
     out.attrs["response_target_working_days"] = target
     out.attrs["period"] = period
