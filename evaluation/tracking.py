@@ -955,6 +955,20 @@ def quality_summary(register: Register) -> pd.DataFrame:
 _TERM_NAMES = np.array(["autumn", "spring", "summer"])
 
 
+def _year_month(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Proleptic Gregorian (year, month) of day numbers since 1970-01-01: Hinnant's
+    ``civil_from_days`` (http://howardhinnant.github.io/date_algorithms.html), in integer
+    arithmetic on whole arrays (much faster than converting to ``datetime64[M]``)."""
+    z = days.astype(np.int64) + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097  # day of the 400-year era, 0..146096
+    yoe = (doe - doe // 1_460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)  # day of the March-based year
+    mp = (5 * doy + 2) // 153
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    return yoe + era * 400 + (month <= 2), month
+
+
 def _period_keys(dates: pd.Series, period: str) -> tuple[np.ndarray, pd.Series]:
     """Integer sort key per date and the label for each key.
 
@@ -965,11 +979,11 @@ def _period_keys(dates: pd.Series, period: str) -> tuple[np.ndarray, pd.Series]:
     if period not in ("term", "month", "year", "all"):
         raise DataError(f"period must be 'term', 'month', 'year' or 'all', got {period!r}.")
     arr = dates.to_numpy()
-    if arr.dtype.kind == "M":  # months since 1970 straight from the stored values
-        ok = ~np.isnat(arr)
-        months = np.where(ok, arr.astype("datetime64[M]").view(np.int64), 0)
-        y = np.where(ok, months // 12 + 1970, 0)
-        m = np.where(ok, months % 12 + 1, 1)
+    if arr.dtype.kind == "M":  # calendar year and month straight from the stored values
+        days = _days(dates)
+        ok = days != _NAT_INT
+        y, m = _year_month(np.where(ok, days, 0))
+        y, m = np.where(ok, y, 0), np.where(ok, m, 1)
     else:
         ok = dates.notna().to_numpy()
         y = np.where(ok, dates.dt.year.fillna(0).to_numpy(dtype=np.int64), 0)

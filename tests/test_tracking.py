@@ -506,3 +506,13 @@ def test_next_event_lookup_agrees_with_merge_asof(with_times):
     want = want.set_index("index").sort_index()["next"].to_numpy("datetime64[ns]")
     np.testing.assert_array_equal(got, want)
     assert (~np.isnat(got)).sum() > 100  # the check has events to find
+
+
+def test_year_month_agree_with_numpy_calendar():
+    """The integer civil-from-days conversion behind the KPI periods gives numpy's calendar
+    year and month, leap days and centuries included."""
+    days = np.r_[np.arange(-800_000, 800_000, 37), [-1, 0, 59, 60, 11_016, 11_017, 10_956]]
+    y, m = T._year_month(days)
+    d = days.astype("datetime64[D]")
+    np.testing.assert_array_equal(y, d.astype("datetime64[Y]").astype(np.int64) + 1970)
+    np.testing.assert_array_equal(m, d.astype("datetime64[M]").astype(np.int64) % 12 + 1)
