@@ -417,9 +417,9 @@ def _holiday_array(holidays: Iterable | None, *day_arrays: np.ndarray) -> np.nda
     years: list[int] = []
     for arr in day_arrays:
         ok = arr[~np.isnat(arr)]
-        if ok.size:
-            yrs = ok.astype("datetime64[Y]").astype(np.int64) + 1970
-            years += [int(yrs.min()), int(yrs.max())]
+        if ok.size:  # the years of the first and last dates
+            yrs = np.array([ok.min(), ok.max()]).astype("datetime64[Y]").astype(np.int64)
+            years += [int(yrs[0]) + 1970, int(yrs[1]) + 1970]
     if not years:
         return np.array([], dtype="datetime64[D]")
     return england_bank_holidays(range(min(years), max(years) + 1))
@@ -882,14 +882,16 @@ def build_register(
     stop = tab["closure_date"].where(closed, today)
     days_open = (stop - tab["referral_date"]).dt.days.astype(float)
     tab["days_open"] = days_open.where(days_open >= 0)
-    hol = _holiday_array(
-        holidays,
-        _day_array(tab["referral_date"]),
-        np.array([np.datetime64(today.date(), "D")]),
-        _day_array(tab["first_response_date"]),
-    )
-    wd = working_days_between(tab["referral_date"], tab["first_response_date"], hol)
-    tab["working_days_to_response"] = wd.where(wd >= 0)
+    # day numbers viewed as datetime64[D] (their NaT is the same int64), converted once
+    referral_day = _days(tab["referral_date"]).view("datetime64[D]")
+    response_day = _days(tab["first_response_date"]).view("datetime64[D]")
+    hol = _holiday_array(holidays, referral_day,
+                         np.array([np.datetime64(today.date(), "D")]), response_day)
+    # working_days_between on the day arrays: busday_count where both dates are known
+    known = ~(np.isnat(referral_day) | np.isnat(response_day))
+    wd = np.full(len(tab), np.nan)
+    wd[known] = np.busday_count(referral_day[known], response_day[known], holidays=hol)
+    tab["working_days_to_response"] = np.where(wd >= 0, wd, np.nan)
     dti = (tab["first_intervention_start"] - tab["referral_date"]).dt.days.astype(float)
     tab["days_to_first_intervention"] = dti.where(dti >= 0)
     needs_met = (tab["closure_outcome"] == "needs met").astype("boolean")
@@ -898,14 +900,17 @@ def build_register(
 
     if pupils is not None:
         _require(pupils, "pupils", ["pupil_id"])
-        pdup = pupils["pupil_id"].duplicated(keep=False)
+        # pupil ids matched once: each pupil row's first row with its id, and each referral's
+        first, ppos = _first_positions(pupils["pupil_id"], tab["pupil_id"])
+        missing_id = first < 0
+        pdup = ((~missing_id & (np.bincount(first[~missing_id], minlength=len(first))[
+            np.maximum(first, 0)] > 1)) | (missing_id & (missing_id.sum() > 1)))
         if pdup.any():
             raise DataError(
                 f"The pupils table, column 'pupil_id': {describe_rows(_lines(pdup))} repeat a "
                 "pupil id. Each pupil must appear once; correct the source file and re-run intake."
             )
         extra = [c for c in pupils.columns if c != "pupil_id" and c not in tab.columns]
-        ppos = _positions(pupils["pupil_id"], tab["pupil_id"])
         for c in extra:
             tab[c] = _take(pupils[c], ppos)
         if "school_id" in pupils.columns:

@@ -516,3 +516,14 @@ def test_year_month_agree_with_numpy_calendar():
     d = days.astype("datetime64[D]")
     np.testing.assert_array_equal(y, d.astype("datetime64[Y]").astype(np.int64) + 1970)
     np.testing.assert_array_equal(m, d.astype("datetime64[M]").astype(np.int64) % 12 + 1)
+
+
+def test_repeated_pupil_ids_in_the_pupils_table_are_refused():
+    refs = referrals_frame([("R1", "P1", "2024-01-08", None, None, None, None)])
+    pupils = pd.DataFrame({"pupil_id": ["P1", "P2", "P1", "P3"], "sex": ["M", "F", "F", "M"]})
+    with pytest.raises(DataError, match=r"rows 2, 4 repeat a pupil id"):
+        T.build_register(refs, interventions_frame([]), EMPTY_REVIEWS, pupils=pupils,
+                         today="2024-06-01")
+    reg = T.build_register(refs, interventions_frame([]), EMPTY_REVIEWS,
+                           pupils=pupils.iloc[1:], today="2024-06-01")
+    assert reg.table.loc[0, "sex"] == "F"
