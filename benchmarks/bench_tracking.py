@@ -2,10 +2,10 @@
 
 Generates 100,000 referrals, 300,000 interventions, 100,000 reviews, 5,000,000 weekly
 attendance rows (50,000 pupils x 100 weeks), suspensions and a pupils table; writes them to
-parquet (pyarrow is used here only; it is not a runtime dependency of the kit); then times
-reading them back with pandas and computing every tracking table the referral-tracking
-notebook shows, with the same calls its sections make (``notebook_tables``), and prints the
-ratio compute / read measured in this one run (goal: under 3). The attendance table is
+parquet; then times reading them back with pandas and computing every tracking table the
+referral-tracking notebook shows, with the same calls its sections make
+(``notebook_tables``), and prints the ratio compute / read measured in this one run (goal:
+under 3). The attendance table is
 matched to the pupils once (``match_attendance``) and shared by ``attendance_around_start``
 and ``event_study``, as the report does; the matching is timed as its own line. With
 ``--dir`` an existing set of parquet files is reused.

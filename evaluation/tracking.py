@@ -291,6 +291,28 @@ def _positions(keys: Any, values: Any, dtype: Any = np.int64) -> np.ndarray:
     return _factorized_positions(keys, values)[1].astype(dtype, copy=False)
 
 
+def _positions_by_runs(keys: Any, values: pd.Series, dtype: Any = np.int64) -> np.ndarray:
+    """:func:`_positions` for a long Arrow text column that comes in runs of equal values
+    (an attendance export sorted by pupil: a run of weeks per pupil): only the first value
+    of each run is looked up. Comparing neighbours reads the column once, in order, which
+    is cheaper than hashing every value. Falls back to :func:`_positions` when the column
+    is short, not Arrow text, or a sample shows runs of about one."""
+    arrow = _arrow_strings(values)
+    if arrow is None or len(values) < 200_000:
+        return _positions(keys, values, dtype)
+    import pyarrow.compute as pc
+
+    def differs(stop: int) -> np.ndarray:  # value i + 1 differs from value i (missing: yes)
+        ne = pc.not_equal(arrow.slice(1, stop - 1), arrow.slice(0, stop - 1))
+        return np.asarray(pc.fill_null(ne, True), dtype=bool)
+
+    if differs(10_000).mean() > 0.25:
+        return _positions(keys, values, dtype)
+    heads = np.flatnonzero(np.concatenate([[True], differs(len(values))]))
+    pos = _positions(keys, values.iloc[heads], dtype)
+    return np.repeat(pos, np.diff(np.append(heads, len(values))))
+
+
 def _factorized_positions(*columns: Any) -> list[np.ndarray]:
     """For each column, the position in ``columns[0]`` of the first occurrence of each value
     (-1 where missing or absent from the first column), from a single ``pandas.factorize``
@@ -1645,7 +1667,8 @@ def match_attendance(register: Register, attendance: pd.DataFrame) -> Attendance
              ["pupil_id", "week_start", "possible_sessions", "attended_sessions"])
     starts = _pupil_starts(register)
     small = len(starts) < np.iinfo(np.int32).max
-    idx = _positions(starts.index, attendance["pupil_id"], np.int32 if small else np.int64)
+    idx = _positions_by_runs(starts.index, attendance["pupil_id"],
+                             np.int32 if small else np.int64)
     att = _numbers_view(attendance["attended_sessions"])
     poss = _numbers_view(attendance["possible_sessions"])
     over = att > poss
