@@ -329,6 +329,12 @@ def _factorized_positions(*columns: Any) -> list[np.ndarray]:
     return np.split(first[codes], np.cumsum([len(c) for c in parts])[:-1])
 
 
+def _rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """``frame[keep]`` with a fresh index; the frame itself when every row is kept (the
+    callers own their frames, and copying every column of a clean table is the slow part)."""
+    return frame if keep.all() else frame[keep].reset_index(drop=True)
+
+
 def _take(values: pd.Series, pos: np.ndarray) -> pd.Series:
     """``values.iloc[pos]`` with missing where ``pos`` is -1 (index reset)."""
     if not len(values):
@@ -722,7 +728,7 @@ def build_register(
                                         strict))
     usable = ref["referral_id"].notna() & ref["pupil_id"].notna() & ref["referral_date"].notna()
     ref_codes = rcodes[usable.to_numpy()]
-    ref = ref[usable].reset_index(drop=True)
+    ref = _rows(ref, usable.to_numpy())
 
     # clean the distinct outcomes only, then map them back to the rows
     ocodes, ouniq = pd.factorize(ref["closure_outcome"])
@@ -789,7 +795,7 @@ def build_register(
                          "excluded: not linked to a usable referral",
                          check="unknown referral id"))
     keep = ~unknown & iv["start_date"].notna().to_numpy() & iv["intervention"].notna().to_numpy()
-    iv = iv[keep].reset_index(drop=True)
+    iv = _rows(iv, keep)
     ipos = ipos[keep]
 
     names, on_menu, stripped = _menu_names(iv["intervention"])
@@ -845,7 +851,7 @@ def build_register(
                          "excluded: not linked to a usable referral",
                          check="unknown referral id"))
     keep = ~unknown & ~bad.to_numpy()
-    rv = rv[keep].reset_index(drop=True)
+    rv = _rows(rv, keep)
     rpos = rpos[keep]
     issues.append(_issue(rv, rv["review_date"] > today, "reviews", "review_id", "review_date",
                          lambda d: _after_today_text(d["review_date"]),
