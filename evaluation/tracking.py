@@ -280,15 +280,20 @@ def _positions(keys: Any, values: Any, dtype: Any = np.int64) -> np.ndarray:
     """
     ka, va = _arrow_strings(keys), _arrow_strings(values)
     if ka is not None and va is not None:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        value_set = ka.combine_chunks() if isinstance(ka, pa.ChunkedArray) else ka
-        if value_set.type != va.type:
-            value_set = value_set.cast(va.type)
-        found = pc.index_in(va, value_set=value_set, skip_nulls=True)
-        return np.asarray(pc.fill_null(found, -1), dtype=dtype)
+        return _index_in(ka, va, dtype)
     return _factorized_positions(keys, values)[1].astype(dtype, copy=False)
+
+
+def _index_in(keys: Any, values: Any, dtype: Any = np.int64) -> np.ndarray:
+    """:func:`_positions` for two pyarrow text arrays (``pyarrow.compute.index_in``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    value_set = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    if value_set.type != values.type:
+        value_set = value_set.cast(values.type)
+    found = pc.index_in(values, value_set=value_set, skip_nulls=True)
+    return np.asarray(pc.fill_null(found, -1), dtype=dtype)
 
 
 def _positions_by_runs(keys: Any, values: pd.Series, dtype: Any = np.int64) -> np.ndarray:
@@ -297,20 +302,24 @@ def _positions_by_runs(keys: Any, values: pd.Series, dtype: Any = np.int64) -> n
     of each run is looked up. Comparing neighbours reads the column once, in order, which
     is cheaper than hashing every value. Falls back to :func:`_positions` when the column
     is short, not Arrow text, or a sample shows runs of about one."""
-    arrow = _arrow_strings(values)
-    if arrow is None or len(values) < 200_000:
+    arrow, key_arrow = _arrow_strings(values), _arrow_strings(keys)
+    n = len(values)
+    if arrow is None or key_arrow is None or n < 200_000:
         return _positions(keys, values, dtype)
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    def differs(stop: int) -> np.ndarray:  # value i + 1 differs from value i (missing: yes)
-        ne = pc.not_equal(arrow.slice(1, stop - 1), arrow.slice(0, stop - 1))
-        return np.asarray(pc.fill_null(ne, True), dtype=bool)
+    def differs(stop: int) -> Any:  # value i + 1 differs from value i (missing: yes)
+        return pc.fill_null(pc.not_equal(arrow.slice(1, stop - 1), arrow.slice(0, stop - 1)),
+                            True)
 
-    if differs(10_000).mean() > 0.25:
+    if np.asarray(differs(10_000), dtype=bool).mean() > 0.25:
         return _positions(keys, values, dtype)
-    heads = np.flatnonzero(np.concatenate([[True], differs(len(values))]))
-    pos = _positions(keys, values.iloc[heads], dtype)
-    return np.repeat(pos, np.diff(np.append(heads, len(values))))
+    ne = differs(n)
+    first = pa.chunked_array([pa.array([True]), *ne.chunks])  # each run's first value
+    pos = _index_in(key_arrow, pc.filter(arrow, first), dtype)  # filter works chunk by chunk
+    heads = np.flatnonzero(np.concatenate([[True], np.asarray(ne, dtype=bool)]))
+    return np.repeat(pos, np.diff(np.append(heads, n)))
 
 
 def _factorized_positions(*columns: Any) -> list[np.ndarray]:
