@@ -302,10 +302,18 @@ def _positions_by_runs(keys: Any, values: pd.Series, dtype: Any = np.int64) -> n
     of each run is looked up. Comparing neighbours reads the column once, in order, which
     is cheaper than hashing every value. Falls back to :func:`_positions` when the column
     is short, not Arrow text, or a sample shows runs of about one."""
+    pos, lengths = _run_positions(keys, values, dtype)
+    return pos if lengths is None else np.repeat(pos, lengths)
+
+
+def _run_positions(keys: Any, values: pd.Series, dtype: Any = np.int64
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(position of each run's value, run lengths) for :func:`_positions_by_runs`, or
+    (position of each value, ``None``) when the column is not matched by runs."""
     arrow, key_arrow = _arrow_strings(values), _arrow_strings(keys)
     n = len(values)
     if arrow is None or key_arrow is None or n < 200_000:
-        return _positions(keys, values, dtype)
+        return _positions(keys, values, dtype), None
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -314,12 +322,12 @@ def _positions_by_runs(keys: Any, values: pd.Series, dtype: Any = np.int64) -> n
                             True)
 
     if np.asarray(differs(10_000), dtype=bool).mean() > 0.25:
-        return _positions(keys, values, dtype)
+        return _positions(keys, values, dtype), None
     ne = differs(n)
     first = pa.chunked_array([pa.array([True]), *ne.chunks])  # each run's first value
     pos = _index_in(key_arrow, pc.filter(arrow, first), dtype)  # filter works chunk by chunk
     heads = np.flatnonzero(np.concatenate([[True], np.asarray(ne, dtype=bool)]))
-    return np.repeat(pos, np.diff(np.append(heads, n)))
+    return pos, np.diff(np.append(heads, n))
 
 
 def _factorized_positions(*columns: Any) -> list[np.ndarray]:
@@ -1682,8 +1690,9 @@ def match_attendance(register: Register, attendance: pd.DataFrame) -> Attendance
              ["pupil_id", "week_start", "possible_sessions", "attended_sessions"])
     starts = _pupil_starts(register)
     small = len(starts) < np.iinfo(np.int32).max
-    idx = _positions_by_runs(starts.index, attendance["pupil_id"],
-                             np.int32 if small else np.int64)
+    run_pos, run_lengths = _run_positions(starts.index, attendance["pupil_id"],
+                                          np.int32 if small else np.int64)
+    idx = run_pos if run_lengths is None else np.repeat(run_pos, run_lengths)
     att = _numbers_view(attendance["attended_sessions"])
     poss = _numbers_view(attendance["possible_sessions"])
     over = att > poss
@@ -1712,7 +1721,12 @@ def match_attendance(register: Register, attendance: pd.DataFrame) -> Attendance
     # four 5-million-row arrays costs more than skipping those rows when summing.
     sd = _days(starts)
     monday = (sd - (sd + 3) % 7).astype(np.int32)  # day 0 (1970-01-01) was a Thursday
-    week -= monday[idx] if len(monday) else 0
+    if run_lengths is None:
+        week -= monday[idx] if len(monday) else 0
+    elif len(monday):  # per run, as the rows come in runs: no gather over every row
+        offset = np.repeat(monday[run_pos], run_lengths)
+        offset[missing] = monday[-1]  # what the gather gives the rows marked -1 above
+        week -= offset
     np.floor_divide(week, 7, out=week)
     return AttendanceMatch(register=register, starts=starts, pupil=idx, week=week,
                            attended=att, possible=poss)
