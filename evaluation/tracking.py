@@ -296,20 +296,14 @@ def _index_in(keys: Any, values: Any, dtype: Any = np.int64) -> np.ndarray:
     return np.asarray(pc.fill_null(found, -1), dtype=dtype)
 
 
-def _positions_by_runs(keys: Any, values: pd.Series, dtype: Any = np.int64) -> np.ndarray:
-    """:func:`_positions` for a long Arrow text column that comes in runs of equal values
-    (an attendance export sorted by pupil: a run of weeks per pupil): only the first value
-    of each run is looked up. Comparing neighbours reads the column once, in order, which
-    is cheaper than hashing every value. Falls back to :func:`_positions` when the column
-    is short, not Arrow text, or a sample shows runs of about one."""
-    pos, lengths = _run_positions(keys, values, dtype)
-    return pos if lengths is None else np.repeat(pos, lengths)
-
-
 def _run_positions(keys: Any, values: pd.Series, dtype: Any = np.int64
                    ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(position of each run's value, run lengths) for :func:`_positions_by_runs`, or
-    (position of each value, ``None``) when the column is not matched by runs."""
+    """:func:`_positions` for a long Arrow text column that comes in runs of equal values
+    (an attendance export sorted by pupil: a run of weeks per pupil), looking up only the
+    first value of each run: comparing neighbours reads the column once, in order, which is
+    cheaper than hashing every value. Returns (position of each run's value, run lengths),
+    or (position of each value, ``None``) when the column is short, not Arrow text, or a
+    sample shows runs of about one."""
     arrow, key_arrow = _arrow_strings(values), _arrow_strings(keys)
     n = len(values)
     if arrow is None or key_arrow is None or n < 200_000:
@@ -375,18 +369,13 @@ def _first_positions(*columns: pd.Series) -> list[np.ndarray]:
     arrays = [_arrow_strings(c) for c in columns]
     if all(a is not None for a in arrays):
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         chunks = [ch for a in arrays for ch in (a.chunks if isinstance(a, pa.ChunkedArray)
                                                  else [a])]
         if len({ch.type for ch in chunks}) > 1:  # string and large_string: pairwise
             return [_positions(columns[0], c) for c in columns]
         # one lookup of every column's values in one hash table of the first column
-        keys = arrays[0].combine_chunks() if isinstance(arrays[0], pa.ChunkedArray) else (
-            arrays[0])
-        found = pc.index_in(pa.chunked_array(chunks, type=chunks[0].type), value_set=keys,
-                            skip_nulls=True)
-        pos = np.asarray(pc.fill_null(found, -1), dtype=np.int64)
+        pos = _index_in(arrays[0], pa.chunked_array(chunks, type=chunks[0].type))
         return np.split(pos, np.cumsum([len(c) for c in columns])[:-1])
     return _factorized_positions(*columns)
 
@@ -525,14 +514,10 @@ class Register:
     reviews: pd.DataFrame
     today: pd.Timestamp
     holidays: np.ndarray = field(repr=False)
-    # Position in ``table`` of each intervention's referral, computed once by
-    # build_register; trusted only while ``table`` and ``interventions`` are the very
-    # objects it was computed for (see _intervention_positions).
-    _links: tuple | None = field(default=None, repr=False, compare=False)
-    # Each row's pupil as a code into the sorted distinct pupil ids, (table, codes, ids):
-    # the per-pupil summaries share it instead of matching text ids again.
-    _pupils: tuple | None = field(default=None, repr=False, compare=False)
-    # Row-level arrays that several tables share, by name: (table, interventions, value).
+    # Row-level arrays that several tables share, by name: (table, interventions, value),
+    # trusted only while ``table`` and ``interventions`` are the very objects they were
+    # computed from (see _shared). build_register seeds the intervention positions and
+    # the pupil codes it has already worked out.
     _shared: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -552,23 +537,21 @@ def _shared(register: Register, name: str, make: Callable[[], Any]) -> Any:
 
 def _pupil_codes(register: Register) -> tuple[np.ndarray, pd.Index]:
     """(code per register row, sorted distinct pupil ids); code -1 = no pupil id."""
-    cached = register._pupils
-    if (cached is not None and cached[0] is register.table
-            and len(cached[1]) == len(register.table)):
-        return cached[1], cached[2]
-    codes, ids = pd.factorize(register.table["pupil_id"], sort=True)
-    return codes, pd.Index(ids)
+    def make() -> tuple[np.ndarray, pd.Index]:
+        codes, ids = pd.factorize(register.table["pupil_id"], sort=True)
+        return codes, pd.Index(ids)
+
+    return _shared(register, "pupil_codes", make)
 
 
 def _intervention_positions(register: Register, interventions: pd.DataFrame | None = None
                             ) -> np.ndarray:
     """Position in ``register.table`` of each intervention's referral (-1 if none)."""
-    iv = register.interventions if interventions is None else interventions
-    links = register._links
-    if (links is not None and links[0] is register.table and links[1] is iv
-            and len(links[2]) == len(iv)):
-        return links[2]
-    return _positions(register.table["referral_id"], iv["referral_id"])
+    if interventions is None or interventions is register.interventions:
+        iv = register.interventions
+        return _shared(register, "intervention_positions",
+                       lambda: _positions(register.table["referral_id"], iv["referral_id"]))
+    return _positions(register.table["referral_id"], interventions["referral_id"])
 
 
 def _stable_order(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
@@ -970,7 +953,9 @@ def build_register(
                else pd.DataFrame(columns=QUALITY_COLUMNS))
     quality = quality.astype("str")
     return Register(table=tab, quality=quality, interventions=iv, reviews=rv, today=today,
-                    holidays=hol, _links=(tab, iv, ipos), _pupils=(tab, pcode, pd.Index(pids)))
+                    holidays=hol, _shared={
+                        "intervention_positions": (tab, iv, ipos),
+                        "pupil_codes": (tab, iv, (pcode, pd.Index(pids)))})
 
 
 def quality_summary(register: Register) -> pd.DataFrame:
