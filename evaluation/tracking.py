@@ -236,15 +236,12 @@ def _issue(
     )
 
 
-def _fmt_dates(s: pd.Series) -> pd.Series:
-    return s.dt.strftime("%Y-%m-%d").astype("str")
-
-
 def _after_today_text(s: pd.Series) -> pd.Series:
-    """``"date " + _fmt_dates(s) + " is after today"``, built for the distinct dates only
-    and mapped back to the rows (missing stays missing)."""
-    codes, uniq = pd.factorize(s)
-    text = "date " + _fmt_dates(pd.Series(uniq)) + " is after today"
+    """``"date YYYY-MM-DD is after today"`` for each date (missing stays missing), built for
+    the distinct days only and mapped back to the rows."""
+    codes, uniq = pd.factorize(_days(s))  # a missing date's day number views as NaT
+    text = pd.Series([None if d == "NaT" else f"date {d} is after today"
+                      for d in np.datetime_as_string(uniq.view("datetime64[D]"))], dtype="str")
     return _take(text, codes).set_axis(s.index)
 
 
@@ -355,9 +352,8 @@ def _take(values: pd.Series, pos: np.ndarray) -> pd.Series:
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in "biu":  # no missing value
         out = values.iloc[np.where(pos >= 0, pos, 0)].reset_index(drop=True)
         return out.where(pd.Series(pos >= 0))
-    # append one missing value, which position -1 then takes
-    ext = pd.concat([values, pd.Series([np.nan], dtype=values.dtype)], ignore_index=True)
-    return ext.iloc[pos].reset_index(drop=True).rename(values.name)
+    # the array's own take fills position -1 with its missing value (NaN, NaT, None, NA)
+    return pd.Series(values.array.take(pos, allow_fill=True), name=values.name)
 
 
 def _first_positions(*columns: pd.Series) -> list[np.ndarray]:
@@ -598,23 +594,22 @@ def _menu_names(names: pd.Series) -> tuple[pd.Categorical, np.ndarray, np.ndarra
     """Intervention names matched to the menu ignoring case and surrounding spaces.
 
     Returns a Categorical (menu items first, then other names sorted, kept under their
-    stripped spelling), a boolean on-menu mask, and the stripped raw name of every row
-    (object array; missing stays missing). Only the distinct names are cleaned in Python.
+    stripped spelling), a boolean on-menu mask, and the stripped raw name of each row that
+    is not on the menu (object array; missing stays missing). Only the distinct names are
+    cleaned in Python.
     """
     lookup = {m.lower(): m for m in MENU}
     codes, uniq = pd.factorize(names)
     raw = pd.Series(np.asarray(uniq, dtype=object), dtype=object).map(lambda v: str(v).strip())
     mapped = raw.map(lambda v: lookup.get(v.lower()))
-    known = mapped.notna().to_numpy(dtype=bool)
-    canon = np.where(known, mapped.to_numpy(dtype=object), raw.to_numpy(dtype=object))
-    cats = list(MENU) + sorted(set(canon[~known]))
-    ucode = pd.Index(cats).get_indexer(canon)
-    ok = codes >= 0
-    safe = np.where(ok, codes, 0)
-    cat = pd.Categorical.from_codes(np.where(ok, ucode[safe] if len(ucode) else -1, -1),
-                                    categories=cats)
-    on_menu = ok & (known[safe] if len(known) else False)
-    stripped = np.where(ok, raw.to_numpy(dtype=object)[safe] if len(raw) else None, None)
+    known = np.append(mapped.notna().to_numpy(dtype=bool), False)  # last slot: missing (-1)
+    canon = np.where(known[:-1], mapped.to_numpy(dtype=object), raw.to_numpy(dtype=object))
+    cats = list(MENU) + sorted(set(canon[~known[:-1]]))
+    ucode = np.append(pd.Index(cats).get_indexer(canon), -1)
+    cat = pd.Categorical.from_codes(ucode[codes], categories=cats, validate=False)
+    on_menu = known[codes]
+    off_codes = codes[~on_menu]
+    stripped = np.append(raw.to_numpy(dtype=object), None)[off_codes]
     return cat, on_menu, stripped
 
 
@@ -636,7 +631,8 @@ def _joined_codes(keys: np.ndarray, codes: np.ndarray, categories: Sequence[str]
     where a key has no row). Bitmasks over the distinct names are OR-ed per key, so only
     the distinct combinations are joined in Python (and converted to ``str``)."""
     ok = codes >= 0
-    keys, codes = keys[ok], codes[ok]
+    if not ok.all():
+        keys, codes = keys[ok], codes[ok]
     cats = np.asarray(categories, dtype=object)
     if not len(keys) or len(cats) > 62:  # too many names for a bitmask: a groupby join
         out = np.full(n, None, dtype=object)
@@ -651,12 +647,10 @@ def _joined_codes(keys: np.ndarray, codes: np.ndarray, categories: Sequence[str]
     alpha = cats[alpha_order]
     mask = np.zeros(n, dtype=np.int64)
     np.bitwise_or.at(mask, keys, np.left_shift(np.int64(1), rank[codes]))
-    combos = _distinct(mask[mask > 0])
-    text = pd.Series(["; ".join(alpha[i] for i in range(len(alpha)) if (int(m) >> i) & 1)
+    pos, combos = pd.factorize(mask)  # 0 (no names) is a combination too: missing text
+    text = pd.Series([None if m == 0 else
+                      "; ".join(alpha[i] for i in range(len(alpha)) if (int(m) >> i) & 1)
                       for m in combos], dtype="str")
-    used = mask > 0
-    pos = np.full(n, -1, dtype=np.int64)
-    pos[used] = np.searchsorted(combos, mask[used])
     return _take(text, pos)
 
 
@@ -704,7 +698,7 @@ def build_register(
     issues: list[pd.DataFrame] = []
 
     # ---- referrals -------------------------------------------------------------------
-    ref = _add_optional(referrals.reset_index(drop=True).copy(), _REFERRAL_OPTIONAL)
+    ref = _add_optional(referrals.reset_index(drop=True), _REFERRAL_OPTIONAL)
     for c in ("referral_date", "first_response_date", "closure_date"):
         ref[c] = _as_dates(ref, "referrals", c)
     # referral ids of all three tables as the position of the id's first row in ``ref``
@@ -777,7 +771,7 @@ def build_register(
                          check="pupil referred again while an earlier referral was open"))
 
     # ---- interventions ---------------------------------------------------------------
-    iv = _add_optional(interventions.reset_index(drop=True).copy(), _INTERVENTION_OPTIONAL)
+    iv = _add_optional(interventions.reset_index(drop=True), _INTERVENTION_OPTIONAL)
     for c in ("start_date", "end_date"):
         iv[c] = _as_dates(iv, "interventions", c)
     for c in ("sessions_planned", "sessions_attended", "cost"):
@@ -800,8 +794,7 @@ def build_register(
 
     names, on_menu, stripped = _menu_names(iv["intervention"])
     iv["intervention"] = names
-    raw_names = pd.Series(stripped, dtype=object)
-    off = raw_names[~on_menu]
+    off = pd.Series(stripped, dtype=object)  # the names of the rows not on the menu
     if len(off):
         uniq = off.unique()
         sugg = {}
@@ -834,7 +827,7 @@ def build_register(
     iv["sessions_attended"] = iv["sessions_attended"].where(~over, iv["sessions_planned"])
 
     # ---- reviews ---------------------------------------------------------------------
-    rv = reviews.reset_index(drop=True).copy()
+    rv = reviews.reset_index(drop=True)
     rv["review_date"] = _as_dates(rv, "reviews", "review_date")
     for c in REVIEW_OUTCOMES:
         rv[c] = rv[c].astype("boolean") if c in rv.columns else pd.array(
@@ -866,7 +859,7 @@ def build_register(
     # intervention / latest review as the earliest / latest dated row with ties broken
     # by file order.
     n_ref = len(ref)
-    tab = ref.copy()
+    tab = ref.copy(deep=False)  # new columns only: the data stay shared
     iv_days = _days(iv["start_date"])
     sd = iv["start_date"].to_numpy()  # keep the table's datetime unit (merges need it)
     n_iv = np.bincount(ipos, minlength=n_ref).astype(np.int64)
@@ -1131,9 +1124,10 @@ _KPI_NAMES = (
 
 def _median_p90(code: np.ndarray, values: np.ndarray, n_groups: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group 0..n_groups-1: ``numpy.median``, ``numpy.quantile(q=0.9)`` (linear) and the
-    count of ``values`` (NaN and 0 for an empty group). One stable sort by group, then numpy
-    on each group's slice (there are few periods)."""
+    """Per group 0..n_groups-1: the median and 90th percentile (``numpy.quantile``, linear
+    interpolation; its 0.5 quantile is ``numpy.median`` exactly for whole-day values) and
+    the count of ``values`` (NaN and 0 for an empty group). One stable sort by group, then
+    one partition of each group's slice for both quantiles (there are few periods)."""
     order = np.argsort(code, kind="stable")
     bounds = np.searchsorted(code[order], np.arange(n_groups + 1))
     median = np.full(n_groups, np.nan)
@@ -1141,8 +1135,7 @@ def _median_p90(code: np.ndarray, values: np.ndarray, n_groups: int
     for g in range(n_groups):
         part = values[order[bounds[g]:bounds[g + 1]]]
         if len(part):
-            median[g] = np.median(part)
-            p90[g] = np.quantile(part, 0.9)
+            median[g], p90[g] = np.quantile(part, [0.5, 0.9])
     return median, p90, np.diff(bounds)
 
 
@@ -1729,6 +1722,15 @@ def _attendance_offsets(register: Register, attendance: pd.DataFrame | Attendanc
     return m.starts, m.pupil, m.week, m.attended, m.possible
 
 
+def _window_rows(pupil: np.ndarray, week: np.ndarray, first: int, last: int) -> np.ndarray:
+    """Positions of the matched rows with ``first <= week <= last``: computed once and
+    taken from each column (cheaper than a boolean mask applied to four long columns)."""
+    sel = pupil >= 0
+    sel &= week >= first
+    sel &= week <= last
+    return np.flatnonzero(sel)
+
+
 def attendance_around_start(
     register: Register, attendance: pd.DataFrame | AttendanceMatch, window_weeks: int = 6
 ) -> pd.DataFrame:
@@ -1748,10 +1750,10 @@ def attendance_around_start(
         raise DataError(f"window_weeks must be at least 1, got {window_weeks!r}.")
     starts, idx, k, att, poss = _attendance_offsets(register, attendance)
     n = len(starts)
-    sel = (idx >= 0) & (k >= -w) & (k < w)
-    key = idx[sel].astype(np.int64) * 2 + (k[sel] >= 0)
-    a = np.bincount(key, weights=att[sel], minlength=2 * n).reshape(n, 2)
-    p = np.bincount(key, weights=poss[sel], minlength=2 * n).reshape(n, 2)
+    rows = _window_rows(idx, k, -w, w - 1)
+    key = idx.take(rows).astype(np.int64) * 2 + (k.take(rows) >= 0)
+    a = np.bincount(key, weights=att.take(rows), minlength=2 * n).reshape(n, 2)
+    p = np.bincount(key, weights=poss.take(rows), minlength=2 * n).reshape(n, 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = np.where(p > 0, 100.0 * a / p, np.nan)
     return pd.DataFrame({
@@ -1778,7 +1780,8 @@ def event_study(
     ``window`` = (first, last) bin, inclusive. Each pupil's attendance % in a bin is
     100 * attended / possible sessions (pupils with no possible sessions in the bin are left
     out). Per bin: mean over pupils, sd (ddof=1), ``ci = mean +/- t_{1-alpha/2, n-1} * sd /
-    sqrt(n)``. Pupils with data in some bins only change the mix between bins.
+    sqrt(n)`` (sd and CI missing with fewer than 2 pupils). Pupils with data in some bins
+    only change the mix between bins.
     Columns: rel_period (bin number), rel_week (first week of the bin), n_pupils, mean, sd,
     ci_low, ci_high. ``attendance`` is the attendance table or its :func:`match_attendance`
     result.
@@ -1791,20 +1794,26 @@ def event_study(
         raise DataError(f"event_study: window {window!r} must be (first, last) with first <= last.")
     width = widths[freq]
     starts, idx, k, att, poss = _attendance_offsets(register, attendance)
-    b = k // width if width > 1 else k  # no 5-million-row copy for weekly bins
-    sel = (idx >= 0) & (b >= lo) & (b <= hi)
+    # weeks lo * width .. (hi + 1) * width - 1 make bins lo..hi (floor division)
+    rows = _window_rows(idx, k, lo * width, (hi + 1) * width - 1)
     nb = hi - lo + 1
     n = len(starts)
-    key = idx[sel].astype(np.int64) * nb + (b[sel] - lo)
-    a = np.bincount(key, weights=att[sel], minlength=n * nb).reshape(n, nb)
-    p = np.bincount(key, weights=poss[sel], minlength=n * nb).reshape(n, nb)
+    b = k.take(rows)
+    if width > 1:
+        b //= width
+    key = idx.take(rows).astype(np.int64) * nb + (b - lo)
+    a = np.bincount(key, weights=att.take(rows), minlength=n * nb).reshape(n, nb)
+    p = np.bincount(key, weights=poss.take(rows), minlength=n * nb).reshape(n, nb)
     valid = p > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        pct = np.where(valid, 100.0 * a / np.where(valid, p, 1), 0.0)
+        pct = 100.0 * a  # one n x bins work array, updated in place
+        np.divide(pct, p, out=pct, where=valid)  # a is 0 where p is 0: invalid cells stay 0
         cnt = valid.sum(axis=0)
         mean = pct.sum(axis=0) / cnt
-        dev = np.where(valid, pct - mean, 0.0)
-        sd = np.sqrt((dev**2).sum(axis=0) / (cnt - 1))
+        pct -= mean
+        pct *= valid  # deviations of the pupils with data only
+        np.square(pct, out=pct)
+        sd = np.where(cnt > 1, np.sqrt(pct.sum(axis=0) / (cnt - 1)), np.nan)
         half = stats.t.ppf(1 - alpha / 2, cnt - 1) * sd / np.sqrt(cnt)
     rel = np.arange(lo, hi + 1)
     return pd.DataFrame({"rel_period": rel, "rel_week": rel * width, "n_pupils": cnt,

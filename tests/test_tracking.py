@@ -225,7 +225,7 @@ def test_each_quality_problem_is_listed():
     assert has("referrals", "R2", "referral_date", "referred again while an earlier referral")
     assert has("interventions", "I2", "sessions_attended", "above sessions planned")
     assert has("referrals", "R5", "closure_date", "after today")
-    assert has("interventions", "I5", "start_date", "after today")
+    assert has("interventions", "I5", "start_date", "date 2030-02-01 is after today")
     assert has("referrals", "R4", "first_response_date", "negative duration")
     assert has("interventions", "I2", "end_date", "negative duration")
     assert has("interventions", "I4", "intervention", "'mentorin' is not on the menu")
@@ -459,6 +459,45 @@ def test_recovers_attendance_gain_and_suspension_counts():
     around = T.suspensions_around_start(reg, susp, window_days=90)
     assert (around["before"] == 2).all() and (around["after"] == 1).all()
     assert around["follow_up_complete"].all()
+
+
+def test_event_study_agrees_with_pandas_per_bin():
+    """Bins of two weeks, pupils with gaps: mean, sd (ddof=1) and t CI per bin against a
+    pandas computation; a bin with one pupil has no sd, a bin with none has no mean."""
+    refs = pd.DataFrame({"referral_id": ["R1", "R2", "R3"], "pupil_id": ["A", "B", "C"],
+                         "referral_date": D(["2024-01-02", "2024-01-02", "2024-01-09"])})
+    ivs = pd.DataFrame({"intervention_id": ["I1", "I2", "I3"], "referral_id": ["R1", "R2", "R3"],
+                        "intervention": "mentoring",
+                        "start_date": D(["2024-02-07", "2024-02-05", "2024-02-16"])})
+    reg = T.build_register(refs, ivs, EMPTY_REVIEWS, today="2024-08-31")
+    rng = np.random.default_rng(7)
+    rows = []
+    for pupil, weeks in (("A", range(-6, 6)), ("B", range(-4, 4)), ("C", range(-3, 2))):
+        start = reg.table.loc[reg.table["pupil_id"] == pupil, "first_intervention_start"].iloc[0]
+        monday = start - pd.Timedelta(days=start.weekday())
+        for k in weeks:
+            if (pupil, k) in {("A", -2), ("B", 1)}:  # gaps
+                continue
+            possible = int(rng.integers(6, 11))
+            rows.append((pupil, monday + pd.Timedelta(weeks=k), possible,
+                         int(rng.integers(0, possible + 1)), k))
+    att = pd.DataFrame(rows, columns=["pupil_id", "week_start", "possible_sessions",
+                                      "attended_sessions", "k"])
+    es = T.event_study(reg, att.drop(columns="k"), "2W", (-4, 2)).set_index("rel_period")
+
+    att["bin"] = att["k"] // 2
+    per_pupil = att[att["bin"].between(-4, 2)].groupby(["bin", "pupil_id"])[
+        ["attended_sessions", "possible_sessions"]].sum()
+    pct = 100 * per_pupil["attended_sessions"] / per_pupil["possible_sessions"]
+    want = pct.groupby(level="bin").agg(["count", "mean", "std"]).reindex(range(-4, 3))
+    assert es["n_pupils"].tolist() == want["count"].fillna(0).astype(int).tolist()
+    np.testing.assert_allclose(es["mean"], want["mean"], rtol=1e-12)
+    np.testing.assert_allclose(es["sd"], want["std"], rtol=1e-12)
+    half = stats.t.ppf(0.975, want["count"] - 1) * want["std"] / np.sqrt(want["count"])
+    np.testing.assert_allclose(es["ci_low"], want["mean"] - half, rtol=1e-12)
+    assert es.loc[2, "n_pupils"] == 1 and np.isnan(es.loc[2, "sd"])
+    assert es.loc[-4, "n_pupils"] == 0 and es.loc[-4, ["mean", "sd"]].isna().all()
+    assert (es["rel_week"] == es.index * 2).all()
 
 
 # ------------------------------------------------------------------ suppression
