@@ -552,13 +552,18 @@ def _intervention_positions(register: Register, interventions: pd.DataFrame | No
 
 def _stable_order(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
     """``np.lexsort((secondary, primary))`` (stable: ties keep their order), faster for
-    small non-negative integer keys by sorting one combined int64 key."""
-    if len(primary) == 0:
+    small non-negative integer keys by sorting one combined int64 key; with the row number
+    as the last digit every key is distinct, so numpy's fastest (unstable) sort gives the
+    stable order."""
+    n = len(primary)
+    if n == 0:
         return np.arange(0)
     lo, hi = int(secondary.min()), int(secondary.max())
     span = hi - lo + 1
-    if primary.min() >= 0 and lo > _NAT_INT and span * (int(primary.max()) + 1) < 2**62:
-        return np.argsort(primary.astype(np.int64) * span + (secondary - lo), kind="stable")
+    if primary.min() >= 0 and lo > _NAT_INT and span * (int(primary.max()) + 1) * n < 2**62:
+        key = (primary.astype(np.int64) * span + (secondary - lo)) * n
+        key += np.arange(n)
+        return np.argsort(key)
     return np.lexsort((secondary, primary))
 
 
@@ -758,12 +763,19 @@ def build_register(
                          "closure before the first response", "kept: check both dates"))
     # a pupil referred again while an earlier referral is still open
     pcode, pids = pd.factorize(ref["pupil_id"], sort=True)
-    order = _stable_order(pcode, _days(ref["referral_date"]))
+    referral_days = _days(ref["referral_date"])
+    order = _stable_order(pcode, referral_days)
     srt_p = pcode[order]
-    end = pd.Series(_days(ref["closure_date"].fillna(_FAR_FUTURE))[order])
-    prev_end = end.groupby(srt_p).cummax().groupby(srt_p).shift(1).to_numpy()
+    end = _days(ref["closure_date"].fillna(_FAR_FUTURE))[order]
+    # latest end among each pupil's earlier referrals: a running maximum that the pupil's
+    # offset keeps from reaching back into the previous pupil (pupils come in code order)
+    lo, hi = (int(end.min()), int(end.max())) if len(end) else (0, 0)
+    lift = srt_p.astype(np.int64) * (hi - lo + 1) - lo
+    prev_end = np.maximum.accumulate(end + lift) - lift
+    prev_end = np.r_[_NAT_INT, prev_end[:-1]]
+    prev_end[np.r_[True, srt_p[1:] != srt_p[:-1]]] = _NAT_INT  # a pupil's first referral
     twice = np.zeros(len(ref), dtype=bool)
-    twice[order] = _days(ref["referral_date"])[order] < prev_end
+    twice[order] = referral_days[order] < prev_end
     issues.append(_issue(ref, twice, "referrals", "referral_id", "referral_date",
                          lambda d: "pupil " + d["pupil_id"].astype("str")
                          + " referred again while an earlier referral was still open",
@@ -1007,11 +1019,11 @@ def _period_keys(dates: pd.Series, period: str) -> tuple[np.ndarray, pd.Series]:
     if period not in ("term", "month", "year", "all"):
         raise DataError(f"period must be 'term', 'month', 'year' or 'all', got {period!r}.")
     arr = dates.to_numpy()
-    if arr.dtype.kind == "M":  # calendar year and month straight from the stored values
-        days = _days(dates)
-        ok = days != _NAT_INT
-        y, m = _year_month(np.where(ok, days, 0))
-        y, m = np.where(ok, y, 0), np.where(ok, m, 1)
+    if arr.dtype.kind == "M":  # calendar year and month of the distinct days only
+        codes, udays = pd.factorize(_days(dates))  # NaT is a day number too: masked below
+        uok = udays != _NAT_INT
+        uy, um = _year_month(np.where(uok, udays, 0))
+        ok, y, m = uok[codes], np.where(uok, uy, 0)[codes], np.where(uok, um, 1)[codes]
     else:
         ok = dates.notna().to_numpy()
         y = np.where(ok, dates.dt.year.fillna(0).to_numpy(dtype=np.int64), 0)
@@ -1028,7 +1040,7 @@ def _period_keys(dates: pd.Series, period: str) -> tuple[np.ndarray, pd.Series]:
         key = ay
     key = np.where(ok, key, -1)
     labels = {}
-    for k in np.unique(key[ok]):
+    for k in np.sort(pd.unique(key[ok])):
         if period == "term":
             a, t = divmod(int(k), 3)
             labels[int(k)] = f"{a}/{(a + 1) % 100:02d} {_TERM_NAMES[t]}"
@@ -1126,17 +1138,19 @@ def _median_p90(code: np.ndarray, values: np.ndarray, n_groups: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per group 0..n_groups-1: the median and 90th percentile (``numpy.quantile``, linear
     interpolation; its 0.5 quantile is ``numpy.median`` exactly for whole-day values) and
-    the count of ``values`` (NaN and 0 for an empty group). One stable sort by group, then
-    one partition of each group's slice for both quantiles (there are few periods)."""
-    order = np.argsort(code, kind="stable")
-    bounds = np.searchsorted(code[order], np.arange(n_groups + 1))
+    the count of ``values`` (NaN and 0 for an empty group). One sort by group, then one
+    partition of each group's slice for both quantiles (there are few periods)."""
     median = np.full(n_groups, np.nan)
     p90 = np.full(n_groups, np.nan)
+    count = np.bincount(code, minlength=n_groups)
+    if n_groups > 1:  # each group's values together (their order does not matter)
+        order = np.argsort(code)
+        bounds = np.r_[0, np.cumsum(count)]
     for g in range(n_groups):
-        part = values[order[bounds[g]:bounds[g + 1]]]
+        part = values[order[bounds[g]:bounds[g + 1]]] if n_groups > 1 else values
         if len(part):
             median[g], p90[g] = np.quantile(part, [0.5, 0.9])
-    return median, p90, np.diff(bounds)
+    return median, p90, count
 
 
 def _kpi_rows(register: Register) -> dict[str, Any]:
@@ -2135,9 +2149,11 @@ def _pupil_groups(pupils: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, pd
 
 
 def _risk_ratios(pupils: pd.DataFrame, cols: list[str], groups: tuple[np.ndarray, pd.Index],
-                 flag: np.ndarray, reference: Any, alpha: float) -> pd.DataFrame:
+                 flag: np.ndarray, reference: Any, alpha: float, event: str | None = None
+                 ) -> pd.DataFrame:
     """The risk-ratio table of :func:`disproportionality` from group codes and event flags
-    (group sizes and events by bincount on the codes)."""
+    (group sizes and events by bincount on the codes); ``event`` names the event in a
+    first column."""
     codes, index = groups
     k = len(index)
     has = codes >= 0
@@ -2187,12 +2203,14 @@ def _risk_ratios(pupils: pd.DataFrame, cols: list[str], groups: tuple[np.ndarray
         se = np.sqrt(1 / a - 1 / n + 1 / c - 1 / m)
         low = np.where(ok, np.exp(np.log(rr) - z * se), np.nan)
         high = np.where(ok, np.exp(np.log(rr) + z * se), np.nan)
-    out = pd.DataFrame({
+    labels = ({col: index.get_level_values(i) for i, col in enumerate(cols)}
+              if isinstance(index, pd.MultiIndex) else {cols[0]: index})
+    return pd.DataFrame({
+        **({"event": event} if event is not None else {}), **labels,
         "n": n.astype(np.int64), "events": a.astype(np.int64), "risk": risk,
         "ref_n": m.astype(np.int64), "ref_events": c.astype(np.int64), "ref_risk": ref_risk,
         "risk_ratio": np.where(ok, rr, np.nan), "ci_low": low, "ci_high": high,
-    }, index=index)
-    return out.reset_index()
+    })
 
 
 def disproportionality_table(
@@ -2226,7 +2244,5 @@ def disproportionality_table(
                       ("escalation", ref_pos[escalated])):
         hit = np.bincount(pos[pos >= 0], minlength=len(pupils)) > 0
         flag = (first >= 0) & hit[np.maximum(first, 0)]
-        parts.append(_risk_ratios(pupils, cols, groups, flag, reference, alpha)
-                     .assign(event=name))
-    out = pd.concat(parts, ignore_index=True)
-    return out[["event", *[c for c in out.columns if c != "event"]]]
+        parts.append(_risk_ratios(pupils, cols, groups, flag, reference, alpha, event=name))
+    return pd.concat(parts, ignore_index=True)

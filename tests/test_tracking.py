@@ -566,3 +566,34 @@ def test_repeated_pupil_ids_in_the_pupils_table_are_refused():
     reg = T.build_register(refs, interventions_frame([]), EMPTY_REVIEWS,
                            pupils=pupils.iloc[1:], today="2024-06-01")
     assert reg.table.loc[0, "sex"] == "F"
+
+
+def test_referred_again_while_open_agrees_with_the_pairwise_rule():
+    """A referral is flagged when an earlier referral of the same pupil (earlier date, or
+    the same date and earlier in the file) has no closure or closes after its date --
+    checked pair by pair on random registers, with ties, open cases and one-referral
+    pupils."""
+    rng = np.random.default_rng(11)
+    no_interventions = interventions_frame([])
+    for _ in range(40):
+        n = int(rng.integers(0, 40))
+        refs = pd.DataFrame({
+            "referral_id": [f"R{i}" for i in range(n)],
+            "pupil_id": rng.choice(["A", "B", "C", "D", "E"], n),
+            "referral_date": D("2024-01-01") + pd.to_timedelta(rng.integers(0, 20, n), "D")})
+        closure = refs["referral_date"] + pd.to_timedelta(rng.integers(0, 15, n), "D")
+        refs["closure_date"] = closure.where(rng.random(n) < 0.7)
+        reg = T.build_register(refs, no_interventions, EMPTY_REVIEWS, today="2024-12-31")
+        q = reg.quality
+        flagged = set(q.loc[q["check"] == "pupil referred again while an earlier referral "
+                            "was open", "record_id"])
+        expected = set()
+        for i, later in refs.iterrows():
+            for j, earlier in refs.iterrows():
+                before = (earlier.referral_date < later.referral_date
+                          or (earlier.referral_date == later.referral_date and j < i))
+                still_open = (pd.isna(earlier.closure_date)
+                              or earlier.closure_date > later.referral_date)
+                if earlier.pupil_id == later.pupil_id and before and still_open:
+                    expected.add(later.referral_id)
+        assert flagged == expected
