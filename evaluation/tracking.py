@@ -622,6 +622,16 @@ def _pick_row(keys: np.ndarray, days: np.ndarray, n: int, earliest: bool) -> np.
     """For each key 0..n-1, the row with the earliest (or latest) day; ties go to the first
     (or last) row in file order. -1 for keys with no row."""
     rows = np.arange(len(keys))
+    m = len(keys)
+    lo, hi = (int(days.min()), int(days.max())) if m else (0, 0)
+    if lo > _NAT_INT and (hi - lo + 1) * m < 2**62:
+        # one pass on (day, row) packed in one integer: the minimum is the earliest day's
+        # first row, the maximum the latest day's last row
+        packed = (days - lo) * m + rows
+        init = np.iinfo(np.int64).max if earliest else -1
+        best = np.full(n, init)
+        (np.minimum if earliest else np.maximum).at(best, keys, packed)
+        return np.where(best != init, best % max(m, 1), -1)
     best = np.full(n, np.iinfo(np.int64).max if earliest else np.iinfo(np.int64).min)
     (np.minimum if earliest else np.maximum).at(best, keys, days)
     cand = days == best[keys]

@@ -597,3 +597,20 @@ def test_referred_again_while_open_agrees_with_the_pairwise_rule():
                 if earlier.pupil_id == later.pupil_id and before and still_open:
                     expected.add(later.referral_id)
         assert flagged == expected
+
+
+@pytest.mark.parametrize("with_missing_day", [False, True])
+def test_pick_row_agrees_with_pandas(with_missing_day):
+    """Earliest (latest) day per key, ties to the first (last) row in file order, against
+    pandas; a missing day (the int64 minimum) takes the slower two-pass route."""
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 50, 2_000)
+    days = rng.integers(19_000, 19_030, 2_000)
+    if with_missing_day:
+        days[::97] = np.iinfo(np.int64).min
+    frame = pd.DataFrame({"key": keys, "day": days, "row": np.arange(len(keys))})
+    for earliest in (True, False):
+        got = T._pick_row(keys, days, 60, earliest=earliest)
+        ordered = frame.sort_values(["key", "day", "row"], ascending=[True, earliest, earliest])
+        want = ordered.groupby("key")["row"].first().reindex(range(60), fill_value=-1)
+        np.testing.assert_array_equal(got, want.to_numpy())
