@@ -151,10 +151,8 @@ def notebook_tables(T, tb: dict[str, pd.DataFrame]) -> tuple[dict, dict[str, flo
     timed("time_to_event", T.time_to_event, reg, tb["suspensions"])
     pupils = tb["pupils"]
     flagged = pupils.assign(_group=np.where(pupils.eval(FOCUS_GROUP), "focus", "others"))
-    timed("disproportionality focus", T.disproportionality_table, flagged, reg.table,
-          tb["suspensions"], "_group")
-    timed("disproportionality ethnicity", T.disproportionality_table, pupils, reg.table,
-          tb["suspensions"], "ethnicity")
+    timed("disproportionality focus + ethnicity", T.disproportionality_tables, flagged,
+          reg.table, tb["suspensions"], {"focus": "_group", "ethnicity": "ethnicity"})
     timed("quality_summary", T.quality_summary, reg)
     return out, timings
 

@@ -67,6 +67,7 @@ __all__ = [
     "costs",
     "disproportionality",
     "disproportionality_table",
+    "disproportionality_tables",
     "KPI_ALIASES",
     "england_bank_holidays",
     "event_study",
@@ -2234,10 +2235,27 @@ def disproportionality_table(
     """:func:`disproportionality` for referral, suspension and escalation, stacked with an
     ``event`` column. Escalation = a referral closed with an outcome in
     ``ESCALATION_OUTCOMES`` (EHC needs assessment, alternative provision, school move)."""
-    cols = [group_col] if isinstance(group_col, str) else list(group_col)
-    _require(pupils, "pupils", ["pupil_id", *cols])
+    return disproportionality_tables(pupils, referrals, suspensions, {"table": group_col},
+                                     reference, alpha)["table"]
+
+
+def disproportionality_tables(
+    pupils: pd.DataFrame,
+    referrals: pd.DataFrame,
+    suspensions: pd.DataFrame,
+    groupings: Mapping[str, str | Sequence[str]],
+    reference: Any = "all others",
+    alpha: float = 0.05,
+) -> dict[str, pd.DataFrame]:
+    """:func:`disproportionality_table` for several groupings of the same pupils (e.g.
+    ``{"focus": "focus_group", "ethnicity": "ethnicity"}``), with the pupil ids of the three
+    tables matched once: a dict of tables under the same names."""
+    _require(pupils, "pupils", ["pupil_id"])
     _require(referrals, "referrals", ["pupil_id"])
     _require(suspensions, "suspensions", ["pupil_id"])
+    columns = {name: [g] if isinstance(g, str) else list(g) for name, g in groupings.items()}
+    for cols in columns.values():
+        _require(pupils, "pupils", cols)
     escalated = np.zeros(len(referrals), dtype=bool)
     if "closure_outcome" in referrals.columns:  # judged on the distinct outcomes only
         ocodes, ouniq = pd.factorize(referrals["closure_outcome"])
@@ -2248,11 +2266,15 @@ def disproportionality_table(
     # every pupil id matched once: as the position of its first row in ``pupils``
     first, ref_pos, susp_pos = _first_positions(pupils["pupil_id"], referrals["pupil_id"],
                                                 suspensions["pupil_id"])
-    groups = _pupil_groups(pupils, cols)
-    parts = []
-    for name, pos in (("referral", ref_pos), ("suspension", susp_pos),
-                      ("escalation", ref_pos[escalated])):
+    flags = {}
+    for event, pos in (("referral", ref_pos), ("suspension", susp_pos),
+                       ("escalation", ref_pos[escalated])):
         hit = np.bincount(pos[pos >= 0], minlength=len(pupils)) > 0
-        flag = (first >= 0) & hit[np.maximum(first, 0)]
-        parts.append(_risk_ratios(pupils, cols, groups, flag, reference, alpha, event=name))
-    return pd.concat(parts, ignore_index=True)
+        flags[event] = (first >= 0) & hit[np.maximum(first, 0)]
+    out = {}
+    for name, cols in columns.items():
+        groups = _pupil_groups(pupils, cols)
+        out[name] = pd.concat([_risk_ratios(pupils, cols, groups, flag, reference, alpha,
+                                            event=event) for event, flag in flags.items()],
+                              ignore_index=True)
+    return out

@@ -348,6 +348,11 @@ def test_risk_ratio_katz_ci_by_hand():
     tbl = T.disproportionality_table(pupils, refs, susp, "grp")
     esc = tbl[(tbl["event"] == "escalation")].set_index("grp")
     assert esc.loc["A", "events"] == 1 and esc.loc["B", "events"] == 0
+    # several groupings at once: the same tables as one call each
+    both = T.disproportionality_tables(pupils, refs, susp, {"g": "grp", "gs": ["grp", "sex"]})
+    pd.testing.assert_frame_equal(both["g"], tbl)
+    pd.testing.assert_frame_equal(both["gs"],
+                                  T.disproportionality_table(pupils, refs, susp, ["grp", "sex"]))
 
 
 # ------------------------------------------------------------------ survival

@@ -918,7 +918,7 @@ def disproportionality_section(project: Project) -> Section:
     query = d.options.disproportionality_group
     label = _describe_query(query) if query else ""
     sec = _section("Who is referred, suspended and escalated")
-    frames = []
+    groupings = {}
     if query:
         try:
             mask = pupils.eval(query).to_numpy(dtype=bool)
@@ -927,18 +927,24 @@ def disproportionality_section(project: Project) -> Section:
                 f"{project.params.file}: analyses.referral_tracking.disproportionality_group: "
                 f"{query!r} is not a valid query on the pupils table ({exc}); write it like "
                 "\"ethnicity_minor == 'Black Caribbean' and sex == 'M'\"") from None
-        flagged = pupils.assign(_group=np.where(mask, "focus", "others"))
-        table = tracking.disproportionality_table(flagged, d.register.table, susp, "_group")
-        focus = table[table["_group"] == "focus"].drop(columns="_group")
-        focus.insert(1, "Group", label)
-        frames.append(focus)
+        pupils = pupils.assign(_group=np.where(mask, "focus", "others"))
+        groupings["focus"] = "_group"
     if "ethnicity" in pupils.columns:
-        eth = tracking.disproportionality_table(pupils, d.register.table, susp, "ethnicity")
-        frames.append(eth.rename(columns={"ethnicity": "Group"}))
-    if not frames:
+        groupings["ethnicity"] = "ethnicity"
+    if not groupings:
         sec.sentence = ("No group is named (analyses.referral_tracking."
                         "disproportionality_group) and the pupils table has no ethnicity.")
         return sec
+    # both groupings from one matching of the pupil ids
+    tables = tracking.disproportionality_tables(pupils, d.register.table, susp, groupings)
+    frames = []
+    if "focus" in tables:
+        focus = tables["focus"]
+        focus = focus[focus["_group"] == "focus"].drop(columns="_group")
+        focus.insert(1, "Group", label)
+        frames.append(focus)
+    if "ethnicity" in tables:
+        frames.append(tables["ethnicity"].rename(columns={"ethnicity": "Group"}))
     raw = pd.concat(frames, ignore_index=True)
     board = raw.assign(risk=100 * raw["risk"], ref_risk=100 * raw["ref_risk"]).rename(columns={
         "event": "Event", "n": "Pupils in group", "events": "Group with event",
