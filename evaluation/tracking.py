@@ -622,8 +622,8 @@ def _menu_names(names: pd.Series) -> tuple[pd.Categorical, np.ndarray, np.ndarra
 def _pick_row(keys: np.ndarray, days: np.ndarray, n: int, earliest: bool) -> np.ndarray:
     """For each key 0..n-1, the row with the earliest (or latest) day; ties go to the first
     (or last) row in file order. -1 for keys with no row."""
-    rows = np.arange(len(keys))
     m = len(keys)
+    rows = np.arange(m)
     lo, hi = (int(days.min()), int(days.max())) if m else (0, 0)
     if lo > _NAT_INT and (hi - lo + 1) * m < 2**62:
         # one pass on (day, row) packed in one integer: the minimum is the earliest day's
@@ -1154,11 +1154,10 @@ def _median_p90(code: np.ndarray, values: np.ndarray, n_groups: int
     median = np.full(n_groups, np.nan)
     p90 = np.full(n_groups, np.nan)
     count = np.bincount(code, minlength=n_groups)
-    if n_groups > 1:  # each group's values together (their order does not matter)
-        order = np.argsort(code)
-        bounds = np.r_[0, np.cumsum(count)]
+    order = np.argsort(code)  # each group's values together (their order does not matter)
+    bounds = np.r_[0, np.cumsum(count)]
     for g in range(n_groups):
-        part = values[order[bounds[g]:bounds[g + 1]]] if n_groups > 1 else values
+        part = values[order[bounds[g]:bounds[g + 1]]]
         if len(part):
             median[g], p90[g] = np.quantile(part, [0.5, 0.9])
     return median, p90, count
