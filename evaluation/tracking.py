@@ -7,7 +7,8 @@ vectorised (pandas/numpy); nothing loops over referrals in Python. For large tab
 ``pyarrow.compute.index_in`` when the columns are Arrow-backed strings, as pandas 3 makes
 them), aggregation runs on those integer codes, and :func:`match_attendance` matches the
 weekly attendance rows to the pupils once for :func:`attendance_around_start` and
-:func:`event_study`.
+:func:`event_study`. :class:`PupilAnalyses` works out the pupil-level analyses of a register
+in a background thread while a report draws its other tables.
 
 Decisions that shape the numbers (each function's docstring repeats what applies to it):
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -2103,6 +2105,104 @@ def plot_km(result: SurvivalResult, ax: Any = None, title: str | None = None) ->
     ax.set_title(title or f"Time to {result.event_label}{sub}")
     ax.legend(title="First intervention", fontsize="small")
     return ax
+
+
+# --------------------------------------------------------------------------------------
+# the pupil-level analyses of a report, started in the background
+# --------------------------------------------------------------------------------------
+
+_PUPIL_WORKER: ThreadPoolExecutor | None = None
+
+
+def _pupil_worker() -> ThreadPoolExecutor:
+    """The one background thread that works out :class:`PupilAnalyses` (made on first use;
+    one thread, so the analyses of a register run in the order they were asked for)."""
+    global _PUPIL_WORKER
+    if _PUPIL_WORKER is None:
+        _PUPIL_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-pupils")
+    return _PUPIL_WORKER
+
+
+class PupilAnalyses:
+    """What changed for each pupil, worked out once per register: attendance matched to the
+    pupils (:func:`match_attendance`), attendance before and after the first intervention
+    (:func:`attendance_around_start`), the weekly event study (:func:`event_study`),
+    suspensions before and after (:func:`suspensions_around_start`) and time to the next
+    suspension or re-referral (:func:`time_to_event`).
+
+    With ``background=True`` (the default) they start in a background thread as soon as the
+    object is made, so a report can draw its pathway tables and charts meanwhile; most of
+    the work (matching millions of attendance rows, sorting, summing) runs in numpy and
+    Arrow code that leaves Python's lock free. Reading an attribute waits for that result
+    only and returns the very same object each time; an error (a
+    :class:`~evaluation.errors.DataError` for bad attendance rows, say) is raised when the
+    attribute is read, as a direct call would raise it. With ``background=False`` each
+    result is worked out when first read. The register must not change meanwhile (see
+    :class:`Register`).
+
+    ``window_weeks``: weeks compared before and after the start; the event study covers
+    twice as many on each side (``-2 * window_weeks`` to ``2 * window_weeks - 1``).
+    ``suspension_days``: the window of :func:`suspensions_around_start`. An attribute is
+    ``None`` when its table (``attendance`` or ``suspensions``) is not given.
+    """
+
+    def __init__(self, register: Register, attendance: pd.DataFrame | None = None,
+                 suspensions: pd.DataFrame | None = None, *, window_weeks: int = 6,
+                 suspension_days: int = 90, background: bool = True) -> None:
+        self.register = register
+        self.window_weeks = w = int(window_weeks)
+        self.suspension_days = int(suspension_days)
+        jobs: dict[str, Callable[[], Any]] = {}
+        if attendance is not None:
+            jobs["match"] = lambda: match_attendance(register, attendance)
+            jobs["around_start"] = lambda: attendance_around_start(register, self.match, w)
+            jobs["event_study"] = lambda: event_study(register, self.match, "W",
+                                                      (-2 * w, 2 * w - 1))
+        if suspensions is not None:
+            jobs["suspensions_around"] = lambda: suspensions_around_start(
+                register, suspensions, self.suspension_days)
+            jobs["survival"] = lambda: time_to_event(register, suspensions)
+        self._jobs = jobs
+        self._results: dict[str, Future] = {}
+        if background:
+            # submitted in order to one thread: a job that reads ``match`` finds it done
+            for name, job in jobs.items():
+                self._results[name] = _pupil_worker().submit(job)
+
+    def _result(self, name: str) -> Any:
+        if name not in self._jobs:
+            return None
+        done = self._results.get(name)
+        if done is None:  # not started in the background: work it out now, once
+            done = Future()
+            done.set_result(self._jobs[name]())
+            self._results[name] = done
+        return done.result()
+
+    @property
+    def match(self) -> AttendanceMatch | None:
+        """:func:`match_attendance` of the attendance table."""
+        return self._result("match")
+
+    @property
+    def around_start(self) -> pd.DataFrame | None:
+        """:func:`attendance_around_start` with ``window_weeks``."""
+        return self._result("around_start")
+
+    @property
+    def event_study(self) -> pd.DataFrame | None:
+        """Weekly :func:`event_study` from ``-2 * window_weeks`` to ``2 * window_weeks - 1``."""
+        return self._result("event_study")
+
+    @property
+    def suspensions_around(self) -> pd.DataFrame | None:
+        """:func:`suspensions_around_start` with ``suspension_days``."""
+        return self._result("suspensions_around")
+
+    @property
+    def survival(self) -> SurvivalResult | None:
+        """:func:`time_to_event` by first intervention."""
+        return self._result("survival")
 
 
 # --------------------------------------------------------------------------------------

@@ -265,7 +265,8 @@ def test_quality_section_counts_problems_without_ids(project):
 
     fake = Fake()
     data = S.TrackingData(options=ReferralTrackingOptions(), register=reg, kpis=pd.DataFrame(),
-                          pupils=None, attendance=None, suspensions=None, min_count=5)
+                          pupils=None, attendance=None, suspensions=None, min_count=5,
+                          pupil=tracking.PupilAnalyses(reg, background=False))
     S._CACHE[id(fake)] = (weakref.ref(fake), data)
     sec = S.quality_section(fake)
     table = sec.tables()["Data-quality problems by check"].set_index("Problem")

@@ -466,6 +466,64 @@ def test_recovers_attendance_gain_and_suspension_counts():
     assert around["follow_up_complete"].all()
 
 
+def pupil_case(n: int = 60) -> tuple[T.Register, pd.DataFrame, pd.DataFrame]:
+    """A register of ``n`` pupils with 30 weeks of attendance and some suspensions."""
+    rng = np.random.default_rng(11)
+    pupil = np.array([f"P{i}" for i in range(n)])
+    start = np.datetime64("2023-11-06") + rng.integers(0, 40, n).astype("timedelta64[D]")
+    refs = pd.DataFrame({"referral_id": [f"R{i}" for i in range(n)], "pupil_id": pupil,
+                         "referral_date": D(start - np.timedelta64(10, "D"))})
+    ivs = pd.DataFrame({"intervention_id": [f"I{i}" for i in range(n)],
+                        "referral_id": refs["referral_id"],
+                        "intervention": rng.choice(["mentoring", "nurture"], n),
+                        "start_date": D(start)})
+    reg = T.build_register(refs, ivs, EMPTY_REVIEWS, today="2024-08-31")
+    wk = np.tile(np.arange(30), n)
+    possible = np.full(wk.size, 10)
+    att = pd.DataFrame({"pupil_id": np.repeat(pupil, 30),
+                        "week_start": D(np.datetime64("2023-09-04")
+                                        + (7 * wk).astype("timedelta64[D]")),
+                        "possible_sessions": possible,
+                        "attended_sessions": rng.binomial(possible, 0.9)})
+    susp = pd.DataFrame({"pupil_id": pupil[rng.integers(0, n, 3 * n)],
+                         "date": D(np.datetime64("2023-09-04")
+                                   + rng.integers(0, 300, 3 * n).astype("timedelta64[D]"))})
+    return reg, att, susp
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_pupil_analyses_equal_the_direct_calls(background):
+    reg, att, susp = pupil_case()
+    pa = T.PupilAnalyses(reg, att, susp, window_weeks=5, suspension_days=60,
+                         background=background)
+    pd.testing.assert_frame_equal(pa.around_start, T.attendance_around_start(reg, att, 5))
+    pd.testing.assert_frame_equal(pa.event_study, T.event_study(reg, att, "W", (-10, 9)))
+    pd.testing.assert_frame_equal(pa.suspensions_around,
+                                  T.suspensions_around_start(reg, susp, 60))
+    direct = T.time_to_event(reg, susp)
+    pd.testing.assert_frame_equal(pa.survival.table, direct.table)
+    pd.testing.assert_frame_equal(pa.survival.data, direct.data)
+    assert pa.survival.test == direct.test
+    assert pa.around_start is pa.around_start  # worked out once, then shared
+    np.testing.assert_array_equal(pa.match.pupil, T.match_attendance(reg, att).pupil)
+    # a table not given: its analyses are None
+    none = T.PupilAnalyses(reg, None, None, background=background)
+    assert none.match is none.around_start is none.event_study is None
+    assert none.suspensions_around is none.survival is None
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_pupil_analyses_raise_attendance_errors_when_read(background):
+    reg, att, susp = pupil_case()
+    att.loc[[3, 7], "attended_sessions"] = 11  # above the 10 possible
+    pa = T.PupilAnalyses(reg, att, susp, background=background)
+    for name in ("match", "around_start", "event_study"):
+        with pytest.raises(DataError, match="more sessions attended than possible"):
+            getattr(pa, name)
+    # the suspension analyses do not depend on attendance
+    pd.testing.assert_frame_equal(pa.suspensions_around, T.suspensions_around_start(reg, susp))
+
+
 def test_event_study_agrees_with_pandas_per_bin():
     """Bins of two weeks, pupils with gaps: mean, sd (ddof=1) and t CI per bin against a
     pandas computation; a bin with one pupil has no sd, a bin with none has no mean."""

@@ -126,14 +126,9 @@ class TrackingData:
     attendance: pd.DataFrame | None
     suspensions: pd.DataFrame | None
     min_count: int
-    _match: tracking.AttendanceMatch | None = field(default=None, repr=False)
-
-    @property
-    def match(self) -> tracking.AttendanceMatch | None:
-        """Attendance matched to the pupils once, shared by the attendance analyses."""
-        if self._match is None and self.attendance is not None:
-            self._match = tracking.match_attendance(self.register, self.attendance)
-        return self._match
+    # attendance, suspensions and survival per pupil: started in the background when the
+    # register is built, while the pathway sections are drawn, and shared by every section
+    pupil: tracking.PupilAnalyses = field(repr=False)
 
 
 _CACHE: dict[int, tuple[weakref.ref, TrackingData]] = {}
@@ -174,10 +169,14 @@ def tracking_data(project: Project) -> TrackingData:
                                      options.kpi_period, _targets(options))
     except DataError as exc:
         raise DataError(f"{project.params.file}: analyses.referral_tracking: {exc}") from None
+    attendance = project.table(options.attendance)
+    suspensions = project.table(options.suspensions)
+    pupil = tracking.PupilAnalyses(register, attendance, suspensions,
+                                   window_weeks=options.attendance_window_weeks,
+                                   suspension_days=SUSPENSION_WINDOW_DAYS)
     data = TrackingData(options=options, register=register, kpis=kpis, pupils=pupils,
-                        attendance=project.table(options.attendance),
-                        suspensions=project.table(options.suspensions),
-                        min_count=project.min_count)
+                        attendance=attendance, suspensions=suspensions,
+                        min_count=project.min_count, pupil=pupil)
     for k in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
         del _CACHE[k]  # forget projects that no longer exist
     _CACHE[key] = (weakref.ref(project), data)
@@ -666,10 +665,9 @@ def costs_section(project: Project) -> Section:
 def _attendance_change(project: Project, outcome: Outcome | None = None) -> tuple[Any, Any]:
     """(wide before/after table, PairedChange) for the window in the parameters."""
     d = tracking_data(project)
-    if d.match is None:
+    wide = d.pupil.around_start
+    if wide is None:
         return None, None
-    w = d.options.attendance_window_weeks
-    wide = tracking.attendance_around_start(d.register, d.match, w)
     higher = True if outcome is None else outcome.direction == "higher_is_better"
     change = paired_change(wide, "baseline", "follow_up", higher_is_better=higher,
                            label="attendance (%)", min_count=d.min_count)
@@ -702,7 +700,7 @@ def _attendance_sentence(change: Any, weeks: int) -> str:
 
 def _event_figure(d: TrackingData) -> tuple[Any, str]:
     w = d.options.attendance_window_weeks
-    es = tracking.event_study(d.register, d.match, "W", (-2 * w, 2 * w - 1))
+    es = d.pupil.event_study
     es = es[es["n_pupils"] >= d.min_count]
     fig, ax = plt.subplots(figsize=(9, 4.2))
     ax.fill_between(es["rel_week"], es["ci_low"], es["ci_high"], color="#0072B2", alpha=0.2,
@@ -764,7 +762,7 @@ def suspensions_section(project: Project) -> Section:
         return _section("Suspensions", "No suspensions table is configured "
                         "(analyses.referral_tracking.suspensions), so suspensions are not shown.")
     days = SUSPENSION_WINDOW_DAYS
-    around = tracking.suspensions_around_start(d.register, d.suspensions, days)
+    around = d.pupil.suspensions_around
     full = around[around["follow_up_complete"]]
     n = len(full)
     before, after = int(full["before"].sum()), int(full["after"].sum())
@@ -808,7 +806,7 @@ def survival_section(project: Project) -> Section:
     if d.suspensions is None:
         return _section("Time to the next suspension or re-referral",
                         "No suspensions table is configured, so survival is not shown.")
-    res = tracking.time_to_event(d.register, d.suspensions)
+    res = d.pupil.survival
     counts = res.data.groupby("group").agg(cases=("status", "size"), events=("status", "sum"))
     big = counts[(counts["cases"] >= d.min_count) & (counts["events"] >= d.min_count)].index
     test = res.test
