@@ -61,6 +61,8 @@ __all__ = [
     "MENU",
     "REVIEW_OUTCOMES",
     "AttendanceMatch",
+    "AttendanceRows",
+    "PupilAnalyses",
     "Register",
     "SurvivalResult",
     "attendance_around_start",
@@ -76,7 +78,9 @@ __all__ = [
     "funnel",
     "kpi_direction",
     "kpi_sentences",
+    "in_background",
     "match_attendance",
+    "read_attendance",
     "outcomes_by",
     "pathway_kpis",
     "period_label",
@@ -296,18 +300,17 @@ def _index_in(keys: Any, values: Any, dtype: Any = np.int64) -> np.ndarray:
     return np.asarray(pc.fill_null(found, -1), dtype=dtype)
 
 
-def _run_positions(keys: Any, values: pd.Series, dtype: Any = np.int64
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`_positions` for a long Arrow text column that comes in runs of equal values
-    (an attendance export sorted by pupil: a run of weeks per pupil), looking up only the
-    first value of each run: comparing neighbours reads the column once, in order, which is
-    cheaper than hashing every value. Returns (position of each run's value, run lengths),
-    or (position of each value, ``None``) when the column is short, not Arrow text, or a
-    sample shows runs of about one."""
-    arrow, key_arrow = _arrow_strings(values), _arrow_strings(keys)
+def _id_runs(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """The ids to look up for a long column, and the run lengths that spread their positions
+    back over the rows: for a long Arrow text column that comes in runs of equal values (an
+    attendance export sorted by pupil: a run of weeks per pupil), the first value of each
+    run and the run lengths (comparing neighbours reads the column once, in order, which is
+    cheaper than hashing every value); else the column itself and ``None`` (a short column,
+    not Arrow text, or a sample shows runs of about one)."""
+    arrow = _arrow_strings(values)
     n = len(values)
-    if arrow is None or key_arrow is None or n < 200_000:
-        return _positions(keys, values, dtype), None
+    if arrow is None or n < 200_000:
+        return values, None
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -316,12 +319,20 @@ def _run_positions(keys: Any, values: pd.Series, dtype: Any = np.int64
                             True)
 
     if np.asarray(differs(10_000), dtype=bool).mean() > 0.25:
-        return _positions(keys, values, dtype), None
+        return values, None
     ne = differs(n)
     first = pa.chunked_array([pa.array([True]), *ne.chunks])  # each run's first value
-    pos = _index_in(key_arrow, pc.filter(arrow, first), dtype)  # filter works chunk by chunk
     heads = np.flatnonzero(np.concatenate([[True], np.asarray(ne, dtype=bool)]))
-    return pos, np.diff(np.append(heads, n))
+    ids = pd.Series(pd.array(pc.filter(arrow, first), dtype=values.dtype))  # chunk by chunk
+    return ids, np.diff(np.append(heads, n))
+
+
+def _run_positions(keys: Any, values: pd.Series, dtype: Any = np.int64
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_positions` of a long column looked up run by run (see :func:`_id_runs`):
+    (position of each run's value, run lengths), or (position of each value, ``None``)."""
+    ids, lengths = _id_runs(values)
+    return _positions(keys, ids, dtype), lengths
 
 
 def _factorized_positions(*columns: Any) -> list[np.ndarray]:
@@ -1682,21 +1693,39 @@ def _numbers_view(s: pd.Series) -> np.ndarray:
     return s.to_numpy(dtype=float, na_value=np.nan)
 
 
-def match_attendance(register: Register, attendance: pd.DataFrame) -> AttendanceMatch:
-    """Match the attendance table to the register's pupils once (see :class:`AttendanceMatch`).
+@dataclass
+class AttendanceRows:
+    """The attendance table read for matching, by :func:`read_attendance`: the half of
+    :func:`match_attendance` that needs no register.
 
-    Rows of pupils without an intervention, and rows without a week, are left out. Raises
-    :class:`~evaluation.errors.DataError` if any row records more sessions attended than
-    possible. Written for millions of rows: ids are matched in C (Arrow) where possible,
-    weeks are kept as 32-bit integers and columns are not copied when they need not be.
+    ``ids`` are the pupil ids to look up and ``lengths`` spread their positions back over the
+    rows (see :func:`_id_runs`: the first id of each run of rows, or every row's id with
+    ``lengths`` ``None``); ``week`` is each row's week number counted from Monday
+    1969-12-29 (0 where the row has no week; ``missing`` marks those rows, ``None`` when
+    there are none); ``attended`` and ``possible`` are the sessions.
+    """
+
+    ids: pd.Series = field(repr=False)
+    lengths: np.ndarray | None = field(repr=False)
+    week: np.ndarray = field(repr=False)
+    missing: np.ndarray | None = field(repr=False)
+    attended: np.ndarray = field(repr=False)
+    possible: np.ndarray = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.week)
+
+
+def read_attendance(attendance: pd.DataFrame) -> AttendanceRows:
+    """Check the attendance table and read it for :func:`match_attendance` (which takes the
+    table or this result). Raises :class:`~evaluation.errors.DataError` if a column is
+    missing or any row records more sessions attended than possible. Needs no register, so
+    a report can read a large table in the background while it builds the register
+    (:func:`in_background`). Written for millions of rows: weeks are kept as 32-bit integers
+    and columns are not copied when they need not be.
     """
     _require(attendance, "attendance",
              ["pupil_id", "week_start", "possible_sessions", "attended_sessions"])
-    starts = _pupil_starts(register)
-    small = len(starts) < np.iinfo(np.int32).max
-    run_pos, run_lengths = _run_positions(starts.index, attendance["pupil_id"],
-                                          np.int32 if small else np.int64)
-    idx = run_pos if run_lengths is None else np.repeat(run_pos, run_lengths)
     att = _numbers_view(attendance["attended_sessions"])
     poss = _numbers_view(attendance["possible_sessions"])
     over = att > poss
@@ -1706,6 +1735,7 @@ def match_attendance(register: Register, attendance: pd.DataFrame) -> Attendance
             "record more sessions attended than possible. Correct the source file and re-run "
             "intake."
         )
+    ids, lengths = _id_runs(attendance["pupil_id"])
     ws = attendance["week_start"].to_numpy()
     unit, count = np.datetime_data(ws.dtype) if ws.dtype.kind == "M" else ("", 1)
     if unit in _SUBDAY_UNITS and _SUBDAY_UNITS[unit] % count == 0:
@@ -1717,23 +1747,46 @@ def match_attendance(register: Register, attendance: pd.DataFrame) -> Attendance
     else:
         days = _days(attendance["week_start"])
         missing = days == _NAT_INT
-        week = np.where(missing, 0, days).astype(np.int32)
-    if missing.any():
-        idx = idx if idx.flags.writeable else idx.copy()  # Arrow results can be read-only
-        idx[missing] = -1
-    # Unmatched rows stay in place with pupil -1 (their week is meaningless): compressing
-    # four 5-million-row arrays costs more than skipping those rows when summing.
-    sd = _days(starts)
-    monday = (sd - (sd + 3) % 7).astype(np.int32)  # day 0 (1970-01-01) was a Thursday
-    if run_lengths is None:
-        week -= monday[idx] if len(monday) else 0
-    elif len(monday):  # per run, as the rows come in runs: no gather over every row
-        offset = np.repeat(monday[run_pos], run_lengths)
-        offset[missing] = monday[-1]  # what the gather gives the rows marked -1 above
-        week -= offset
+        week = days.astype(np.int32)
+    # weeks from Monday 1969-12-29 (day -3): day 0, 1970-01-01, was a Thursday
+    week += 3
     np.floor_divide(week, 7, out=week)
+    if missing.any():
+        week[missing] = 0
+    else:
+        missing = None
+    return AttendanceRows(ids=ids, lengths=lengths, week=week, missing=missing,
+                          attended=att, possible=poss)
+
+
+def match_attendance(register: Register, attendance: pd.DataFrame | AttendanceRows
+                     ) -> AttendanceMatch:
+    """Match the attendance table (or its :func:`read_attendance` result) to the register's
+    pupils once (see :class:`AttendanceMatch`).
+
+    Rows of pupils without an intervention, and rows without a week, are left out. Raises
+    :class:`~evaluation.errors.DataError` as :func:`read_attendance` does. Ids are matched in
+    C (Arrow) where possible, once per run of rows of the same pupil.
+    """
+    rows = attendance if isinstance(attendance, AttendanceRows) else read_attendance(attendance)
+    starts = _pupil_starts(register)
+    small = len(starts) < np.iinfo(np.int32).max
+    pos = _positions(starts.index, rows.ids, np.int32 if small else np.int64)
+    # each pupil's start week in the same count; the extra last slot serves rows that
+    # match no pupil (position -1): they are skipped by every summary, so any week will do
+    start_week = np.append((_days(starts) + 3) // 7, 0).astype(np.int32)
+    # Unmatched rows stay in place with pupil -1: compressing four 5-million-row arrays
+    # costs more than skipping those rows when summing.
+    if rows.lengths is None:
+        idx = pos if pos.flags.writeable else pos.copy()  # Arrow results can be read-only
+        week = rows.week - start_week[idx]
+    else:  # per run: no gather over every row
+        idx = np.repeat(pos, rows.lengths)
+        week = rows.week - np.repeat(start_week[pos], rows.lengths)
+    if rows.missing is not None:
+        idx[rows.missing] = -1
     return AttendanceMatch(register=register, starts=starts, pupil=idx, week=week,
-                           attended=att, possible=poss)
+                           attended=rows.attended, possible=rows.possible)
 
 
 def _attendance_offsets(register: Register, attendance: pd.DataFrame | AttendanceMatch
@@ -2111,16 +2164,19 @@ def plot_km(result: SurvivalResult, ax: Any = None, title: str | None = None) ->
 # the pupil-level analyses of a report, started in the background
 # --------------------------------------------------------------------------------------
 
-_PUPIL_WORKER: ThreadPoolExecutor | None = None
+_WORKER: ThreadPoolExecutor | None = None
 
 
-def _pupil_worker() -> ThreadPoolExecutor:
-    """The one background thread that works out :class:`PupilAnalyses` (made on first use;
-    one thread, so the analyses of a register run in the order they were asked for)."""
-    global _PUPIL_WORKER
-    if _PUPIL_WORKER is None:
-        _PUPIL_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-pupils")
-    return _PUPIL_WORKER
+def in_background(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """Start ``fn(*args, **kwargs)`` in the kit's background thread and return its
+    ``concurrent.futures.Future``. One thread, made on first use, runs the jobs in the order
+    they were started (so a job may wait for an earlier one); :class:`PupilAnalyses` uses it
+    too. For work that leaves Python's lock free most of the time (numpy, Arrow), such as
+    :func:`read_attendance` while the register is being built."""
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit")
+    return _WORKER.submit(fn, *args, **kwargs)
 
 
 class PupilAnalyses:
@@ -2140,13 +2196,16 @@ class PupilAnalyses:
     result is worked out when first read. The register must not change meanwhile (see
     :class:`Register`).
 
-    ``window_weeks``: weeks compared before and after the start; the event study covers
+    ``attendance``: the attendance table, its :func:`read_attendance` result, or a Future of
+    that result (``in_background(read_attendance, table)``, started before the register is
+    built). ``window_weeks``: weeks compared before and after the start; the event study covers
     twice as many on each side (``-2 * window_weeks`` to ``2 * window_weeks - 1``).
     ``suspension_days``: the window of :func:`suspensions_around_start`. An attribute is
     ``None`` when its table (``attendance`` or ``suspensions``) is not given.
     """
 
-    def __init__(self, register: Register, attendance: pd.DataFrame | None = None,
+    def __init__(self, register: Register,
+                 attendance: pd.DataFrame | AttendanceRows | Future | None = None,
                  suspensions: pd.DataFrame | None = None, *, window_weeks: int = 6,
                  suspension_days: int = 90, background: bool = True) -> None:
         self.register = register
@@ -2154,7 +2213,8 @@ class PupilAnalyses:
         self.suspension_days = int(suspension_days)
         jobs: dict[str, Callable[[], Any]] = {}
         if attendance is not None:
-            jobs["match"] = lambda: match_attendance(register, attendance)
+            jobs["match"] = lambda: match_attendance(
+                register, attendance.result() if isinstance(attendance, Future) else attendance)
             jobs["around_start"] = lambda: attendance_around_start(register, self.match, w)
             jobs["event_study"] = lambda: event_study(register, self.match, "W",
                                                       (-2 * w, 2 * w - 1))
@@ -2167,7 +2227,7 @@ class PupilAnalyses:
         if background:
             # submitted in order to one thread: a job that reads ``match`` finds it done
             for name, job in jobs.items():
-                self._results[name] = _pupil_worker().submit(job)
+                self._results[name] = in_background(job)
 
     def _result(self, name: str) -> Any:
         if name not in self._jobs:

@@ -491,10 +491,13 @@ def pupil_case(n: int = 60) -> tuple[T.Register, pd.DataFrame, pd.DataFrame]:
     return reg, att, susp
 
 
-@pytest.mark.parametrize("background", [True, False])
-def test_pupil_analyses_equal_the_direct_calls(background):
+@pytest.mark.parametrize(("background", "given"), [(True, "table"), (True, "future"),
+                                                  (False, "table"), (False, "rows")])
+def test_pupil_analyses_equal_the_direct_calls(background, given):
     reg, att, susp = pupil_case()
-    pa = T.PupilAnalyses(reg, att, susp, window_weeks=5, suspension_days=60,
+    rows = {"table": att, "rows": T.read_attendance(att),
+            "future": T.in_background(T.read_attendance, att)}[given]
+    pa = T.PupilAnalyses(reg, rows, susp, window_weeks=5, suspension_days=60,
                          background=background)
     pd.testing.assert_frame_equal(pa.around_start, T.attendance_around_start(reg, att, 5))
     pd.testing.assert_frame_equal(pa.event_study, T.event_study(reg, att, "W", (-10, 9)))
@@ -510,6 +513,40 @@ def test_pupil_analyses_equal_the_direct_calls(background):
     none = T.PupilAnalyses(reg, None, None, background=background)
     assert none.match is none.around_start is none.event_study is None
     assert none.suspensions_around is none.survival is None
+
+
+def test_match_attendance_weeks_agree_with_pandas_on_a_long_table():
+    """200,000 rows in runs of one pupil (Arrow text: matched run by run), with rows of
+    unknown pupils and rows without a week: each row's pupil and week (whole weeks from the
+    Monday of the pupil's first-intervention week) against pandas date arithmetic."""
+    rng = np.random.default_rng(8)
+    n, weeks = 5000, 40
+    pupil = np.array([f"P{i:05d}" for i in range(n)])
+    start = np.datetime64("2023-10-02") + rng.integers(0, 120, n).astype("timedelta64[D]")
+    refs = pd.DataFrame({"referral_id": [f"R{i}" for i in range(n)], "pupil_id": pupil,
+                         "referral_date": D(start - np.timedelta64(3, "D"))})
+    ivs = pd.DataFrame({"intervention_id": [f"I{i}" for i in range(n)],
+                        "referral_id": refs["referral_id"], "intervention": "mentoring",
+                        "start_date": D(start)})
+    reg = T.build_register(refs[::2], ivs, EMPTY_REVIEWS, today="2024-08-31")  # half
+    # weeks start on any weekday, as some exports date a week by its first school day
+    day = (np.datetime64("2023-09-01") + np.tile(7 * np.arange(weeks), n)
+           + rng.integers(0, 5, n * weeks)).astype("datetime64[D]")
+    att = pd.DataFrame({"pupil_id": pd.Series(np.repeat(pupil, weeks), dtype="str"),
+                        "week_start": D(day), "possible_sessions": 10,
+                        "attended_sessions": 9})
+    att.loc[rng.integers(0, len(att), 30), "week_start"] = pd.NaT
+    assert len(att) >= 200_000 and T._id_runs(att["pupil_id"])[1] is not None  # by runs
+    m = T.match_attendance(reg, T.read_attendance(att))
+
+    starts = reg.table.set_index("pupil_id")["first_intervention_start"]
+    row_start = att["pupil_id"].map(starts)
+    monday = row_start - pd.to_timedelta(row_start.dt.day_of_week, unit="D")
+    expected_week = (att["week_start"] - monday).dt.days // 7
+    known = expected_week.notna().to_numpy()
+    np.testing.assert_array_equal(m.pupil >= 0, known)
+    np.testing.assert_array_equal(m.week[known], expected_week[known].astype(int))
+    np.testing.assert_array_equal(m.starts.index[m.pupil[known]], att["pupil_id"][known])
 
 
 @pytest.mark.parametrize("background", [True, False])

@@ -161,6 +161,10 @@ def tracking_data(project: Project) -> TrackingData:
         return hit[1]
     options = _options(project)
     pupils = project.table(options.pupils)
+    attendance = project.table(options.attendance)
+    # the attendance rows are checked and read in the background while the register is built
+    rows = (tracking.in_background(tracking.read_attendance, attendance)
+            if attendance is not None else None)
     try:
         register = tracking.build_register(
             project.table(options.referrals), project.table(options.interventions),
@@ -169,9 +173,8 @@ def tracking_data(project: Project) -> TrackingData:
                                      options.kpi_period, _targets(options))
     except DataError as exc:
         raise DataError(f"{project.params.file}: analyses.referral_tracking: {exc}") from None
-    attendance = project.table(options.attendance)
     suspensions = project.table(options.suspensions)
-    pupil = tracking.PupilAnalyses(register, attendance, suspensions,
+    pupil = tracking.PupilAnalyses(register, rows, suspensions,
                                    window_weeks=options.attendance_window_weeks,
                                    suspension_days=SUSPENSION_WINDOW_DAYS)
     data = TrackingData(options=options, register=register, kpis=kpis, pupils=pupils,
