@@ -121,10 +121,11 @@ def notebook_tables(T, tb: dict[str, pd.DataFrame], background: bool = True
                     ) -> tuple[dict, dict[str, float]]:
     """Every tracking table the referral-tracking notebook computes, with the calls its
     sections make (evaluation/sections/tracking.py) in the notebook's order, each timed:
-    (outputs, seconds). As in the report, the pupil-level analyses (``PupilAnalyses``) start
-    in a background thread once the register is built, and their lines time the wait for
-    each result; with ``background=False`` they are worked out when read (one thread), so
-    their lines time the work itself."""
+    (outputs, seconds). As in the report, the attendance rows are read in a background
+    thread while the register is built and the pupil-level analyses (``PupilAnalyses``)
+    follow there once it is, so their lines time the start or the wait for each result;
+    with ``background=False`` everything runs in this thread, in the same order, so each
+    line times the work itself."""
     out: dict = {}
     timings: dict[str, float] = {}
 
