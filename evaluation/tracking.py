@@ -33,6 +33,7 @@ Decisions that shape the numbers (each function's docstring repeats what applies
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -2165,6 +2166,7 @@ def plot_km(result: SurvivalResult, ax: Any = None, title: str | None = None) ->
 # --------------------------------------------------------------------------------------
 
 _WORKER: ThreadPoolExecutor | None = None
+_WORKER_LOCK = threading.Lock()
 
 
 def in_background(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
@@ -2174,8 +2176,9 @@ def in_background(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
     too. For work that leaves Python's lock free most of the time (numpy, Arrow), such as
     :func:`read_attendance` while the register is being built."""
     global _WORKER
-    if _WORKER is None:
-        _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit")
+    with _WORKER_LOCK:  # one thread even if two threads start the first jobs at once
+        if _WORKER is None:
+            _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit")
     return _WORKER.submit(fn, *args, **kwargs)
 
 
