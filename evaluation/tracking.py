@@ -1515,6 +1515,31 @@ def _outcome_series(register: Register, outcome: str) -> pd.Series:
                     f"got {outcome!r}.")
 
 
+def _column_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """(code per row, distinct values sorted as ``groupby`` sorts them); code -1 = missing.
+    The values become an Index as groupby's do (Python text in an object column becomes a
+    text Index, for instance)."""
+    codes, uniques = pd.factorize(values, sort=True)
+    if uniques.dtype == object:  # inferred again, as groupby does
+        uniques = np.asarray(uniques, dtype=object)
+    return codes, pd.Index(uniques, name=values.name)
+
+
+def _proportions_by_code(codes: np.ndarray, y: np.ndarray, n_groups: int, alpha: float
+                         ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Successes (``y`` 1) out of n by group code, by bincount, leaving out code -1 and a
+    missing ``y``: (the codes of the groups with any, the columns n, successes, proportion,
+    ci_low, ci_high of those groups, with Wilson CIs)."""
+    valid = ~np.isnan(y) & (codes >= 0)
+    n = np.bincount(codes[valid], minlength=n_groups)
+    k = np.bincount(codes[valid], weights=y[valid], minlength=n_groups).astype(np.int64)
+    seen = np.flatnonzero(n)
+    n, k = n[seen], k[seen]
+    lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
+    return seen, {"n": n, "successes": k, "proportion": (k / n).astype(float),
+                  "ci_low": lo, "ci_high": hi}
+
+
 def outcomes_by(
     register: Register,
     by: str | Sequence[str] = "intervention",
@@ -1541,22 +1566,21 @@ def outcomes_by(
         names, rows, kinds = _shared(register, "intervention_pairs",
                                      lambda: _intervention_pairs(register))
         yv = y.to_numpy(dtype=float, na_value=np.nan)[rows]
-        valid = ~np.isnan(yv)
-        nk = len(names.categories)
-        n = np.bincount(kinds[valid], minlength=nk)
-        k = np.bincount(kinds[valid], weights=yv[valid], minlength=nk).astype(np.int64)
-        seen = np.flatnonzero(n)
-        n, k = n[seen], k[seen]
-        lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
+        seen, columns = _proportions_by_code(kinds, yv, len(names.categories), alpha)
         return pd.DataFrame({
-            "intervention": pd.Categorical.from_codes(seen, dtype=names.dtype),
-            "n": n, "successes": k, "proportion": (k / n).astype(float),
-            "ci_low": lo, "ci_high": hi})
+            "intervention": pd.Categorical.from_codes(seen, dtype=names.dtype), **columns})
     tab_cols = [c for c in by if c != "intervention"]
     missing = [c for c in tab_cols if c not in register.table.columns]
     if missing:
         raise DataError(f"outcomes_by: the register has no column {', '.join(missing)}. "
                         "Pupil characteristics need build_register(..., pupils=pupils).")
+    if len(by) == 1:  # one register column: counts by bincount on its (shared) codes
+        col = by[0]
+        codes, groups = _shared(register, f"column_codes:{col}", lambda: _column_codes(
+            register.table[col]))
+        yv = y.to_numpy(dtype=float, na_value=np.nan)
+        seen, columns = _proportions_by_code(codes, yv, len(groups), alpha)
+        return pd.DataFrame({col: groups[seen], **columns})
     data = pd.DataFrame({"_y": y, **{c: register.table[c] for c in tab_cols}})
     if "intervention" in by:  # one row per distinct (referral, intervention type) pair
         names, rows, kinds = _shared(register, "intervention_pairs",

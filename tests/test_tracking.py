@@ -311,6 +311,41 @@ def test_outcomes_by_agree_with_wilson_proportion_confint():
         T.outcomes_by(reg, outcome="happiness")
 
 
+@pytest.mark.parametrize("column", ["text", "object", "category", "flag", "yes_no", "number"])
+def test_outcomes_by_one_column_agrees_with_groupby(column):
+    """Counts by one register column (bincount on shared codes) against a pandas groupby,
+    for each kind of column a register may hold, with missing values left out."""
+    rng = np.random.default_rng(4)
+    n = 300
+    refs = pd.DataFrame({
+        "referral_id": [f"R{i}" for i in range(n)], "pupil_id": [f"P{i}" for i in range(n)],
+        "referral_date": D(np.datetime64("2024-01-08") + rng.integers(0, 60, n)),
+        "closure_date": D(np.datetime64("2024-04-01") + rng.integers(0, 60, n)),
+        "closure_outcome": rng.choice(["needs met", "school move", None], n)})
+    reg = T.build_register(refs, interventions_frame([]), EMPTY_REVIEWS, today="2024-08-31")
+    missing = rng.random(n) < 0.1
+    values = {
+        "text": pd.Series(np.where(missing, None, rng.choice(["b", "a", "c"], n)), dtype="str"),
+        "object": pd.Series(np.where(missing, None, rng.choice(["b", "a"], n)), dtype=object),
+        "category": pd.Categorical(np.where(missing, None, rng.choice(["z", "y"], n)),
+                                   categories=["z", "y", "x"]),
+        "flag": rng.random(n) < 0.3,
+        "yes_no": pd.array(np.where(missing, None, rng.random(n) < 0.5), dtype="boolean"),
+        "number": np.where(missing, np.nan, rng.integers(1, 4, n).astype(float)),
+    }[column]
+    reg.table[column] = values
+    got = T.outcomes_by(reg, column)
+
+    data = reg.table.loc[reg.table["needs_met"].notna(), [column, "needs_met"]]
+    g = data.groupby(column, observed=True)["needs_met"]
+    want = pd.DataFrame({"n": g.size().astype(np.int64),
+                         "successes": g.sum().astype(np.int64)}).reset_index()
+    pd.testing.assert_frame_equal(got[[column, "n", "successes"]], want)
+    lo, hi = proportion_confint(want["successes"], want["n"], method="wilson")
+    np.testing.assert_allclose(got["ci_low"], lo)
+    np.testing.assert_allclose(got["ci_high"], hi)
+
+
 # ------------------------------------------------------------------ disproportionality
 
 
