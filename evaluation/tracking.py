@@ -328,14 +328,6 @@ def _id_runs(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
     return ids, np.diff(np.append(heads, n))
 
 
-def _run_positions(keys: Any, values: pd.Series, dtype: Any = np.int64
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`_positions` of a long column looked up run by run (see :func:`_id_runs`):
-    (position of each run's value, run lengths), or (position of each value, ``None``)."""
-    ids, lengths = _id_runs(values)
-    return _positions(keys, ids, dtype), lengths
-
-
 def _factorized_positions(*columns: Any) -> list[np.ndarray]:
     """For each column, the position in ``columns[0]`` of the first occurrence of each value
     (-1 where missing or absent from the first column), from a single ``pandas.factorize``
@@ -1736,9 +1728,6 @@ class AttendanceRows:
     missing: np.ndarray | None = field(repr=False)
     attended: np.ndarray = field(repr=False)
     possible: np.ndarray = field(repr=False)
-
-    def __len__(self) -> int:
-        return len(self.week)
 
 
 def read_attendance(attendance: pd.DataFrame) -> AttendanceRows:

@@ -67,7 +67,8 @@ def test_matching_long_columns_by_runs(storage, in_runs):
     # in pieces, as a file read in row groups gives (Arrow: a chunk per piece)
     values = pd.concat([as_storage(list(part), storage) for part in np.array_split(col, 7)],
                        ignore_index=True)
-    pos, lengths = T._run_positions(keys, values, np.int32)
+    ids, lengths = T._id_runs(values)  # the first id of each run, or every id
+    pos = T._positions(keys, ids, np.int32)
     got = pos if lengths is None else np.repeat(pos, lengths)
     assert (lengths is not None) == (in_runs and storage == "pyarrow")
     np.testing.assert_array_equal(got, first_positions(sorted(pupils[::2]), list(col)))
