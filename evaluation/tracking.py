@@ -7,8 +7,9 @@ vectorised (pandas/numpy); nothing loops over referrals in Python. For large tab
 ``pyarrow.compute.index_in`` when the columns are Arrow-backed strings, as pandas 3 makes
 them), aggregation runs on those integer codes, and :func:`match_attendance` matches the
 weekly attendance rows to the pupils once for :func:`attendance_around_start` and
-:func:`event_study`. :class:`PupilAnalyses` works out the pupil-level analyses of a register
-in a background thread while a report draws its other tables.
+:func:`event_study`. :func:`build_register` links the interventions in a second thread
+while it checks the reviews, and :class:`PupilAnalyses` works out the pupil-level analyses
+of a register in a background thread while a report draws its other tables.
 
 Decisions that shape the numbers (each function's docstring repeats what applies to it):
 
@@ -108,6 +109,13 @@ REVIEW_OUTCOMES: tuple[str, ...] = ("attendance_improved", "ready_to_learn", "on
 QUALITY_COLUMNS = ["table", "record_id", "column", "problem", "action", "check"]
 _NO_ISSUES = pd.DataFrame(columns=QUALITY_COLUMNS)  # shared: callers only test its length
 
+# the columns build_register adds to the referrals, in order (before the pupils' columns)
+_DERIVED_COLUMNS = (
+    "first_intervention_start", "first_intervention", "n_interventions", "sessions_planned",
+    "sessions_attended", "cost", "interventions", "first_review_date", "n_reviews",
+    *REVIEW_OUTCOMES, "status", "days_open", "working_days_to_response",
+    "days_to_first_intervention", "needs_met",
+)
 _FAR_FUTURE = pd.Timestamp("2200-01-01")
 _REFERRAL_OPTIONAL = {
     "school_id": "str",
@@ -685,6 +693,7 @@ def build_register(
     today: Any = None,
     holidays: Iterable | None = None,
     strict: bool = False,
+    background: bool = True,
 ) -> Register:
     """Build the referral register: one row per referral with its pathway milestones.
 
@@ -711,6 +720,12 @@ def build_register(
     attended above planned (capped); dates after ``today``; intervention names not on the
     menu (closest menu item offered); closure outcomes not in the list; pupil ids not in
     ``pupils``. ``today`` defaults to the current date.
+
+    With ``background=True`` (the default) the interventions are linked to the referrals and
+    summed in a second thread while the reviews and pupils are done in this one (most of
+    that work is numpy and Arrow code, which leaves Python's lock free); ``False`` does it
+    all in this thread. The register is the same either way, and errors are raised in the
+    same order.
     """
     today = pd.Timestamp.today().normalize() if today is None else pd.Timestamp(today).normalize()
     _require(referrals, "referrals", ["referral_id", "pupil_id", "referral_date"])
@@ -800,6 +815,9 @@ def build_register(
                          check="pupil referred again while an earlier referral was open"))
 
     # ---- interventions ---------------------------------------------------------------
+    # checked here, so that errors are raised in table order; linked to the referrals and
+    # summed per referral in a second thread (_link_interventions) while the reviews and
+    # pupils are done here
     iv = _add_optional(interventions.reset_index(drop=True), _INTERVENTION_OPTIONAL)
     for c in ("start_date", "end_date"):
         iv[c] = _as_dates(iv, "interventions", c)
@@ -810,50 +828,10 @@ def build_register(
         issues.append(_exclude_or_raise(iv, bad, "interventions", "intervention_id", col,
                                         f"have no {what}", f"Add the {what} in the source file",
                                         strict))
-    ipos = _lookup(ref_codes, n_codes, icodes)
-    unknown = ipos < 0
-    issues.append(_issue(iv, unknown, "interventions", "intervention_id", "referral_id",
-                         lambda d: "unknown referral id "
-                         + d["referral_id"].astype("str").fillna(""),
-                         "excluded: not linked to a usable referral",
-                         check="unknown referral id"))
-    keep = ~unknown & iv["start_date"].notna().to_numpy() & iv["intervention"].notna().to_numpy()
-    iv = _rows(iv, keep)
-    ipos = ipos[keep]
-
-    names, on_menu, stripped = _menu_names(iv["intervention"])
-    iv["intervention"] = names
-    off = pd.Series(stripped, dtype=object)  # the names of the rows not on the menu
-    if len(off):
-        uniq = off.unique()
-        sugg = {}
-        for u in uniq:  # loop over distinct unknown names only, not over records
-            m = difflib.get_close_matches(str(u).lower(), MENU, n=1, cutoff=0.6)
-            sugg[u] = (f"kept under its own name; closest menu item: '{m[0]}'" if m
-                       else "kept under its own name; no close menu item")
-        issues.append(_issue(iv, ~on_menu, "interventions", "intervention_id", "intervention",
-                             lambda d: "'" + off + "' is not on the menu",
-                             lambda d: off.map(sugg), check="intervention not on the menu"))
-
-    iv["referral_date"] = _take(ref["referral_date"], ipos)
-    iv["pupil_id"] = _take(ref["pupil_id"], ipos)
-    before = iv["start_date"] < iv["referral_date"]
-    issues.append(_issue(iv, before, "interventions", "intervention_id", "start_date",
-                         "intervention starts before its referral",
-                         "kept: left out of time-to-intervention figures"))
-    neg = iv["end_date"] < iv["start_date"]
-    issues.append(_issue(iv, neg, "interventions", "intervention_id", "end_date",
-                         "negative duration: end date before start date",
-                         "kept: check the dates"))
-    for c in ("start_date", "end_date"):
-        issues.append(_issue(iv, iv[c] > today, "interventions", "intervention_id", c,
-                             lambda d, c=c: _after_today_text(d[c]),
-                             "kept: check the date", check="date after today"))
-    over = iv["sessions_attended"] > iv["sessions_planned"]
-    issues.append(_issue(iv, over, "interventions", "intervention_id", "sessions_attended",
-                         "sessions attended above sessions planned",
-                         "kept: attended capped at planned"))
-    iv["sessions_attended"] = iv["sessions_attended"].where(~over, iv["sessions_planned"])
+    iv_issues_at = len(issues)  # the linked interventions' issues go here, in table order
+    link = (_second_thread().submit if background else _done)
+    linked = link(_link_interventions, iv, ref["referral_date"], ref["pupil_id"], ref_codes,
+                  n_codes, icodes, today)
 
     # ---- reviews ---------------------------------------------------------------------
     rv = reviews.reset_index(drop=True)
@@ -884,38 +862,17 @@ def build_register(
 
     # ---- aggregate -------------------------------------------------------------------
     # numpy on integer keys (position of the referral in ``ref``), without sorting:
-    # counts and sums by bincount, earliest/latest dates by ufunc.at, and the first
-    # intervention / latest review as the earliest / latest dated row with ties broken
-    # by file order.
+    # counts by bincount, earliest dates by ufunc.at, and the latest review as the latest
+    # dated row with ties broken by file order (interventions: _link_interventions).
     n_ref = len(ref)
-    tab = ref.copy(deep=False)  # new columns only: the data stay shared
-    iv_days = _days(iv["start_date"])
-    sd = iv["start_date"].to_numpy()  # keep the table's datetime unit (merges need it)
-    n_iv = np.bincount(ipos, minlength=n_ref).astype(np.int64)
-    has_iv = n_iv > 0
-    first_start = np.full(n_ref, np.iinfo(np.int64).max)
-    np.minimum.at(first_start, ipos, sd.view(np.int64))
-    tab["first_intervention_start"] = np.where(has_iv, first_start, _NAT_INT).view(sd.dtype)
-    first = _pick_row(ipos, iv_days, n_ref, earliest=True)
-    code = np.asarray(names.codes, dtype=np.int64)
-    first_code = np.where(first >= 0, code[np.maximum(first, 0)] if len(code) else -1, -1)
-    tab["first_intervention"] = pd.Categorical.from_codes(first_code, dtype=names.dtype)
-    tab["n_interventions"] = n_iv
-    for c in ("sessions_planned", "sessions_attended", "cost"):
-        v = iv[c].to_numpy(dtype=float, na_value=np.nan)
-        ok = ~np.isnan(v)
-        total = np.bincount(ipos, weights=np.where(ok, v, 0.0), minlength=n_ref)
-        count = np.bincount(ipos, weights=ok, minlength=n_ref)
-        tab[c] = np.where(count > 0, total, np.nan)  # pandas sum(min_count=1)
-    tab["interventions"] = _joined_codes(ipos, code, names.categories, n_ref)
-
+    columns: dict[str, Any] = {}  # the register's new columns, in order
     rv_days = _days(rv["review_date"])
     rd = rv["review_date"].to_numpy()
     n_rv = np.bincount(rpos, minlength=n_ref).astype(np.int64)
     first_review = np.full(n_ref, np.iinfo(np.int64).max)
     np.minimum.at(first_review, rpos, rd.view(np.int64))
-    tab["first_review_date"] = np.where(n_rv > 0, first_review, _NAT_INT).view(rd.dtype)
-    tab["n_reviews"] = n_rv
+    columns["first_review_date"] = np.where(n_rv > 0, first_review, _NAT_INT).view(rd.dtype)
+    columns["n_reviews"] = n_rv
     latest = _pick_row(rpos, rv_days, n_ref, earliest=False)  # the latest review
     has = latest >= 0
     for c in REVIEW_OUTCOMES:
@@ -924,34 +881,32 @@ def build_register(
         out[:] = pd.NA
         if has.any():
             out[has] = vals[latest[has]]
-        tab[c] = out
-    closed = tab["closure_date"].notna() & (tab["closure_date"] <= today)
+        columns[c] = out
+    closed = ref["closure_date"].notna() & (ref["closure_date"] <= today)
     # take from a two-row column: no per-row Python strings to convert
-    tab["status"] = pd.Series(np.array(["open", "closed"])).iloc[
-        closed.to_numpy(dtype=np.intp)].set_axis(tab.index)
-    stop = tab["closure_date"].where(closed, today)
-    days_open = (stop - tab["referral_date"]).dt.days.astype(float)
-    tab["days_open"] = days_open.where(days_open >= 0)
+    columns["status"] = pd.Series(np.array(["open", "closed"])).iloc[
+        closed.to_numpy(dtype=np.intp)].set_axis(ref.index)
+    stop = ref["closure_date"].where(closed, today)
+    days_open = (stop - ref["referral_date"]).dt.days.astype(float)
+    columns["days_open"] = days_open.where(days_open >= 0)
     # day numbers viewed as datetime64[D] (their NaT is the same int64), converted once
-    referral_day = _days(tab["referral_date"]).view("datetime64[D]")
-    response_day = _days(tab["first_response_date"]).view("datetime64[D]")
+    referral_day = _days(ref["referral_date"]).view("datetime64[D]")
+    response_day = _days(ref["first_response_date"]).view("datetime64[D]")
     hol = _holiday_array(holidays, referral_day,
                          np.array([np.datetime64(today.date(), "D")]), response_day)
     # working_days_between on the day arrays: busday_count where both dates are known
     known = ~(np.isnat(referral_day) | np.isnat(response_day))
-    wd = np.full(len(tab), np.nan)
+    wd = np.full(n_ref, np.nan)
     wd[known] = np.busday_count(referral_day[known], response_day[known], holidays=hol)
-    tab["working_days_to_response"] = np.where(wd >= 0, wd, np.nan)
-    dti = (tab["first_intervention_start"] - tab["referral_date"]).dt.days.astype(float)
-    tab["days_to_first_intervention"] = dti.where(dti >= 0)
-    needs_met = (tab["closure_outcome"] == "needs met").astype("boolean")
-    needs_met[~closed.to_numpy() | tab["closure_outcome"].isna().to_numpy()] = pd.NA
-    tab["needs_met"] = needs_met
+    columns["working_days_to_response"] = np.where(wd >= 0, wd, np.nan)
+    needs_met = (ref["closure_outcome"] == "needs met").astype("boolean")
+    needs_met[~closed.to_numpy() | ref["closure_outcome"].isna().to_numpy()] = pd.NA
 
+    pupil_columns: dict[str, Any] = {}
     if pupils is not None:
         _require(pupils, "pupils", ["pupil_id"])
         # pupil ids matched once: each pupil row's first row with its id, and each referral's
-        first, ppos = _first_positions(pupils["pupil_id"], tab["pupil_id"])
+        first, ppos = _first_positions(pupils["pupil_id"], ref["pupil_id"])
         missing_id = first < 0
         pdup = ((~missing_id & (np.bincount(first[~missing_id], minlength=len(first))[
             np.maximum(first, 0)] > 1)) | (missing_id & (missing_id.sum() > 1)))
@@ -960,15 +915,28 @@ def build_register(
                 f"The pupils table, column 'pupil_id': {describe_rows(_lines(pdup))} repeat a "
                 "pupil id. Each pupil must appear once; correct the source file and re-run intake."
             )
-        extra = [c for c in pupils.columns if c != "pupil_id" and c not in tab.columns]
-        for c in extra:
-            tab[c] = _take(pupils[c], ppos)
+        for c in pupils.columns:  # the columns the register does not have
+            if c != "pupil_id" and c not in ref.columns and c not in _DERIVED_COLUMNS:
+                pupil_columns[c] = _take(pupils[c], ppos)
         if "school_id" in pupils.columns:
-            tab["school_id"] = tab["school_id"].fillna(_take(pupils["school_id"], ppos))
+            school = ref["school_id"].fillna(_take(pupils["school_id"], ppos))
         nopupil = ppos < 0
-        issues.append(_issue(tab, nopupil, "referrals", "referral_id", "pupil_id",
+        issues.append(_issue(ref, nopupil, "referrals", "referral_id", "pupil_id",
                              "pupil id not in the pupils table",
                              "kept: pupil characteristics missing"))
+
+    iv, ipos, iv_issues, iv_columns = linked.result()
+    issues[iv_issues_at:iv_issues_at] = iv_issues
+    tab = ref.copy(deep=False)  # new columns only: the data stay shared
+    for name, values in {**iv_columns, **columns}.items():
+        tab[name] = values
+    dti = (tab["first_intervention_start"] - tab["referral_date"]).dt.days.astype(float)
+    tab["days_to_first_intervention"] = dti.where(dti >= 0)
+    tab["needs_met"] = needs_met
+    for name, values in pupil_columns.items():
+        tab[name] = values
+    if pupils is not None and "school_id" in pupils.columns:
+        tab["school_id"] = school
 
     issues = [i for i in issues if len(i)]
     quality = (pd.concat(issues, ignore_index=True) if issues
@@ -978,6 +946,92 @@ def build_register(
                     holidays=hol, _shared={
                         "intervention_positions": (tab, iv, ipos),
                         "pupil_codes": (tab, iv, (pcode, pd.Index(pids)))})
+
+
+def _link_interventions(
+    iv: pd.DataFrame,
+    referral_date: pd.Series,
+    pupil_id: pd.Series,
+    ref_codes: np.ndarray,
+    n_codes: int,
+    icodes: np.ndarray,
+    today: pd.Timestamp,
+) -> tuple[pd.DataFrame, np.ndarray, list[pd.DataFrame], dict[str, Any]]:
+    """The interventions half of :func:`build_register`, for checked interventions ``iv``
+    (which it changes) and the usable referrals' dates and pupil ids: (the linked
+    interventions, the register row of each, their quality rows, the register's
+    intervention columns in order)."""
+    issues: list[pd.DataFrame] = []
+    ipos = _lookup(ref_codes, n_codes, icodes)
+    unknown = ipos < 0
+    issues.append(_issue(iv, unknown, "interventions", "intervention_id", "referral_id",
+                         lambda d: "unknown referral id "
+                         + d["referral_id"].astype("str").fillna(""),
+                         "excluded: not linked to a usable referral",
+                         check="unknown referral id"))
+    keep = ~unknown & iv["start_date"].notna().to_numpy() & iv["intervention"].notna().to_numpy()
+    iv = _rows(iv, keep)
+    ipos = ipos[keep]
+
+    names, on_menu, stripped = _menu_names(iv["intervention"])
+    iv["intervention"] = names
+    off = pd.Series(stripped, dtype=object)  # the names of the rows not on the menu
+    if len(off):
+        uniq = off.unique()
+        sugg = {}
+        for u in uniq:  # loop over distinct unknown names only, not over records
+            m = difflib.get_close_matches(str(u).lower(), MENU, n=1, cutoff=0.6)
+            sugg[u] = (f"kept under its own name; closest menu item: '{m[0]}'" if m
+                       else "kept under its own name; no close menu item")
+        issues.append(_issue(iv, ~on_menu, "interventions", "intervention_id", "intervention",
+                             lambda d: "'" + off + "' is not on the menu",
+                             lambda d: off.map(sugg), check="intervention not on the menu"))
+
+    iv["referral_date"] = _take(referral_date, ipos)
+    iv["pupil_id"] = _take(pupil_id, ipos)
+    before = iv["start_date"] < iv["referral_date"]
+    issues.append(_issue(iv, before, "interventions", "intervention_id", "start_date",
+                         "intervention starts before its referral",
+                         "kept: left out of time-to-intervention figures"))
+    neg = iv["end_date"] < iv["start_date"]
+    issues.append(_issue(iv, neg, "interventions", "intervention_id", "end_date",
+                         "negative duration: end date before start date",
+                         "kept: check the dates"))
+    for c in ("start_date", "end_date"):
+        issues.append(_issue(iv, iv[c] > today, "interventions", "intervention_id", c,
+                             lambda d, c=c: _after_today_text(d[c]),
+                             "kept: check the date", check="date after today"))
+    over = iv["sessions_attended"] > iv["sessions_planned"]
+    issues.append(_issue(iv, over, "interventions", "intervention_id", "sessions_attended",
+                         "sessions attended above sessions planned",
+                         "kept: attended capped at planned"))
+    iv["sessions_attended"] = iv["sessions_attended"].where(~over, iv["sessions_planned"])
+
+    # numpy on the register row of each intervention, without sorting: counts and sums by
+    # bincount, the earliest start by ufunc.at, and the first intervention as the earliest
+    # dated row with ties broken by file order
+    n_ref = len(referral_date)
+    columns: dict[str, Any] = {}
+    iv_days = _days(iv["start_date"])
+    sd = iv["start_date"].to_numpy()  # keep the table's datetime unit (merges need it)
+    n_iv = np.bincount(ipos, minlength=n_ref).astype(np.int64)
+    first_start = np.full(n_ref, np.iinfo(np.int64).max)
+    np.minimum.at(first_start, ipos, sd.view(np.int64))
+    columns["first_intervention_start"] = np.where(n_iv > 0, first_start,
+                                                   _NAT_INT).view(sd.dtype)
+    first = _pick_row(ipos, iv_days, n_ref, earliest=True)
+    code = np.asarray(names.codes, dtype=np.int64)
+    first_code = np.where(first >= 0, code[np.maximum(first, 0)] if len(code) else -1, -1)
+    columns["first_intervention"] = pd.Categorical.from_codes(first_code, dtype=names.dtype)
+    columns["n_interventions"] = n_iv
+    for c in ("sessions_planned", "sessions_attended", "cost"):
+        v = iv[c].to_numpy(dtype=float, na_value=np.nan)
+        ok = ~np.isnan(v)
+        total = np.bincount(ipos, weights=np.where(ok, v, 0.0), minlength=n_ref)
+        count = np.bincount(ipos, weights=ok, minlength=n_ref)
+        columns[c] = np.where(count > 0, total, np.nan)  # pandas sum(min_count=1)
+    columns["interventions"] = _joined_codes(ipos, code, names.categories, n_ref)
+    return iv, ipos, issues, columns
 
 
 def quality_summary(register: Register) -> pd.DataFrame:
@@ -2179,6 +2233,7 @@ def plot_km(result: SurvivalResult, ax: Any = None, title: str | None = None) ->
 # --------------------------------------------------------------------------------------
 
 _WORKER: ThreadPoolExecutor | None = None
+_SECOND: ThreadPoolExecutor | None = None
 _WORKER_LOCK = threading.Lock()
 
 
@@ -2193,6 +2248,25 @@ def in_background(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
         if _WORKER is None:
             _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit")
     return _WORKER.submit(fn, *args, **kwargs)
+
+
+def _second_thread() -> ThreadPoolExecutor:
+    """A second background thread, for work that runs beside the :func:`in_background`
+    queue (which may be busy, e.g. reading attendance): :func:`build_register` links the
+    interventions in it. Made on first use; its jobs must not wait for other jobs."""
+    global _SECOND
+    with _WORKER_LOCK:
+        if _SECOND is None:
+            _SECOND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-2")
+    return _SECOND
+
+
+def _done(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """``fn(*args, **kwargs)`` worked out now, as a finished Future (what a background
+    job gives, without the thread)."""
+    done: Future = Future()
+    done.set_result(fn(*args, **kwargs))
+    return done
 
 
 class PupilAnalyses:
@@ -2250,9 +2324,7 @@ class PupilAnalyses:
             return None
         done = self._results.get(name)
         if done is None:  # not started in the background: work it out now, once
-            done = Future()
-            done.set_result(self._jobs[name]())
-            self._results[name] = done
+            done = self._results[name] = _done(self._jobs[name])
         return done.result()
 
     @property

@@ -189,7 +189,8 @@ def test_register_columns_funnel_and_caseload(small_register):
 # ------------------------------------------------------------------ data quality
 
 
-def test_each_quality_problem_is_listed():
+def messy_tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Referrals, interventions and reviews with one of each quality problem."""
     refs = referrals_frame([
         ("R1", "P1", "2024-01-10", "2024-01-12", "EP", None, None),
         ("R2", "P1", "2024-02-01", None, None, None, None),              # referred twice open
@@ -209,6 +210,11 @@ def test_each_quality_problem_is_listed():
         ("V1", "R1", "2024-02-01", True, True, True),
         ("V2", "R99", "2024-02-01", True, True, True),               # unknown referral
     ])
+    return refs, ivs, rvs
+
+
+def test_each_quality_problem_is_listed():
+    refs, ivs, rvs = messy_tables()
     reg = T.build_register(refs, ivs, rvs, today="2024-06-01")
     q = reg.quality
     assert list(q.columns) == ["table", "record_id", "column", "problem", "action", "check"]
@@ -262,6 +268,37 @@ def test_each_quality_problem_is_listed():
         T.build_register(dup, ivs, rvs, today="2024-06-01")
     with pytest.raises(DataError, match="no column 'referral_date'"):
         T.build_register(refs.drop(columns="referral_date"), ivs, rvs)
+
+
+@pytest.mark.parametrize("strings", ["str", "object"])
+def test_register_is_the_same_with_and_without_the_second_thread(strings):
+    """build_register links the interventions in a second thread by default: the register,
+    its quality rows (in table order) and its errors are those of the one-thread build."""
+    refs, ivs, rvs = (df.astype({c: strings for c in df.columns if df[c].dtype == "str"})
+                      for df in messy_tables())
+    pupils = pd.DataFrame({"pupil_id": ["P1", "P2", "P3", "P5"], "sex": ["F", "M", "F", "M"],
+                           "school_id": "S2", "cost": 1.0})  # "cost": the register's own
+    built = [T.build_register(refs, ivs, rvs, pupils=pupils, today="2024-06-01",
+                              background=background) for background in (True, False)]
+    for name in ("table", "quality", "interventions", "reviews"):
+        pd.testing.assert_frame_equal(getattr(built[0], name), getattr(built[1], name))
+    reg = built[0]
+    assert list(reg.table.columns[-2:]) == ["needs_met", "sex"]
+    assert reg.table["cost"].isna().all() and (reg.table["school_id"] == "S1").all()
+    # quality rows come table by table; the pupils check (P4 is not a pupil) comes last
+    runs = reg.quality["table"].loc[lambda t: t != t.shift()].tolist()
+    assert runs == ["referrals", "interventions", "reviews", "referrals"]
+    assert reg.quality["problem"].iloc[-1] == "pupil id not in the pupils table"
+    # errors: the interventions table's before the reviews' (as the tables are read)
+    refs = refs[refs["referral_date"].notna()]
+    ivs.loc[0, "start_date"], rvs.loc[0, "review_date"] = pd.NaT, pd.NaT
+    for background in (True, False):
+        with pytest.raises(DataError, match="interventions table, column 'start_date'"):
+            T.build_register(refs, ivs, rvs, today="2024-06-01", strict=True,
+                             background=background)
+        with pytest.raises(DataError, match="reviews table, column 'review_date'"):
+            T.build_register(refs, ivs.iloc[1:], rvs, today="2024-06-01", strict=True,
+                             background=background)
 
 
 # ------------------------------------------------------------------ outcomes
