@@ -1754,6 +1754,8 @@ class AttendanceMatch:
     week: np.ndarray
     attended: np.ndarray
     possible: np.ndarray
+    # the widest window summed by week so far (see _weekly_sessions)
+    _weekly: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
 
 def _numbers_view(s: pd.Series) -> np.ndarray:
@@ -1857,25 +1859,47 @@ def match_attendance(register: Register, attendance: pd.DataFrame | AttendanceRo
                            attended=rows.attended, possible=rows.possible)
 
 
-def _attendance_offsets(register: Register, attendance: pd.DataFrame | AttendanceMatch
-                        ) -> tuple:
+def _summed_by_week(m: AttendanceMatch, first: int, last: int) -> AttendanceMatch:
+    """``m`` with its weeks ``first..last`` summed (:func:`_weekly_sessions`), so that the
+    tables of any window inside them slice those sums."""
+    _weekly_sessions(m, first, last)
+    return m
+
+
+def _attendance_match(register: Register, attendance: pd.DataFrame | AttendanceMatch
+                      ) -> AttendanceMatch:
     if isinstance(attendance, AttendanceMatch):
         if attendance.register is not register:
             raise DataError("The attendance match was made for a different register; call "
                             "match_attendance(register, attendance) with this register.")
-        m = attendance
-    else:
-        m = match_attendance(register, attendance)
-    return m.starts, m.pupil, m.week, m.attended, m.possible
+        return attendance
+    return match_attendance(register, attendance)
 
 
-def _window_rows(pupil: np.ndarray, week: np.ndarray, first: int, last: int) -> np.ndarray:
-    """Positions of the matched rows with ``first <= week <= last``: computed once and
-    taken from each column (cheaper than a boolean mask applied to four long columns)."""
-    sel = pupil >= 0
-    sel &= week >= first
-    sel &= week <= last
-    return np.flatnonzero(sel)
+def _weekly_sessions(m: AttendanceMatch, first: int, last: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Sessions attended and possible by pupil (rows, in ``m.starts`` order) and week
+    ``first..last`` (columns), summed from the matched rows by bincount. The widest window
+    summed so far is kept with the match and a window inside it is sliced from it, so the
+    event study and the before/after comparison read the long attendance columns once.
+    The arrays are shared: do not change them in place."""
+    if m._weekly is not None:
+        lo, hi, a, p = m._weekly
+        if lo <= first and last <= hi:
+            return a[:, first - lo:last - lo + 1], p[:, first - lo:last - lo + 1]
+    # positions of the rows in the window, taken from each column (cheaper than a boolean
+    # mask applied to four long columns)
+    sel = m.pupil >= 0
+    sel &= m.week >= first
+    sel &= m.week <= last
+    rows = np.flatnonzero(sel)
+    n, n_weeks = len(m.starts), last - first + 1
+    key = m.pupil.take(rows).astype(np.int64) * n_weeks + (m.week.take(rows) - first)
+    a = np.bincount(key, weights=m.attended.take(rows), minlength=n * n_weeks)
+    p = np.bincount(key, weights=m.possible.take(rows), minlength=n * n_weeks)
+    a, p = a.reshape(n, n_weeks), p.reshape(n, n_weeks)
+    m._weekly = (first, last, a, p)
+    return a, p
 
 
 def attendance_around_start(
@@ -1895,14 +1919,14 @@ def attendance_around_start(
     w = int(window_weeks)
     if w < 1:
         raise DataError(f"window_weeks must be at least 1, got {window_weeks!r}.")
-    starts, idx, k, att, poss = _attendance_offsets(register, attendance)
-    n = len(starts)
-    rows = _window_rows(idx, k, -w, w - 1)
-    key = idx.take(rows).astype(np.int64) * 2 + (k.take(rows) >= 0)
-    a = np.bincount(key, weights=att.take(rows), minlength=2 * n).reshape(n, 2)
-    p = np.bincount(key, weights=poss.take(rows), minlength=2 * n).reshape(n, 2)
+    m = _attendance_match(register, attendance)
+    weekly_a, weekly_p = _weekly_sessions(m, -w, w - 1)
+    # columns: weeks -w..-1 (baseline), then 0..w-1 (follow-up)
+    a = weekly_a.reshape(len(m.starts), 2, w).sum(axis=2)
+    p = weekly_p.reshape(len(m.starts), 2, w).sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = np.where(p > 0, 100.0 * a / p, np.nan)
+    starts = m.starts
     return pd.DataFrame({
         "pupil_id": starts.index.to_numpy(),
         "start_date": starts.to_numpy(),
@@ -1940,17 +1964,13 @@ def event_study(
     if hi < lo:
         raise DataError(f"event_study: window {window!r} must be (first, last) with first <= last.")
     width = widths[freq]
-    starts, idx, k, att, poss = _attendance_offsets(register, attendance)
+    m = _attendance_match(register, attendance)
     # weeks lo * width .. (hi + 1) * width - 1 make bins lo..hi (floor division)
-    rows = _window_rows(idx, k, lo * width, (hi + 1) * width - 1)
+    weekly_a, weekly_p = _weekly_sessions(m, lo * width, (hi + 1) * width - 1)
     nb = hi - lo + 1
-    n = len(starts)
-    b = k.take(rows)
-    if width > 1:
-        b //= width
-    key = idx.take(rows).astype(np.int64) * nb + (b - lo)
-    a = np.bincount(key, weights=att.take(rows), minlength=n * nb).reshape(n, nb)
-    p = np.bincount(key, weights=poss.take(rows), minlength=n * nb).reshape(n, nb)
+    n = len(m.starts)
+    a = weekly_a.reshape(n, nb, width).sum(axis=2) if width > 1 else weekly_a
+    p = weekly_p.reshape(n, nb, width).sum(axis=2) if width > 1 else weekly_p
     valid = p > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = 100.0 * a  # one n x bins work array, updated in place
@@ -2303,8 +2323,9 @@ class PupilAnalyses:
         self.suspension_days = int(suspension_days)
         jobs: dict[str, Callable[[], Any]] = {}
         if attendance is not None:
-            jobs["match"] = lambda: match_attendance(
-                register, attendance.result() if isinstance(attendance, Future) else attendance)
+            jobs["match"] = lambda: _summed_by_week(match_attendance(
+                register, attendance.result() if isinstance(attendance, Future) else attendance),
+                -2 * w, 2 * w - 1)
             jobs["around_start"] = lambda: attendance_around_start(register, self.match, w)
             jobs["event_study"] = lambda: event_study(register, self.match, "W",
                                                       (-2 * w, 2 * w - 1))

@@ -587,6 +587,22 @@ def test_pupil_analyses_equal_the_direct_calls(background, given):
     assert none.suspensions_around is none.survival is None
 
 
+def test_a_shared_match_gives_the_same_tables_in_any_order():
+    """Weekly sums are kept with a match and sliced for windows inside them: tables from
+    one match, asked for narrow and wide windows in turn, equal those of fresh matches."""
+    reg, att, _ = pupil_case()
+    shared = T.match_attendance(reg, att)
+    calls = [lambda m: T.attendance_around_start(reg, m, 3),
+             lambda m: T.event_study(reg, m, "W", (-8, 7)),
+             lambda m: T.attendance_around_start(reg, m, 6),
+             lambda m: T.event_study(reg, m, "W", (-2, 1)),
+             lambda m: T.event_study(reg, m, "2W", (-3, 2)),
+             lambda m: T.attendance_around_start(reg, m, 2),
+             lambda m: T.event_study(reg, m, "4W", (-2, 1))]
+    for call in calls:
+        pd.testing.assert_frame_equal(call(shared), call(T.match_attendance(reg, att)))
+
+
 def test_match_attendance_weeks_agree_with_pandas_on_a_long_table():
     """200,000 rows in runs of one pupil (Arrow text: matched run by run), with rows of
     unknown pupils and rows without a week: each row's pupil and week (whole weeks from the
