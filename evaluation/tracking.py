@@ -107,7 +107,6 @@ MENU: tuple[str, ...] = (
 ESCALATION_OUTCOMES: tuple[str, ...] = CLOSURE_OUTCOMES[1:]
 REVIEW_OUTCOMES: tuple[str, ...] = ("attendance_improved", "ready_to_learn", "on_track")
 QUALITY_COLUMNS = ["table", "record_id", "column", "problem", "action", "check"]
-_NO_ISSUES = pd.DataFrame(columns=QUALITY_COLUMNS)  # shared: callers only test its length
 
 # the columns build_register adds to the referrals, in order (before the pupils' columns)
 _DERIVED_COLUMNS = (
@@ -207,6 +206,53 @@ def _record_ids(df: pd.DataFrame, id_col: str, mask: np.ndarray) -> pd.Series:
     return ids
 
 
+@dataclass
+class _Issue:
+    """One check's flagged records, written out as quality rows (ids and messages) only
+    when :attr:`Register.quality` is first read: for tens of thousands of records that
+    costs more than the check, and a report needs only the counts (:func:`quality_summary`).
+    ``frame`` is a snapshot of the checked table (a shallow copy: no data are copied, and
+    later changes to the table do not reach it), so the rows read as they were checked."""
+
+    frame: pd.DataFrame
+    mask: np.ndarray
+    n: int
+    table: str
+    id_col: str
+    column: str
+    problem: Any
+    action: Any
+    check: str
+
+    def _text(self, x: Any) -> Any:
+        if isinstance(x, str):
+            return x
+        if callable(x):  # text for the flagged rows only (vectorised str operations)
+            return pd.Series(x(self)).astype("str").reset_index(drop=True)
+        return pd.Series(np.asarray(x.astype(object))[self.mask], dtype="str")
+
+    def __getitem__(self, col: str) -> pd.Series:
+        """The flagged rows of one column (what a message function reads)."""
+        return self.frame[col][self.mask].reset_index(drop=True)
+
+    def rows(self) -> pd.DataFrame:
+        return pd.DataFrame({
+            "table": self.table,
+            "record_id": _record_ids(self.frame, self.id_col, self.mask),
+            "column": self.column,
+            "problem": self._text(self.problem),
+            "action": self._text(self.action),
+            "check": self.check,
+        })
+
+    def action_heads(self) -> list:
+        """The distinct actions up to their first ";" (what :func:`quality_summary` shows)."""
+        action = self._text(self.action)
+        if isinstance(action, str):
+            return [action.split(";")[0].strip()]
+        return list(action.drop_duplicates().str.split(";").str[0].str.strip())
+
+
 def _issue(
     df: pd.DataFrame,
     mask: Any,
@@ -216,40 +262,21 @@ def _issue(
     problem: Any,
     action: Any,
     check: str | None = None,
-) -> pd.DataFrame:
-    """Quality rows for the True rows of ``mask``; ``problem``/``action`` may be a string, a
-    Series aligned with ``df``, or a function of the flagged sub-frame. ``check`` names the
-    check in words that never include a record's values (it defaults to ``problem`` when
-    that is a fixed string), so problems can be counted without showing ids."""
+) -> _Issue | None:
+    """The check's flagged records (the True rows of ``mask``), or ``None`` if there are
+    none; ``problem``/``action`` may be a string, a Series aligned with ``df``, or a
+    function of the flagged rows (given as ``issue[column]``). ``check`` names the check in
+    words that never include a record's values (it defaults to ``problem`` when that is a
+    fixed string), so problems can be counted without showing ids."""
     if check is None:
         if not isinstance(problem, str):
             raise TypeError("_issue: give `check` when the problem text depends on the record")
         check = problem
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return _NO_ISSUES
-
-    class _Flagged:  # the flagged rows of the columns a message asks for, not a frame copy
-        def __getitem__(self, col: str) -> pd.Series:
-            return df[col][mask].reset_index(drop=True)
-
-    def pick(x: Any) -> Any:
-        if isinstance(x, str):
-            return x
-        if callable(x):  # build text for the flagged rows only (vectorised str operations)
-            return pd.Series(x(_Flagged())).astype("str").reset_index(drop=True)
-        return pd.Series(np.asarray(x.astype(object))[mask], dtype="str")
-
-    return pd.DataFrame(
-        {
-            "table": table,
-            "record_id": _record_ids(df, id_col, mask),
-            "column": column,
-            "problem": pick(problem),
-            "action": pick(action),
-            "check": check,
-        }
-    )
+    mask = np.array(mask, dtype=bool)  # a copy: the caller's array may change later
+    n = int(np.count_nonzero(mask))
+    if not n:
+        return None
+    return _Issue(df.copy(deep=False), mask, n, table, id_col, column, problem, action, check)
 
 
 def _after_today_text(s: pd.Series) -> pd.Series:
@@ -520,11 +547,15 @@ class Register:
     """
 
     table: pd.DataFrame
-    quality: pd.DataFrame
     interventions: pd.DataFrame
     reviews: pd.DataFrame
     today: pd.Timestamp
     holidays: np.ndarray = field(repr=False)
+    # the data-quality checks' flagged records, in table order (see _Issue): ``quality``
+    # writes them out as rows when it is first read
+    _issues: list = field(default_factory=list, repr=False, compare=False)
+    _quality: pd.DataFrame | None = field(default=None, init=False, repr=False,
+                                          compare=False)
     # Row-level arrays that several tables share, by name: (table, interventions, value),
     # trusted only while ``table`` and ``interventions`` are the very objects they were
     # computed from (see _shared). build_register seeds the intervention positions and
@@ -533,6 +564,16 @@ class Register:
 
     def __len__(self) -> int:
         return len(self.table)
+
+    @property
+    def quality(self) -> pd.DataFrame:
+        """The data-quality rows: table, record_id, column, problem, action, check (text)."""
+        if self._quality is None:
+            rows = [issue.rows() for issue in self._issues]
+            quality = (pd.concat(rows, ignore_index=True) if rows
+                       else pd.DataFrame(columns=QUALITY_COLUMNS))
+            self._quality = quality.astype("str")
+        return self._quality
 
 
 def _shared(register: Register, name: str, make: Callable[[], Any]) -> Any:
@@ -732,7 +773,7 @@ def build_register(
     _require(interventions, "interventions", ["intervention_id", "referral_id", "intervention",
                                               "start_date"])
     _require(reviews, "reviews", ["review_id", "referral_id", "review_date"])
-    issues: list[pd.DataFrame] = []
+    issues: list[_Issue | None] = []
 
     # ---- referrals -------------------------------------------------------------------
     ref = _add_optional(referrals.reset_index(drop=True), _REFERRAL_OPTIONAL)
@@ -938,12 +979,8 @@ def build_register(
     if pupils is not None and "school_id" in pupils.columns:
         tab["school_id"] = school
 
-    issues = [i for i in issues if len(i)]
-    quality = (pd.concat(issues, ignore_index=True) if issues
-               else pd.DataFrame(columns=QUALITY_COLUMNS))
-    quality = quality.astype("str")
-    return Register(table=tab, quality=quality, interventions=iv, reviews=rv, today=today,
-                    holidays=hol, _shared={
+    return Register(table=tab, interventions=iv, reviews=rv, today=today, holidays=hol,
+                    _issues=[i for i in issues if i is not None], _shared={
                         "intervention_positions": (tab, iv, ipos),
                         "pupil_codes": (tab, iv, (pcode, pd.Index(pids)))})
 
@@ -956,12 +993,12 @@ def _link_interventions(
     n_codes: int,
     icodes: np.ndarray,
     today: pd.Timestamp,
-) -> tuple[pd.DataFrame, np.ndarray, list[pd.DataFrame], dict[str, Any]]:
+) -> tuple[pd.DataFrame, np.ndarray, list[_Issue | None], dict[str, Any]]:
     """The interventions half of :func:`build_register`, for checked interventions ``iv``
     (which it changes) and the usable referrals' dates and pupil ids: (the linked
     interventions, the register row of each, their quality rows, the register's
     intervention columns in order)."""
-    issues: list[pd.DataFrame] = []
+    issues: list[_Issue | None] = []
     ipos = _lookup(ref_codes, n_codes, icodes)
     unknown = ipos < 0
     issues.append(_issue(iv, unknown, "interventions", "intervention_id", "referral_id",
@@ -1041,22 +1078,20 @@ def quality_summary(register: Register) -> pd.DataFrame:
     (what the kit did: the action text up to its first ";" when every record of the check
     shares it, else "see the full list"). Sorted by table, then by records (most first).
     """
-    q = register.quality
     cols = ["table", "column", "check", "records", "action"]
-    if q.empty:
+    # counted from the checks' flagged records, without writing out the rows
+    counts: dict[tuple[str, str, str], tuple[int, list]] = {}
+    for issue in register._issues:
+        key = (issue.table, issue.column, issue.check)
+        n, heads = counts.get(key, (0, []))
+        counts[key] = (n + issue.n, heads + issue.action_heads())
+    if not counts:
         return pd.DataFrame(columns=cols)
-    # the action's text up to its first ";", worked out for the few distinct actions only
-    acode, auniq = pd.factorize(q["action"], use_na_sentinel=False)
-    first = pd.Series(auniq, dtype="str").str.split(";").str[0].str.strip().to_numpy(object)
-    d = pd.DataFrame({"table": q["table"], "column": q["column"], "check": q["check"],
-                      "_a": pd.factorize(first)[0][acode]})
-    g = d.groupby(["table", "column", "check"], sort=False)
-    out = g.size().rename("records").reset_index()
-    one = g["_a"].nunique().to_numpy() == 1
-    out["action"] = np.where(one, first[acode[g["_a"].head(1).index.to_numpy()]],
-                             "see the full list")
+    out = pd.DataFrame(
+        [(*key, n, heads[0] if len(set(heads)) == 1 else "see the full list")
+         for key, (n, heads) in counts.items()], columns=cols)
     out = out.sort_values(["table", "records"], ascending=[True, False], kind="stable")
-    return out[cols].reset_index(drop=True)
+    return out.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------
