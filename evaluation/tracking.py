@@ -1612,8 +1612,9 @@ def _proportions_by_code(codes: np.ndarray, y: np.ndarray, n_groups: int, alpha:
     missing ``y``: (the codes of the groups with any, the columns n, successes, proportion,
     ci_low, ci_high of those groups, with Wilson CIs)."""
     valid = ~np.isnan(y) & (codes >= 0)
-    n = np.bincount(codes[valid], minlength=n_groups)
-    k = np.bincount(codes[valid], weights=y[valid], minlength=n_groups).astype(np.int64)
+    codes = codes[valid]
+    n = np.bincount(codes, minlength=n_groups)
+    k = np.bincount(codes, weights=y[valid], minlength=n_groups).astype(np.int64)
     seen = np.flatnonzero(n)
     n, k = n[seen], k[seen]
     lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
@@ -1722,33 +1723,42 @@ def costs(
         if not len(keys):
             return np.zeros(k, dtype=np.int64)
         width = int(other.max()) + 1
-        if k * width <= 50_000_000:  # mark (key, other) in a table: no sort
-            seen = np.zeros((k, width), dtype=bool)
-            seen[keys, other] = True
-            return seen.sum(axis=1)
+        if k * width <= 50_000_000:  # mark (key, other) in a flat table: no sort
+            seen = np.zeros(k * width, dtype=bool)
+            seen[keys * width + other] = True
+            return np.count_nonzero(seen.reshape(k, width), axis=1)
         pairs = _distinct(keys * width + other)
         return np.bincount(pairs // width, minlength=k)
 
     def n_distinct(values: np.ndarray) -> int:
-        return int(distinct(np.zeros(len(values), dtype=np.int64), values)[0]) if len(
-            values) else 0
+        if not len(values):
+            return 0
+        seen = np.zeros(int(values.max()) + 1, dtype=bool)
+        seen[values] = True
+        return int(np.count_nonzero(seen))
 
     n_iv = np.bincount(code, minlength=k)
     rows = np.flatnonzero(n_iv > 0)  # types with a costed intervention, in menu order
     # one row per type, then the "all" row (built as arrays: enlarging a frame is slow)
-    out = pd.DataFrame({
-        "total_cost": np.r_[np.bincount(code, weights=cost, minlength=k)[rows], cost.sum()],
+    total = np.r_[np.bincount(code, weights=cost, minlength=k)[rows], cost.sum()]
+    n_pupils = np.r_[distinct(code, pup)[rows], n_distinct(pup)].astype(np.int64)
+    n_successes = np.r_[distinct(code[succ], pos[succ])[rows],
+                        n_distinct(pos[succ])].astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):  # no costs: 0 / 0 is NaN
+        per_pupil = total / n_pupils
+        per_success = np.where(n_successes > 0, total / n_successes, np.nan)
+    return pd.DataFrame({
+        "intervention": pd.array([*np.asarray(names.categories, dtype=object)[rows], "all"],
+                                 dtype="str"),
+        "total_cost": total.astype(float),
         "n_interventions": np.r_[n_iv[rows], len(cost)].astype(np.int64),
-        "n_pupils": np.r_[distinct(code, pup)[rows], n_distinct(pup)].astype(np.int64),
+        "n_pupils": n_pupils,
         "n_referrals": np.r_[distinct(code, pos)[rows], n_distinct(pos)].astype(np.int64),
-        "n_successes": np.r_[distinct(code[succ], pos[succ])[rows],
-                             n_distinct(pos[succ])].astype(np.int64),
-    }, index=pd.Index([*np.asarray(names.categories, dtype=object)[rows], "all"], dtype="str"))
-    out["total_cost"] = out["total_cost"].astype(float)
-    out["cost_per_pupil"] = out["total_cost"] / out["n_pupils"]
-    out["cost_per_success"] = out["total_cost"] / out["n_successes"].where(out["n_successes"] > 0)
-    out["n_interventions_without_cost"] = np.r_[no_cost[rows], no_cost.sum()].astype(np.int64)
-    return out.rename_axis("intervention").reset_index()
+        "n_successes": n_successes,
+        "cost_per_pupil": per_pupil,
+        "cost_per_success": per_success,
+        "n_interventions_without_cost": np.r_[no_cost[rows], no_cost.sum()].astype(np.int64),
+    })
 
 
 # --------------------------------------------------------------------------------------

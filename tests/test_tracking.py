@@ -357,6 +357,53 @@ def test_outcomes_by_agree_with_wilson_proportion_confint():
         T.outcomes_by(reg, outcome="happiness")
 
 
+def test_costs_agree_with_a_pandas_groupby():
+    """Random referrals (pupils referred more than once, several interventions each, some
+    without a cost): totals, counts of distinct pupils, referrals and successes per type and
+    overall against pandas, and the two ratios from them."""
+    rng = np.random.default_rng(5)
+    n_ref, n_iv = 400, 1200
+    refs = pd.DataFrame({
+        "referral_id": [f"R{i}" for i in range(n_ref)],
+        "pupil_id": [f"P{i}" for i in rng.integers(0, 250, n_ref)],
+        "referral_date": D("2023-09-04") + pd.to_timedelta(rng.integers(0, 200, n_ref), "D"),
+        "closure_date": D("2024-05-01"),
+        "closure_outcome": rng.choice(["needs met", "school move"], n_ref, p=[0.6, 0.4])})
+    ivs = pd.DataFrame({
+        "intervention_id": [f"I{i}" for i in range(n_iv)],
+        "referral_id": refs["referral_id"].to_numpy()[rng.integers(0, n_ref, n_iv)],
+        "intervention": rng.choice(["mentoring", "nurture group", "art therapy"], n_iv),
+        "start_date": D("2024-03-01"),
+        "cost": np.where(rng.random(n_iv) < 0.2, np.nan, rng.gamma(3, 100, n_iv).round(2))})
+    reg = T.build_register(refs, ivs, EMPTY_REVIEWS, today="2024-08-31")
+    got = T.costs(reg).set_index("intervention")
+
+    merged = ivs.merge(reg.table[["referral_id", "pupil_id", "needs_met"]], on="referral_id")
+    costed = merged[merged["cost"].notna()]
+    success = costed[costed["needs_met"].fillna(False).astype(bool)]
+
+    def summary(c: pd.DataFrame, s: pd.DataFrame) -> pd.Series:
+        return pd.Series({"total_cost": c["cost"].sum(), "n_interventions": len(c),
+                          "n_pupils": c["pupil_id"].nunique(),
+                          "n_referrals": c["referral_id"].nunique(),
+                          "n_successes": s["referral_id"].nunique()})
+
+    want = {name: summary(c, success[success["intervention"] == name])
+            for name, c in costed.groupby("intervention")}
+    want["all"] = summary(costed, success)
+    want = pd.DataFrame(want).T
+    want["n_interventions_without_cost"] = (
+        merged[merged["cost"].isna()].groupby("intervention").size())
+    want.loc["all", "n_interventions_without_cost"] = merged["cost"].isna().sum()
+    cols = list(want.columns)
+    np.testing.assert_allclose(got.loc[want.index, cols].to_numpy(float),
+                               want[cols].to_numpy(float), rtol=1e-12)
+    np.testing.assert_allclose(got["cost_per_pupil"], got["total_cost"] / got["n_pupils"])
+    np.testing.assert_allclose(got["cost_per_success"],
+                               got["total_cost"] / got["n_successes"])
+    assert got.index[-1] == "all" and len(got) == 4
+
+
 @pytest.mark.parametrize("column", ["text", "object", "category", "flag", "yes_no", "number"])
 def test_outcomes_by_one_column_agrees_with_groupby(column):
     """Counts by one register column (bincount on shared codes) against a pandas groupby,
