@@ -167,7 +167,8 @@ def notebook_tables(T, tb: dict[str, pd.DataFrame], background: bool = True
     timed("time_to_event", lambda: pupil.survival)
 
     def disproportionality(pupils: pd.DataFrame) -> dict[str, pd.DataFrame]:
-        flagged = pupils.assign(_group=np.where(pupils.eval(FOCUS_GROUP), "focus", "others"))
+        focus = np.where(pupils.eval(FOCUS_GROUP), 0, 1)
+        flagged = pupils.assign(_group=pd.Categorical.from_codes(focus, ["focus", "others"]))
         return T.disproportionality_tables(flagged, reg.table, tb["suspensions"],
                                            {"focus": "_group", "ethnicity": "ethnicity"})
 
