@@ -1564,6 +1564,19 @@ def time_open(register: Register, by: str | Sequence[str] = "status") -> pd.Data
     ``register.today`` if open) summarised by ``by``: n, median, p90 (linear interpolation),
     max. Cases with a negative duration are left out (``days_open`` is missing)."""
     by = [by] if isinstance(by, str) else list(by)
+    if len(by) == 1:  # by the column's (shared) codes, as outcomes_by does
+        col = by[0]
+        codes, groups = _shared(register, f"column_codes:{col}", lambda: _column_codes(
+            register.table[col]))
+        days = register.table["days_open"].to_numpy(dtype=float, na_value=np.nan)
+        ok = (codes >= 0) & ~np.isnan(days)
+        codes, days = codes[ok], days[ok]
+        median, p90, n = _median_p90(codes, days, len(groups))
+        longest = np.full(len(groups), -np.inf)
+        np.maximum.at(longest, codes, days)
+        seen = np.flatnonzero(n)
+        return pd.DataFrame({col: groups[seen], "n": n[seen].astype(np.int64),
+                             "median": median[seen], "p90": p90[seen], "max": longest[seen]})
     g = register.table.dropna(subset=["days_open"]).groupby(by)["days_open"]
     out = pd.DataFrame({"n": g.count(), "median": g.median(), "p90": g.quantile(0.9),
                         "max": g.max()})

@@ -405,9 +405,9 @@ def test_costs_agree_with_a_pandas_groupby():
 
 
 @pytest.mark.parametrize("column", ["text", "object", "category", "flag", "yes_no", "number"])
-def test_outcomes_by_one_column_agrees_with_groupby(column):
-    """Counts by one register column (bincount on shared codes) against a pandas groupby,
-    for each kind of column a register may hold, with missing values left out."""
+def test_outcomes_and_time_open_by_one_column_agree_with_groupby(column):
+    """Counts and times open by one register column (on shared codes) against a pandas
+    groupby, for each kind of column a register may hold, with missing values left out."""
     rng = np.random.default_rng(4)
     n = 300
     refs = pd.DataFrame({
@@ -437,6 +437,12 @@ def test_outcomes_by_one_column_agrees_with_groupby(column):
     lo, hi = proportion_confint(want["successes"], want["n"], method="wilson")
     np.testing.assert_allclose(got["ci_low"], lo)
     np.testing.assert_allclose(got["ci_high"], hi)
+    # time open: n, median, 90th percentile (linear) and longest, by the same column
+    g = reg.table.dropna(subset=["days_open"]).groupby(column, observed=True)["days_open"]
+    want = pd.DataFrame({"n": g.count(), "median": g.median(), "p90": g.quantile(0.9),
+                         "max": g.max()}).reset_index()
+    assert want["p90"].gt(want["median"]).all()  # the cases differ in length
+    pd.testing.assert_frame_equal(T.time_open(reg, column), want, rtol=1e-12)
 
 
 # ------------------------------------------------------------------ disproportionality
