@@ -968,16 +968,17 @@ def build_register(
 
     iv, ipos, iv_issues, iv_columns = linked.result()
     issues[iv_issues_at:iv_issues_at] = iv_issues
-    tab = ref.copy(deep=False)  # new columns only: the data stay shared
-    for name, values in {**iv_columns, **columns}.items():
-        tab[name] = values
-    dti = (tab["first_intervention_start"] - tab["referral_date"]).dt.days.astype(float)
-    tab["days_to_first_intervention"] = dti.where(dti >= 0)
-    tab["needs_met"] = needs_met
-    for name, values in pupil_columns.items():
-        tab[name] = values
+    columns = {**iv_columns, **columns}
+    dti = (pd.Series(columns["first_intervention_start"], index=ref.index)
+           - ref["referral_date"]).dt.days.astype(float)
+    columns["days_to_first_intervention"] = dti.where(dti >= 0)
+    columns["needs_met"] = needs_met
     if pupils is not None and "school_id" in pupils.columns:
-        tab["school_id"] = school
+        pupil_columns["school_id"] = school  # in its place among the referral columns
+    # the referral columns (their data shared, not copied) and the new ones, in one frame:
+    # adding 25 columns one by one costs more
+    tab = pd.DataFrame({**{c: ref[c] for c in ref.columns}, **columns, **pupil_columns},
+                       copy=False)
 
     return Register(table=tab, interventions=iv, reviews=rv, today=today, holidays=hol,
                     _issues=[i for i in issues if i is not None], _shared={
