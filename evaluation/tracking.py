@@ -8,8 +8,9 @@ vectorised (pandas/numpy); nothing loops over referrals in Python. For large tab
 them), aggregation runs on those integer codes, and :func:`match_attendance` matches the
 weekly attendance rows to the pupils once for :func:`attendance_around_start` and
 :func:`event_study`. :func:`build_register` links the interventions in a second thread
-while it checks the reviews, and :class:`PupilAnalyses` works out the pupil-level analyses
-of a register in a background thread while a report draws its other tables.
+while it checks the reviews and pupils, and :class:`PupilAnalyses` works out the
+pupil-level analyses of a register in a background thread while a report draws its other
+tables.
 
 Decisions that shape the numbers (each function's docstring repeats what applies to it):
 
@@ -108,13 +109,6 @@ ESCALATION_OUTCOMES: tuple[str, ...] = CLOSURE_OUTCOMES[1:]
 REVIEW_OUTCOMES: tuple[str, ...] = ("attendance_improved", "ready_to_learn", "on_track")
 QUALITY_COLUMNS = ["table", "record_id", "column", "problem", "action", "check"]
 
-# the columns build_register adds to the referrals, in order (before the pupils' columns)
-_DERIVED_COLUMNS = (
-    "first_intervention_start", "first_intervention", "n_interventions", "sessions_planned",
-    "sessions_attended", "cost", "interventions", "first_review_date", "n_reviews",
-    *REVIEW_OUTCOMES, "status", "days_open", "working_days_to_response",
-    "days_to_first_intervention", "needs_met",
-)
 _FAR_FUTURE = pd.Timestamp("2200-01-01")
 _REFERRAL_OPTIONAL = {
     "school_id": "str",
@@ -956,8 +950,8 @@ def build_register(
                 f"The pupils table, column 'pupil_id': {describe_rows(_lines(pdup))} repeat a "
                 "pupil id. Each pupil must appear once; correct the source file and re-run intake."
             )
-        for c in pupils.columns:  # the columns the register does not have
-            if c != "pupil_id" and c not in ref.columns and c not in _DERIVED_COLUMNS:
+        for c in pupils.columns:  # those the register has are left out below
+            if c != "pupil_id" and c not in ref.columns:
                 pupil_columns[c] = _take(pupils[c], ppos)
         if "school_id" in pupils.columns:
             school = ref["school_id"].fillna(_take(pupils["school_id"], ppos))
@@ -973,6 +967,7 @@ def build_register(
            - ref["referral_date"]).dt.days.astype(float)
     columns["days_to_first_intervention"] = dti.where(dti >= 0)
     columns["needs_met"] = needs_met
+    pupil_columns = {c: v for c, v in pupil_columns.items() if c not in columns}
     if pupils is not None and "school_id" in pupils.columns:
         pupil_columns["school_id"] = school  # in its place among the referral columns
     # the referral columns (their data shared, not copied) and the new ones, in one frame:
