@@ -2476,6 +2476,8 @@ def disproportionality(
 
 def _pupil_groups(pupils: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, pd.Index]:
     """Each pupil's group as a code (-1 = a missing group value) and the groups, sorted."""
+    if len(cols) == 1:  # the column's codes, sorted as groupby sorts them
+        return _column_codes(pupils[cols[0]])
     g = pupils[cols].groupby(cols, observed=True)
     codes = g.ngroup().to_numpy(dtype=float, na_value=np.nan)
     return np.where(np.isnan(codes), -1, codes).astype(np.int64), g.size().index
