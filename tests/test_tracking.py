@@ -465,6 +465,15 @@ def test_risk_ratio_katz_ci_by_hand():
     assert out.loc["A", "ci_high"] == pytest.approx(np.exp(np.log(rr) + z * se))
     assert (out.loc["A", "ref_n"], out.loc["A", "ref_events"]) == (30, 2)
     assert np.isnan(out.loc["C", "risk_ratio"])  # zero events: no Katz CI
+    # a missing group value: no group of its own, but among "all others" (P12, in B, is
+    # not referred); as a category column, the same numbers
+    gaps = pupils.assign(grp=pupils["grp"].where(pupils["pupil_id"] != "P12"))
+    o3 = T.disproportionality(gaps, events, "grp").set_index("grp")
+    assert list(o3.index) == ["A", "B", "C"] and o3.loc["B", "n"] == 19
+    assert (o3.loc["A", "ref_n"], o3.loc["B", "ref_n"]) == (30, 21)
+    cat = T.disproportionality(gaps.assign(grp=gaps["grp"].astype("category")), events, "grp")
+    assert isinstance(cat["grp"].dtype, pd.CategoricalDtype)
+    pd.testing.assert_frame_equal(cat.drop(columns="grp"), o3.reset_index(drop=True))
     # reference group B, given as a value and as a query: A vs B
     for ref in ("B", "grp == 'B'", pupils["grp"].eq("B")):
         o = T.disproportionality(pupils, events, "grp", reference=ref).set_index("grp")
