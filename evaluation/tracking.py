@@ -1562,8 +1562,7 @@ def time_open(register: Register, by: str | Sequence[str] = "status") -> pd.Data
     by = [by] if isinstance(by, str) else list(by)
     if len(by) == 1:  # by the column's (shared) codes, as outcomes_by does
         col = by[0]
-        codes, groups = _shared(register, f"column_codes:{col}", lambda: _column_codes(
-            register.table[col]))
+        codes, groups = _register_column_codes(register, col)
         days = register.table["days_open"].to_numpy(dtype=float, na_value=np.nan)
         ok = (codes >= 0) & ~np.isnan(days)
         codes, days = codes[ok], days[ok]
@@ -1613,6 +1612,12 @@ def _column_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     if uniques.dtype == object:  # inferred again, as groupby does
         uniques = np.asarray(uniques, dtype=object)
     return codes, pd.Index(uniques, name=values.name)
+
+
+def _register_column_codes(register: Register, col: str) -> tuple[np.ndarray, pd.Index]:
+    """:func:`_column_codes` of a register column, worked out once per register."""
+    return _shared(register, f"column_codes:{col}",
+                   lambda: _column_codes(register.table[col]))
 
 
 def _proportions_by_code(codes: np.ndarray, y: np.ndarray, n_groups: int, alpha: float
@@ -1667,8 +1672,7 @@ def outcomes_by(
                         "Pupil characteristics need build_register(..., pupils=pupils).")
     if len(by) == 1:  # one register column: counts by bincount on its (shared) codes
         col = by[0]
-        codes, groups = _shared(register, f"column_codes:{col}", lambda: _column_codes(
-            register.table[col]))
+        codes, groups = _register_column_codes(register, col)
         yv = y.to_numpy(dtype=float, na_value=np.nan)
         seen, columns = _proportions_by_code(codes, yv, len(groups), alpha)
         return pd.DataFrame({col: groups[seen], **columns})
@@ -1980,10 +1984,9 @@ def attendance_around_start(
     p = weekly_p.reshape(len(m.starts), 2, w).sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = np.where(p > 0, 100.0 * a / p, np.nan)
-    starts = m.starts
     return pd.DataFrame({
-        "pupil_id": starts.index.to_numpy(),
-        "start_date": starts.to_numpy(),
+        "pupil_id": m.starts.index.to_numpy(),
+        "start_date": m.starts.to_numpy(),
         "baseline": pct[:, 0],
         "follow_up": pct[:, 1],
         "baseline_possible": p[:, 0],
@@ -2306,9 +2309,17 @@ def plot_km(result: SurvivalResult, ax: Any = None, title: str | None = None) ->
 # the pupil-level analyses of a report, started in the background
 # --------------------------------------------------------------------------------------
 
-_WORKER: ThreadPoolExecutor | None = None
-_SECOND: ThreadPoolExecutor | None = None
-_WORKER_LOCK = threading.Lock()
+_THREADS: dict[str, ThreadPoolExecutor] = {}
+_THREADS_LOCK = threading.Lock()
+
+
+def _thread(name: str) -> ThreadPoolExecutor:
+    """The kit's one-thread executor called ``name``, made on first use (under a lock, so
+    that two threads starting the first jobs at once get the same one)."""
+    with _THREADS_LOCK:
+        if name not in _THREADS:
+            _THREADS[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        return _THREADS[name]
 
 
 def in_background(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
@@ -2317,22 +2328,14 @@ def in_background(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
     they were started (so a job may wait for an earlier one); :class:`PupilAnalyses` uses it
     too. For work that leaves Python's lock free most of the time (numpy, Arrow), such as
     :func:`read_attendance` while the register is being built."""
-    global _WORKER
-    with _WORKER_LOCK:  # one thread even if two threads start the first jobs at once
-        if _WORKER is None:
-            _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit")
-    return _WORKER.submit(fn, *args, **kwargs)
+    return _thread("evalkit").submit(fn, *args, **kwargs)
 
 
 def _second_thread() -> ThreadPoolExecutor:
     """A second background thread, for work that runs beside the :func:`in_background`
     queue (which may be busy, e.g. reading attendance): :func:`build_register` links the
     interventions in it. Made on first use; its jobs must not wait for other jobs."""
-    global _SECOND
-    with _WORKER_LOCK:
-        if _SECOND is None:
-            _SECOND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-2")
-    return _SECOND
+    return _thread("evalkit-2")
 
 
 def _done(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
