@@ -546,6 +546,31 @@ def test_time_to_event_matches_survfuncright_and_survdiff():
     assert ax.get_xlabel() and ax.get_ylabel() and "log-rank" in ax.get_title()
 
 
+def test_time_to_event_by_a_pupil_column_keeps_its_type():
+    """Grouped by a yes/no pupil column, the curves are SurvfuncRight's for each value and
+    the table's group column holds the values as they are (True/False, not text)."""
+    refs = referrals_frame(
+        [(f"R{i}", f"P{i}", "2024-01-01", "2024-01-02", None, None, None) for i in range(1, 9)])
+    ivs = interventions_frame([(f"I{i}", f"R{i}", "mentoring", "2024-01-11", None, None, None,
+                                None) for i in range(1, 9)])
+    pupils = pd.DataFrame({"pupil_id": [f"P{i}" for i in range(1, 9)],
+                           "fsm": [True, False] * 4})
+    susp = pd.DataFrame({"pupil_id": ["P1", "P2", "P3", "P6", "P8"],
+                         "date": D(["2024-01-21", "2024-02-05", "2024-03-10", "2024-01-31",
+                                    "2024-04-01"])})
+    reg = T.build_register(refs, ivs, EMPTY_REVIEWS, pupils=pupils, today="2024-06-30")
+    res = T.time_to_event(reg, susp, by="fsm")
+    assert res.table["group"].dtype == bool and set(res.table["group"]) == {True, False}
+    for grp, g in res.data.groupby("group"):
+        sf = SurvfuncRight(g["time"].to_numpy(), g["status"].to_numpy())
+        got = res.table[res.table["group"] == grp]
+        np.testing.assert_allclose(got["survival"], sf.surv_prob)
+        np.testing.assert_allclose(got["time"], sf.surv_times)
+    chi2, p = survdiff(res.data["time"].to_numpy(), res.data["status"].to_numpy(),
+                       res.data["group"].to_numpy())
+    assert res.test["chi2"] == pytest.approx(chi2) and res.test["p_value"] == pytest.approx(p)
+
+
 # ------------------------------------------------------------------ recovery of effects
 
 
@@ -804,6 +829,17 @@ def test_next_event_lookup_agrees_with_merge_asof(with_times):
     want = want.set_index("index").sort_index()["next"].to_numpy("datetime64[ns]")
     np.testing.assert_array_equal(got, want)
     assert (~np.isnat(got)).sum() > 100  # the check has events to find
+
+
+def test_sorting_order_is_numpys_stable_argsort():
+    """The packed-key sort behind the register's and time_to_event's orderings gives
+    numpy's stable argsort: ties in row order, negative keys, and keys too far apart to
+    pack (which fall back to argsort)."""
+    rng = np.random.default_rng(11)
+    for key in (rng.integers(-50, 50, 1000), rng.integers(0, 2**40, 1000),
+                rng.integers(-5, 5, 1000).astype(np.int32), np.array([2**62, -2**62, 0, 5, 5]),
+                np.array([], dtype=np.int64), np.array([3])):
+        np.testing.assert_array_equal(T._sorting_order(key), np.argsort(key, kind="stable"))
 
 
 def test_year_month_agree_with_numpy_calendar():
