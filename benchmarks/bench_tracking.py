@@ -14,7 +14,7 @@ the last table is ready (the timed calls follow one another, so their sum is the
 time). The same tables worked out in one thread are timed beside it, with each table's own
 cost. With ``--dir`` an existing set of parquet files is reused.
 
-Run: /tmp/venv/bin/python benchmarks/bench_tracking.py [--dir DIR] [--repeats 3]
+Run: /tmp/venv/bin/python benchmarks/bench_tracking.py [--dir DIR] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def notebook_tables(T, tb: dict[str, pd.DataFrame], background: bool = True
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dir", default=None, help="where to write the parquet files")
-    ap.add_argument("--repeats", type=int, default=3, help="runs of each side; best is kept")
+    ap.add_argument("--repeats", type=int, default=5, help="runs of each side; best is kept")
     args = ap.parse_args()
     folder = Path(args.dir or tempfile.mkdtemp(prefix="bench_tracking_"))
     folder.mkdir(parents=True, exist_ok=True)
