@@ -1887,8 +1887,7 @@ def read_attendance(attendance: pd.DataFrame) -> AttendanceRows:
         np.floor_divide(ws.view(np.int64), _SUBDAY_UNITS[unit] // count, out=week,
                         casting="unsafe")
         # NaT is the int64 minimum: a mask only when the smallest value is NaT
-        missing = (np.isnat(ws) if len(ws) and ws.view(np.int64).min() == _NAT_INT
-                   else np.zeros(0, dtype=bool))
+        missing = np.isnat(ws) if len(ws) and ws.view(np.int64).min() == _NAT_INT else None
     else:
         days = _days(attendance["week_start"])
         missing = days == _NAT_INT
@@ -1896,7 +1895,7 @@ def read_attendance(attendance: pd.DataFrame) -> AttendanceRows:
     # weeks from Monday 1969-12-29 (day -3): day 0, 1970-01-01, was a Thursday
     week += 3
     np.floor_divide(week, 7, out=week)
-    if missing.any():
+    if missing is not None and missing.any():
         week[missing] = 0
     else:
         missing = None
