@@ -8,7 +8,7 @@ vectorised (pandas/numpy); nothing loops over referrals in Python. For large tab
 them), aggregation runs on those integer codes, and :func:`match_attendance` matches the
 weekly attendance rows to the pupils once for :func:`attendance_around_start` and
 :func:`event_study`. :func:`build_register` links the interventions in a second thread
-while it checks the reviews and pupils, and :class:`PupilAnalyses` works out the
+while it checks the referrals, reviews and pupils, and :class:`PupilAnalyses` works out the
 pupil-level analyses of a register in a background thread while a report draws its other
 tables.
 
@@ -723,8 +723,15 @@ def _joined_codes(keys: np.ndarray, codes: np.ndarray, categories: Sequence[str]
     rank = np.empty(len(cats), dtype=np.int64)
     rank[alpha_order] = np.arange(len(cats))
     alpha = cats[alpha_order]
-    mask = np.zeros(n, dtype=np.int64)
-    np.bitwise_or.at(mask, keys, np.left_shift(np.int64(1), rank[codes]))
+    bits = np.left_shift(np.int64(1), rank)
+    k = len(cats)
+    if n * k <= 5_000_000:  # mark (key, name) in a flat table, then one bit per name
+        seen = np.zeros(n * k, dtype=bool)  # (several times faster than bitwise_or.at)
+        seen[keys.astype(np.int64) * k + codes] = True
+        mask = seen.reshape(n, k).astype(np.int64) @ bits
+    else:
+        mask = np.zeros(n, dtype=np.int64)
+        np.bitwise_or.at(mask, keys, bits[codes])
     pos, combos = pd.factorize(mask)  # 0 (no names) is a combination too: missing text
     text = pd.Series([None if m == 0 else
                       "; ".join(alpha[i] for i in range(len(alpha)) if (int(m) >> i) & 1)
@@ -770,10 +777,10 @@ def build_register(
     ``pupils``. ``today`` defaults to the current date.
 
     With ``background=True`` (the default) the interventions are linked to the referrals and
-    summed in a second thread while the reviews and pupils are done in this one (most of
-    that work is numpy and Arrow code, which leaves Python's lock free); ``False`` does it
-    all in this thread. The register is the same either way, and errors are raised in the
-    same order.
+    summed in a second thread while the referrals' remaining checks, the reviews and the
+    pupils are done in this one (most of that work is numpy and Arrow code, which leaves
+    Python's lock free); ``False`` does it all in this thread. The register is the same
+    either way, and errors are raised in the same order.
     """
     today = pd.Timestamp.today().normalize() if today is None else pd.Timestamp(today).normalize()
     _require(referrals, "referrals", ["referral_id", "pupil_id", "referral_date"])
@@ -786,10 +793,11 @@ def build_register(
     ref = _add_optional(referrals.reset_index(drop=True), _REFERRAL_OPTIONAL)
     for c in ("referral_date", "first_response_date", "closure_date"):
         ref[c] = _as_dates(ref, "referrals", c)
-    # referral ids of all three tables as the position of the id's first row in ``ref``
-    # (-1 = missing or not a referral); a repeated id points to an earlier row
-    rcodes, icodes, vcodes = _first_positions(ref["referral_id"], interventions["referral_id"],
-                                              reviews["referral_id"])
+    # referral ids of the referrals and reviews as the position of the id's first row in
+    # ``ref`` (-1 = missing or not a referral; a repeated id points to an earlier row); the
+    # interventions' are looked up the same way in the second thread (_link_interventions)
+    ref_ids = ref["referral_id"]
+    rcodes, vcodes = _first_positions(ref_ids, reviews["referral_id"])
     n_codes = len(rcodes)
     dup = pd.Series((np.bincount(rcodes + 1)[rcodes + 1] > 1) & (rcodes >= 0))
     if dup.any():
@@ -808,6 +816,25 @@ def build_register(
     usable = ref["referral_id"].notna() & ref["pupil_id"].notna() & ref["referral_date"].notna()
     ref_codes = rcodes[usable.to_numpy()]
     ref = _rows(ref, usable.to_numpy())
+
+    # ---- interventions, checked ------------------------------------------------------
+    # checked here, before the referrals' kept-record checks below (which raise nothing),
+    # so that errors are raised in table order and the second thread starts early; linked
+    # to the referrals and summed per referral there (_link_interventions) while the rest
+    # of the referrals, the reviews and the pupils are done here
+    iv = _add_optional(interventions.reset_index(drop=True), _INTERVENTION_OPTIONAL)
+    for c in ("start_date", "end_date"):
+        iv[c] = _as_dates(iv, "interventions", c)
+    for c in ("sessions_planned", "sessions_attended", "cost"):
+        iv[c] = _as_number(iv, "interventions", c)
+    iv_issues = [_exclude_or_raise(iv, iv[col].isna(), "interventions", "intervention_id", col,
+                                   f"have no {what}", f"Add the {what} in the source file",
+                                   strict)
+                 for col, what in (("start_date", "start date"),
+                                   ("intervention", "intervention name"))]
+    link = (_second_thread().submit if background else _done)
+    linked = link(_link_interventions, iv, ref["referral_date"], ref["pupil_id"], ref_codes,
+                  n_codes, ref_ids, today)
 
     # clean the distinct outcomes only, then map them back to the rows
     ocodes, ouniq = pd.factorize(ref["closure_outcome"])
@@ -862,24 +889,8 @@ def build_register(
                          "kept: check whether it duplicates the earlier referral",
                          check="pupil referred again while an earlier referral was open"))
 
-    # ---- interventions ---------------------------------------------------------------
-    # checked here, so that errors are raised in table order; linked to the referrals and
-    # summed per referral in a second thread (_link_interventions) while the reviews and
-    # pupils are done here
-    iv = _add_optional(interventions.reset_index(drop=True), _INTERVENTION_OPTIONAL)
-    for c in ("start_date", "end_date"):
-        iv[c] = _as_dates(iv, "interventions", c)
-    for c in ("sessions_planned", "sessions_attended", "cost"):
-        iv[c] = _as_number(iv, "interventions", c)
-    for col, what in (("start_date", "start date"), ("intervention", "intervention name")):
-        bad = iv[col].isna()
-        issues.append(_exclude_or_raise(iv, bad, "interventions", "intervention_id", col,
-                                        f"have no {what}", f"Add the {what} in the source file",
-                                        strict))
-    iv_issues_at = len(issues)  # the linked interventions' issues go here, in table order
-    link = (_second_thread().submit if background else _done)
-    linked = link(_link_interventions, iv, ref["referral_date"], ref["pupil_id"], ref_codes,
-                  n_codes, icodes, today)
+    issues += iv_issues  # the interventions' quality rows follow the referrals'
+    iv_issues_at = len(issues)  # and the linked interventions' go here, in table order
 
     # ---- reviews ---------------------------------------------------------------------
     rv = reviews.reset_index(drop=True)
@@ -1000,15 +1011,16 @@ def _link_interventions(
     pupil_id: pd.Series,
     ref_codes: np.ndarray,
     n_codes: int,
-    icodes: np.ndarray,
+    referral_ids: pd.Series,
     today: pd.Timestamp,
 ) -> tuple[pd.DataFrame, np.ndarray, list[_Issue | None], dict[str, Any]]:
     """The interventions half of :func:`build_register`, for checked interventions ``iv``
-    (which it changes) and the usable referrals' dates and pupil ids: (the linked
+    (which it changes), the usable referrals' dates, pupil ids and codes (``ref_codes``: the
+    position of each one's id among ``referral_ids``, every referral's id): (the linked
     interventions, the register row of each, their quality rows, the register's
     intervention columns in order)."""
     issues: list[_Issue | None] = []
-    ipos = _lookup(ref_codes, n_codes, icodes)
+    ipos = _lookup(ref_codes, n_codes, _positions(referral_ids, iv["referral_id"]))
     unknown = ipos < 0
     issues.append(_issue(iv, unknown, "interventions", "intervention_id", "referral_id",
                          lambda d: "unknown referral id "

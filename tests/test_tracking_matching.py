@@ -73,3 +73,20 @@ def test_matching_long_columns_by_runs(storage, in_runs):
     assert (lengths is not None) == (in_runs and storage == "pyarrow")
     np.testing.assert_array_equal(got, first_positions(sorted(pupils[::2]), list(col)))
     assert got.dtype == np.int32 and (got >= 0).sum() > 100_000 and (got < 0).sum() > 100_000
+
+
+@pytest.mark.parametrize("n", [50, 1_000_000])  # 7 names: a table below 5M cells, else .at
+def test_joined_names_per_key_agree_with_python(n):
+    rng = np.random.default_rng(8)
+    names = ["play", "Art", "mentoring", "nurture", "b", "a b", "speech"]
+    keys = rng.integers(0, min(n, 40), 300)
+    codes = rng.integers(-1, len(names), 300)  # -1: no name
+    want: dict[int, set] = {}
+    for k, c in zip(keys.tolist(), codes.tolist(), strict=True):
+        if c >= 0:
+            want.setdefault(k, set()).add(names[c])
+    got = T._joined_codes(keys, codes, names, n)
+    assert len(got) == n and got.dtype == "str"
+    expected = ["; ".join(sorted(want[k])) if k in want else None for k in range(40)]
+    assert got.iloc[:40].tolist() == [np.nan if e is None else e for e in expected]
+    assert got.iloc[40:].isna().all()
