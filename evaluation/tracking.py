@@ -282,6 +282,22 @@ def _after_today_text(s: pd.Series) -> pd.Series:
     return _take(text, codes).set_axis(s.index)
 
 
+def _dates_after_today(df: pd.DataFrame, table: str, id_col: str, columns: Sequence[str],
+                       today: pd.Timestamp) -> list[_Issue | None]:
+    """The "date after today" check of each date column (kept, with the date shown)."""
+    return [_issue(df, df[c] > today, table, id_col, c,
+                   lambda d, c=c: _after_today_text(d[c]), "kept: check the date",
+                   check="date after today") for c in columns]
+
+
+def _date_before(df: pd.DataFrame, table: str, id_col: str, later: str, earlier: Any,
+                 problem: str, action: str) -> _Issue | None:
+    """The check that column ``later`` is not before ``earlier`` (a column name, or dates
+    aligned with ``df``), flagged on ``later``."""
+    earlier = df[earlier] if isinstance(earlier, str) else earlier
+    return _issue(df, df[later] < earlier, table, id_col, later, problem, action)
+
+
 def _arrow_strings(x: Any) -> Any:
     """The pyarrow array behind an Arrow-backed string Series/Index, else ``None``.
 
@@ -852,22 +868,18 @@ def build_register(
                          check="closure outcome not in the list"))
     ref["closure_outcome"] = _take(cleaned, ocodes).set_axis(ref.index)
 
-    for c in ("referral_date", "first_response_date", "closure_date"):
-        fut = ref[c] > today
-        issues.append(_issue(ref, fut, "referrals", "referral_id", c,
-                             lambda d, c=c: _after_today_text(d[c]),
-                             "kept: check the date", check="date after today"))
-    neg = ref["first_response_date"] < ref["referral_date"]
-    issues.append(_issue(ref, neg, "referrals", "referral_id", "first_response_date",
-                         "negative duration: first response before the referral date",
-                         "kept: left out of response-time figures"))
-    neg = ref["closure_date"] < ref["referral_date"]
-    issues.append(_issue(ref, neg, "referrals", "referral_id", "closure_date",
-                         "negative duration: closure before the referral date",
-                         "kept: left out of time-open figures"))
-    early = ref["closure_date"] < ref["first_response_date"]
-    issues.append(_issue(ref, early, "referrals", "referral_id", "closure_date",
-                         "closure before the first response", "kept: check both dates"))
+    issues += _dates_after_today(ref, "referrals", "referral_id",
+                                 ("referral_date", "first_response_date", "closure_date"), today)
+    issues += [
+        _date_before(ref, "referrals", "referral_id", "first_response_date", "referral_date",
+                     "negative duration: first response before the referral date",
+                     "kept: left out of response-time figures"),
+        _date_before(ref, "referrals", "referral_id", "closure_date", "referral_date",
+                     "negative duration: closure before the referral date",
+                     "kept: left out of time-open figures"),
+        _date_before(ref, "referrals", "referral_id", "closure_date", "first_response_date",
+                     "closure before the first response", "kept: check both dates"),
+    ]
     # a pupil referred again while an earlier referral is still open
     pcode, pids = pd.factorize(ref["pupil_id"], sort=True)
     referral_days = _days(ref["referral_date"])
@@ -912,12 +924,10 @@ def build_register(
     keep = ~unknown & ~bad.to_numpy()
     rv = _rows(rv, keep)
     rpos = rpos[keep]
-    issues.append(_issue(rv, rv["review_date"] > today, "reviews", "review_id", "review_date",
-                         lambda d: _after_today_text(d["review_date"]),
-                         "kept: check the date", check="date after today"))
-    rref = _take(ref["referral_date"], rpos)
-    issues.append(_issue(rv, rv["review_date"] < rref, "reviews", "review_id", "review_date",
-                         "review before the referral date", "kept: check the date"))
+    issues += _dates_after_today(rv, "reviews", "review_id", ("review_date",), today)
+    issues.append(_date_before(rv, "reviews", "review_id", "review_date",
+                               _take(ref["referral_date"], rpos),
+                               "review before the referral date", "kept: check the date"))
 
     # ---- aggregate -------------------------------------------------------------------
     # numpy on integer keys (position of the referral in ``ref``), without sorting:
@@ -1047,18 +1057,15 @@ def _link_interventions(
 
     iv["referral_date"] = _take(referral_date, ipos)
     iv["pupil_id"] = _take(pupil_id, ipos)
-    before = iv["start_date"] < iv["referral_date"]
-    issues.append(_issue(iv, before, "interventions", "intervention_id", "start_date",
-                         "intervention starts before its referral",
-                         "kept: left out of time-to-intervention figures"))
-    neg = iv["end_date"] < iv["start_date"]
-    issues.append(_issue(iv, neg, "interventions", "intervention_id", "end_date",
-                         "negative duration: end date before start date",
-                         "kept: check the dates"))
-    for c in ("start_date", "end_date"):
-        issues.append(_issue(iv, iv[c] > today, "interventions", "intervention_id", c,
-                             lambda d, c=c: _after_today_text(d[c]),
-                             "kept: check the date", check="date after today"))
+    issues += [
+        _date_before(iv, "interventions", "intervention_id", "start_date", "referral_date",
+                     "intervention starts before its referral",
+                     "kept: left out of time-to-intervention figures"),
+        _date_before(iv, "interventions", "intervention_id", "end_date", "start_date",
+                     "negative duration: end date before start date", "kept: check the dates"),
+        *_dates_after_today(iv, "interventions", "intervention_id", ("start_date", "end_date"),
+                            today),
+    ]
     over = iv["sessions_attended"] > iv["sessions_planned"]
     issues.append(_issue(iv, over, "interventions", "intervention_id", "sessions_attended",
                          "sessions attended above sessions planned",
