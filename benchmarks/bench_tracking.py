@@ -2,17 +2,18 @@
 
 Generates 100,000 referrals, 300,000 interventions, 100,000 reviews, 5,000,000 weekly
 attendance rows (50,000 pupils x 100 weeks), suspensions and a pupils table; writes them to
-parquet; then times reading them back with pandas and computing every tracking table the
-referral-tracking notebook shows, with the same calls its sections make
-(``notebook_tables``), and prints the ratio compute / read measured in this one run (goal:
-under 3). As in the report, work runs in two background threads: the 5,000,000 attendance
-rows are read (``read_attendance``) while the register is built, ``build_register`` links
-the interventions in a second thread, and ``PupilAnalyses`` (attendance matched to the
-pupils once, attendance around the start, the event study, suspensions and survival)
-starts as soon as the register is ready. The compute time runs until
-the last table is ready (the timed calls follow one another, so their sum is the elapsed
-time). The same tables worked out in one thread are timed beside it, with each table's own
-cost. With ``--dir`` an existing set of parquet files is reused.
+parquet; then, in rounds as a report runs, times reading them back with pandas and
+computing every tracking table the referral-tracking notebook shows, with the same calls its
+sections make (``notebook_tables``), and prints the ratio of the best compute to the best
+read measured in this one run (goal: under 3), and the ratio within each round. As in the
+report, work runs in two background threads: the 5,000,000 attendance rows are read
+(``read_attendance``) while the register is built, ``build_register`` links the
+interventions in a second thread, and ``PupilAnalyses`` (attendance matched to the pupils
+once, attendance around the start, the event study, suspensions and survival) starts as soon
+as the register is ready. The compute time runs until the last table is ready (the timed
+calls follow one another, so their sum is the elapsed time). The same tables worked out in
+one thread are timed beside it, with each table's own cost. With ``--dir`` an existing set
+of parquet files is reused.
 
 Run: /tmp/venv/bin/python benchmarks/bench_tracking.py [--dir DIR] [--repeats 5]
 """
@@ -194,36 +195,45 @@ def main() -> None:
               f"rows in {time.perf_counter() - t0:.1f} s to {folder}")
         del tables
 
-    # Best of --repeats for both sides: the first large read or computation in a process
-    # pays for fresh memory pages, which would otherwise favour whichever runs second.
-    reads = []
+    # Rounds of read-then-compute, as a report runs, so that both sides are timed in the same
+    # state of the machine and its memory: reads timed one after another come out faster
+    # (about 18% here) than any read a report makes after other work. The best round of each
+    # side is kept (the first large read or computation in a process pays for fresh memory
+    # pages). Each round lets go of the last round's tables and results before it reads.
+    reads, runs, serial = [], [], []
+    counts = None
     for _ in range(args.repeats):
+        tb = out = None
         t0 = time.perf_counter()
         tb = {name: pd.read_parquet(folder / f"{name}.parquet") for name in TABLES}
         reads.append(time.perf_counter() - t0)
+        out, timings = notebook_tables(T, tb)
+        runs.append(timings)
+        serial.append(notebook_tables(T, tb, background=False)[1])
+        reg = out["build_register"]
+        counts = len(reg.table), len(reg.quality)
+        del reg
     read_s = min(reads)
-    runs, serial = [], []
-    for _ in range(args.repeats):  # alternated, so that both ways see the same machine
-        runs.append(notebook_tables(T, tb))
-        serial.append(notebook_tables(T, tb, background=False))
-    best = min(runs, key=lambda run: sum(run[1].values()))
-    one_thread = min(serial, key=lambda run: sum(run[1].values()))
-    compute_s, serial_s = sum(best[1].values()), sum(one_thread[1].values())
-    print(f"best of {args.repeats} runs (read: {', '.join(f'{r:.3f}' for r in reads)} s; "
-          f"compute: {', '.join(f'{sum(r[1].values()):.3f}' for r in runs)} s; "
-          f"in one thread: {', '.join(f'{sum(r[1].values()):.3f}' for r in serial)} s)")
+    best = min(runs, key=lambda run: sum(run.values()))
+    one_thread = min(serial, key=lambda run: sum(run.values()))
+    compute_s, serial_s = sum(best.values()), sum(one_thread.values())
+    ratios = [sum(run.values()) / r for run, r in zip(runs, reads, strict=True)]
+    print(f"best of {args.repeats} rounds (read: {', '.join(f'{r:.3f}' for r in reads)} s; "
+          f"compute: {', '.join(f'{sum(r.values()):.3f}' for r in runs)} s; "
+          f"in one thread: {', '.join(f'{sum(r.values()):.3f}' for r in serial)} s)")
     print(f"  {'table':<40s} {'report':>7s} {'one thread':>11s}  (report: starts or waits for "
           "the pupil analyses)")
-    for k, v in best[1].items():
-        print(f"  {k:<40s} {v:7.3f} {one_thread[1][k]:9.3f} s")
-    reg = best[0]["build_register"]
-    print(f"register: {len(reg.table):,} referrals, {len(reg.quality):,} quality rows")
+    for k, v in best.items():
+        print(f"  {k:<40s} {v:7.3f} {one_thread[k]:9.3f} s")
+    print(f"register: {counts[0]:,} referrals, {counts[1]:,} quality rows")
     print(f"read parquet (pandas):            {read_s:.3f} s")
     print(f"compute all tables, as the report: {compute_s:.3f} s  (pupil analyses in the "
           "background)")
     print(f"compute all tables, one thread:    {serial_s:.3f} s")
     print(f"ratio compute / read:  {compute_s / read_s:.2f} (goal < 3); "
           f"in one thread {serial_s / read_s:.2f}")
+    print(f"ratio within each round: {', '.join(f'{r:.2f}' for r in ratios)} "
+          f"(median {np.median(ratios):.2f})")
 
 
 if __name__ == "__main__":
