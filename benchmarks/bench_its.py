@@ -13,7 +13,7 @@ iterations to the same estimates; evalkit also validates the data, builds the de
 the effects table). Timings are the best of 7
 alternating repeats (time.perf_counter); the ratio is evalkit time / direct time from this one run.
 
-Run: /tmp/venv/bin/python benchmarks/bench_its.py
+Run: python benchmarks/bench_its.py
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ calls follow one another, so their sum is the elapsed time). The same tables wor
 one thread are timed beside it, with each table's own cost. With ``--dir`` an existing set
 of parquet files is reused.
 
-Run: /tmp/venv/bin/python benchmarks/bench_tracking.py [--dir DIR] [--repeats 5]
+Run: python benchmarks/bench_tracking.py [--dir DIR] [--repeats 5]
 """
 
 from __future__ import annotations
