@@ -269,6 +269,22 @@ def _page_label(notebook: str) -> str:
     return labels.get(notebook, notebook)
 
 
+def kernel_options() -> dict:
+    """Extra papermill options for the notebooks' kernel: its connection is encrypted
+    (CurveZMQ keys provisioned by jupyter_client, ``KernelManager.transport_encryption =
+    "auto"``) where the installed jupyter_client and libzmq support it: every cell's
+    code and output, pupil-level tables included, pass over it, and unencrypted, ipykernel
+    warns on every notebook that they could be read. Empty where unsupported (older
+    jupyter_client, libzmq without libsodium): the kernel then runs as before."""
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if not zmq.has("curve") or "transport_encryption" not in KernelManager.class_traits():
+        return {}
+    return {"config": Config({"KernelManager": {"transport_encryption": "auto"}})}
+
+
 def run_project(
     params_file: str | Path,
     *,
@@ -320,6 +336,7 @@ def run_project(
                     progress_bar=False,
                     execution_timeout=EXECUTION_TIMEOUT,
                     start_timeout=START_TIMEOUT,
+                    **kernel_options(),
                 )
             except pm.PapermillExecutionError as exc:
                 export_html(executed, executed.with_suffix(".html"), keep_warnings=True)

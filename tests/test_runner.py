@@ -9,10 +9,11 @@ import nbformat
 import pytest
 
 from evaluation.cli import main
+from evaluation.runner import kernel_options
 from tests.conftest import OK_BODY, make_project, tiny_notebook
 
 
-def test_run_publishes_reports_without_code(tmp_path, capsys):
+def test_run_publishes_reports_without_code(tmp_path, capfd):
     params = make_project(tmp_path)
     assert main(["run", str(params)]) == 0
     report = tmp_path / "reports" / "mini"
@@ -32,7 +33,21 @@ def test_run_publishes_reports_without_code(tmp_path, capsys):
     assert "evalkit-contents" in page and "Section two" in page
     # the processed tables were written
     assert (tmp_path / "data" / "processed" / "mini" / "pupils.csv").is_file()
-    assert "[mini] 1/1 00_overview.ipynb" in capsys.readouterr().out
+    printed = capfd.readouterr()  # the kernel's own messages included (file descriptor 2)
+    assert "[mini] 1/1 00_overview.ipynb" in printed.out
+    if kernel_options():  # an encrypted kernel connection, so no warning about it
+        assert "without encryption" not in printed.err
+
+
+def test_kernel_connection_is_encrypted_where_supported(monkeypatch):
+    import zmq
+    from jupyter_client.manager import KernelManager
+
+    if zmq.has("curve") and "transport_encryption" in KernelManager.class_traits():
+        config = kernel_options()["config"]
+        assert config.KernelManager.transport_encryption == "auto"
+    monkeypatch.setattr(zmq, "has", lambda capability: False)  # libzmq without libsodium
+    assert kernel_options() == {}
 
 
 def test_failed_notebook_keeps_previous_report_and_other_projects_run(tmp_path, capsys):
