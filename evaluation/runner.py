@@ -313,6 +313,7 @@ def run_project(
     build = Path(tempfile.mkdtemp(prefix=f".{params.project.id}-build-", dir=reports_root))
     pages: list[tuple[str, str]] = []
     enabled = params.enabled
+    kernel = kernel_options()
     try:
         for i, analysis in enumerate(enabled, 1):
             notebook = NOTEBOOKS[analysis]
@@ -336,7 +337,7 @@ def run_project(
                     progress_bar=False,
                     execution_timeout=EXECUTION_TIMEOUT,
                     start_timeout=START_TIMEOUT,
-                    **kernel_options(),
+                    **kernel,
                 )
             except pm.PapermillExecutionError as exc:
                 export_html(executed, executed.with_suffix(".html"), keep_warnings=True)
