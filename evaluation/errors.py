@@ -34,3 +34,17 @@ def describe_rows(rows: Iterable, limit: int = 5) -> str:
     more = f" (and {len(rows) - limit} more)" if len(rows) > limit else ""
     word = "row" if len(rows) == 1 else "rows"
     return f"{word} {shown}{more}"
+
+
+def masked(value: object) -> str:
+    """A value as an error message may quote it: in full only when it holds no letters.
+
+    Numbers, dates and punctuation (``'12,5'``, ``'31/02/2024'``) help a user find the cell
+    and identify no one; anything with a letter might be a name or a note, so only its first
+    character and length are shown: ``"J… (12 characters)"``.
+    """
+    text = str(value)
+    if not any(ch.isalpha() for ch in text):
+        return repr(text)
+    n = len(text)
+    return f'"{text[:1]}… ({n} character{"" if n == 1 else "s"})"'

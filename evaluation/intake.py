@@ -3,17 +3,27 @@
 For each data source of a project this module
 
 1. reads the CSV or Excel sheet as text (so nothing is guessed before it is checked),
-2. applies the project's column mapping (school header -> kit name, see ``docs/tables.md``),
-3. reads the suppression markers of official statistics (``x c z - . :``) as missing and
+2. applies the project's column mapping (school header -> kit name, see ``docs/tables.md``)
+   and keeps only the columns the kit's schema for that table knows (the allow-list in
+   ``evaluation.tables``): every other column (names, dates of birth, postcodes, notes...)
+   is dropped before any of its values is looked at, and only its header is reported, to
+   the terminal (``ProjectData.dropped_columns``), never to a report or a processed file,
+3. keeps a free-text column (referral reason, intervention name) only as a coded category
+   with the allowed values the parameters declare (``data.<source>.categories``); a value
+   outside the list is refused without quoting it,
+4. reads the suppression markers of official statistics (``x c z - . :``) as missing and
    counts them,
-4. drops identifying columns (names, UPNs, dates of birth) and replaces ``pupil_id`` with a
-   pseudonymous id (a salted SHA-256 digest), so no report can show who a pupil is,
-5. converts each column to its type (UK ``dd/mm/yyyy`` or ISO dates, yes/no booleans,
+5. replaces ``pupil_id`` (and staff names in ``lead_professional``) by keyed pseudonyms
+   (``evaluation.pseudonyms``: HMAC-SHA-256 under a secret key kept outside the
+   repository), so no report can show who a pupil is,
+6. converts each column to its type (UK ``dd/mm/yyyy`` or ISO dates, yes/no booleans,
    integers, numbers) and validates the table against its pandera schema.
 
 Any failure stops with one :class:`~evaluation.errors.DataError` naming the file, the
-column, up to five offending rows (as line numbers of the file) and what to do. Raw files
-are only ever read; cleaned tables are written to ``data/processed/<project>/``.
+column, up to five offending rows (as line numbers of the file) and what to do; a value is
+quoted only when it holds no letters, else masked (:func:`~evaluation.errors.masked`). Raw
+files are only ever read; cleaned tables are written to ``data/processed/<project>/`` with
+spreadsheet formulas neutralised.
 """
 
 from __future__ import annotations
@@ -21,15 +31,26 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from evaluation.errors import DataError, describe_rows
+from evaluation.errors import DataError, describe_rows, masked
 from evaluation.params import DataSource, ProjectParams
+from evaluation.privacy import safe_for_spreadsheet
+from evaluation.pseudonyms import key_fingerprint, pseudonymise
+from evaluation.tables import (  # noqa: F401  (re-exported: intake's public names)
+    CLOSURE_OUTCOMES,
+    ETHNIC_GROUPS,
+    ETHNIC_MINOR_GROUPS,
+    SEN_STATUSES,
+    TABLES,
+    UNIQUE,
+    Col,
+)
 
 SUPPRESSION_MARKERS = frozenset({"x", "c", "z", "-", ".", ":"})
 IDENTIFYING_COLUMNS = frozenset(
@@ -37,127 +58,6 @@ IDENTIFYING_COLUMNS = frozenset(
 )
 TRUE_WORDS = frozenset({"y", "yes", "true", "1", "t"})
 FALSE_WORDS = frozenset({"n", "no", "false", "0", "f"})
-
-SEN_STATUSES = ["none", "SEN support", "EHC plan"]
-ETHNIC_GROUPS = [
-    "White",
-    "Mixed",
-    "Asian",
-    "Black",
-    "Chinese",
-    "Any other ethnic group",
-    "Unclassified",
-]
-#: How a referral can close: needs met, or one of the escalations (in that order).
-CLOSURE_OUTCOMES: tuple[str, ...] = (
-    "needs met", "EHC needs assessment", "alternative provision", "school move",
-)
-
-
-@dataclass(frozen=True)
-class Col:
-    """One column of a kit table: its type, whether it must be present, and its checks."""
-
-    name: str
-    type: str  # "str", "date", "bool", "int", "float"
-    required: bool = False
-    nullable: bool = True
-    min: float | None = None
-    max: float | None = None
-    allowed: tuple[str, ...] | None = None
-
-
-def _id(name: str) -> Col:
-    return Col(name, "str", required=True, nullable=False)
-
-
-TABLES: dict[str, list[Col]] = {
-    "pupils": [
-        _id("pupil_id"),
-        _id("school_id"),
-        Col("year_group", "int", min=-1, max=14),
-        Col("sex", "str", allowed=("F", "M")),
-        Col("sen_status", "str", allowed=tuple(SEN_STATUSES)),
-        Col("fsm", "bool"),
-        Col("eal", "bool"),
-        Col("ethnicity", "str", allowed=tuple(ETHNIC_GROUPS)),
-        Col("ethnicity_minor", "str"),
-        Col("group", "str"),
-    ],
-    "scores": [
-        _id("pupil_id"),
-        _id("measure"),
-        Col("timepoint", "str", required=True, nullable=False, allowed=("baseline", "follow_up")),
-        Col("score", "float", required=True, nullable=False),
-        Col("date", "date"),
-        Col("school_id", "str"),
-    ],
-    "exclusions": [
-        _id("school_id"),
-        Col("period_start", "date", required=True, nullable=False),
-        # Official statistics suppress cells and show 0 headcount for a local authority
-        # before it existed: intake keeps such rows and the ITS names them per unit.
-        Col("roll", "int", required=True, min=0),
-        Col("suspensions", "int", required=True, min=0),
-        Col("permanent_exclusions", "int", min=0),
-        Col("group", "str"),
-        Col("term", "str"),
-        Col("academic_year", "str"),
-    ],
-    "referrals": [
-        _id("referral_id"),
-        _id("pupil_id"),
-        Col("school_id", "str"),
-        Col("referral_date", "date", required=True, nullable=False),
-        Col("reason", "str"),
-        Col("first_response_date", "date"),
-        Col("lead_professional", "str"),
-        Col("closure_date", "date"),
-        Col("closure_outcome", "str", allowed=tuple(CLOSURE_OUTCOMES)),
-    ],
-    "interventions": [
-        _id("intervention_id"),
-        _id("referral_id"),
-        Col("intervention", "str", required=True, nullable=False),
-        Col("start_date", "date", required=True, nullable=False),
-        Col("end_date", "date"),
-        Col("sessions_planned", "int", min=0),
-        Col("sessions_attended", "int", min=0),
-        Col("cost", "float", min=0),
-    ],
-    "reviews": [
-        _id("review_id"),
-        _id("referral_id"),
-        Col("review_date", "date", required=True, nullable=False),
-        Col("attendance_improved", "bool"),
-        Col("ready_to_learn", "bool"),
-        Col("on_track", "bool"),
-    ],
-    "attendance": [
-        _id("pupil_id"),
-        Col("week_start", "date", required=True, nullable=False),
-        Col("possible_sessions", "int", required=True, nullable=False, min=0, max=10),
-        Col("attended_sessions", "int", required=True, nullable=False, min=0, max=10),
-    ],
-    "suspensions": [
-        _id("pupil_id"),
-        Col("school_id", "str"),
-        Col("date", "date", required=True, nullable=False),
-        Col("kind", "str", allowed=("suspension", "permanent")),
-        Col("days", "float", min=0),
-    ],
-}
-
-# Rows that must be unique in each table (a duplicate pupil is an error, not a guess).
-UNIQUE: dict[str, list[str]] = {
-    "pupils": ["pupil_id"],
-    "scores": ["pupil_id", "measure", "timepoint"],
-    "exclusions": ["school_id", "period_start"],
-    "referrals": ["referral_id"],
-    "interventions": ["intervention_id"],
-    "reviews": ["review_id"],
-    "attendance": ["pupil_id", "week_start"],
-}
 
 _DTYPES = {"str": "string", "date": "datetime64[ns]", "bool": "boolean", "int": "Int64"}
 
@@ -175,10 +75,26 @@ class IntakeReport:
     suppressed: dict[str, int] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)
     dropped_identifiers: list[str] = field(default_factory=list)
+    #: How many columns of the file the allow-list dropped (safe to write anywhere).
+    n_dropped_columns: int = 0
     rounded: dict[str, int] = field(default_factory=dict)
     date_range: tuple[str, str] | None = None
     pupils: int | None = None
     schools: int | None = None
+    #: The file's headers of those columns, for the terminal only (``evalkit validate``):
+    #: a header can name a person ("Notes on ..."), so they are never written to a report,
+    #: the intake manifest or the cache (see :meth:`persistable`).
+    dropped_columns: list[str] = field(default_factory=list, repr=False)
+
+    def persistable(self) -> IntakeReport:
+        """A copy without the dropped headers, for files under ``data/processed/``."""
+        return replace(self, dropped_columns=[])
+
+    def manifest(self) -> dict:
+        """The report as plain data for ``intake.json`` (no dropped headers)."""
+        out = asdict(self.persistable())
+        del out["dropped_columns"]
+        return out
 
 
 @dataclass
@@ -193,6 +109,14 @@ class ProjectData:
 
     def __contains__(self, name: object) -> bool:
         return name in self.tables
+
+    def dropped_columns(self) -> dict[str, list[str]]:
+        """The headers intake dropped, by source (only sources that had any).
+
+        For the terminal only (``evalkit validate``): never put them in a report or a file.
+        """
+        return {name: list(r.dropped_columns) for name, r in self.reports.items()
+                if r.dropped_columns}
 
     def inventory(self) -> pd.DataFrame:
         """One row per source: rows, pupils, schools, date range, suppressed and missing cells."""
@@ -239,28 +163,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def pseudonymise(ids: pd.Series, salt: str) -> pd.Series:
-    """Replace pupil identifiers by ``P`` + 12 hex digits of SHA-256(salt + id).
-
-    The same pupil gets the same pseudonym in every table of a project, so tables still
-    join, but reports cannot show a UPN or a school's own pupil number.
-    """
-    uniques = ids.dropna().unique()
-    mapping = {
-        u: "P" + hashlib.sha256(f"{salt}\x1f{u}".encode()).hexdigest()[:12] for u in uniques
-    }
-    return ids.map(mapping).astype("string")
-
-
-def _read_raw(path: Path, sheet: str | int | None) -> pd.DataFrame:
+def _read_raw(path: Path, sheet: str | int | None, nrows: int | None = None) -> pd.DataFrame:
     try:
         if path.suffix.lower() == ".csv":
             return pd.read_csv(
-                path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True
+                path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                skipinitialspace=True, nrows=nrows,
             )
         # calamine reads .xlsx about ten times faster than openpyxl.
         frame = pd.read_excel(
-            path, sheet_name=sheet if sheet is not None else 0, dtype=object, engine="calamine"
+            path, sheet_name=sheet if sheet is not None else 0, dtype=object, engine="calamine",
+            nrows=nrows,
         )
     except ValueError as exc:
         if "Worksheet" in str(exc) or "sheet" in str(exc).lower():
@@ -327,7 +240,7 @@ def _academic_year_start(text: pd.Series) -> pd.Series:
 def _reject(values: pd.Series, bad: pd.Series, where: str, problem: str, advice: str) -> None:
     """Stop with one message naming the rows (file line numbers) that hold bad values."""
     if bad.any():
-        examples = ", ".join(repr(v) for v in values[bad].head(3))
+        examples = ", ".join(masked(v) for v in values[bad].head(3))
         raise DataError(
             f"{where}: {describe_rows(_line_numbers(values.index[bad]))} {problem} "
             f"(for example {examples}). {advice}"
@@ -370,7 +283,7 @@ def _schema(kind: str) -> pa.DataFrameSchema:
             checks.append(pa.Check.ge(c.min))
         if c.max is not None:
             checks.append(pa.Check.le(c.max))
-        if c.allowed is not None:
+        if c.allowed is not None and not c.free_text:  # free text: see _check_categories
             checks.append(pa.Check.isin(list(c.allowed)))
         columns[c.name] = pa.Column(
             _DTYPES.get(c.type, "float64"), checks, nullable=c.nullable, required=c.required
@@ -407,7 +320,7 @@ def _validate(frame: pd.DataFrame, kind: str, where: str) -> None:
         spec = next((c for c in TABLES[kind] if c.name == column), None)
         rows = _line_numbers(pd.Index(same["index"].dropna().astype(int).unique()))
         examples = same["failure_case"].dropna().astype(str).unique()[:3]
-        shown = f" (for example {', '.join(repr(e) for e in examples)})" if len(examples) else ""
+        shown = f" (for example {', '.join(masked(e) for e in examples)})" if len(examples) else ""
         others = len(cases.groupby(["column", "check"], dropna=False)) - 1
         more = f" There are {others} other kinds of problem too." if others > 0 else ""
         raise DataError(
@@ -452,6 +365,83 @@ def _keep_rows(raw: pd.DataFrame, where: dict, shown_path: Path, params: Project
     return raw[keep]
 
 
+def _categories(source: DataSource, kind: str) -> dict[str, list[str] | None]:
+    """Each free-text column of the kind: its allowed values (the project's declared list,
+    else the kit's default list), or None when it has neither and so cannot be kept."""
+    out: dict[str, list[str] | None] = {}
+    for col in TABLES[kind]:
+        if col.free_text:
+            declared = source.categories.get(col.name)
+            default = list(col.allowed) if col.allowed is not None else None
+            out[col.name] = list(declared) if declared is not None else default
+    return out
+
+
+@dataclass
+class _Plan:
+    """Which columns of a file intake keeps (file header -> kit name) and which it drops."""
+
+    keep: dict[str, str]
+    dropped_headers: list[str]
+    dropped_identifiers: list[str]
+
+
+def _plan(headers: list[str], name: str, source: DataSource, kind: str) -> _Plan:
+    """Apply the column mapping and the allow-list to a file's headers (no values read)."""
+    specs = {c.name: c for c in TABLES[kind]}
+    allowed = _categories(source, kind)
+    keep: dict[str, str] = {}
+    dropped: list[str] = []
+    identifying: list[str] = []
+    for header in headers:
+        kit = source.columns.get(header, header)
+        spec = specs.get(kit)
+        if kit.lower() in IDENTIFYING_COLUMNS:
+            identifying.append(kit)
+        elif spec is None or (spec.free_text and allowed.get(kit) is None
+                              and not spec.required):
+            dropped.append(header)
+        else:
+            keep[header] = kit
+    return _Plan(keep, dropped, identifying)
+
+
+def _check_categories(frame: pd.DataFrame, kind: str, source: DataSource, name: str,
+                      shown_path: Path, params: ProjectParams) -> None:
+    """Keep free-text columns only as coded categories: values are matched to the allowed
+    list ignoring case and surrounding spaces and written in the list's spelling; any
+    other value stops intake with a message that names the rows but never quotes them
+    (free text can hold a name, a phone number or an address)."""
+    for col, allowed in _categories(source, kind).items():
+        if col not in frame.columns:
+            continue
+        if allowed is None:  # a required free-text column without a declared list
+            raise DataError(
+                f"{shown_path}, column '{col}': this column is free text, which the kit "
+                f"keeps only as a coded category. Declare the allowed values in "
+                f"{params.file.name} under data.{name}.categories, e.g. "
+                f"`categories: {{{col}: [first value, second value]}}`, and recode the file "
+                "to use only those values"
+            )
+        lookup = {v.strip().casefold(): v for v in allowed}
+        text = frame[col].astype("string").str.strip()
+        coded = text.str.casefold().map(lookup)
+        bad = text.notna() & coded.isna()
+        if bad.any():
+            declared = col in source.categories
+            key = (f"data.{name}.categories.{col} in {params.file.name}" if declared
+                   else f"the kit's list for {col}; declare your own under "
+                   f"data.{name}.categories in {params.file.name} if the school codes it "
+                   "differently")
+            raise DataError(
+                f"{shown_path}, column '{col}': {describe_rows(_line_numbers(text.index[bad]))} "
+                f"hold values outside the allowed categories ({', '.join(allowed)}; "
+                f"{key}). This column is kept only as a coded category, never as free text: "
+                "recode those cells to one of the values"
+            )
+        frame[col] = coded.astype("string")
+
+
 def read_source(
     name: str, source: DataSource, params: ProjectParams
 ) -> tuple[pd.DataFrame, IntakeReport]:
@@ -477,7 +467,12 @@ def read_source(
         )
     if source.where:
         raw = _keep_rows(raw, source.where, shown_path, params, name)
-    frame = raw.rename(columns=source.columns)
+
+    # The allow-list: everything the kit's schema does not know goes now, unread.
+    headers = list(raw.columns)
+    plan = _plan(headers, name, source, kind)
+    frame = raw[list(plan.keep)].rename(columns=plan.keep)
+    del raw
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
         raise DataError(
@@ -492,11 +487,8 @@ def read_source(
             f"{shown_path}: the {kind} table needs a column '{absent[0]}', which the file does "
             f"not have. If the school calls it something else, add `'<their header>': "
             f"{absent[0]}` under data.{name}.columns in {params.file.name}. "
-            f"Columns in the file: {', '.join(raw.columns)}"
+            f"Columns in the file: {', '.join(headers)}"
         )
-
-    dropped = [c for c in frame.columns if c.lower() in IDENTIFYING_COLUMNS]
-    frame = frame.drop(columns=dropped)
 
     suppressed: dict[str, int] = {}
     for col in frame.columns:
@@ -512,11 +504,13 @@ def read_source(
         cleaned = values.where(~is_text, text)
         frame[col] = cleaned.mask(marker | blank | values.isna().to_numpy(bool), None)
 
+    _check_categories(frame, kind, source, name, shown_path, params)
+
     rounded: dict[str, int] = {}
     for col in frame.columns:
-        spec = specs.get(col)
+        spec = specs[col]
         where = f"{shown_path}, column '{col}'"
-        if spec is None or spec.type == "str":
+        if spec.type == "str":
             frame[col] = frame[col].astype("string")
         elif spec.type == "date":
             frame[col] = _parse_dates(frame[col], where)
@@ -531,15 +525,16 @@ def read_source(
                     rounded[col] = n_rounded
             frame[col] = _parse_number(frame[col], where, integer, source.round_counts)
 
-    salt = params.project.pseudonym_salt or params.project.id
-    if "pupil_id" in frame.columns:
-        frame["pupil_id"] = pseudonymise(frame["pupil_id"], salt)
+    for col in frame.columns:
+        if specs[col].pseudonym:
+            frame[col] = pseudonymise(frame[col], params.project.id,
+                                      prefix=specs[col].pseudonym)
 
     _validate(frame, kind, str(shown_path))
     _cross_checks(frame, kind, str(shown_path))
     frame = frame.reset_index(drop=True)
 
-    dates = [c for c in frame.columns if specs.get(c) and specs[c].type == "date"]
+    dates = [c for c in frame.columns if specs[c].type == "date"]
     date_range = None
     if dates:
         stacked = pd.concat([frame[c] for c in dates]).dropna()
@@ -554,21 +549,24 @@ def read_source(
         columns=list(frame.columns),
         suppressed=suppressed,
         missing={c: int(n) for c, n in frame.isna().sum().items() if n},
-        dropped_identifiers=dropped,
+        dropped_identifiers=plan.dropped_identifiers,
+        n_dropped_columns=len(plan.dropped_headers),
         rounded=rounded,
         date_range=date_range,
         pupils=int(frame["pupil_id"].nunique()) if "pupil_id" in frame else None,
         schools=int(frame["school_id"].nunique()) if "school_id" in frame else None,
+        dropped_columns=plan.dropped_headers,
     )
     return frame, report
 
 
 def _cache_key(params: ProjectParams, name: str, source: DataSource, digest: str) -> str:
-    """What a cleaned table depends on: the raw file, its spec, the salt and the kit."""
+    """What a cleaned table depends on: the raw file, its spec, the pseudonym key (by its
+    fingerprint) and the kit."""
     from evaluation import __version__
 
     spec = json.dumps(
-        [source.model_dump(mode="json"), params.project.pseudonym_salt or params.project.id,
+        [source.model_dump(mode="json"), key_fingerprint(params.project.id),
          digest, __version__, name],
         sort_keys=True,
     )
@@ -579,12 +577,20 @@ def _cache_dir(params: ProjectParams) -> Path:
     return processed_dir(params) / ".cache"
 
 
+def _dropped_headers(params: ProjectParams, name: str, source: DataSource) -> list[str]:
+    """The headers the allow-list drops from a source, from its header row alone (a cached
+    table does not keep them, see :meth:`IntakeReport.persistable`)."""
+    raw = _read_raw(params.resolve(source.path), source.sheet, 0)
+    headers = [str(c).strip() for c in raw.columns]
+    return _plan(headers, name, source, source.kind or name).dropped_headers
+
+
 def load_data(params: ProjectParams, *, use_cache: bool = True) -> ProjectData:
     """Read every data source of a project (nothing is written).
 
     With ``use_cache``, a table that :func:`write_processed` cached from the very same raw
-    file (same SHA-256), column mapping and kit version is loaded from the cache instead of
-    being read again; anything else is read and checked afresh.
+    file (same SHA-256), column mapping, pseudonym key and kit version is loaded from the
+    cache instead of being read again; anything else is read and checked afresh.
     """
     tables, reports = {}, {}
     for name, source in params.data.items():
@@ -599,7 +605,9 @@ def load_data(params: ProjectParams, *, use_cache: bool = True) -> ProjectData:
                 except Exception:  # a stale or damaged cache is simply ignored
                     cached = None
         if cached is not None:
-            tables[name], reports[name] = cached
+            frame, report = cached
+            report = replace(report, dropped_columns=_dropped_headers(params, name, source))
+            tables[name], reports[name] = frame, report
         else:
             tables[name], reports[name] = read_source(name, source, params)
     return ProjectData(tables, reports)
@@ -612,19 +620,31 @@ def processed_dir(params: ProjectParams) -> Path:
 def write_processed(params: ProjectParams, data: ProjectData) -> Path:
     """Write the cleaned tables and an intake manifest to ``data/processed/<project>/``.
 
-    The CSVs are for people; a pickle cache beside them lets report notebooks skip
-    re-reading raw files that have not changed.
+    The CSVs are for people, so text cells that a spreadsheet would run as formulas are
+    neutralised (:func:`~evaluation.privacy.safe_for_spreadsheet`); a pickle cache beside
+    them lets report notebooks skip re-reading raw files that have not changed. Only
+    allow-listed columns are written, and no dropped header. CSVs of sources no longer in
+    the parameters are removed, so an old export cannot linger there.
     """
     out = processed_dir(params)
     cache = _cache_dir(params)
-    cache.mkdir(parents=True, exist_ok=True)
-    for old in cache.glob("*.pkl"):
-        old.unlink()
-    for name, frame in data.tables.items():
-        frame.to_csv(out / f"{name}.csv", index=False, date_format="%Y-%m-%d")
-        report = data.reports[name]
-        key = _cache_key(params, name, params.data[name], report.sha256)
-        pd.to_pickle((frame, report), cache / f"{name}.{key[:16]}.pkl")
-    manifest = {name: asdict(r) for name, r in data.reports.items()}
-    (out / "intake.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        for old in [*cache.glob("*.pkl"), *out.glob("*.csv")]:
+            old.unlink()
+        for name, frame in data.tables.items():
+            safe_for_spreadsheet(frame).to_csv(out / f"{name}.csv", index=False,
+                                               date_format="%Y-%m-%d")
+            report = data.reports[name]
+            key = _cache_key(params, name, params.data[name], report.sha256)
+            pd.to_pickle((frame, report.persistable()), cache / f"{name}.{key[:16]}.pkl")
+        manifest = {name: r.manifest() for name, r in data.reports.items()}
+        (out / "intake.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    except OSError as exc:  # PermissionError, read-only disk, a file where a folder should be
+        reason = exc.strerror or type(exc).__name__
+        raise DataError(
+            f"{out}: cannot write the cleaned tables there ({reason}). Make the folder "
+            f"writable by you (or free some space, or remove a file of that name in its "
+            f"place), then run again"
+        ) from None
     return out

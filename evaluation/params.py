@@ -14,14 +14,27 @@ A project is described once, in one YAML file::
         path: data/raw/demo/pupils.xlsx  # reviews, attendance, suspensions) unless `kind:` says
         sheet: Pupils                # Excel only
         columns: {UPN: pupil_id, Forename: first_name}   # school header -> kit name
+      referrals:
+        path: data/raw/demo/referrals.csv
+        categories:                  # free-text columns are kept only as coded categories
+          reason: [SEMH, behaviour, attendance, communication]
     measures: {}                     # the project's own measures (see evaluation.measures)
     analyses:                        # which notebooks to run, with their options
       overview: {}
       baseline_followup: {subgroups: [sen_status, fsm]}
-    report: {audience: board, min_count: 5}
+      referral_tracking:             # a row filter in the safe grammar of evaluation.filters
+        disproportionality_group: "ethnicity_minor == 'Black Caribbean' and sex == 'M'"
+    report: {audience: board, min_count: 5}   # audience: board (default) or internal
 
 Relative paths are read from the project folder: the parent of ``params/`` when the
 file sits in a folder called ``params``, otherwise the file's own folder.
+
+Only the columns of the kit's tables (``evaluation.tables``) are kept at intake; a
+``categories`` key must name a free-text column of that table kind. Pupil pseudonyms use a
+secret key kept outside the repository (``evaluation.pseudonyms``), so the parameters hold
+no salt or key: a file that still has ``project.pseudonym_salt`` is refused. Row filters
+such as ``disproportionality_group`` are parsed here by a small safe grammar (never run as
+Python), so a malformed or hostile expression is refused when the file is loaded.
 
 Every problem is reported as one :class:`~evaluation.errors.ParamsError` line that
 names the file, the key and what is expected.
@@ -38,17 +51,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evaluation.errors import ParamsError
-
-TABLE_KINDS = (
-    "pupils",
-    "scores",
-    "exclusions",
-    "referrals",
-    "interventions",
-    "reviews",
-    "attendance",
-    "suspensions",
-)
+from evaluation.filters import FilterError, parse_filter
+from evaluation.tables import TABLE_KINDS, TABLES, categories_problem
 
 # Analysis name -> the notebook that reports it, in the order the runner executes them.
 # The summary runs last because it reads what the others recorded.
@@ -82,8 +86,16 @@ class Project(_Strict):
     organisation: str = ""
     period: Period | None = None
     synthetic: bool = False
-    #: Mixed into the one-way hash that turns pupil numbers into pseudonymous ids.
-    pseudonym_salt: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_salt(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "pseudonym_salt" in data:
+            raise ValueError(
+                "`pseudonym_salt` is no longer used: delete it. Pseudonyms now use a secret "
+                "key kept outside the repository (see README, \"Data protection\")"
+            )
+        return data
 
 
 class DataSource(_Strict):
@@ -97,6 +109,23 @@ class DataSource(_Strict):
     #: how many were rounded is reported. Off by default: a school's count must be whole.
     round_counts: bool = False
     description: str = ""
+    #: Free-text columns kept as coded categories: kit column -> its allowed values, e.g.
+    #: {reason: [anxiety, attendance, behaviour]}. Values are matched ignoring case.
+    categories: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("categories")
+    @classmethod
+    def _lists(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for col, values in value.items():
+            cleaned = [v.strip() for v in values]
+            if not cleaned or any(not v for v in cleaned):
+                raise ValueError(f"'{col}': give a list of non-empty values")
+            folded = [v.casefold() for v in cleaned]
+            twice = sorted({v for v in cleaned if folded.count(v.casefold()) > 1})
+            if twice:
+                raise ValueError(f"'{col}': '{twice[0]}' is listed twice")
+            value[col] = cleaned
+        return value
 
 
 class OverviewOptions(_Strict):
@@ -149,8 +178,31 @@ class ReferralTrackingOptions(_Strict):
     kpi_period: Literal["month", "term", "year"] = "term"
     targets: dict[str, KpiTarget] = Field(default_factory=dict)
     attendance_window_weeks: int = Field(default=6, ge=1)
-    #: A pandas query naming the reference group for disproportionality, if any.
+    #: A row filter of the pupils table naming the focus group for disproportionality, in
+    #: the safe grammar of :mod:`evaluation.filters` (parsed here, never run as Python).
     disproportionality_group: str | None = None
+
+    @field_validator("disproportionality_group")
+    @classmethod
+    def _safe_filter(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parsed = parse_filter(value)
+        except FilterError as exc:
+            raise ValueError(
+                f"not a filter the kit accepts ({exc}). Write conditions on pupils' "
+                "columns joined by and / or, e.g. \"ethnicity_minor == 'Black Caribbean' "
+                "and sex == 'M'\""
+            ) from None
+        known = [c.name for c in TABLES["pupils"]]
+        unknown = [c for c in parsed.columns if c not in known]
+        if unknown:
+            raise ValueError(
+                f"names '{unknown[0]}', which is not a column of the pupils table "
+                f"(columns: {', '.join(known)})"
+            )
+        return value
 
 
 class SummaryOptions(_Strict):
@@ -166,11 +218,20 @@ class Analyses(_Strict):
 
 
 class ReportOptions(_Strict):
-    #: "board" leaves the analyses' technical warnings out of the HTML; "researcher" keeps
-    #: them (the executed notebooks in reports/ always keep them).
-    audience: Literal["board", "researcher"] = "board"
+    #: "board" (the default) applies disclosure control to everything and leaves technical
+    #: warnings and per-pupil figures out; "internal" shows everything and says so on every
+    #: page (see evaluation.privacy.Disclosure).
+    audience: Literal["board", "internal"] = "board"
     #: Counts below this are withheld from board-facing tables.
     min_count: int = Field(default=5, ge=1)
+
+    @field_validator("audience", mode="before")
+    @classmethod
+    def _renamed(cls, value: Any) -> Any:
+        if value == "researcher":
+            raise ValueError("'researcher' is no longer an audience: use internal "
+                             "(everything shown, said on every page) or board")
+        return value
 
 
 class ProjectParams(_Strict):
@@ -196,6 +257,10 @@ class ProjectParams(_Strict):
                         f"(one of {', '.join(TABLE_KINDS)})"
                     )
                 source.kind = name  # type: ignore[assignment]
+            for col in source.categories:
+                problem = categories_problem(str(source.kind), col)
+                if problem:
+                    raise ValueError(f"data.{name}.categories: {problem}")
         return value
 
     @property
@@ -248,6 +313,9 @@ def _describe_error(err: dict[str, Any], raw: Any) -> str:
         return f"unknown key '{loc}' (not allowed under {parent}); check its spelling"
     if kind == "missing":
         return f"missing key '{loc}'; add it"
+    if kind == "value_error":  # our own validators: the message says what to do
+        message = str(err["msg"]).removeprefix("Value error, ")
+        return message if message.startswith(f"{loc}.") else f"key '{loc}': {message}"
     got = err.get("input")
     if isinstance(got, dict | list):
         got = type(got).__name__

@@ -1,7 +1,9 @@
-"""Shared fixtures: a small project folder built in a temporary directory."""
+"""Shared fixtures: a small project folder built in a temporary directory, and a private
+pseudonym-key folder so tests never create keys in the user's own config folder."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -77,6 +79,25 @@ def make_project(root: Path, project_id: str = "mini", body: str = OK_BODY) -> P
     params = root / "params" / f"{project_id}.yaml"
     params.write_text(PARAMS_YAML.format(id=project_id))
     return params
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_key_folder(tmp_path_factory: pytest.TempPathFactory):
+    """Pseudonym keys of the whole test session live in a temporary folder (a test may
+    still change it with monkeypatch); notebook kernels inherit it from the environment."""
+    from evaluation.pseudonyms import CONFIG_ENV, KEY_ENV, forget_keys
+
+    saved = {k: os.environ.get(k) for k in (CONFIG_ENV, KEY_ENV)}
+    os.environ[CONFIG_ENV] = str(tmp_path_factory.mktemp("evalkit-config"))
+    os.environ.pop(KEY_ENV, None)
+    forget_keys()
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    forget_keys()
 
 
 @pytest.fixture

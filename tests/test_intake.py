@@ -7,8 +7,9 @@ import pytest
 import yaml
 
 from evaluation.errors import DataError
-from evaluation.intake import load_data, pseudonymise, write_processed
+from evaluation.intake import load_data, write_processed
 from evaluation.params import load_params
+from evaluation.pseudonyms import pseudonymise
 
 
 def _csv(params_file, text):
@@ -29,12 +30,20 @@ def test_reads_maps_and_types(mini_project):
     assert list(pupils.columns[:3]) == ["pupil_id", "school_id", "year_group"]
     assert pupils["fsm"].tolist() == [True, False, True, False]
     assert pupils["year_group"].dtype == "Int64"
-    # UK and ISO dates agree; the suppression marker 'x' became missing and was counted.
-    joined = pupils["Date Joined"]
-    assert pd.api.types.is_string_dtype(joined)  # not a kit column: kept as text
+    # not a kit column: dropped on reading, its header listed for the terminal only
+    assert "Date Joined" not in pupils
     report = data.reports["pupils"]
-    assert report.suppressed == {"Date Joined": 1}
+    assert report.dropped_columns == ["Date Joined"] and report.n_dropped_columns == 1
+    assert data.dropped_columns() == {"pupils": ["Date Joined"]}
+    assert report.suppressed == {}
     assert report.rows == 4 and report.pupils == 4 and report.schools == 2
+
+
+def test_suppression_markers_are_counted(mini_project):
+    _csv(mini_project, "Pupil No,School,Year Grp\nA1,S1,3\nA2,S1,x\nA3,S1,c\n")
+    data = load_data(load_params(mini_project))
+    assert data.reports["pupils"].suppressed == {"year_group": 2}
+    assert data["pupils"]["year_group"].isna().sum() == 2
 
 
 def test_identifiers_are_dropped_and_ids_pseudonymised(mini_project):
@@ -43,7 +52,7 @@ def test_identifiers_are_dropped_and_ids_pseudonymised(mini_project):
     assert "first_name" not in pupils and "surname" not in pupils
     assert sorted(data.reports["pupils"].dropped_identifiers) == ["first_name", "surname"]
     assert not pupils["pupil_id"].isin(["A001", "A002", "A003", "A004"]).any()
-    assert pupils["pupil_id"].str.match(r"^P[0-9a-f]{12}$").all()
+    assert pupils["pupil_id"].str.match(r"^P[0-9a-f]{16}$").all()
     # the same pupil gets the same pseudonym in every table of the project
     again = pseudonymise(pd.Series(["A001"]), "mini")
     assert again[0] == pupils["pupil_id"][0]
@@ -112,8 +121,8 @@ def test_text_in_a_number_column(mini_project):
 
 def test_value_outside_allowed_list(mini_project):
     _csv(mini_project, "Pupil No,School,SEN\nA1,S1,K\n")
-    with pytest.raises(DataError, match=r"column 'sen_status': row 2 \(for example 'K'\) hold "
-                       r"values outside the allowed list"):
+    with pytest.raises(DataError, match=r"column 'sen_status': row 2 \(for example \"K… "
+                       r"\(1 character\)\"\) hold values outside the allowed list"):
         load_data(load_params(mini_project))
 
 

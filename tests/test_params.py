@@ -81,3 +81,83 @@ def test_invalid_yaml_names_the_line(mini_project):
     mini_project.write_text("project:\n  id: [unclosed\n")
     with pytest.raises(ParamsError, match=r"not valid YAML at line"):
         load_params(mini_project)
+
+
+def test_pseudonym_salt_is_refused_with_what_to_do(mini_project):
+    _edit(mini_project, lambda d: d["project"].update({"pseudonym_salt": "mini-salt"}))
+    with pytest.raises(ParamsError) as info:
+        load_params(mini_project)
+    message = str(info.value)
+    assert "`pseudonym_salt` is no longer used: delete it" in message
+    assert "secret key kept outside the repository" in message and "Data protection" in message
+    assert "mini-salt" not in message and "\n" not in message
+
+
+def test_audience_researcher_is_refused_internal_accepted(mini_project):
+    _edit(mini_project, lambda d: d.update({"report": {"audience": "researcher"}}))
+    with pytest.raises(ParamsError, match=r"key 'report.audience': 'researcher' is no longer "
+                       r"an audience: use internal"):
+        load_params(mini_project)
+    _edit(mini_project, lambda d: d.update({"report": {"audience": "internal"}}))
+    assert load_params(mini_project).report.audience == "internal"
+
+
+def _tracking(group):
+    def change(doc):
+        for kind in ("referrals", "interventions", "reviews"):
+            doc["data"][kind] = {"path": "data/raw/mini/pupils.csv"}
+        doc["analyses"]["referral_tracking"] = {
+            "attendance": None, "suspensions": None, "disproportionality_group": group}
+    return change
+
+
+def test_hostile_disproportionality_group_is_refused_and_never_run(mini_project, tmp_path):
+    target = tmp_path / "pwned"
+    hostile = f"ethnicity == 'x' @pd.io.common.os.system('touch {target}')"
+    _edit(mini_project, _tracking(hostile))
+    with pytest.raises(ParamsError) as info:
+        load_params(mini_project)
+    message = str(info.value)
+    assert ("key 'analyses.referral_tracking.disproportionality_group': not a filter the kit "
+            "accepts (unexpected character '@'") in message
+    assert "\n" not in message
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(("group", "fragment"), [
+    ("sex == ", "expected a value"),
+    ("__import__('os').system('id')", "unexpected character '.'"),
+    ("sex == 'M' or", "expected a column name"),
+    ("surname == 'Bloggs'", "names 'surname', which is not a column of the pupils table"),
+])
+def test_malformed_disproportionality_group_names_the_key(mini_project, group, fragment):
+    _edit(mini_project, _tracking(group))
+    with pytest.raises(ParamsError, match=r"analyses.referral_tracking."
+                       r"disproportionality_group'?: .*" + fragment):
+        load_params(mini_project)
+
+
+def test_valid_disproportionality_group_loads(mini_project):
+    group = "ethnicity_minor == 'Black Caribbean' and sex in ['M']"
+    _edit(mini_project, _tracking(group))
+    assert load_params(mini_project).analyses.referral_tracking.disproportionality_group == group
+
+
+@pytest.mark.parametrize(("categories", "fragment"), [
+    ({"notes": ["a"]}, r"data.pupils.categories: 'notes' is not a column of the pupils table"),
+    ({"sex": ["F", "M", "X"]}, r"data.pupils.categories: 'sex' already has a fixed list"),
+    ({"pupil_id": ["a"]}, r"'pupil_id' is not a text column that holds categories"),
+    ({"ethnicity_minor": []}, r"'ethnicity_minor': give a list of non-empty values"),
+    ({"ethnicity_minor": ["Irish", "irish "]}, r"'Irish' is listed twice"),
+])
+def test_categories_must_name_a_free_text_column(mini_project, categories, fragment):
+    _edit(mini_project, lambda d: d["data"]["pupils"].update({"categories": categories}))
+    with pytest.raises(ParamsError, match=fragment):
+        load_params(mini_project)
+
+
+def test_categories_of_a_free_text_column_load(mini_project):
+    _edit(mini_project, lambda d: d["data"]["pupils"].update(
+        {"categories": {"ethnicity_minor": ["Irish", " Scottish "]}}))
+    assert load_params(mini_project).data["pupils"].categories == {
+        "ethnicity_minor": ["Irish", "Scottish"]}

@@ -1,0 +1,185 @@
+"""The kit's table schemas: which columns each kind of table may hold, and their types.
+
+This is the allow-list of intake (``evaluation.intake``): a column of a school's export
+reaches ``data/processed/`` or a report only if, after the project's column mapping, it is
+one of the columns below. It lives in its own module so that the parameters
+(``evaluation.params``) can check column names without importing intake.
+See ``docs/tables.md`` for the same list written for people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TABLE_KINDS: tuple[str, ...] = (
+    "pupils",
+    "scores",
+    "exclusions",
+    "referrals",
+    "interventions",
+    "reviews",
+    "attendance",
+    "suspensions",
+)
+
+SEN_STATUSES = ["none", "SEN support", "EHC plan"]
+ETHNIC_GROUPS = [
+    "White",
+    "Mixed",
+    "Asian",
+    "Black",
+    "Chinese",
+    "Any other ethnic group",
+    "Unclassified",
+]
+#: The DfE's minor ethnic groups (school census), the default coded list of
+#: ``ethnicity_minor``; a project may declare its own list under ``categories:``.
+ETHNIC_MINOR_GROUPS: tuple[str, ...] = (
+    "White British", "White Irish", "Traveller of Irish heritage", "Gypsy/Roma",
+    "Any other White background", "White and Black Caribbean", "White and Black African",
+    "White and Asian", "Any other Mixed background", "Indian", "Pakistani", "Bangladeshi",
+    "Any other Asian background", "Black Caribbean", "Black African",
+    "Any other Black background", "Chinese", "Any other ethnic group", "Unclassified",
+)
+#: How a referral can close: needs met, or one of the escalations (in that order).
+CLOSURE_OUTCOMES: tuple[str, ...] = (
+    "needs met", "EHC needs assessment", "alternative provision", "school move",
+)
+
+
+@dataclass(frozen=True)
+class Col:
+    """One column of a kit table: its type, whether it must be present, and its checks.
+
+    ``free_text``: schools type anything into such a column (names, notes), so intake keeps
+    it only as a coded category: the project's ``categories:`` list, else ``allowed`` if the
+    kit has a default list; without either it is dropped (or refused when required).
+    ``pseudonym``: the values name people (pupils, staff) and are replaced at intake by
+    keyed pseudonyms starting with this letter.
+    """
+
+    name: str
+    type: str  # "str", "date", "bool", "int", "float"
+    required: bool = False
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+    free_text: bool = False
+    pseudonym: str | None = None
+    identifier: bool = False
+
+
+def _id(name: str, pseudonym: str | None = None) -> Col:
+    return Col(name, "str", required=True, nullable=False, pseudonym=pseudonym, identifier=True)
+
+
+TABLES: dict[str, list[Col]] = {
+    "pupils": [
+        _id("pupil_id", pseudonym="P"),
+        _id("school_id"),
+        Col("year_group", "int", min=-1, max=14),
+        Col("sex", "str", allowed=("F", "M")),
+        Col("sen_status", "str", allowed=tuple(SEN_STATUSES)),
+        Col("fsm", "bool"),
+        Col("eal", "bool"),
+        Col("ethnicity", "str", allowed=tuple(ETHNIC_GROUPS)),
+        Col("ethnicity_minor", "str", allowed=ETHNIC_MINOR_GROUPS, free_text=True),
+        Col("group", "str"),
+    ],
+    "scores": [
+        _id("pupil_id", pseudonym="P"),
+        _id("measure"),
+        Col("timepoint", "str", required=True, nullable=False, allowed=("baseline", "follow_up")),
+        Col("score", "float", required=True, nullable=False),
+        Col("date", "date"),
+        Col("school_id", "str"),
+    ],
+    "exclusions": [
+        _id("school_id"),
+        Col("period_start", "date", required=True, nullable=False),
+        # Official statistics suppress cells and show 0 headcount for a local authority
+        # before it existed: intake keeps such rows and the ITS names them per unit.
+        Col("roll", "int", required=True, min=0),
+        Col("suspensions", "int", required=True, min=0),
+        Col("permanent_exclusions", "int", min=0),
+        Col("group", "str"),
+        Col("term", "str"),
+        Col("academic_year", "str"),
+    ],
+    "referrals": [
+        _id("referral_id"),
+        _id("pupil_id", pseudonym="P"),
+        Col("school_id", "str"),
+        Col("referral_date", "date", required=True, nullable=False),
+        Col("reason", "str", free_text=True),
+        Col("first_response_date", "date"),
+        # Staff names: the tracking report only needs whether one is named.
+        Col("lead_professional", "str", pseudonym="S"),
+        Col("closure_date", "date"),
+        Col("closure_outcome", "str", allowed=tuple(CLOSURE_OUTCOMES)),
+    ],
+    "interventions": [
+        _id("intervention_id"),
+        _id("referral_id"),
+        Col("intervention", "str", required=True, nullable=False, free_text=True),
+        Col("start_date", "date", required=True, nullable=False),
+        Col("end_date", "date"),
+        Col("sessions_planned", "int", min=0),
+        Col("sessions_attended", "int", min=0),
+        Col("cost", "float", min=0),
+    ],
+    "reviews": [
+        _id("review_id"),
+        _id("referral_id"),
+        Col("review_date", "date", required=True, nullable=False),
+        Col("attendance_improved", "bool"),
+        Col("ready_to_learn", "bool"),
+        Col("on_track", "bool"),
+    ],
+    "attendance": [
+        _id("pupil_id", pseudonym="P"),
+        Col("week_start", "date", required=True, nullable=False),
+        Col("possible_sessions", "int", required=True, nullable=False, min=0, max=10),
+        Col("attended_sessions", "int", required=True, nullable=False, min=0, max=10),
+    ],
+    "suspensions": [
+        _id("pupil_id", pseudonym="P"),
+        Col("school_id", "str"),
+        Col("date", "date", required=True, nullable=False),
+        Col("kind", "str", allowed=("suspension", "permanent")),
+        Col("days", "float", min=0),
+    ],
+}
+
+# Rows that must be unique in each table (a duplicate pupil is an error, not a guess).
+UNIQUE: dict[str, list[str]] = {
+    "pupils": ["pupil_id"],
+    "scores": ["pupil_id", "measure", "timepoint"],
+    "exclusions": ["school_id", "period_start"],
+    "referrals": ["referral_id"],
+    "interventions": ["intervention_id"],
+    "reviews": ["review_id"],
+    "attendance": ["pupil_id", "week_start"],
+}
+
+
+def column(kind: str, name: str) -> Col | None:
+    """The column ``name`` of the table kind ``kind``, or None if the kind has no such
+    column."""
+    return next((c for c in TABLES.get(kind, []) if c.name == name), None)
+
+
+def categories_problem(kind: str, name: str) -> str | None:
+    """Why ``name`` cannot take a declared list of categories in a ``kind`` table (None if
+    it can): it must be a text column that is neither an id nor one with a fixed list."""
+    col = column(kind, name)
+    if col is None:
+        known = ", ".join(c.name for c in TABLES[kind])
+        return f"'{name}' is not a column of the {kind} table (columns: {known})"
+    if col.type != "str" or col.identifier or col.pseudonym:
+        return f"'{name}' is not a text column that holds categories"
+    if col.allowed is not None and not col.free_text:
+        return (f"'{name}' already has a fixed list of values ({', '.join(col.allowed)}); "
+                "remove it from categories")
+    return None
