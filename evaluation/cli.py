@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from evaluation import __version__
@@ -27,6 +28,8 @@ project:
   organisation: ""
   period: {{start: {start}, end: {end}}}
 theory_of_change: toc_templates/{name}.yaml
+# Pupil numbers become keyed pseudonyms; the key is kept outside this folder (README,
+# "Data protection"). Never put a key or a salt in this file.
 
 # One entry per data file. The entry's name is the kind of table (pupils, scores,
 # exclusions, referrals, interventions, reviews, attendance, suspensions); `columns` maps
@@ -69,18 +72,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from evaluation.intake import load_data
+    from evaluation.pseudonyms import key_fingerprint, key_location
     from evaluation.runner import find_params, validate_project
 
     failed = 0
     for f in find_params(args.params):
         try:
             params = validate_project(f)
+            project_id = params.project.id
+            fingerprint = key_fingerprint(project_id)  # creates the key file if need be
+            key = f"{key_location(project_id)} (fingerprint {fingerprint})"
+            # What intake dropped, by header: shown here, in the user's terminal, and never
+            # written to any report or processed file.
+            dropped = load_data(params).dropped_columns()
         except EvalKitError as exc:
             print(f"invalid {f}: {exc}", file=sys.stderr)
             failed += 1
-        else:
-            print(f"valid   {f}: project '{params.project.id}', "
-                  f"{len(params.data)} data sources, analyses: {', '.join(params.enabled)}")
+            continue
+        print(f"valid   {f}: project '{project_id}', "
+              f"{len(params.data)} data sources, analyses: {', '.join(params.enabled)}")
+        print(f"        pseudonym key: {key}")
+        for name, headers in dropped.items():
+            # repr: quoted, with control characters escaped, so a hostile header cannot
+            # drive the terminal
+            print(f"        {name}: columns dropped on reading (not used by the kit): "
+                  + ", ".join(repr(str(h)) for h in headers))
     return 1 if failed else 0
 
 
@@ -148,8 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_default_format_warning = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    from evaluation.pseudonyms import KeyFileWarning
+
+    if issubclass(category, KeyFileWarning):  # the user's to fix: one line, no source
+        return f"evalkit: warning: {message}\n"
+    return _default_format_warning(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _format_warning
     try:
         return args.func(args)
     except EvalKitError as exc:  # anything the user can fix: one line, no traceback
@@ -157,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        warnings.formatwarning = _default_format_warning
 
 
 if __name__ == "__main__":

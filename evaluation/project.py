@@ -16,6 +16,8 @@ import pandas as pd
 from evaluation import __version__
 from evaluation.intake import ProjectData, load_data, sha256_file
 from evaluation.params import ProjectParams, load_params
+from evaluation.privacy import Disclosure
+from evaluation.pseudonyms import key_fingerprint
 from evaluation.results import Result, load_results, record_result
 from evaluation.toc import TheoryOfChange, load_toc
 
@@ -40,6 +42,11 @@ class Project:
     def min_count(self) -> int:
         return self.params.report.min_count
 
+    @property
+    def disclosure(self) -> Disclosure:
+        """The project's one disclosure-control step (threshold and audience)."""
+        return Disclosure(self.params.report.min_count, self.params.report.audience)
+
     def table(self, name: str | None) -> pd.DataFrame | None:
         """A cleaned data table by source name (``None`` if the name is ``None``)."""
         if name is None:
@@ -61,7 +68,11 @@ class Project:
         return f"{period.start:%d %B %Y} to {period.end:%d %B %Y}"
 
     def provenance(self) -> dict:
-        """What this report was made from: inputs with their SHA-256, parameters, versions."""
+        """What this report was made from: inputs with their SHA-256, parameters, versions.
+
+        The pseudonym key appears only as its fingerprint (which key made the pseudonyms,
+        never the key); nothing secret is in the parameters dump.
+        """
         inputs = {
             "parameters": {"path": str(self.params.file), "sha256": sha256_file(self.params.file)},
             "theory_of_change": {
@@ -71,12 +82,15 @@ class Project:
         }
         for name, report in self.data.reports.items():
             inputs[f"data.{name}"] = {"path": report.path, "sha256": report.sha256}
+        parameters = self.params.as_plain()
+        parameters.get("project", {}).pop("pseudonym_salt", None)  # from older parameters
         return {
             "generated": self.opened.isoformat(),
             "kit_version": __version__,
             "project": self.id,
+            "pseudonym_key_fingerprint": key_fingerprint(self.id),
             "inputs": inputs,
-            "parameters": self.params.as_plain(),
+            "parameters": parameters,
         }
 
     @property
