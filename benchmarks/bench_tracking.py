@@ -30,6 +30,7 @@ import pandas as pd
 
 from evaluation import tracking as T
 from evaluation.baseline_followup import paired_change
+from evaluation.privacy import Disclosure
 
 N_PUPILS = 50_000
 N_REFERRALS = 100_000
@@ -162,7 +163,7 @@ def notebook_tables(T, tb: dict[str, pd.DataFrame], background: bool = True
     timed("match_attendance", lambda: pupil.match)
     wide = timed("attendance_around_start", lambda: pupil.around_start)
     timed("paired_change", paired_change, wide, "baseline", "follow_up",
-          label="attendance (%)", min_count=10)
+          label="attendance (%)", disclosure=Disclosure(10))
     timed("event_study", lambda: pupil.event_study)
     timed("suspensions_around_start", lambda: pupil.suspensions_around)
     timed("time_to_event", lambda: pupil.survival)

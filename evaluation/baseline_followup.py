@@ -28,6 +28,7 @@ from scipy import stats
 
 from evaluation.errors import DataError, describe_rows
 from evaluation.measures import Measure
+from evaluation.privacy import Disclosure
 
 __all__ = [
     "eef_months",
@@ -295,13 +296,20 @@ def _verdict(lo: float, hi: float, higher_is_better: bool) -> str:
     return "no clear change"
 
 
+#: Counts of a paired-change summary, and what is worked out from the pairs of a group.
+_COUNT_COLS = ["n_pairs", "n_baseline_only", "n_follow_up_only"]
+_DERIVED_COLS = _STAT_COLS + ["note"]
+
+
 @dataclass
 class PairedChange:
     """Result of :func:`paired_change`.
 
-    ``summary``: one row per subgroup plus an "All" row; ``pairs``: one row per pupil with
-    baseline, follow_up, change and status (paired / baseline only / follow-up only /
-    neither); ``sentence``: the plain-English result for the "All" row.
+    ``summary``: one row per subgroup plus an "All" row, with statistics for any group of
+    two or more pairs; ``pairs``: one row per pupil with baseline, follow_up, change and
+    status (paired / baseline only / follow-up only / neither); ``sentence``: the
+    plain-English result for the "All" row, its counts written through ``disclosure``.
+    What a reader sees of ``summary`` is :meth:`board_table`.
     """
 
     summary: pd.DataFrame
@@ -310,7 +318,7 @@ class PairedChange:
     label: str
     higher_is_better: bool
     confidence: float
-    min_count: int | None = None
+    disclosure: Disclosure = field(default_factory=Disclosure)
     unit: str = "points"
 
     def headline(self) -> dict[str, Any]:
@@ -326,38 +334,45 @@ class PairedChange:
                                 self.higher_is_better),
         }
 
-    def board_table(self, min_count: int | None = None) -> pd.DataFrame:
-        """Summary with rows of fewer than ``min_count`` pairs withheld (statistics NaN)."""
-        k = self.min_count if min_count is None else min_count
-        table = self.summary.copy()
-        if not k:
-            return table
-        small = table["n_pairs"] < k
-        num = [c for c in _STAT_COLS if c != "eef_label"]
-        table[num] = table[num].astype(float)
-        table.loc[small, num] = np.nan
-        table.loc[small, "eef_label"] = ""
-        table.loc[small, "note"] = f"fewer than {k} pupils"
-        return table
+    def board_table(self, disclosure: Disclosure | None = None) -> pd.DataFrame:
+        """``summary`` through the project's disclosure step (``disclosure``, or the one the
+        result was made with).
+
+        Counts below the threshold are withheld (:data:`evaluation.privacy.WITHHELD`); a
+        group whose pairs are withheld shows none of its statistics. The groups add up to
+        the "All" row (``sums_down``), and the pupils with only a baseline and only a
+        follow-up add up to the unpaired pupils the sentence names (``sums_across``), so
+        the next-smallest cell is withheld wherever one could be recovered by subtraction.
+        """
+        shown = self.disclosure if disclosure is None else disclosure
+        return shown.table(self.summary, _COUNT_COLS, derived={"n_pairs": _DERIVED_COLS},
+                           sums_down=True,
+                           sums_across=[["n_baseline_only", "n_follow_up_only"]])
 
 
-def _sentence(row: pd.Series, label: str, higher_is_better: bool, confidence: float) -> str:
+def _sentence(row: pd.Series, label: str, higher_is_better: bool, confidence: float,
+              disclosure: Disclosure) -> str:
     n = int(row["n_pairs"])
     unpaired = int(row["n_baseline_only"] + row["n_follow_up_only"])
     tail = ""
     if unpaired:
-        who = "pupil" if unpaired == 1 else "pupils"
-        tail = f" A further {unpaired} {who} with only one score could not be compared."
+        tail = (f" In addition, {disclosure.pupils(unpaired)} with only one score could not "
+                "be compared.")
+    if disclosure.is_small(n):
+        return (f"Fewer than {disclosure.threshold} pupils had both scores for {label}, too "
+                f"few to report their change without risk of identifying them.{tail}")
     if n < 2 or not np.isfinite(row["mean_change_ci_low"]):
         return (f"There were not enough paired scores to estimate the change in pupils' "
-                f"{label} (n = {n}; {row['note'] or 'no spread in the change'}).{tail}")
+                f"{label} (n = {disclosure.count(n)}; "
+                f"{row['note'] or 'no spread in the change'}).{tail}")
     b, f = row["baseline_mean"], row["follow_up_mean"]
     moved = "rose" if f > b else "fell" if f < b else "stayed"
     verdict = _verdict(row["mean_change_ci_low"], row["mean_change_ci_high"], higher_is_better)
     pct = f"{confidence * 100:g}%"
     g, lo, hi = row["g_av"], row["g_av_ci_low"], row["g_av_ci_high"]
     if verdict == "no clear change":
-        return (f"Pupils' {label} went from {b:.1f} to {f:.1f} on average (n = {n}); this is "
+        return (f"Pupils' {label} went from {b:.1f} to {f:.1f} on average "
+                f"(n = {disclosure.count(n)}); this is "
                 f"not a clear change either way (mean change {row['mean_change']:+.1f}, {pct} "
                 f"CI {row['mean_change_ci_low']:.1f} to {row['mean_change_ci_high']:.1f}; "
                 f"Hedges' g = {g:.2f}).{tail}")
@@ -368,7 +383,8 @@ def _sentence(row: pd.Series, label: str, higher_is_better: bool, confidence: fl
     lo_s, hi_s = sorted((sign * lo, sign * hi))
     word = "improvement" if improved else "deterioration"
     months = int(row["eef_months"]) if np.isfinite(row["eef_months"]) else 0
-    return (f"Pupils' {label} {moved} from {b:.1f} to {f:.1f} on average (n = {n}), a "
+    return (f"Pupils' {label} {moved} from {b:.1f} to {f:.1f} on average "
+            f"(n = {disclosure.count(n)}), a "
             f"{_size_word(g)} {word} (Hedges' g = {g_s:.2f}, {pct} CI {lo_s:.2f} to "
             f"{hi_s:.2f}), {_months_phrase(months, improved)}.{tail}")
 
@@ -383,8 +399,8 @@ def paired_change(
     confidence: float = 0.95,
     label: str | None = None,
     by: str | None = None,
-    min_count: int | None = None,
     measure: Measure | None = None,
+    disclosure: Disclosure | None = None,
 ) -> PairedChange:
     """Compare each pupil's follow-up score with their baseline score.
 
@@ -414,8 +430,12 @@ def paired_change(
     0.8 large) and its g is signed in the direction of the word ("improvement" /
     "deterioration"). ``measure`` (optional) checks that scores lie in the measure's range
     and supplies the label and, unless ``higher_is_better`` is given, the direction
-    (default True without a measure). ``min_count`` is the suppression threshold used by
-    ``board_table()``.
+    (default True without a measure).
+
+    ``disclosure`` (the project's :class:`~evaluation.privacy.Disclosure`) writes the
+    sentence's counts and is what :meth:`PairedChange.board_table` applies; without it the
+    default board threshold (5) applies, so nothing written for a reader escapes the rule.
+    The statistics are computed for any n.
     """
     if not 0 < confidence < 1:
         raise DataError(f"confidence must be between 0 and 1, got {confidence}.")
@@ -465,10 +485,11 @@ def paired_change(
     unit = "percentage points" if measure is not None and measure.name.endswith("_pct") \
         else "points"
     all_row = summary.iloc[-1]
+    shown = disclosure if disclosure is not None else Disclosure()
     return PairedChange(
         summary=summary, pairs=pairs,
-        sentence=_sentence(all_row, label, higher_is_better, confidence), label=label,
-        higher_is_better=higher_is_better, confidence=confidence, min_count=min_count,
+        sentence=_sentence(all_row, label, higher_is_better, confidence, shown), label=label,
+        higher_is_better=higher_is_better, confidence=confidence, disclosure=shown,
         unit=unit,
     )
 
@@ -898,6 +919,7 @@ def ancova(
     higher_is_better: bool | None = None,
     label: str | None = None,
     measure: Measure | None = None,
+    disclosure: Disclosure | None = None,
 ) -> Ancova:
     """OLS ``follow_up ~ baseline + treated`` comparing two groups, adjusting for baseline.
 
@@ -907,7 +929,8 @@ def ancova(
     for evaluators uses), times J = 1 - 3/(4(n1+n0) - 9) (Hedges 1981); its CI is the CI of
     the adjusted difference scaled the same way. Months' progress uses g signed as
     improvement. ``treatment`` defaults to "programme" when that level exists. Pupils
-    missing any of the three columns are excluded and counted (``n_excluded``).
+    missing any of the three columns are excluded and counted (``n_excluded``). The
+    sentence writes the two groups' sizes through ``disclosure`` (default: a board).
     """
     import statsmodels.api as sm
 
@@ -953,17 +976,19 @@ def ancova(
     label = label or (measure.label if measure is not None else f"{follow_up} score")
     verdict = _verdict(lo, hi, higher_is_better)
     pct = f"{confidence * 100:g}%"
+    shown = disclosure if disclosure is not None else Disclosure()
+    sizes = f"n = {shown.count(n1)} and {shown.count(n0)}"
     if verdict == "no clear change":
         sentence = (f"After allowing for baseline scores, {treatment} pupils' {label} was not "
                     f"clearly different from {control} pupils' (adjusted difference "
                     f"{diff:+.1f}, {pct} CI {lo:.1f} to {hi:.1f}; Hedges' g = {g:.2f}; "
-                    f"n = {n1} and {n0}).")
+                    f"{sizes}).")
     else:
         better = verdict == "improved"
         sentence = (f"After allowing for baseline scores, {treatment} pupils' {label} was "
                     f"{'better' if better else 'worse'} than {control} pupils' by "
                     f"{abs(diff):.1f} points (Hedges' g = {g:.2f}, {pct} CI {glo:.2f} to "
-                    f"{ghi:.2f}; n = {n1} and {n0}), {_months_phrase(months, better)}.")
+                    f"{ghi:.2f}; {sizes}), {_months_phrase(months, better)}.")
     return Ancova(diff, lo, hi, float(res.pvalues[2]), g, glo, ghi, months, mlabel, n1, n0,
                   int((~keep).sum()), str(treatment), str(control), sentence, res)
 

@@ -65,6 +65,7 @@ import statsmodels.api as sm
 from scipy import special, stats
 
 from evaluation.errors import DataError, describe_rows
+from evaluation.privacy import Disclosure
 
 __all__ = [
     "ITSResult",
@@ -321,6 +322,12 @@ class ITSResult:
         """Plain-English summary for a school board."""
         return _sentence(self, *self.sentence_args)
 
+    def sentence_without_total(self) -> str:
+        """:attr:`sentence` without the cumulative difference in events, for a report that
+        withholds the observed total (a difference from a shown expected count would give
+        it away)."""
+        return _sentence(self, *self.sentence_args, cumulative=False)
+
     @cached_property
     def _predictions(self) -> dict:
         """Fitted values and the counterfactual with its pointwise interval, every row
@@ -467,12 +474,16 @@ class ITSResult:
             "verdict": verdict,
         }
 
-    def plot(self, ax: Any = None, title: str | None = None) -> Any:
+    def plot(self, ax: Any = None, title: str | None = None,
+             disclosure: Disclosure | None = None) -> Any:
         """The standard ITS figure; returns the matplotlib Figure.
 
         Observed values as points, the fitted model as solid lines per segment, the
         counterfactual (previous trend continued) dashed with its confidence band, and a
-        vertical line at each interruption.
+        vertical line at each interruption. With a ``disclosure`` (a report's disclosure
+        control), an observed count it would withhold is not drawn at its value: the
+        period is marked in a grey band below the threshold instead, so that a board
+        cannot read a small count off the chart.
         """
         import matplotlib.pyplot as plt
 
@@ -481,11 +492,25 @@ class ITSResult:
         else:
             fig = ax.figure
         cf = self.counterfactual
+        withheld = []
         if self.control_series is not None:
             cs = self.control_series
-            ax.scatter(cs["period"], cs["observed"], s=14, color="0.6", label="comparison")
+            small = _small(cs["observed"], disclosure)
+            withheld.append(cs.loc[small, "period"])
+            ax.scatter(cs.loc[~small, "period"], cs.loc[~small, "observed"], s=14,
+                       color="0.6", label="comparison")
             ax.plot(cs["period"], cs["fitted"], color="0.6", lw=1)
-        ax.scatter(cf["period"], cf["observed"], s=16, color="C0", label="observed", zorder=3)
+        small = _small(cf["observed"], disclosure)
+        withheld.append(cf.loc[small, "period"])
+        ax.scatter(cf.loc[~small, "period"], cf.loc[~small, "observed"], s=16, color="C0",
+                   label="observed", zorder=3)
+        hidden = pd.concat(withheld)
+        if disclosure is not None and len(hidden):
+            band = disclosure.threshold
+            ax.axhspan(0, band, color="0.88", zorder=0,
+                       label=f"fewer than {band} (value withheld)")
+            ax.scatter(hidden, np.full(len(hidden), band / 2), marker="|", s=60, color="0.3",
+                       zorder=3)
         segment = cf["segment"]
         for k, seg in enumerate(sorted(segment.unique())):
             part = cf[(segment == seg) & cf["in_fit"]]
@@ -992,6 +1017,13 @@ def _build_result(model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask
     )
 
 
+def _small(observed: pd.Series, disclosure: Disclosure | None) -> pd.Series:
+    """Which observed counts a disclosure control withholds (none without one)."""
+    if disclosure is None:
+        return pd.Series(False, index=observed.index)
+    return observed.map(disclosure.is_small).astype(bool)
+
+
 def _identity(v: np.ndarray) -> np.ndarray:
     return v
 
@@ -1012,9 +1044,11 @@ def _fmt(v: float) -> str:
     return f"{v:.2f}"
 
 
-def _sentence(res: ITSResult, when: str, what: str, who: str, per: str | None) -> str:
+def _sentence(res: ITSResult, when: str, what: str, who: str, per: str | None, *,
+              cumulative: bool = True) -> str:
     """Plain-English summary for a school board: the headline change, the other change
-    (slope when the headline is the level), then the cumulative difference."""
+    (slope when the headline is the level), then (if ``cumulative``) the cumulative
+    difference."""
     eff = res.effects_data
     terms = eff["term"]
     pct = round(res.confidence * 100)
@@ -1047,7 +1081,7 @@ def _sentence(res: ITSResult, when: str, what: str, who: str, per: str | None) -
     if other != res.headline_term and other in terms:
         t2, unclear2 = describe(terms.index(other))
         out += f"; after that {t2}{' (no clear change)' if unclear2 else ''}"
-    if not rr:
+    if not rr or not cumulative:
         return out + "."
     cu = {k: v[0] for k, v in res.cumulative_data.items()}
     d, clo, chi = cu["difference"], cu["ci_low"], cu["ci_high"]

@@ -11,17 +11,81 @@ import base64
 import html
 import io
 import json
+import re
+import string
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from IPython.display import HTML, Markdown
+from IPython.display import HTML
+from markdown_it import MarkdownIt
 
+from evaluation import privacy
 from evaluation.project import Project
 
+# CommonMark without raw HTML, links, images, autolinks or link reference definitions:
+# text typed by a user (titles, theory-of-change statements, category labels) can never
+# become a tag, a script or a link, whatever reaches a report's Markdown.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).disable(
+    ["link", "image", "autolink", "html_inline", "html_block", "reference"]
+)
+# CommonMark lets a backslash escape any ASCII punctuation character and print it as is.
+_PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+#: The class that tells MathJax (loaded by nbconvert's HTML export) to leave an element's
+#: text alone: user text such as "$\\href{...}{...}$" must not be typeset as a formula or
+#: a link. Every element these helpers build carries it.
+NO_MATH = "tex2jax_ignore"
 
-def markdown(text: str) -> Markdown:
-    return Markdown(text)
+
+def markdown(text: str) -> HTML:
+    """Kit Markdown rendered to HTML here, with raw HTML, links and images switched off.
+
+    The front end never sees Markdown, so nothing inside ``text`` can become markup: a
+    ``<script>`` prints as text. Put user text into a Markdown template through
+    :func:`escape_markdown`, so that its ``**`` or ``#`` print literally too.
+    """
+    return HTML(f"<div class='evalkit-text {NO_MATH}'>{_MARKDOWN.render(text)}</div>")
+
+
+def escape_markdown(text: Any) -> str:
+    """``text`` for a Markdown template: every ASCII punctuation character backslash-
+    escaped (so ``**Bold** _x_ # h`` prints as typed) and runs of spaces and single line
+    breaks collapsed (so a line break cannot start a heading, list or code block inside
+    the template); blank lines still separate paragraphs."""
+    paragraphs = _PARAGRAPH_BREAK.split(str(text).strip())
+    return "\n\n".join(_PUNCTUATION.sub(r"\\\1", _SPACES.sub(" ", p).strip())
+                       for p in paragraphs if p.strip())
+
+
+#: What a kit link may point to: a sibling page of the same report, or an anchor on it.
+_SAFE_HREF = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*)?(?:#[A-Za-z0-9_-]+)?", re.ASCII)
+
+
+def link(label: str, href: str) -> str:
+    """An HTML link for kit text (Markdown links are switched off): the label is escaped
+    and the target must be a sibling page of the report (``20_exclusions_its.html``) or an
+    anchor, so no scheme (``javascript:``), host or folder can be slipped in."""
+    if not href or not _SAFE_HREF.fullmatch(href):
+        raise ValueError(f"report.link: {href!r} is not a page of this report.")
+    return f"<a href='{html.escape(href, quote=True)}'>{html.escape(label)}</a>"
+
+
+def linked_sentence(before: str, label: str, href: str, after: str = "") -> HTML:
+    """A paragraph of plain text with one kit link in it; every part is escaped."""
+    return HTML(f"<p class='{NO_MATH}'>{html.escape(before)}{link(label, href)}"
+                f"{html.escape(after)}</p>")
+
+
+def title_block(project: Project) -> HTML:
+    """The title, organisation and evaluation period at the top of a report, as typed."""
+    lines = [f"**{escape_markdown(project.title)}**"]
+    if project.params.project.organisation:
+        lines.append(escape_markdown(project.params.project.organisation))
+    lines.append(f"Evaluation period: {escape_markdown(project.period_text())}")
+    return markdown("  \n".join(lines))
 
 
 def format_p(value: float) -> str:
@@ -38,13 +102,24 @@ def table(
     precision: int = 2,
     percent: Iterable[str] = (),
     index: bool = False,
+    withheld_note: str = "",
 ) -> HTML:
     """A readable HTML table: caption, rounded numbers right-aligned, text left-aligned,
-    no index, missing or withheld values shown as '–'."""
+    no index, missing or not-applicable values shown as '–' and withheld values (see
+    :func:`evaluation.privacy.disclose`) as '[c]', explained under the table by
+    ``withheld_note`` (or a short default) wherever one appears. Every cell, header and
+    caption is HTML-escaped."""
     shown = frame.copy()
+    marked = privacy.withheld_cells(shown)
+    for col in shown.columns:
+        if marked[col].any():
+            # a count column with withheld cells: the numbers keep their number format
+            rest = pd.to_numeric(shown[col].mask(marked[col]), errors="coerce")
+            shown[col] = rest
     for col in percent:
         if col in shown:
-            shown[col] = shown[col].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}%")
+            shown[col] = shown[col].map(
+                lambda v: privacy.NOT_APPLICABLE if pd.isna(v) else f"{v:.0f}%")
     formatters, numeric = {}, []
     for col in shown.columns:
         if str(col) == "p" or str(col).endswith(("_p", " p", "p_value")):
@@ -65,17 +140,29 @@ def table(
             numeric.append(col)
     # Formatted numbers such as '<0.001' must be escaped too, not only the text cells.
     formatters = {c: (lambda v, f=f: html.escape(f(v))) for c, f in formatters.items()}
+    for col in shown.columns:
+        if marked[col].any():
+            shown[col] = shown[col].astype(object)
+            shown.loc[marked[col].to_numpy(), col] = privacy.WITHHELD
+            inner = formatters.get(col, lambda v: html.escape(str(v)))
+            formatters[col] = (lambda v, f=inner: privacy.WITHHELD if v == privacy.WITHHELD
+                               else f(v))
     styler = (
         shown.style.format(formatters, na_rep="–", escape="html")
         .format_index(escape="html", axis=1)
         .set_properties(subset=numeric, **{"text-align": "right"})
-        .set_table_attributes('class="evalkit-table"')
+        .set_table_attributes(f'class="evalkit-table {NO_MATH}"')
     )
     if not index:
         styler = styler.hide(axis="index")
     if caption:
         styler = styler.set_caption(html.escape(caption))
-    return HTML(styler.to_html())
+    out = styler.to_html()
+    if marked.to_numpy().any():
+        note = withheld_note or (f"{privacy.WITHHELD} withheld to protect pupils' privacy. "
+                                 f"{privacy.NOT_APPLICABLE} not applicable or not available.")
+        out += f"<p class='evalkit-table-note {NO_MATH}'>{html.escape(note)}</p>"
+    return HTML(out)
 
 
 def figure(
@@ -86,12 +173,19 @@ def figure(
     A long description is folded under the figure rather than printed in full; ``wide``
     figures (such as the theory-of-change diagram) print on a landscape A4 page.
     """
+    import matplotlib as mpl
     import matplotlib.pyplot as plt
+    from matplotlib.text import Text
 
     if title:
         fig.suptitle(title)
+    # Labels, legends and tick labels carry user text (school names, category labels): a
+    # "$" in them is a dollar sign, never mathtext, which could fail or mis-typeset.
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    with mpl.rc_context({"text.parse_math": False}):  # tick labels made while drawing
+        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     if close:
         plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -99,7 +193,7 @@ def figure(
     caption = html.escape(short)
     if short != alt:
         caption += f"<details><summary>Full description</summary>{html.escape(alt)}</details>"
-    css = "evalkit-figure evalkit-wide" if wide else "evalkit-figure"
+    css = f"evalkit-figure evalkit-wide {NO_MATH}" if wide else f"evalkit-figure {NO_MATH}"
     return HTML(
         f"<figure class='{css}'><img src='data:image/png;base64,{data}' "
         f"alt='{html.escape(alt, quote=True)}' style='max-width:100%'/>"
@@ -107,33 +201,72 @@ def figure(
     )
 
 
+def audience_banner(project: Project) -> HTML | None:
+    """Every page of an ``audience: internal`` report says so: nothing is withheld there."""
+    if project.params.report.audience != "internal":
+        return None
+    return HTML(
+        f"<p class='evalkit-audience {NO_MATH}' style='border:2px solid #a50026;padding:6px 10px;"
+        "background:#fde0dd'><strong>Internal report: it shows small counts and per-pupil "
+        "figures. Do not circulate beyond the evaluation team.</strong></p>"
+    )
+
+
 def synthetic_banner(project: Project) -> HTML | None:
     if not project.params.project.synthetic:
         return None
     return HTML(
-        "<p style='border:2px solid #b35806;padding:6px 10px;background:#fff4e5'>"
+        f"<p class='{NO_MATH}' style='border:2px solid #b35806;padding:6px 10px;"
+        "background:#fff4e5'>"
         "<strong>Synthetic data.</strong> This report was produced from made-up data to "
         "demonstrate the kit. No real pupil or school is described.</p>"
     )
 
 
+def banners(project: Project) -> HTML:
+    """What every page shows on top: the synthetic-data label and the internal-report
+    warning, where they apply (nothing otherwise)."""
+    shown = [b.data for b in (synthetic_banner(project), audience_banner(project)) if b]
+    return HTML("".join(shown))
+
+
+#: Parameter keys never shown in a provenance footer, at any depth (secrets).
+SECRET_PARAMETERS = frozenset({"pseudonym_salt", "pseudonym_key", "salt", "secret"})
+
+
 def provenance(project: Project) -> HTML:
-    """A provenance footer: when, which kit version, the inputs' SHA-256, the parameters."""
+    """A provenance footer: when, which kit version, the inputs' SHA-256, the parameters
+    (without any secret) and the fingerprint of the pseudonym key, never the key."""
     info = project.provenance()
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(_short_path(v['path'], project))}"
-        f"</td><td><code>{v['sha256'][:16]}…</code></td></tr>"
+        f"</td><td><code>{html.escape(str(v['sha256'])[:16])}…</code></td></tr>"
         for name, v in info["inputs"].items()
     )
-    params = html.escape(json.dumps(info["parameters"], indent=1, default=str))
+    shown = _without_secrets(info["parameters"])
+    params = html.escape(json.dumps(shown, indent=1, default=str))
+    fingerprint = info.get("pseudonym_key_fingerprint")
+    key = (f"<p>Pseudonyms were made with the project key whose fingerprint is "
+           f"<code>{html.escape(str(fingerprint))}</code> (the key itself is never "
+           "written anywhere).</p>" if fingerprint else "")
     return HTML(
-        "<footer class='evalkit-provenance' style='font-size:85%;color:#444;"
+        f"<footer class='evalkit-provenance {NO_MATH}' style='font-size:85%;color:#444;"
         "border-top:1px solid #ccc;margin-top:2em'>"
-        f"<p><strong>Provenance.</strong> Generated {info['generated']} by evalkit "
-        f"{info['kit_version']} for project <code>{html.escape(project.id)}</code>.</p>"
+        f"<p><strong>Provenance.</strong> Generated {html.escape(str(info['generated']))} by "
+        f"evalkit {html.escape(str(info['kit_version']))} for project "
+        f"<code>{html.escape(project.id)}</code>.</p>{key}"
         f"<table><tr><th>input</th><th>file</th><th>SHA-256</th></tr>{rows}</table>"
         f"<details><summary>Parameters</summary><pre>{params}</pre></details></footer>"
     )
+
+
+def _without_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_secrets(v) for k, v in value.items()
+                if str(k).lower() not in SECRET_PARAMETERS}
+    if isinstance(value, list):
+        return [_without_secrets(v) for v in value]
+    return value
 
 
 def _short_path(path: str, project: Project) -> str:

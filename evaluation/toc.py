@@ -913,6 +913,7 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
         va="top",
         fontsize=13,
         fontweight="bold",
+        parse_math=False,  # user text: a "$" is a dollar sign, not mathtext
     )
     # Moderators are context, not a step in the chain: a shaded panel behind the column.
     ax.add_artist(
@@ -983,6 +984,7 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
                 fontsize=size,
                 linespacing=1.25,
                 zorder=3,
+                parse_math=False,  # user text: a "$" is a dollar sign, not mathtext
             )
             txt.set_gid(f"toc-{b.kind}-{b.id}-label")
             anchors[b.id] = (x, x + col_w, b.y - b.h / 2)

@@ -52,8 +52,8 @@ from statsmodels.duration.survfunc import SurvfuncRight
 from statsmodels.stats.proportion import proportion_confint
 
 from evaluation.errors import DataError, describe_rows
+from evaluation.filters import FilterError, parse_filter
 from evaluation.intake import CLOSURE_OUTCOMES
-from evaluation.privacy import suppress  # re-exported: tracking.suppress
 
 # ``holidays`` imports its country calendars on first use (about 0.1 s); the import above
 # loads them with this module instead of inside the first register build.
@@ -89,7 +89,6 @@ __all__ = [
     "plot_km",
     "quality_summary",
     "read_attendance",
-    "suppress",
     "suspensions_around_start",
     "time_open",
     "time_to_event",
@@ -1456,8 +1455,8 @@ def kpi_sentences(kpis: pd.DataFrame, period: str | None = None) -> list[str]:
     """Plain-English sentences for the headline KPIs of one period (default: the latest
     period with referrals), e.g. "82% of 312 referrals had a first response within 2 working
     days (target 90%: amber)." Percentages are rounded to whole numbers, days to one decimal
-    place (trailing .0 dropped). KPIs whose value is missing (e.g. withheld by
-    :func:`suppress`) are left out.
+    place (trailing .0 dropped). KPIs whose value is missing or withheld (see
+    :func:`evaluation.privacy.disclose`) are left out.
     """
     _require(kpis, "KPI", ["period", "kpi", "value", "n", "target", "rag"])
     if period is None:
@@ -1466,11 +1465,15 @@ def kpi_sentences(kpis: pd.DataFrame, period: str | None = None) -> list[str]:
             return []
         period = rec.iloc[-1]
     rows = kpis[kpis["period"] == period].set_index("kpi")
+    # withheld cells (privacy.WITHHELD) read as missing, so their KPI is left out
+    rows = rows.assign(value=pd.to_numeric(rows["value"], errors="coerce"),
+                       n=pd.to_numeric(rows["n"], errors="coerce"))
     days = kpis.attrs.get("response_target_working_days", 2)
     out: list[str] = []
 
     def have(k: str) -> bool:
-        return k in rows.index and not pd.isna(rows.loc[k, "value"])
+        return (k in rows.index and not pd.isna(rows.loc[k, "value"])
+                and not pd.isna(rows.loc[k, "n"]))
 
     def num(x: float) -> str:
         return f"{round(float(x), 1):g}"
@@ -2498,8 +2501,9 @@ def disproportionality(
 
     * ``"all others"`` -- each group against every pupil not in it;
     * a group value (or tuple for several columns) -- each group against that group;
-    * a boolean mask aligned with ``pupils``, or a ``pupils.query`` string -- each group against
-      the masked pupils who are not in the group.
+    * a boolean mask aligned with ``pupils``, or a filter expression on the pupils table
+      (:func:`evaluation.filters.parse_filter`, e.g. ``"sex == 'M' and fsm == true"``; never
+      run as code) -- each group against the masked pupils who are not in the group.
 
     Risk = a / n in the group, c / m in the reference; RR = (a/n) / (c/m). Katz log method
     (Katz et al. 1978): se(log RR) = sqrt(1/a - 1/n + 1/c - 1/m); CI = exp(log RR +/- z se),
@@ -2561,12 +2565,12 @@ def _risk_ratios(pupils: pd.DataFrame, cols: list[str], groups: tuple[np.ndarray
                     mask &= (pupils[col] == val).fillna(False).to_numpy(dtype=bool)
             elif isinstance(reference, str):
                 try:
-                    mask = pupils.eval(reference).to_numpy(dtype=bool)
-                except Exception as exc:
+                    mask = parse_filter(reference).mask(pupils)
+                except FilterError as exc:
                     raise DataError(
                         f"disproportionality: reference {reference!r} is neither a group of "
-                        f"{', '.join(cols)} nor a valid query on the pupils table ({exc})."
-                    ) from exc
+                        f"{', '.join(cols)} nor a valid filter on the pupils table ({exc})."
+                    ) from None
             else:
                 raise DataError(f"disproportionality: reference {reference!r} is not a group "
                                 f"of {', '.join(cols)}.")

@@ -24,6 +24,7 @@ from evaluation.baseline_followup import (
 )
 from evaluation.errors import DataError
 from evaluation.measures import load_registry
+from evaluation.privacy import WITHHELD, Disclosure
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -190,7 +191,7 @@ def test_by_groups_counts_unpaired_and_board_table():
         "f": [8, 11, 9, 10, 7, np.nan, 9, 6, 12, 9],
         "school": ["A", "A", "A", "A", "A", "B", "B", "B", "B", np.nan],
     })
-    res = paired_change(d, "b", "f", by="school", min_count=4, higher_is_better=False)
+    res = paired_change(d, "b", "f", by="school", disclosure=Disclosure(4), higher_is_better=False)
     s = res.summary.set_index("group")
     assert list(s.index) == ["A", "B", "Missing", "All"]
     assert s.loc["A", "n_pairs"] == 4 and s.loc["A", "n_follow_up_only"] == 1
@@ -202,11 +203,50 @@ def test_by_groups_counts_unpaired_and_board_table():
     assert s.loc["All", "t"] == pytest.approx(
         stats.ttest_rel(all_rows[:, 1], all_rows[:, 0]).statistic)
     board = res.board_table().set_index("group")
-    assert math.isnan(board.loc["B", "mean_change"]) and math.isnan(board.loc["B", "g_av"])
-    assert board.loc["B", "note"] == "fewer than 4 pupils"
+    assert board.loc["B", "n_pairs"] == WITHHELD and board.loc["Missing", "n_pairs"] == WITHHELD
+    assert board.loc["B", "mean_change"] == WITHHELD and board.loc["B", "g_av"] == WITHHELD
+    assert board.loc["B", "note"] == WITHHELD
     assert board.loc["A", "mean_change"] == pytest.approx(s.loc["A", "mean_change"])
+    assert board.loc["All", "n_pairs"] == 8
     assert (res.pairs["status"] == "follow-up only").sum() == 1
-    assert "2 pupils with only one score" in res.sentence
+    assert "fewer than 4 pupils with only one score" in res.sentence
+
+
+def test_board_table_is_the_disclosure_step():
+    """One rule: ``board_table`` is ``Disclosure.table`` with the summary's additive sets;
+    the statistics themselves are computed for any n."""
+    d = pd.DataFrame({"b": [10, 12, 9, 14, 11, 13, 8, 15, 10, 12, 14, np.nan],
+                      "f": [8, 11, 9, 10, 9, 9, 6, 12, 9, 10, 11, 7],
+                      "school": list("AAAAAAAAABBB")})
+    res = paired_change(d, "b", "f", by="school", disclosure=Disclosure(5, "board"))
+    s = res.summary.set_index("group")
+    assert s.loc["B", "n_pairs"] == 2 and np.isfinite(s.loc["B", "mean_change"])
+    board = res.board_table().set_index("group")
+    # B's 2 pairs are withheld, and so is A's 9, or 11 - 9 = 2 would give them away
+    assert board.loc["B", "n_pairs"] == WITHHELD and board.loc["A", "n_pairs"] == WITHHELD
+    assert board.loc["A", "mean_change"] == WITHHELD
+    # one follow-up-only pupil; the sentence names the unpaired total, so the baseline-only
+    # count (0) is withheld beside it
+    assert board.loc["All", "n_follow_up_only"] == WITHHELD
+    assert board.loc["All", "n_baseline_only"] == WITHHELD
+    assert board.loc["All", "n_pairs"] == 11
+    pd.testing.assert_frame_equal(res.board_table(Disclosure(5)).set_index("group"), board)
+    internal = res.board_table(Disclosure(5, "internal")).set_index("group")
+    assert internal.loc["B", "n_pairs"] == 2
+    assert "fewer than 5 pupils with only one score" in res.sentence
+    inside = paired_change(d, "b", "f", disclosure=Disclosure(5, "internal"))
+    assert "1 pupil with only one score" in inside.sentence
+
+
+def test_sentence_withholds_a_small_headline():
+    d = pd.DataFrame({"b": [10.0, 12, 9, 14], "f": [8.0, 11, 9, 10]})
+    res = paired_change(d, "b", "f", higher_is_better=False)
+    assert "Fewer than 5 pupils had both scores" in res.sentence
+    assert "n = 4" not in res.sentence
+    assert res.headline()["n"] == 4
+    inside = paired_change(d, "b", "f", higher_is_better=False,
+                           disclosure=Disclosure(5, "internal"))
+    assert "(n = 4)" in inside.sentence
 
 
 def test_sentence_direction_words():
@@ -378,6 +418,11 @@ def test_ancova_against_statsmodels_formula():
     assert res.g == pytest.approx(ref.params[name] / sp * j)
     assert res.eef_months == eef_months(-res.g)[0] and res.eef_months > 0
     assert "better" in res.sentence
+    assert f"n = {res.n_treatment} and {res.n_control}" in res.sentence
+    few = df[(df.group == "programme") | (df.index.isin(df.index[df.group == "comparison"][:3]))]
+    small = ancova(few, "pre", "post", "group", higher_is_better=False)
+    assert small.n_control == 3
+    assert "and fewer than 5)" in small.sentence and "and 3)" not in small.sentence
 
 
 # ---------------------------------------------------------------- bad input

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -20,6 +21,7 @@ from statsmodels.tsa.stattools import acf as sm_acf  # noqa: E402
 
 from evaluation import its  # noqa: E402
 from evaluation.errors import DataError  # noqa: E402
+from evaluation.privacy import Disclosure  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 Z = stats.norm.ppf(0.975)
@@ -522,3 +524,34 @@ def test_missing_column_and_bad_options():
         _fit(df, family="binomial")
     with pytest.raises(DataError, match="period/2"):
         _fit(df, seasonality=7)
+
+
+def test_plot_with_disclosure_draws_no_small_count():
+    # base 0.002 of a roll of 1000: about 2 events a month, so many months are 1-4
+    df, _ = _series(n_pre=24, n_post=24, roll=1000, base=0.002, trend=0.0, slope=0.0, seed=5)
+    r = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
+                interruption="2017-09-01")
+    small = (df["suspensions"] > 0) & (df["suspensions"] < 5)
+    assert small.any()
+    board = Disclosure(5, "board")
+    ax = r.plot(disclosure=board).axes[0]
+    observed = next(c for c in ax.collections if c.get_label() == "observed")
+    y = observed.get_offsets()[:, 1]
+    assert len(y) == (~small).sum() and not ((y > 0) & (y < 5)).any()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "fewer than 5 (value withheld)" in legend
+    # without a disclosure control (or for an internal report) every point is drawn
+    for fig in (r.plot(), r.plot(disclosure=Disclosure(5, "internal"))):
+        drawn = next(c for c in fig.axes[0].collections if c.get_label() == "observed")
+        assert len(drawn.get_offsets()) == len(df)
+    plt.close("all")
+
+
+def test_sentence_without_total_leaves_out_the_cumulative_difference():
+    df, _ = _series(n_pre=24, n_post=24, level=-0.4, slope=0.0, seed=21)
+    r = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
+                interruption="2017-09-01")
+    short = r.sentence_without_total()
+    assert "fewer suspensions than the previous trend" in r.sentence
+    assert r.sentence.startswith(short[:-1]) and "Over " not in short
+    assert short.endswith(".") and "per 100" not in short

@@ -7,6 +7,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import re  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -14,8 +16,9 @@ import pytest  # noqa: E402
 import statsmodels.api as sm  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from evaluation import privacy  # noqa: E402
 from evaluation.errors import ParamsError  # noqa: E402
-from evaluation.project import open_project  # noqa: E402
+from evaluation.project import Project, open_project  # noqa: E402
 from evaluation.sections import its as its_sections  # noqa: E402
 
 from .conftest import REPO  # noqa: E402
@@ -50,9 +53,9 @@ def _tables(sections) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _table(sections, ending: str) -> pd.DataFrame:
-    found = [t for caption, t in _tables(sections).items() if caption.endswith(ending)]
-    assert len(found) == 1, ending
+def _table(sections, part: str) -> pd.DataFrame:
+    found = [t for caption, t in _tables(sections).items() if part in caption]
+    assert len(found) == 1, part
     return found[0]
 
 
@@ -100,6 +103,7 @@ def test_demo_per_school_table_and_pooled_estimate(demo):
     assert units["Level RR"].notna().all()
     events = pd.to_numeric(units["Events"], errors="coerce").dropna()
     assert (events >= project.min_count).all()  # small counts withheld
+    assert not privacy.withheld_cells(units).to_numpy().any()  # no demo school is small
     pooled = _table(sections, "(random effects, DerSimonian-Laird)").set_index(
         ["Group", "Effect"])
     row = pooled.loc[("programme", "level change")]
@@ -182,7 +186,7 @@ def test_dfe_fits_most_local_authorities_and_says_why_not_the_rest(dfe):
     summary = _table(sections, "local authorities fitted and not fitted")
     assert summary["Units"].sum() == len(many.results) + len(a.not_fitted)
     assert summary.loc[summary["Result"] == "fitted", "Units"].item() == len(many.results)
-    units = _table(sections, "each local authority (events below 5 withheld)")
+    units = _table(sections, ": each local authority")
     assert len(units) == len(many.results) + len(a.not_fitted)
     # a suppressed count is listed in the data notes and left out of the summed series
     notes = _table(sections, "rows left out")
@@ -250,4 +254,249 @@ def test_dfe_suspensions_level_fall_with_rising_trend_is_flagged(dfe):
     assert a.result.cumulative["ci_low"].iloc[0] > 0
     # no such caution where level and trend agree (permanent exclusions: both up)
     assert perm.conflict_text() == ""
+    plt.close("all")
+
+
+# ------------------------------------------------------------------ disclosure control
+#
+# Board-facing tables of the ITS report and their counts (the columns of events; every
+# other number is a model estimate, or a number of schools, periods or cells):
+#   "<name>: the model used"                 no event counts (units, periods)
+#   "<name>: changes at the interruption"    rate ratios only
+#   "<name>: cumulative difference ..."      Observed (count); Expected, Difference, CIs and
+#                                            rates per 100 are withheld with it
+#   "<name>: model checks"                   diagnostics, periods
+#   "<name>: programme against comparison"   rate ratios only
+#   "<name>: schools fitted and not fitted"  numbers of schools
+#   "<name>: pooled across schools"          pooled rate ratios, numbers of schools
+#   "<name>: each school (events ...)"       Events (count), adding up within each group
+#   "<name>: rows left out"                  unit, period and reason: no counts
+EVENT_COLUMNS = ("Events", "Observed")
+EVENT_WORDS = r"(?:suspensions?|events?|permanent exclusions?|exclusions?|pupils?)"
+
+
+def _numbers(column: pd.Series) -> pd.Series:
+    return pd.to_numeric(column.mask(column.astype(object).isin([privacy.WITHHELD])),
+                         errors="coerce")
+
+
+def _small_cells(tables: dict[str, pd.DataFrame], threshold: int) -> list[str]:
+    """Event-count cells between 1 and threshold - 1 in any board table."""
+    found = []
+    for caption, table in tables.items():
+        for col in EVENT_COLUMNS:
+            if col in table.columns:
+                values = _numbers(table[col])
+                small = values[(values > 0) & (values < threshold)]
+                found += [f"{caption} / {col} = {v:g}" for v in small]
+    return found
+
+
+def _recoverable(table: pd.DataFrame, count: str, block: str | None,
+                 truth: pd.Series, threshold: int) -> list[str]:
+    """Cells of ``count`` not shown (withheld or blank) that a reader could work out.
+
+    The cells of each block (all rows if ``block`` is None) add up to a total the reader is
+    assumed to know (the group's summed series is charted and totalled in the report), so
+    the cells not shown add up to the total minus the others. That gives a cell away if it
+    is the only one not shown (unless it truly had no events; ``truth``: events by unit,
+    from the data), and bounds each below the threshold if together they are below it.
+    """
+    unit = table.columns[0] if block != table.columns[0] else table.columns[1]
+    unknown = _numbers(table[count]).isna()
+    keys = table[block] if block else pd.Series("all", index=table.index)
+    leaks = []
+    for key, rows in unknown.groupby(keys):
+        names = table.loc[rows[rows].index, unit]
+        hidden = truth.reindex(names).fillna(0)
+        if len(names) == 1 and hidden.sum() > 0:
+            leaks.append(f"{names.iloc[0]} ({key}): {hidden.sum():g} {count}")
+        elif 0 < hidden.sum() < threshold:
+            leaks.append(f"{', '.join(names)} ({key}): {hidden.sum():g} {count} together")
+    return leaks
+
+
+def _truth(project: Project, a) -> pd.Series:
+    """Each unit's events, straight from the cleaned data table."""
+    table = project.table(a.options.data)
+    return table.groupby(table[a.options.by].astype(str))[a.column].sum(min_count=1)
+
+
+def _figure_texts(fig) -> list[str]:
+    """Every text a figure shows: titles, axis labels, tick labels, legends, annotations."""
+    texts = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        texts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+        texts += [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        texts += [t.get_text() for t in ax.texts]
+        legend = ax.get_legend()
+        if legend is not None:
+            texts += [t.get_text() for t in legend.get_texts()]
+    return [t for t in texts if t]
+
+
+def _board_prose(sections) -> list[str]:
+    """Sentences, paragraphs, captions, alt texts and figure texts of the sections."""
+    out = []
+    for s in sections:
+        out += [s.sentence, s.heading]
+        for item in s.items:
+            if item.kind == "text":
+                out.append(item.payload)
+            elif item.kind == "table":
+                out.append(item.caption)
+            else:
+                out.append(item.caption)
+                item.payload.canvas.draw()  # tick labels are made when drawn
+                out += _figure_texts(item.payload)
+    return out
+
+
+def _small_counts_in_prose(texts: list[str], threshold: int) -> list[str]:
+    pattern = re.compile(r"(?<![\d.,])(\d[\d,]*)\s+(?:[a-z]+\s+)?" + EVENT_WORDS)
+    return [m.group(0) for t in texts for m in pattern.finditer(t)
+            if 0 < int(m.group(1).replace(",", "")) < threshold]
+
+
+def _build_small(monkeypatch=None, **edits) -> tuple[Project, its_sections.ItsAnalysis, list]:
+    """The demo project with some schools' suspensions replaced (hand-made small series)."""
+    project = open_project(REPO / "params" / "demo.yaml")
+    table = project.data.tables["exclusions"].copy()
+    keep = edits.pop("keep", None)
+    if keep is not None:
+        table = table[table["school_id"].isin(keep)].copy()
+    for school, values in edits.items():
+        rows = table.index[table["school_id"] == school]
+        table.loc[rows, "suspensions"] = list(values) + [0] * (len(rows) - len(values))
+    project.data.tables["exclusions"] = table
+    analysis = its_sections.analyse(project, project.toc.outcome("suspensions"))
+    sections = its_sections.sections(analysis)
+    return project, analysis, sections
+
+
+# SCH02 (programme): 4 suspensions, fitted; SCH01 (programme): 3, too few to fit;
+# SCH22 (comparison): 3 in a row, too few to fit; SCH23 (comparison): none at all. The
+# comparison group then has one small school, so a second one must be withheld, and not
+# the school with no suspensions (3 + 0 would give the 3 away).
+SMALL_SCHOOLS = dict(SCH01=[0] * 5 + [1, 0, 1] + [0] * 6 + [1],
+                     SCH02=[0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1],
+                     SCH22=[1, 1, 1], SCH23=[])
+
+
+@pytest.fixture(scope="module")
+def small_schools():
+    out = _build_small(**SMALL_SCHOOLS)
+    yield out
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def small_programme():
+    # Two programme schools with 2 suspensions a term before the programme and 4 in all
+    # after it: the programme series itself has a total below the threshold.
+    pre = [2] * 12
+    out = _build_small(keep=["SCH01", "SCH02", "SCH22", "SCH23"],
+                       SCH01=pre + [1, 0, 0, 1, 0, 0, 0, 0, 0],
+                       SCH02=pre + [0, 0, 1, 0, 0, 0, 0, 1, 0])
+    yield out
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def dfe_board():
+    # The DfE example is published as an internal report (public statistics about local
+    # authorities); for a board, its real small counts must be withheld too.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Project, "disclosure",
+                      property(lambda self: privacy.Disclosure(5, "board")))
+        yield _build("dfe_exclusions.yaml", "permanent_exclusion_rate")
+
+
+@pytest.mark.parametrize("case", ["demo", "small_schools", "small_programme", "dfe_board"])
+def test_no_small_count_in_any_board_table_text_or_figure(case, request):
+    project, a, sections = request.getfixturevalue(case)
+    threshold = project.disclosure.threshold
+    assert _small_cells(_tables(sections), threshold) == []
+    prose = _board_prose(sections)
+    assert _small_counts_in_prose(prose, threshold) == []
+    units = _table(sections, f"(events below {threshold} withheld)")
+    block = "Group" if "Group" in units.columns else None
+    assert _recoverable(units, "Events", block, _truth(project, a), threshold) == []
+    # a unit whose events are withheld shows no estimate either
+    hidden = privacy.withheld_cells(units)["Events"]
+    for col in [c for c in units.columns if c.startswith(("Level ", "Slope "))]:
+        shown = units.loc[hidden, col]
+        assert (shown.isna() | shown.astype(object).eq(privacy.WITHHELD)).all(), col
+
+
+def test_small_schools_are_withheld_with_their_estimates_and_a_second_school(small_schools):
+    project, a, sections = small_schools
+    units = _table(sections, "each school (events below 5 withheld)").set_index("School")
+    for school in ("SCH01", "SCH02", "SCH22"):
+        assert units.loc[school, "Events"] == privacy.WITHHELD, school
+    assert units.loc["SCH02", "Level RR"] == privacy.WITHHELD  # fitted, but on 4 events
+    assert units.loc["SCH01", "Status"].startswith("not fitted")
+    assert pd.isna(units.loc["SCH01", "Level RR"])  # no estimate: not applicable, not [c]
+    # secondary suppression: the comparison group's smallest other school goes too, so its
+    # total (the charted comparison series) minus the shown schools gives nothing away
+    comparison = units[units["Group"] == "comparison"]
+    hidden = comparison["Events"].eq(privacy.WITHHELD)
+    assert hidden.sum() == 2
+    true = _truth(project, a)
+    others = true[comparison.index[~hidden]]
+    assert units.loc["SCH23", "Events"] == 0 and "no events" in units.loc["SCH23", "Status"]
+    assert 0 < true[comparison.index[hidden]].drop("SCH22").item() <= others[others > 0].min()
+    # the withheld mark is explained under the table
+    item = next(i for s in sections for i in s.items if i.caption.endswith("5 withheld)"))
+    assert item.note == privacy.withheld_note(5)
+
+
+def test_small_schools_are_not_in_the_forest_plot(small_schools):
+    _, a, sections = small_schools
+    forest = [(fig, alt) for s in sections for fig, alt in s.figures()
+              if alt.startswith("Forest plot")]
+    assert len(forest) == 1
+    fig, alt = forest[0]
+    labels = {t.get_text() for ax in fig.axes for t in ax.get_yticklabels()}
+    hidden = {u for _, u in a.withheld_units()}
+    assert "SCH02" in hidden and not labels & hidden
+    assert "not shown, to protect pupils' privacy" in alt
+    # the pooled estimate still rests on every fitted school
+    pooled = _table(sections, "(random effects, DerSimonian-Laird)").set_index(
+        ["Group", "Effect"])
+    assert pooled.loc[("programme", "level change"), "Units pooled"] == 20
+
+
+def test_small_programme_total_withholds_what_would_give_it_away(small_programme):
+    project, a, sections = small_programme
+    assert a.result.cumulative["observed_total"].iloc[0] == 4
+    cumulative = _table(sections, "(observed minus expected)")
+    assert (cumulative.drop(columns="Terms after").iloc[0] == privacy.WITHHELD).all()
+    head = sections[0]
+    # the ratio observed/expected and the difference would each fix the observed total
+    assert head.result.estimate is None and head.result.verdict == "no clear change"
+    assert "fewer than 5" in head.result.headline
+    assert ". Over 9 terms" not in head.sentence and "fewer suspensions than" not in head.sentence
+    text = " ".join(_board_prose(sections))
+    assert "fewer than 5 suspensions" in text
+    # the chart draws no point at a small count and labels no small tick
+    fig = sections[1].figures()[0][0]
+    ax = fig.axes[0]
+    drawn = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections
+                            if c.get_offsets().size and c.get_label() in ("observed",
+                                                                          "comparison")])
+    assert not ((drawn > 0) & (drawn < 5)).any()
+    fig.canvas.draw()
+    ticks = {t.get_text() for t in ax.get_yticklabels()}
+    assert not ticks & {"1", "2", "3", "4"}
+    assert "fewer than 5 (value withheld)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_internal_audience_shows_every_count(monkeypatch):
+    monkeypatch.setattr(Project, "disclosure",
+                        property(lambda self: privacy.Disclosure(5, "internal")))
+    _, a, sections = _build_small(**SMALL_SCHOOLS)
+    units = _table(sections, ": each school").set_index("School")
+    assert units.loc["SCH02", "Events"] == 4 and units.loc["SCH01", "Events"] == 3
+    assert not privacy.withheld_cells(units).to_numpy().any()
     plt.close("all")

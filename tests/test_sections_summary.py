@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html
 import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from evaluation import privacy, report  # noqa: E402
 from evaluation.project import Project, open_project  # noqa: E402
 from evaluation.results import SCHEMA, Result, record_result  # noqa: E402
 from evaluation.sections import summary  # noqa: E402
@@ -84,8 +87,16 @@ def empty_project(project: Project, tmp_path_factory: pytest.TempPathFactory) ->
     return dataclasses.replace(project, results_file=results_file)
 
 
-def _texts(section) -> str:
+def _markdown(section) -> str:
+    """The Markdown source of a section's text items (user text in it is escaped)."""
     return "\n".join(i.payload for i in section.items if i.kind == "text")
+
+
+def _texts(section) -> str:
+    """What a reader sees of a section's text items: rendered, tags stripped."""
+    rendered = "\n".join(report.markdown(i.payload).data
+                         for i in section.items if i.kind == "text")
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered))
 
 
 def _by_statement(project: Project) -> dict[str, str]:
@@ -150,9 +161,10 @@ def test_verdict_count_sentence(project: Project) -> None:
         "Of 6 outcomes, 4 improved, 1 showed no clear change and 1 is not yet measured."
     )
     # Worsened outcomes are named, and results for ids outside the ToC are not counted.
+    assert "**Worsened:** Targeted pupils\\' attendance improves." in _markdown(section)
     text = _texts(section)
-    assert "**Worsened:** Targeted pupils' attendance improves." in text
-    assert "`kpi_response`" in text and "not counted" in text
+    assert "Worsened: Targeted pupils' attendance improves." in text
+    assert "'kpi_response'" in text and "not counted" in text
 
 
 def test_outcome_table_withholds_small_n(project: Project) -> None:
@@ -160,17 +172,59 @@ def test_outcome_table_withholds_small_n(project: Project) -> None:
     ids = table["Outcome"].map(_by_statement(project))
     assert list(ids) == [o.id for o in project.toc.outcomes]
     assert list(table["Verdict"]) == [EXPECTED[i] for i in ids]
+    # n = 3: the same withheld mark as every other page, and no estimate for the group
     row = table[ids == "referral_attendance"].iloc[0]
-    assert row["n"] == "fewer than 5"
+    assert (row["n"], row["Estimate"], row["95% CI"]) == (privacy.WITHHELD,) * 3
     for n in table["n"]:
-        assert n in ("fewer than 5", "–") or int(n.replace(",", "")) >= project.min_count
+        assert n == privacy.WITHHELD or pd.isna(n) or n >= project.min_count
     sus = table[ids == "suspensions"].iloc[0]
     assert (sus["Estimate"], sus["95% CI"], sus["Unit"], sus["n"], sus["Data period"]) == (
-        "0.77", "0.65\u00a0to\u00a00.91", "rate ratio", "21", "2017/18 to 2023/24"
+        "0.77", "0.65\u00a0to\u00a00.91", "rate ratio", 21, "2017/18 to 2023/24"
     )
     assert table[ids == "sdq_difficulties"].iloc[0]["Estimate"] == "\u22122.00"
     belonging = table[ids == "belonging"].iloc[0]
-    assert (belonging["Estimate"], belonging["n"]) == ("–", "–")
+    assert belonging["Estimate"] == "–" and pd.isna(belonging["n"])
+
+
+def test_outcome_table_as_shown_explains_the_mark_once(project: Project, monkeypatch) -> None:
+    shown: list = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    summary.show_body(summary.at_a_glance(project))
+    page = " ".join(o.data for o in shown)
+    assert page.count(html.escape(project.disclosure.note())) == 1
+    assert "fewer than" not in page
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", page)
+    assert privacy.WITHHELD in cells and "21" in cells and "234" in cells
+
+
+def test_a_withheld_n_never_reappears_on_the_summary(project: Project, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    """A result recorded with n = 3 and a sentence naming 3 pupils: the board sees neither
+    the 3 nor the estimate, in the table, the paragraph, the diagram or the period report."""
+    results_file = tmp_path / "results.json"
+    record_result(results_file, _result(
+        "referral_attendance", "referral_tracking", "improved", n=3, estimate=7.25,
+        ci_low=1.5, ci_high=13.0, headline="Attendance +7.25 points (1.5 to 13.0)",
+        sentence="The 3 pupils gained 7.25 points."), project="demo")
+    small = dataclasses.replace(project, results_file=results_file)
+    shown: list = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    sections = [summary.at_a_glance(small), summary.diagram_section(small),
+                *summary.outcome_sections(small), *summary.reporting_period_sections(small)]
+    alts = " ".join(alt for s in sections for _, alt in s.figures())
+    for section in sections:
+        section.show()
+    page = " ".join(o.data for o in shown) + alts
+    assert "7.25" not in page and "7.3" not in page and "13.0" not in page
+    assert "3 pupils" not in page
+    assert "The result rests on a count of fewer than 5 and is withheld ([c])" in page
+    assert "Result withheld [c]" in alts
+    # an internal report shows it all, and says so
+    internal = dataclasses.replace(small, params=small.params.model_copy(update={
+        "report": small.params.report.model_copy(update={"audience": "internal"})}))
+    table = summary.outcome_table(internal)
+    assert 3 in list(table["n"]) and "7.25" in list(table["Estimate"])
+    assert "internal report" in _texts(summary.how_to_read(internal))
 
 
 # --------------------------------------------------------------------------- diagram
@@ -202,19 +256,28 @@ def test_each_outcome_paragraph_names_its_verdict(project: Project) -> None:
         text = _texts(section)
         assert section.level == 3
         assert section.sentence == f"Verdict: {verdict}"
-        assert f"**Verdict: {verdict}**, because {summary.VERDICT_WORDS[verdict]}." in text
+        assert f"**Verdict: {verdict}**, because {summary.VERDICT_WORDS[verdict]}." in (
+            _markdown(section))
         if outcome.target:
             assert outcome.target in text
         if outcome.timescale:
             assert outcome.timescale in text
-        if verdict != NOT_YET_MEASURED:
+        if outcome.id == "referral_attendance":  # n = 3: what was found is withheld
+            assert "Sentence found" not in text
+            assert "rests on a count of fewer than 5 and is withheld ([c])" in text
+        elif verdict != NOT_YET_MEASURED:
             assert f"Sentence found for {outcome.id}." in text
     texts = {o.id: _texts(s) for o, s in zip(project.toc.outcomes, sections, strict=True)}
     assert "Not yet measured: the theory of change does not yet name a measure" in (
         texts["belonging"]
     )
     assert "has not recorded a result" in texts["needs_met"]
-    assert "[interrupted time series report](20_exclusions_its.html)" in texts["suspensions"]
+    links = {o.id: [i.payload for i in s.items if i.kind == "link"]
+             for o, s in zip(project.toc.outcomes, sections, strict=True)}
+    assert links["suspensions"] == [
+        ("Details are in the ", "interrupted time series report", "20_exclusions_its.html", ".")
+    ]
+    assert links["belonging"] == []
 
 
 # --------------------------------------------------------------------------- action plan
@@ -246,11 +309,11 @@ def test_reporting_periods_with_their_fields(project: Project) -> None:
     assert [s.heading for s in sections] == [p.period for p in reversed(periods)]
     latest, earlier = sections[0], sections[1]
     for section, period in zip(sections, reversed(periods), strict=True):
-        text = _texts(section)
         for field in ("**Intended outcomes**", "**Activity last period**",
                       "**Activity planned next period**", "**Impact so far**",
                       "**Exit strategy**"):
-            assert field in text
+            assert field in _markdown(section)
+        text = _texts(section)
         assert " ".join(period.activity_last_period.split()) in " ".join(text.split())
         assert " ".join(period.activity_next_period.split()) in " ".join(text.split())
         assert " ".join(period.exit_strategy.split()) in " ".join(text.split())
@@ -283,8 +346,9 @@ def test_conditions_and_how_to_read(project: Project) -> None:
     )
     assert project.toc.assumptions[0] in _texts(section)
     guide = _texts(summary.how_to_read(project))
-    assert "95% confidence interval" in guide and "**No clear change**" in guide
-    assert "counts below 5 are withheld" in guide
+    assert "95% confidence interval" in guide
+    assert "**No clear change**" in _markdown(summary.how_to_read(project))
+    assert project.disclosure.note() in guide and "fewer than 5 pupils" in guide
 
 
 def test_results_provenance_names_each_report(project: Project) -> None:
@@ -319,7 +383,7 @@ def test_summary_with_no_results(empty_project: Project, tmp_path: Path, exists:
     )
     assert "run the analysis reports first" in _texts(glance)
     table = glance.tables()["Outcomes: verdict and estimate"]
-    assert set(table["Verdict"]) == {NOT_YET_MEASURED} and set(table["n"]) == {"–"}
+    assert set(table["Verdict"]) == {NOT_YET_MEASURED} and table["n"].isna().all()
     for section in summary.outcome_sections(project):
         assert section.sentence == f"Verdict: {NOT_YET_MEASURED}"
     [(_, alt)] = summary.diagram_section(project).figures()

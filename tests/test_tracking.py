@@ -474,7 +474,7 @@ def test_risk_ratio_katz_ci_by_hand():
     cat = T.disproportionality(gaps.assign(grp=gaps["grp"].astype("category")), events, "grp")
     assert isinstance(cat["grp"].dtype, pd.CategoricalDtype)
     pd.testing.assert_frame_equal(cat.drop(columns="grp"), o3.reset_index(drop=True))
-    # reference group B, given as a value and as a query: A vs B
+    # reference group B, given as a value, as a filter (parsed, never run) and as a mask
     for ref in ("B", "grp == 'B'", pupils["grp"].eq("B")):
         o = T.disproportionality(pupils, events, "grp", reference=ref).set_index("grp")
         rr_b = (3 / 10) / (2 / 20)
@@ -782,23 +782,6 @@ def test_event_study_agrees_with_pandas_per_bin():
     assert es.loc[2, "n_pupils"] == 1 and np.isnan(es.loc[2, "sd"])
     assert es.loc[-4, "n_pupils"] == 0 and es.loc[-4, ["mean", "sd"]].isna().all()
     assert (es["rel_week"] == es.index * 2).all()
-
-
-# ------------------------------------------------------------------ suppression
-
-
-def test_suppress_withholds_small_counts_and_derived_values():
-    t = pd.DataFrame({"group": ["a", "b", "c"], "n": [50, 4, 0], "events": [12, 2, 0],
-                      "pct": [24.0, 50.0, np.nan], "label": ["x", "y", "z"]})
-    out = T.suppress(t, ["n", "events"], threshold=5, derived_cols=["pct"])
-    assert out["n"].tolist()[0] == 50 and np.isnan(out["n"][1]) and np.isnan(out["n"][2])
-    assert out.loc[0, "events"] == 12 and np.isnan(out.loc[1, "events"])
-    assert np.isnan(out.loc[1, "pct"]) and out.loc[0, "pct"] == 24.0
-    assert out.loc[0, "note"] == ""
-    assert out.loc[1, "note"] == "withheld (n; events below 5)"
-    assert out.loc[0, "label"] == "x" and t.loc[1, "n"] == 4  # original untouched
-    kept = T.suppress(t, "n", 5, derived_cols={"n": ["pct"]}, keep_zero=True)
-    assert kept.loc[2, "n"] == 0 and np.isnan(kept.loc[1, "pct"]) and kept.loc[2, "note"] == ""
 
 
 @pytest.mark.parametrize("with_times", [False, True])

@@ -6,6 +6,11 @@ sentence, tables (DataFrames), figures (with alt text) and the headline
 :class:`~evaluation.results.Result` to record. The notebook only displays it
 (``section.show()``) and records it (``project.record(section.result)``), so everything a
 report says is computed here and testable without Jupyter.
+
+Text items are kit Markdown, rendered by :func:`evaluation.report.markdown` with raw HTML
+and links switched off, so user text in them can never become markup; put user text into
+them through :func:`evaluation.report.escape_markdown` so that it also prints as typed.
+Headings, sentences, captions and alt text are plain text, escaped when shown.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from evaluation.results import Result
 
 @dataclass
 class Item:
-    kind: str  # "text" | "table" | "figure"
-    payload: Any  # markdown text | DataFrame | matplotlib Figure
+    kind: str  # "text" | "table" | "figure" | "link"
+    payload: Any  # markdown text | DataFrame | matplotlib Figure | (before, label, href, after)
     caption: str = ""  # table caption or figure alt text
     percent: tuple[str, ...] = ()
     wide: bool = False  # a figure that prints on a landscape page
+    note: str = ""  # a table's note explaining its withheld cells
 
 
 @dataclass
@@ -40,12 +46,22 @@ class Section:
     level: int = 2
 
     def text(self, markdown: str) -> Section:
+        """Kit Markdown (rendered without raw HTML or links); user text inside it goes
+        through :func:`evaluation.report.escape_markdown`."""
         self.items.append(Item("text", markdown))
         return self
 
-    def table(self, frame: pd.DataFrame, caption: str, *, percent: tuple[str, ...] = ()
-              ) -> Section:
-        self.items.append(Item("table", frame, caption, percent))
+    def table(self, frame: pd.DataFrame, caption: str, *, percent: tuple[str, ...] = (),
+              note: str = "") -> Section:
+        """A table; ``note`` explains its withheld cells (e.g. ``disclosure.note()``) and is
+        printed under it only if it has any."""
+        self.items.append(Item("table", frame, caption, percent, note=note))
+        return self
+
+    def link(self, label: str, href: str, *, before: str = "", after: str = "") -> Section:
+        """A plain-text paragraph with one link to another page of the report (Markdown
+        links are switched off; see :func:`evaluation.report.link`)."""
+        self.items.append(Item("link", (before, label, href, after)))
         return self
 
     def figure(self, fig: Any, alt: str, *, wide: bool = False) -> Section:
@@ -72,13 +88,17 @@ class Section:
         if with_heading:
             display(heading(self.heading, self.level))
         if self.sentence:
-            display(HTML(f"<p class='evalkit-sentence'><strong>{html.escape(self.sentence)}"
-                         "</strong></p>"))
+            display(HTML(f"<p class='evalkit-sentence {report.NO_MATH}'><strong>"
+                         f"{html.escape(self.sentence)}</strong></p>"))
         for item in self.items:
             if item.kind == "text":
                 display(report.markdown(item.payload))
             elif item.kind == "table":
-                display(report.table(item.payload, item.caption, percent=item.percent))
+                display(report.table(item.payload, item.caption, percent=item.percent,
+                                     withheld_note=item.note))
+            elif item.kind == "link":
+                before, label, href, after = item.payload
+                display(report.linked_sentence(before, label, href, after))
             else:
                 display(report.figure(item.payload, alt=item.caption, wide=item.wide))
 
@@ -91,4 +111,7 @@ def heading(text: str, level: int = 2) -> Any:
     """An HTML heading with an id, so the report's table of contents can link to it."""
     from IPython.display import HTML
 
-    return HTML(f"<h{level} id='{slug(text)}'>{html.escape(text)}</h{level}>")
+    from evaluation.report import NO_MATH
+
+    return HTML(f"<h{level} id='{slug(text)}' class='{NO_MATH}'>{html.escape(text)}"
+                f"</h{level}>")

@@ -10,6 +10,12 @@ and the headline result recorded for the summary.
 The headline is the ANCOVA-adjusted difference between programme and comparison pupils
 when a comparison group exists (the better-controlled estimate), otherwise the programme
 pupils' mean change; its verdict comes from its confidence interval.
+
+Privacy: every table, sentence, figure label and legend goes through the project's one
+disclosure step (``project.disclosure``): counts below the threshold, what is worked out
+from them and what would let a reader recover them by subtraction are withheld
+(:data:`evaluation.privacy.WITHHELD`). Per-pupil figures (the paired plot and the Jacobson
+plot) are drawn only for an internal audience (``Disclosure.shows_individuals``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 from evaluation.baseline_followup import (
+    PairedChange,
+    ReliableChange,
     ancova,
     paired_change,
     reliable_change,
@@ -27,6 +35,7 @@ from evaluation.baseline_followup import (
 from evaluation.errors import ParamsError
 from evaluation.measures import Measure, band, load_registry
 from evaluation.params import BaselineFollowupOptions
+from evaluation.privacy import Disclosure
 from evaluation.project import Project
 from evaluation.results import Result, verdict
 from evaluation.sections import Section
@@ -104,9 +113,12 @@ def paired_plot(data: pd.DataFrame, measure: Measure, title: str) -> plt.Figure:
 
 
 def jacobson_plot(pupils: pd.DataFrame, measure: Measure, s_diff: float,
-                  cutoff: float | None, title: str) -> plt.Figure:
+                  cutoff: float | None, title: str, disclosure: Disclosure) -> plt.Figure:
     """Baseline against follow-up: the no-change line, the reliable-change band around it
-    (±1.96·S_diff, Jacobson & Truax 1991) and the clinical cut-off where there is one."""
+    (±1.96·S_diff, Jacobson & Truax 1991) and the clinical cut-off where there is one.
+
+    A per-pupil figure: draw it only where ``disclosure.shows_individuals``. The legend's
+    counts still go through ``disclosure``."""
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     lo, hi = measure.min, measure.max
     grid = np.array([lo, hi])
@@ -120,7 +132,7 @@ def jacobson_plot(pupils: pd.DataFrame, measure: Measure, s_diff: float,
     for category, rows in pupils.groupby("reliable_change", observed=True):
         ax.scatter(rows["baseline"], rows["follow_up"], s=18, alpha=0.75,
                    color=colours.get(category, "#333333"), marker=markers.get(category, "o"),
-                   label=f"{category} ({len(rows)})")
+                   label=f"{category} ({disclosure.count(len(rows))})")
     if cutoff is not None:
         ax.axvline(cutoff, color="#7b3294", linestyle=":", linewidth=1)
         ax.axhline(cutoff, color="#7b3294", linestyle=":", linewidth=1,
@@ -136,22 +148,59 @@ def jacobson_plot(pupils: pd.DataFrame, measure: Measure, s_diff: float,
     return fig
 
 
-def band_transitions(data: pd.DataFrame, measure: Measure, min_count: int) -> pd.DataFrame:
-    """Pupils by baseline band (rows) and follow-up band (columns); cells below
-    ``min_count`` are shown as "fewer than N" so no small group can be singled out."""
+def band_transitions(data: pd.DataFrame, measure: Measure,
+                     disclosure: Disclosure) -> pd.DataFrame:
+    """Pupils by baseline band (rows) and follow-up band (columns), with the totals of
+    each band at baseline (column "Total") and at follow-up (row "Total").
+
+    Goes through ``disclosure``: every row adds up to its total, and so does every column,
+    so small cells are withheld together with the next-smallest cells of their row and
+    column (no cell is the difference of shown figures)."""
     paired = data.dropna(subset=["baseline", "follow_up"])
     table = pd.crosstab(band(paired["baseline"], measure), band(paired["follow_up"], measure),
-                        dropna=False)
+                        dropna=False, margins=True, margins_name="Total")
     table.index.name, table.columns.name = "Baseline band", None
-    shown = table.astype(object).where(table >= min_count, f"fewer than {min_count}")
-    shown = shown.mask(table == 0, 0)
-    return shown.reset_index()
+    table = table.reset_index()
+    table["Baseline band"] = table["Baseline band"].astype(str)
+    bands = [c for c in table.columns if c != "Baseline band"]
+    return disclosure.table(table, bands, sums_down=True, sums_across=[bands])
 
 
-def _board_summary(result, min_count: int) -> pd.DataFrame:
-    table = result.board_table(min_count)
+def _board_summary(result: PairedChange, disclosure: Disclosure) -> pd.DataFrame:
+    table = result.board_table(disclosure)
     keep = [c for c in SUMMARY_COLUMNS if c in table]
     return table[keep].rename(columns=SUMMARY_COLUMNS)
+
+
+def reliable_change_table(rc: ReliableChange, disclosure: Disclosure) -> pd.DataFrame:
+    """Pupils by reliable change and by clinical significance, through ``disclosure``.
+
+    The categories of each classification add up to the pupils with both scores (shown
+    in the summary table), and the two classifications are tied: reliably improved =
+    recovered + improved, no reliable change = unchanged, reliably deteriorated =
+    deteriorated. Each of these sums is an additive set of the disclosure step (on the
+    table spread into one row), so no withheld count can be worked out from the others;
+    a withheld count's percentage is withheld with it."""
+    summary = rc.summary.reset_index(drop=True)
+    key = summary["classification"] + ": " + summary["category"]
+    wide = pd.DataFrame([summary["n"].to_numpy()], columns=key.to_list())
+    pct = [f"{k} %" for k in key]
+    wide[pct] = summary["pct"].to_numpy()
+    sets = [key[summary["classification"] == c].to_list()
+            for c in summary["classification"].unique()]
+    if "clinical significance" in set(summary["classification"]):
+        ties = [("reliably improved", ["recovered", "improved"]),
+                ("no reliable change", ["unchanged"]),
+                ("reliably deteriorated", ["deteriorated"])]
+        sets += [[f"reliable change: {a}"] + [f"clinical significance: {b}" for b in bs]
+                 for a, bs in ties]
+    shown = disclosure.table(wide, key.to_list(), derived={k: [p] for k, p in zip(key, pct,
+                                                                                  strict=True)},
+                             sums_across=sets)
+    return pd.DataFrame({"Classification": summary["classification"],
+                         "Category": summary["category"],
+                         "Pupils": shown[key.to_list()].iloc[0].to_numpy(),
+                         "Percent": shown[pct].iloc[0].to_numpy()})
 
 
 CHARACTERISTICS = {"sen_status": "SEN status", "fsm": "Free school meals",
@@ -179,11 +228,11 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
     programme, has_comparison = _programme(data)
     has_comparison = has_comparison and options.comparison
     who = "Programme pupils" if has_comparison else "Pupils"
-    min_count = project.min_count
+    disclosure = project.disclosure
 
     change = paired_change(programme, "baseline", "follow_up", id="pupil_id",
                            higher_is_better=higher, label=measure.label, measure=measure,
-                           min_count=min_count)
+                           disclosure=disclosure)
     section = Section(heading=outcome.statement, sentence=change.sentence)
     section.text(
         f"**Measure:** {measure.label} ({measure.min:g}–{measure.max:g}; "
@@ -192,24 +241,23 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
         + "Changes are follow-up minus baseline; effect sizes follow Lakens (2013) and "
         "months' progress the EEF Teaching and Learning Toolkit."
     )
-    section.table(_board_summary(change, min_count), f"{who}: baseline and follow-up")
-    section.figure(
-        paired_plot(programme, measure, f"{who}: {measure.label}"),
-        alt=(f"Paired plot of {measure.label} for {int(change.headline()['n'])} pupils: each "
-             f"pupil's baseline joined to their follow-up, with the mean moving from "
-             f"{change.summary.iloc[-1]['baseline_mean']:.1f} to "
-             f"{change.summary.iloc[-1]['follow_up_mean']:.1f}."),
-    )
+    section.table(_board_summary(change, disclosure), f"{who}: baseline and follow-up")
+    all_row = change.summary.iloc[-1]
+    if disclosure.shows_individuals:
+        section.figure(
+            paired_plot(programme, measure, f"{who}: {measure.label}"),
+            alt=(f"Paired plot of {measure.label} for {disclosure.pupils(all_row['n_pairs'])}"
+                 f": each pupil's baseline joined to their follow-up, with the mean moving "
+                 f"from {all_row['baseline_mean']:.1f} to {all_row['follow_up_mean']:.1f}."),
+        )
+    else:
+        section.text("Figures that show each pupil's scores (the paired plot"
+                     + (" and the Jacobson plot of reliable change"
+                        if measure.reliability is not None and measure.sd is not None else "")
+                     + ") are in the internal report only, to protect pupils' privacy.")
 
     if measure.reliability is not None and measure.sd is not None:
         rc = reliable_change(programme, "baseline", "follow_up", measure=measure, id="pupil_id")
-        counts = rc.summary.copy()
-        counts["n"] = counts["n"].astype(float)
-        small = counts["n"] < min_count
-        counts.loc[small, ["n", "pct"]] = np.nan
-        counts = counts.rename(columns={"classification": "Classification",
-                                        "category": "Category", "n": "Pupils",
-                                        "pct": "Percent"})
         section.text(
             f"**Reliable change** (Jacobson & Truax 1991): with reliability "
             f"{measure.reliability:g} and SD {measure.sd:g}, a pupil's score must change by "
@@ -217,15 +265,18 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
             + (f" The clinical cut-off is {rc.cutoff:.1f} (criterion {rc.criterion})."
                if rc.cutoff is not None else "")
         )
-        section.table(counts, "Reliable and clinically significant change (counts below "
-                      f"{min_count} withheld)", percent=("Percent",))
-        section.figure(
-            jacobson_plot(rc.pupils, measure, rc.s_diff, rc.cutoff,
-                          f"{who}: reliable change in {measure.label}"),
-            alt=(f"Jacobson plot: baseline against follow-up {measure.label} for each pupil, "
-                 "with the no-change diagonal and a grey band of changes too small to be "
-                 "reliable; pupils outside the band changed reliably."),
-        )
+        section.table(reliable_change_table(rc, disclosure),
+                      "Reliable and clinically significant change"
+                      + (f" (counts below {disclosure.threshold} withheld)"
+                         if disclosure.active else ""), percent=("Percent",))
+        if disclosure.shows_individuals:
+            section.figure(
+                jacobson_plot(rc.pupils, measure, rc.s_diff, rc.cutoff,
+                              f"{who}: reliable change in {measure.label}", disclosure),
+                alt=(f"Jacobson plot: baseline against follow-up {measure.label} for each "
+                     "pupil, with the no-change diagonal and a grey band of changes too small "
+                     "to be reliable; pupils outside the band changed reliably."),
+            )
     else:
         section.text(
             f"Reliable change is not shown: the registry has no citable reliability for "
@@ -233,7 +284,7 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
         )
 
     if measure.bands:
-        section.table(band_transitions(programme, measure, min_count),
+        section.table(band_transitions(programme, measure, disclosure),
                       f"{who}: {measure.label} bands at baseline (rows) and follow-up")
 
     subgroups = [c for c in options.subgroups if c in programme.columns]
@@ -242,38 +293,58 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
         for column in subgroups:
             by = paired_change(programme, "baseline", "follow_up", id="pupil_id",
                                higher_is_better=higher, measure=measure, by=column,
-                               min_count=min_count)
-            table = _board_summary(by, min_count)
-            table = table[table["Group"] != "All"]
-            table["Group"] = table["Group"].replace({"True": "yes", "False": "no"})
+                               disclosure=disclosure)
+            # through disclosure with the "All" row, so the groups of one characteristic
+            # cannot be subtracted from the headline n shown above
+            table = _board_summary(by, disclosure)
+            table = table[table["Group"] != "All"].copy()
+            table["Group"] = table["Group"].astype(str).replace({"True": "yes", "False": "no"})
             table.insert(0, "Characteristic", CHARACTERISTICS.get(column, column))
             table = table.drop(columns=["Baseline only", "Follow-up only", "EEF impact"],
                                errors="ignore")
             frames.append(table)
         section.table(pd.concat(frames, ignore_index=True),
-                      f"{who} by characteristic (groups under {min_count} pupils withheld)")
+                      f"{who} by characteristic"
+                      + (f" (groups under {disclosure.threshold} pupils withheld)"
+                         if disclosure.active else ""))
 
     n = int(change.headline()["n"])
+    estimate, lo, hi = None, None, None
     if has_comparison:
-        model = ancova(data[data["group"].isin([PROGRAMME, COMPARISON])], "baseline",
-                       "follow_up", "group", treatment=PROGRAMME, higher_is_better=higher,
-                       label=measure.label, measure=measure)
-        section.text(
-            "**Against the comparison group.** Follow-up scores compared between programme "
-            "and comparison pupils, adjusting for baseline (ANCOVA by ordinary least squares); "
-            "Hedges' g is the adjusted difference over the pooled SD of follow-up scores, as "
-            "the EEF computes it. " + model.sentence
-        )
-        section.table(pd.DataFrame([{
-            "Adjusted difference": model.adjusted_difference, "CI low": model.ci_low,
-            "CI high": model.ci_high, "p": model.p, "Hedges' g": model.g,
-            "Programme pupils": model.n_treatment, "Comparison pupils": model.n_control,
-            "EEF months": model.eef_months, "EEF impact": model.eef_label,
-        }]), "Programme against comparison, adjusted for baseline")
-        estimate, lo, hi = model.adjusted_difference, model.ci_low, model.ci_high
-        unit, n = "points (adjusted difference)", model.n_treatment + model.n_control
-        sentence = model.sentence
-    else:
+        both = data[data["group"].isin([PROGRAMME, COMPARISON])]
+        sizes = both.dropna(subset=["baseline", "follow_up"])["group"].value_counts()
+        if any(disclosure.is_small(sizes.get(g, 0)) for g in (PROGRAMME, COMPARISON)):
+            # the comparison, and a headline n that adds its pupils, would give them away
+            section.text(
+                "**Against the comparison group.** Not shown: fewer than "
+                f"{disclosure.threshold} pupils in one of the groups had both scores, too few "
+                "to compare without risk of identifying them. The headline is the programme "
+                "pupils' change."
+            )
+        else:
+            model = ancova(both, "baseline", "follow_up", "group", treatment=PROGRAMME,
+                           higher_is_better=higher, label=measure.label, measure=measure,
+                           disclosure=disclosure)
+            section.text(
+                "**Against the comparison group.** Follow-up scores compared between "
+                "programme and comparison pupils, adjusting for baseline (ANCOVA by ordinary "
+                "least squares); Hedges' g is the adjusted difference over the pooled SD of "
+                "follow-up scores, as the EEF computes it. " + model.sentence
+            )
+            comparison = pd.DataFrame([{
+                "Adjusted difference": model.adjusted_difference, "CI low": model.ci_low,
+                "CI high": model.ci_high, "p": model.p, "Hedges' g": model.g,
+                "Programme pupils": model.n_treatment, "Comparison pupils": model.n_control,
+                "EEF months": model.eef_months, "EEF impact": model.eef_label,
+            }])
+            counts = ["Programme pupils", "Comparison pupils"]
+            section.table(disclosure.table(comparison, counts,
+                                           derived=[c for c in comparison if c not in counts]),
+                          "Programme against comparison, adjusted for baseline")
+            estimate, lo, hi = model.adjusted_difference, model.ci_low, model.ci_high
+            unit, n = "points (adjusted difference)", model.n_treatment + model.n_control
+            sentence = model.sentence
+    if estimate is None:
         head = change.headline()
         estimate, lo, hi = head["estimate"], head["ci_low"], head["ci_high"]
         unit, sentence = "points (mean change)", change.sentence

@@ -42,7 +42,7 @@ from scipy import stats
 from evaluation import its
 from evaluation.errors import DataError, ParamsError
 from evaluation.params import ItsOptions
-from evaluation.privacy import suppress
+from evaluation.privacy import Disclosure, withheld_cells
 from evaluation.project import Project
 from evaluation.results import Result, verdict
 from evaluation.sections import Section
@@ -61,6 +61,7 @@ _LB_ALPHA = 0.05
 _UNIT_WORDS = {"monthly": "month", "termly": "term", "yearly": "year"}
 _DROP_MISSING = "count missing (suppressed or not reported)"
 _DROP_ROLL = "no pupils on roll recorded (roll 0 or missing)"
+_NO_EVENTS = "no events in any period"
 
 
 # ----------------------------------------------------------------------------- data
@@ -99,16 +100,21 @@ def _count_column(project: Project, outcome: Outcome, table: pd.DataFrame,
     return column
 
 
-def _unit_word(table: pd.DataFrame, by: str | None) -> tuple[str, str]:
+def _unit_word(table: pd.DataFrame, by: str | None,
+               where: dict[str, Any] | None = None) -> tuple[str, str]:
     """What a unit is called (singular, plural).
 
-    Official statistics keep a ``level`` column ("Local authority"); school exports name
-    schools by ``school_id``.
+    Official statistics keep a ``level`` column ("Local authority"), or the source is
+    filtered on it (``where: {level: Local authority}``) and intake drops the column;
+    school exports name schools by ``school_id``.
     """
+    levels: set[str] = set()
     if "level" in table.columns:
         levels = set(table["level"].dropna().astype(str).str.lower())
-        if levels == {"local authority"}:
-            return "local authority", "local authorities"
+    elif where and isinstance(where.get("level"), str):
+        levels = {where["level"].lower()}
+    if levels == {"local authority"}:
+        return "local authority", "local authorities"
     if by in (None, "school_id"):
         return "school", "schools"
     word = str(by).removesuffix("_id").replace("_", " ")
@@ -198,6 +204,32 @@ class ItsAnalysis:
     not_fitted: pd.DataFrame  # unit, group, reason (including units with no usable row)
     dropped: pd.DataFrame  # unit, group, label, reason, in_totals
     fit_warnings: list[str] = field(default_factory=list)
+    #: unit, group, events: each unit's known counts over its rows, i.e. what it adds to its
+    #: group's summed series (fitted or not), so that a group's events add up to its total.
+    unit_events: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["unit", "group", "events"]))
+
+    # -- disclosure ---------------------------------------------------------------
+    @property
+    def disclosure(self) -> Disclosure:
+        """The project's one disclosure-control step, for every table, sentence and label."""
+        return self.project.disclosure
+
+    @property
+    def total_withheld(self) -> bool:
+        """Whether the programme series' events after the interruption are too few to show.
+
+        Then the observed total, the expected total and the difference are all withheld:
+        the headline ratio (observed over expected) with either of the others would give
+        the observed total away.
+        """
+        return self.disclosure.is_small(self.result.cumulative["observed_total"].iloc[0])
+
+    @property
+    def sentence(self) -> str:
+        """The plain-English summary, without the cumulative difference if it is withheld."""
+        return (self.result.sentence_without_total() if self.total_withheld
+                else self.result.sentence)
 
     # -- headline -----------------------------------------------------------------
     @property
@@ -222,11 +254,19 @@ class ItsAnalysis:
         effect: observed events over the events the pre-interruption trend predicts
         (observed totals fixed; CI by the delta method on the log of the predicted total,
         ``exp(±z·se/predicted)``), because a fall in level followed by a steeper rise is
-        not an improvement. With "level" or "slope" it is that term's rate ratio.
+        not an improvement. With "level" or "slope" it is that term's rate ratio. If the
+        observed total after the interruption is withheld, the ratio is too (no estimate).
         """
         cf = self.result.counterfactual
         name = self.label[:1].upper() + self.label[1:]
-        if self.options.impact == "level+slope":
+        if self.options.impact == "level+slope" and self.total_withheld:
+            # observed over expected would give the withheld observed total away
+            est = lo = hi = None
+            unit = "ratio of observed to expected events after the interruption"
+            text = (f"{name} after the interruption: fewer than {self.disclosure.threshold}, "
+                    "too few to compare with the prior trend (withheld to protect pupils' "
+                    "privacy)")
+        elif self.options.impact == "level+slope":
             cu = self.result.cumulative.iloc[0]
             z = float(stats.norm.ppf(0.5 + self.result.confidence / 2))
             est = float(cu["observed_total"] / cu["counterfactual_total"])
@@ -249,8 +289,9 @@ class ItsAnalysis:
             ci_low=lo, ci_high=hi, unit=unit, null=1.0, n=len(self.programme_units),
             period=f"{cf['label'].iloc[0]} to {cf['label'].iloc[-1]}",
             direction=self.outcome.direction,
-            verdict=verdict(lo, hi, null=1.0, direction=self.outcome.direction),
-            headline=text, sentence=self.result.sentence, notebook=NOTEBOOK,
+            verdict=("no clear change" if lo is None or hi is None else
+                     verdict(lo, hi, null=1.0, direction=self.outcome.direction)),
+            headline=text, sentence=self.sentence, notebook=NOTEBOOK,
         )
 
     # -- tables -------------------------------------------------------------------
@@ -310,6 +351,10 @@ class ItsAnalysis:
         return out
 
     def cumulative_table(self) -> pd.DataFrame:
+        """Observed and expected events after the interruption, through the project's
+        disclosure step: if the observed total is withheld, so is every figure that would
+        give it away (the expected total fixes it through the headline ratio, the
+        difference and rates per 100 pupils through the expected total)."""
         c = self.result.cumulative.iloc[0]
         # Whole events: the decimals of an expected count mean nothing to a reader.
         row = {
@@ -322,7 +367,11 @@ class ItsAnalysis:
         if self.options.exposure:
             row |= {"Per 100 pupils": c["per_100"], "Per 100 CI low": c["per_100_ci_low"],
                     "Per 100 CI high": c["per_100_ci_high"]}
-        return pd.DataFrame([row])
+        table = pd.DataFrame([row])
+        periods = table.columns[0]
+        return self.disclosure.table(
+            table, ["Observed"], derived=[col for col in table.columns
+                                          if col not in (periods, "Observed")])
 
     def cumulative_text(self) -> str:
         c = self.result.cumulative.iloc[0]
@@ -330,8 +379,14 @@ class ItsAnalysis:
         word = "fewer" if d < 0 else "more"
         a, b = (-hi, -lo) if d < 0 else (lo, hi)
         unit = _UNIT_WORDS[self.frequency]
+        if self.total_withheld:
+            return (f"**Cumulative effect.** Over the {int(c['periods'])} {unit}s after the "
+                    f"interruption there were {self.disclosure.count(c['observed_total'])} "
+                    f"{self.label}, so the expected number and the difference are withheld "
+                    "to protect pupils' privacy.")
         text = (f"**Cumulative effect.** Over the {int(c['periods'])} {unit}s after the "
-                f"interruption there were {c['observed_total']:,.0f} {self.label}, against "
+                f"interruption there were {self.disclosure.count(c['observed_total'])} "
+                f"{self.label}, against "
                 f"{c['counterfactual_total']:,.0f} expected had the previous trend continued: "
                 f"about {abs(d):,.0f} {word} (95% CI {a:,.0f} to {b:,.0f}")
         if self.options.exposure and np.isfinite(c["per_100"]):
@@ -359,6 +414,12 @@ class ItsAnalysis:
             return ""
         unit = _UNIT_WORDS[self.frequency]
         word = "more" if c["difference"] > 0 else "fewer"
+        total = ("so read the two together (the numbers of events after the interruption "
+                 "are withheld to protect pupils' privacy). "
+                 if self.total_withheld else
+                 f"so over the {int(c['periods'])} {unit}s after it there were about "
+                 f"{abs(c['difference']):,.0f} {word} {self.label} than the earlier trend "
+                 "predicted. ")
         return (
             f"**Read the level and slope changes together.** {self.label.capitalize()} "
             f"{'fell' if level_down else 'rose'} at the interruption (rate ratio "
@@ -366,8 +427,7 @@ class ItsAnalysis:
             f"{'rose' if slope['estimate'] > null else 'fell'} by "
             f"{abs(slope['estimate'] - 1) * 100:.0f}% a {unit} (rate ratio "
             f"{slope['estimate']:.2f}, 95% CI {slope['ci_low']:.2f} to {slope['ci_high']:.2f}), "
-            f"so over the {int(c['periods'])} {unit}s after it there were about "
-            f"{abs(c['difference']):,.0f} {word} {self.label} than the earlier trend predicted. "
+            + total +
             "The level change on its own does not tell the whole story, so the headline "
             "recorded for the summary compares all events after the interruption with what "
             "the earlier trend predicted."
@@ -417,7 +477,14 @@ class ItsAnalysis:
         return text
 
     def unit_table(self) -> pd.DataFrame:
-        """One row per unit: periods, events (small counts withheld), the effects, status."""
+        """One row per unit: periods, events, the effects, status, through the project's
+        disclosure step.
+
+        A unit whose events are withheld shows none of its estimates either (they are worked
+        out from those few events). The events of a group's units add up to the group's
+        summed series, which the chart and the cumulative figures show, so within each group
+        a second unit is withheld wherever one is (secondary suppression).
+        """
         frames = []
         for group, many in self.many.items():
             e = many.effects
@@ -432,8 +499,6 @@ class ItsAnalysis:
                 base[f"{short} CI high"] = base["unit"].map(part["ci_high"])
             base["Periods"] = base["unit"].map(
                 {u: r.diagnostics["n"] for u, r in many.results.items()})
-            base["Events"] = base["unit"].map(
-                {u: float(r.counterfactual["observed"].sum()) for u, r in many.results.items()})
             base["Status"] = base["unit"].map(
                 {u: _fitted_status(r) for u, r in many.results.items()})
             base.insert(1, "Group", group)
@@ -445,13 +510,38 @@ class ItsAnalysis:
         table = (table.assign(_g=table["Group"].map(order))
                  .sort_values(["_g", "unit"], kind="stable").drop(columns="_g")
                  .reset_index(drop=True))
+        # Events for every unit, fitted or not: a group's events add up to its summed series,
+        # so a unit left blank would be as recoverable by subtraction as one shown.
+        table = table.merge(self.unit_events.rename(columns={"group": "Group"}),
+                            on=["unit", "Group"], how="left").rename(columns={"events": "Events"})
+        # A unit with no events is shown as 0 and left out of the additive set: withheld
+        # beside a small count it would protect no one (the two would add up to the small
+        # count, and the status "no events in any period" says it is 0 anyway).
+        zero = table["Events"].eq(0).fillna(False).to_numpy()
+        table.loc[zero, "Events"] = np.nan
         table["Periods"] = table["Periods"].astype("Int64")
         table = table.rename(columns={"unit": self.unit_word[0].capitalize()})
         if not self.comparison_units:
             table = table.drop(columns="Group")
         cols = [c for c in table.columns if c not in ("Periods", "Events", "Status")]
         table = table[cols + ["Periods", "Events", "Status"]]
-        return suppress(table, ["Events"], self.project.min_count)
+        estimates = [c for c in table.columns if c.startswith(("Level ", "Slope "))]
+        shown = self.disclosure.table(table, ["Events"], derived={"Events": estimates},
+                                      sums_down="Group" if "Group" in table.columns else True)
+        shown.loc[zero, "Events"] = 0
+        # a unit that was not fitted has no estimate to withhold: not applicable, not [c]
+        for col in estimates:
+            shown.loc[table[col].isna().to_numpy(), col] = np.nan
+        return shown
+
+    def withheld_units(self) -> set[tuple[str, str]]:
+        """(group, unit) of every unit whose events (and so estimates) are withheld."""
+        table = self.unit_table()
+        hidden = withheld_cells(table)["Events"].to_numpy()
+        unit = table[self.unit_word[0].capitalize()].astype(str)
+        group = (table["Group"].astype(str) if "Group" in table.columns
+                 else pd.Series(self.options.programme_value, index=table.index))
+        return set(zip(group[hidden], unit[hidden], strict=True))
 
     def pooled_table(self) -> pd.DataFrame:
         rows = []
@@ -572,14 +662,24 @@ def analyse(project: Project, outcome: Outcome) -> ItsAnalysis:
 
     return ItsAnalysis(
         project=project, outcome=outcome, options=options, column=column,
-        frequency=data.frequency, unit_word=_unit_word(table, options.by),
+        frequency=data.frequency,
+        unit_word=_unit_word(table, options.by,
+                             project.params.source(outcome.data or options.data).where),
         programme_units=sorted(programme.loc[programme["count"].notna(), "unit"].unique()),
         comparison_units=sorted(comparison["unit"].unique()),
         series=series, comparison_series=comparison_series, result=result,
         controlled=controlled, many=many,
         not_fitted=pd.DataFrame(not_fitted, columns=["unit", "group", "reason"]),
-        dropped=dropped, fit_warnings=fit_warnings,
+        dropped=dropped, fit_warnings=fit_warnings, unit_events=_unit_events(rows, options),
     )
+
+
+def _unit_events(rows: pd.DataFrame, options: ItsOptions) -> pd.DataFrame:
+    """Each unit's known counts summed over its rows, per group (the summed series' parts)."""
+    known = rows[rows["group"].isin([options.programme_value, options.comparison_value])
+                 .fillna(False).astype(bool)]
+    return (known.groupby(["unit", "group"], sort=True)["count"].sum(min_count=1)
+            .rename("events").reset_index().astype({"unit": object, "group": object}))
 
 
 # ----------------------------------------------------------------------------- sections
@@ -597,7 +697,7 @@ def sections(a: ItsAnalysis) -> list[Section]:
     """Report sections for a fitted :class:`ItsAnalysis`."""
     name = a.label[:1].upper() + a.label[1:]
     plural = a.unit_word[1]
-    head = Section(heading=a.outcome.statement, sentence=a.result.sentence)
+    head = Section(heading=a.outcome.statement, sentence=a.sentence)
     head.result = a.headline()
     head.text(
         f"**Headline:** {head.result.headline} — verdict: **{head.result.verdict}**. "
@@ -617,7 +717,7 @@ def sections(a: ItsAnalysis) -> list[Section]:
     prog.table(a.effects_table(), f"{name}: changes at the interruption (95% CI)")
     prog.text(a.cumulative_text())
     prog.table(a.cumulative_table(), f"{name}: cumulative difference after the "
-               "interruption (observed minus expected)")
+               "interruption (observed minus expected)", note=a.disclosure.note())
     prog.text(a.autocorrelation_text())
     prog.table(a.diagnostics_table(), f"{name}: model checks")
     if a.fit_warnings:
@@ -648,8 +748,10 @@ def sections(a: ItsAnalysis) -> list[Section]:
         units.table(a.pooled_table(), f"{name}: pooled across {plural} (random effects, "
                     "DerSimonian-Laird)", percent=("I²",))
         units.figure(*_forest_figure(a))
-    units.table(a.unit_table(), f"{name}: each {a.unit_word[0]} (events below "
-                f"{a.project.min_count} withheld)")
+    withheld = (f" (events below {a.disclosure.threshold} withheld)" if a.disclosure.active
+                else "")
+    units.table(a.unit_table(), f"{name}: each {a.unit_word[0]}{withheld}",
+                note=a.disclosure.note())
     out.append(units)
 
     if not a.dropped.empty:
@@ -700,22 +802,36 @@ def _its_figure(a: ItsAnalysis, result: its.ITSResult, *, controlled: bool) -> t
     when = f"{result.interruptions[0]:%B %Y}"
     title = (f"{name} per {unit}: programme and comparison {a.unit_word[1]}" if controlled
              else f"{name} per {unit}, {a.group_words} together")
-    fig = result.plot(title=title)
+    fig = result.plot(title=title, disclosure=a.disclosure)
     ax = fig.axes[0]
     ax.set_xlabel({"termly": "Term (start date)", "yearly": "Academic year (start)",
                    "monthly": "Month"}[a.frequency])
     ax.set_ylabel(f"{name} per {unit} (count)")
-    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    # no tick of the count axis is labelled with a count the report withholds
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(
+        lambda v, _: "" if a.disclosure.is_small(v) else f"{v:,.0f}"))
     cf = result.counterfactual
     post = cf[cf["post"]]
+    count = a.disclosure.count
+    small = int(cf["observed"].map(a.disclosure.is_small).sum())
     alt = (f"Chart of {a.label} per {unit} in the {len(a.programme_units)} {a.group_words} "
            f"added together, {cf['label'].iloc[0]} to {cf['label'].iloc[-1]}. Dots show the "
-           f"observed counts (from {cf['observed'].min():,.0f} to {cf['observed'].max():,.0f} "
-           f"a {unit}); the solid line is the fitted model before and after the change; a "
-           f"dotted vertical line marks the interruption ({when}); the dashed line with a "
-           f"shaded 95% band is the counterfactual, the count expected had the earlier trend "
-           f"continued. After the interruption {post['observed'].sum():,.0f} {a.label} were "
-           f"observed against {post['counterfactual'].sum():,.0f} expected.")
+           f"observed counts (from {count(cf['observed'].min())} to "
+           f"{count(cf['observed'].max())} a {unit}")
+    if small:
+        alt += (f"; a {unit} with fewer than {a.disclosure.threshold} is marked in a grey band "
+                "instead, its count withheld")
+    alt += (f"); the solid line is the fitted model before and after the change; a "
+            f"dotted vertical line marks the interruption ({when}); the dashed line with a "
+            f"shaded 95% band is the counterfactual, the count expected had the earlier trend "
+            f"continued.")
+    observed = post["observed"].sum()
+    if a.disclosure.is_small(observed):
+        alt += (f" After the interruption fewer than {a.disclosure.threshold} {a.label} "
+                "were observed.")
+    else:
+        alt += (f" After the interruption {count(observed)} {a.label} were observed against "
+                f"{post['counterfactual'].sum():,.0f} expected.")
     if controlled:
         alt += (f" Grey dots and line show the {len(a.comparison_units)} comparison "
                 f"{a.unit_word[1]} added together; here the counterfactual assumes the "
@@ -727,8 +843,13 @@ def _forest_figure(a: ItsAnalysis) -> tuple[Any, str]:
     """A forest plot per group, sorted by estimate; a caterpillar plot for many units."""
     term = a.result.headline_term
     groups = [(g, m) for g, m in a.many.items() if not m.pooled.empty]
-    parts = [m.effects[(m.effects["term"] == term) & (m.effects["status"] != "error")]
-             .sort_values("estimate", kind="stable").reset_index(drop=True) for _, m in groups]
+    # A unit whose events are withheld shows no estimate here either (see unit_table);
+    # the pooled estimate still includes it.
+    hidden = {(g, u) for g, u in a.withheld_units() if u in map(str, a.many[g].results)}
+    parts = [m.effects[(m.effects["term"] == term) & (m.effects["status"] != "error")
+                       & ~m.effects["unit"].astype(str).map(lambda u, g=g: (g, u) in hidden)]
+             .sort_values("estimate", kind="stable").reset_index(drop=True) for g, m in groups]
+    n_hidden = [sum(1 for hg, _ in hidden if hg == g) for g, _ in groups]
     many = max(len(p) for p in parts) > MANY_UNITS
     name = a.label[:1].upper() + a.label[1:]
     if many:
@@ -746,11 +867,13 @@ def _forest_figure(a: ItsAnalysis) -> tuple[Any, str]:
               max(est.max() * 1.5, min(highs.max(), _AXIS_RANGE[1]), 1.25))
     clipped = int(((lows < limits[0]) | (highs > limits[1])).sum())
     summary = []
-    for (group, m), part, ax in zip(groups, parts, axes[:, 0], strict=True):
+    for (group, m), part, k, ax in zip(groups, parts, n_hidden, axes[:, 0], strict=True):
         pooled = m.pooled[m.pooled["term"] == term].iloc[0]
         who = f"{group} {a.unit_word[1]}" if a.comparison_units else a.unit_word[1]
-        title = (f"{who.capitalize()}: {term} in each of {len(part)}, pooled RR "
-                 f"{pooled['estimate']:.2f} (I² = {100 * pooled['I2']:.0f}%)")
+        hidden_text = f" ({k} not shown, to protect pupils' privacy)" if k else ""
+        title = (f"{who.capitalize()}: {term} in each of {len(part)}"
+                 + (f" ({k} withheld)" if k else "")
+                 + f", pooled RR {pooled['estimate']:.2f} (I² = {100 * pooled['I2']:.0f}%)")
         if many:
             _caterpillar(ax, part, pooled, title, a.unit_word[1])
             _ratio_axis(ax.yaxis, ax.set_ylim, limits)
@@ -763,7 +886,8 @@ def _forest_figure(a: ItsAnalysis) -> tuple[Any, str]:
         below = int((part["ci_high"] < 1).sum())
         above = int((part["ci_low"] > 1).sum())
         summary.append(
-            f"{who}: {len(part)} estimates, {below} with the whole interval below 1 (fewer "
+            f"{who}: {len(part)} estimates{hidden_text}, {below} with the whole interval "
+            "below 1 (fewer "
             f"{a.label}), {above} wholly above 1 and {len(part) - below - above} including 1; "
             f"pooled rate ratio {pooled['estimate']:.2f} (95% CI {pooled['ci_low']:.2f} to "
             f"{pooled['ci_high']:.2f}), I² {100 * pooled['I2']:.0f}%"
@@ -846,7 +970,7 @@ def _fitted_status(result: its.ITSResult) -> str:
 _REASONS = (
     (re.compile(r"is outside the series"), "no periods on one side of the interruption"),
     (re.compile(r"only \d+ period\(s\)"), f"fewer than {its.MIN_POINTS} periods before or after"),
-    (re.compile(r"every period of the .* has 0 events"), "no events in any period"),
+    (re.compile(r"every period of the .* has 0 events"), _NO_EVENTS),
     (re.compile(r"expected count towards 0"),
      "runs of zero counts: the change cannot be estimated"),
 )

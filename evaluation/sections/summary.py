@@ -18,6 +18,12 @@ results table (read from ``project.results()`` when not given). An outcome witho
 usable result is "not yet measured", with the reason: the theory of change gives it no
 measure or no analysis, its analysis is not enabled in the parameters, or the analysis
 has not recorded a result.
+
+Everything a board sees goes through the project's disclosure control
+(``project.disclosure``): a result resting on a count below the threshold shows neither
+its n nor its estimate, anywhere on the page. User text (statements, targets, owners,
+reporting-period text, recorded headlines) is escaped with
+:func:`evaluation.report.escape_markdown` wherever it enters Markdown.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from typing import Any
 
 import pandas as pd
 
+from evaluation import privacy
 from evaluation.params import NOTEBOOKS
-from evaluation.privacy import suppress
 from evaluation.project import Project
+from evaluation.report import escape_markdown as esc
 from evaluation.results import VERDICTS
 from evaluation.sections import Section
 from evaluation.toc import NOT_YET_MEASURED, Outcome, diagram_alt_text
@@ -152,7 +159,7 @@ def outcome_status(project: Project, results: pd.DataFrame | None = None) -> lis
             out.append(OutcomeStatus(
                 o, NOT_YET_MEASURED,
                 f"the {_label(o.analysis)} analysis is not enabled in this project's "
-                f"parameters (`analyses.{o.analysis}`)"))
+                f"parameters (analyses.{o.analysis})"))
             continue
         mine = [r for r in records if r["outcome_id"] == o.id and r["analysis"] in enabled]
         if not mine:
@@ -236,8 +243,29 @@ def _sentence(text: str) -> str:
     return text if not text or text[-1] in ".!?" else text + "."
 
 
-def _found(status: OutcomeStatus) -> str:
-    """What the analysis found, in its own words (sentence, else headline, else numbers)."""
+def _withheld(project: Project, status: OutcomeStatus) -> bool:
+    """Whether a result rests on a count the board may not see (its n is withheld)."""
+    return status.measured and project.disclosure.is_small((status.result or {}).get("n"))
+
+
+def _withheld_text(project: Project, status: OutcomeStatus) -> str:
+    n = project.disclosure.count((status.result or {}).get("n"))
+    return (f"The result rests on a count of {n} and is withheld ({privacy.WITHHELD}) to "
+            "protect pupils' privacy.")
+
+
+def _headline(project: Project, status: OutcomeStatus) -> str:
+    """The recorded headline, or a withheld mark when the result rests on a small count."""
+    if _withheld(project, status):
+        return f"Result withheld {privacy.WITHHELD} (a count below {project.min_count})"
+    return (status.result or {}).get("headline") or ""
+
+
+def _found(project: Project, status: OutcomeStatus) -> str:
+    """What the analysis found, in its own words (sentence, else headline, else numbers),
+    unless the result rests on a count the board may not see."""
+    if _withheld(project, status):
+        return _withheld_text(project, status)
     r = status.result or {}
     if r.get("sentence"):
         return _sentence(r["sentence"])
@@ -263,7 +291,9 @@ def _target_text(o: Outcome) -> str:
 def outcome_table(project: Project, results: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per outcome: verdict, estimate, 95% CI, unit, n and data period.
 
-    ``n`` below ``project.min_count`` is withheld, as in every board table.
+    Through ``project.disclosure``: an ``n`` below the threshold is withheld with its
+    estimate and interval (:data:`~evaluation.privacy.WITHHELD`). The outcomes' n do not
+    add up to anything shown, so no secondary suppression is needed.
     """
     rows = []
     for s in outcome_status(project, results):
@@ -276,20 +306,13 @@ def outcome_table(project: Project, results: pd.DataFrame | None = None) -> pd.D
             "Estimate": _num(r.get("estimate")) if measured else "–",
             "95% CI": ci,
             "Unit": (r.get("unit") or "–") if measured else "–",
-            "n": r.get("n") if measured else None,
+            "n": r.get("n") if measured else float("nan"),
             "Data period": (r.get("period") or "–") if measured else "–",
         })
     table = pd.DataFrame(rows, columns=["Outcome", "Verdict", "Estimate", "95% CI", "Unit",
                                         "n", "Data period"])
-    # Counts below the threshold are withheld, as in every board table; the summary says
-    # "fewer than N" in the cell itself (no note column, so the table fits an A4 page).
-    shown = suppress(table, "n", project.min_count, note_col="_note")
-    small = shown["_note"].astype(str).str.len() > 0
-    shown["n"] = [
-        f"fewer than {project.min_count}" if withheld else ("–" if _missing(v) else f"{int(v):,}")
-        for v, withheld in zip(shown["n"], small, strict=True)
-    ]
-    return shown.drop(columns="_note")
+    table["n"] = pd.to_numeric(table["n"], errors="coerce")
+    return project.disclosure.table(table, "n", derived=["Estimate", "95% CI"])
 
 
 def at_a_glance(project: Project, results: pd.DataFrame | None = None) -> Section:
@@ -299,23 +322,24 @@ def at_a_glance(project: Project, results: pd.DataFrame | None = None) -> Sectio
     section = Section("At a glance", verdict_count_sentence(statuses))
     if not len(results):
         section.text(
-            f"The results file ({project.results_file.name}) holds no records: run the "
+            f"The results file ({esc(project.results_file.name)}) holds no records: run the "
             "analysis reports first (or the whole project with `evalkit run`), then this "
             "summary again."
         )
     else:
-        worse = [s.outcome.statement for s in statuses if s.verdict == "worsened"]
+        worse = [esc(s.outcome.statement) for s in statuses if s.verdict == "worsened"]
         if worse:
             section.text("**Worsened:** " + "; ".join(worse) + ".")
-    section.table(outcome_table(project, results), "Outcomes: verdict and estimate")
+    section.table(outcome_table(project, results), "Outcomes: verdict and estimate",
+                  note=project.disclosure.note())
     extra = _unmatched(project, results)
     if extra:
-        section.text(
+        section.text(esc(
             "Results were also recorded for "
-            + _join([f"`{i}`" for i in extra])
+            + _join([f"'{i}'" for i in extra])
             + ", which the theory of change does not list as outcomes; they are not "
             "counted here."
-        )
+        ))
     return section
 
 
@@ -323,7 +347,7 @@ def diagram_section(project: Project, results: pd.DataFrame | None = None) -> Se
     """The theory-of-change diagram with each outcome's headline and verdict."""
     statuses = outcome_status(project, results)
     evidence = pd.DataFrame(
-        [{"outcome_id": s.outcome.id, "headline": s.result.get("headline") or "",
+        [{"outcome_id": s.outcome.id, "headline": _headline(project, s),
           "verdict": s.verdict} for s in statuses if s.result is not None],
         columns=["outcome_id", "headline", "verdict"],
     )
@@ -339,18 +363,20 @@ def outcome_sections(project: Project, results: pd.DataFrame | None = None) -> l
     sections = []
     for s in outcome_status(project, results):
         o = s.outcome
-        parts = [_target_text(o)]
+        parts = [esc(_target_text(o))]
         if s.measured:
-            parts.append(f"What was found: {_found(s)}")
+            parts.append(esc(f"What was found: {_found(project, s)}"))
         else:
-            parts.append(f"Not yet measured: {_sentence(s.reason)}")
+            parts.append(esc(f"Not yet measured: {_sentence(s.reason)}"))
         parts.append(f"**Verdict: {s.verdict}**, because {VERDICT_WORDS[s.verdict]}.")
-        if s.measured and s.result and s.result.get("notebook"):
-            page = str(s.result["notebook"]).removesuffix(".ipynb") + ".html"
-            label = _label(str(s.result.get("analysis") or ""))
-            parts.append(f"Details are in the [{label} report]({page}).")
         section = Section(o.statement, f"Verdict: {s.verdict}", level=3)
-        sections.append(section.text(" ".join(parts)))
+        section.text(" ".join(parts))
+        notebook = str((s.result or {}).get("notebook") or "")
+        if s.measured and notebook in NOTEBOOKS.values():  # only the kit's own pages
+            label = _label(str((s.result or {}).get("analysis") or ""))
+            section.link(f"{label} report", notebook.removesuffix(".ipynb") + ".html",
+                         before="Details are in the ", after=".")
+        sections.append(section)
     return sections
 
 
@@ -376,14 +402,14 @@ def action_plan(project: Project) -> Section:
     return section.table(table, "Activities by due date")
 
 
-def _impact_text(statuses: list[OutcomeStatus]) -> str:
-    lines = [verdict_count_sentence(statuses), ""]
+def _impact_text(project: Project, statuses: list[OutcomeStatus]) -> str:
+    lines = [esc(verdict_count_sentence(statuses)), ""]
     for s in statuses:
         if s.measured:
-            what = (s.result or {}).get("headline") or _found(s).rstrip(".")
-            lines.append(f"- {s.outcome.statement}: {what} ({s.verdict}).")
+            what = _headline(project, s) or _found(project, s).rstrip(".")
+            lines.append("- " + esc(f"{s.outcome.statement}: {what} ({s.verdict})."))
         else:
-            lines.append(f"- {s.outcome.statement}: not yet measured.")
+            lines.append("- " + esc(f"{s.outcome.statement}: not yet measured."))
     return "\n".join(lines)
 
 
@@ -405,10 +431,12 @@ def reporting_period_sections(project: Project, results: pd.DataFrame | None = N
         )]
     statuses = outcome_status(project, results)
     intended = "\n".join(
-        f"- {o.statement}"
-        + (f": {_sentence(o.target)[:-1]}" if o.target else ": no target set yet")
-        + (f" ({o.timescale})" if o.timescale else "")
-        + "."
+        "- " + esc(
+            o.statement
+            + (f": {_sentence(o.target)[:-1]}" if o.target else ": no target set yet")
+            + (f" ({o.timescale})" if o.timescale else "")
+            + "."
+        )
         for o in project.toc.outcomes
     )
     sections = []
@@ -417,16 +445,18 @@ def reporting_period_sections(project: Project, results: pd.DataFrame | None = N
         if i == 0:
             section.text("**Intended outcomes**\n\n" + intended)
         else:
-            section.text(f"**Intended outcomes**\n\nAs listed under {periods[0].period}.")
-        section.text("**Activity last period**\n\n" + p.activity_last_period)
-        section.text("**Activity planned next period**\n\n" + p.activity_next_period)
+            section.text("**Intended outcomes**\n\n"
+                         + esc(f"As listed under {periods[0].period}."))
+        section.text("**Activity last period**\n\n" + esc(p.activity_last_period))
+        section.text("**Activity planned next period**\n\n" + esc(p.activity_next_period))
         if i == 0:
             section.text("**Impact so far** (results recorded in this report)\n\n"
-                         + _impact_text(statuses))
+                         + _impact_text(project, statuses))
         else:
-            section.text(f"**Impact so far**\n\nSee the most recent period "
-                         f"({periods[0].period}): results cover the whole evaluation.")
-        section.text("**Exit strategy**\n\n" + p.exit_strategy)
+            section.text("**Impact so far**\n\n" + esc(
+                f"See the most recent period ({periods[0].period}): results cover the whole "
+                "evaluation."))
+        section.text("**Exit strategy**\n\n" + esc(p.exit_strategy))
         sections.append(section)
     return sections
 
@@ -455,7 +485,7 @@ def conditions_section(project: Project) -> Section:
     if project.toc.assumptions:
         section.text(
             "**Assumptions** behind the theory of change (this report does not test them):"
-            "\n\n" + "\n".join(f"- {_sentence(a)}" for a in project.toc.assumptions)
+            "\n\n" + "\n".join(f"- {esc(_sentence(a))}" for a in project.toc.assumptions)
         )
     return section
 
@@ -482,11 +512,15 @@ def how_to_read(project: Project) -> Section:
         "is not proof that the programme caused it; each analysis report explains what it "
         "compared with (a comparison group or the trend before the programme)."
     )
-    section.text(
-        f"To protect pupils' privacy, counts below {project.min_count} are withheld from "
-        f"the tables (shown as 'fewer than {project.min_count}'). RAG means red, amber, "
-        "green: the status is always written as a word."
-    )
+    if project.disclosure.active:
+        privacy_text = (f"To protect pupils' privacy nothing based on fewer than "
+                        f"{project.min_count} pupils or records is shown. "
+                        + project.disclosure.note())
+    else:
+        privacy_text = ("This is an internal report: no count is withheld, so it must not "
+                        "be circulated beyond the evaluation team.")
+    section.text(esc(privacy_text) + " RAG means red, amber, green: the status is always "
+                 "written as a word.")
     return section
 
 

@@ -23,9 +23,15 @@ Decisions that shape the numbers:
 * **Data end date** (open cases, censoring, "after today" checks): the project period's
   end date when it has passed, otherwise today's date (:func:`data_end_date`).
 * **Privacy**: every table goes through :func:`evaluation.privacy.check_board_safe` (no
-  pupil ids, names or UPNs) and counts below ``report.min_count`` are withheld with what
-  is computed from them (:func:`evaluation.privacy.suppress`); zero counts are shown.
-  Charts show only aggregates over at least ``min_count`` pupils.
+  pupil ids, names or UPNs) and the project's one disclosure step
+  (``project.disclosure.table``): counts below ``report.min_count`` are withheld
+  (:data:`evaluation.privacy.WITHHELD`) with what is computed from them, and so is the
+  next cell of every additive set (rows adding up to a total shown elsewhere, a group's
+  count and all other pupils' count adding up to everyone's) that would give one away.
+  Counts in sentences go through ``project.disclosure.count``. Charts show only groups
+  whose table row is shown. Free text never becomes a label: the reason for referral is
+  shown only for the categories the parameters declare, and lead professionals only as
+  whether one is named.
 * **Before/after** comparisons use each pupil's *first* intervention start (the earliest
   across their referrals). Attendance compares the ``attendance_window_weeks`` school
   weeks before the start week with the same number from the start week on (the start week
@@ -50,8 +56,9 @@ from statsmodels.stats.proportion import proportion_confint
 from evaluation import tracking
 from evaluation.baseline_followup import paired_change
 from evaluation.errors import DataError, ParamsError
+from evaluation.filters import FilterError, parse_filter
 from evaluation.params import ReferralTrackingOptions
-from evaluation.privacy import check_board_safe, suppress
+from evaluation.privacy import WITHHELD, Disclosure, check_board_safe, withheld_note
 from evaluation.project import Project
 from evaluation.results import Result, verdict
 from evaluation.sections import Section
@@ -65,6 +72,7 @@ __all__ = [
     "data_end_date",
     "disproportionality_section",
     "flow_section",
+    "group_mask",
     "kpi_section",
     "needs_met_target",
     "outcome_section",
@@ -129,6 +137,10 @@ class TrackingData:
     # attendance, suspensions and survival per pupil: started in the background when the
     # register is built, while the pathway sections are drawn, and shared by every section
     pupil: tracking.PupilAnalyses = field(repr=False)
+    # the project's disclosure control (threshold and audience)
+    disclosure: Disclosure = field(default_factory=Disclosure)
+    # the declared categories of the referral reason (None: not declared, never shown)
+    reasons: list[str] | None = None
 
 
 _CACHE: dict[int, tuple[weakref.ref, TrackingData]] = {}
@@ -179,7 +191,9 @@ def tracking_data(project: Project) -> TrackingData:
                                    suspension_days=SUSPENSION_WINDOW_DAYS)
     data = TrackingData(options=options, register=register, kpis=kpis, pupils=pupils,
                         attendance=attendance, suspensions=suspensions,
-                        min_count=project.min_count, pupil=pupil)
+                        min_count=project.disclosure.threshold, pupil=pupil,
+                        disclosure=project.disclosure,
+                        reasons=_declared(project, options.referrals, "reason"))
     for k in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
         del _CACHE[k]  # forget projects that no longer exist
     _CACHE[key] = (weakref.ref(project), data)
@@ -200,29 +214,38 @@ def _add_table(section: Section, frame: pd.DataFrame, caption: str,
                   percent=percent)
 
 
-def _board(frame: pd.DataFrame, counts: list[str], min_count: int,
-           derived: list[str] | dict[str, list[str]] = (), *, keep_zero: bool = True,
-           secondary: bool | str | list[str] = False, whole_row: bool = True) -> pd.DataFrame:
-    """``privacy.suppress`` for a board table: counts below ``min_count`` withheld with
-    what is derived from them (the whole row's counts too when ``whole_row``, so no count
-    can be recovered from the others), zeros shown (a zero identifies no one), counts as
-    whole numbers, no note column (the section's text explains "–")."""
-    if whole_row and not isinstance(derived, dict):
-        derived = [*counts, *derived]
-    out = suppress(frame, counts, min_count, derived_cols=derived, keep_zero=keep_zero,
-                   secondary=secondary).drop(columns="note")
-    for c in counts:
-        out[c] = out[c].round().astype("Int64")
-    return out
+def _board(d: TrackingData, frame: pd.DataFrame, counts: list[str], *,
+           derived: list[str] | dict[str, list[str]] = (), keep_zero: bool = True,
+           sums_down: bool | str | list[str] = False,
+           sums_across: list[list[str]] = (), hidden: list[str] = ()) -> pd.DataFrame:
+    """``project.disclosure.table`` for a board table, then the ``hidden`` helper columns
+    dropped: counts a reader can work out from the table (all other pupils, the other
+    outcomes) that take part in the additive sets but are not printed."""
+    out = d.disclosure.table(frame, counts, derived=derived, sums_down=sums_down,
+                             sums_across=sums_across, keep_zero=keep_zero)
+    return out.drop(columns=list(hidden))
+
+
+def _withheld(value: Any) -> bool:
+    return isinstance(value, str) and value == WITHHELD
+
+
+def _declared(project: Project, source: str, column: str) -> list[str] | None:
+    """The categories the parameters declare for ``column`` of data source ``source``
+    (``data.<source>.categories``), or None when none are declared."""
+    spec = project.params.data.get(source)
+    categories = getattr(spec, "categories", None) or {}
+    values = categories.get(column)
+    return [str(v) for v in values] if values else None
 
 
 def _money(x: float) -> str:
     return "–" if pd.isna(x) else f"£{x:,.0f}"
 
 
-def _n(count: float, word: str, plural: str | None = None) -> str:
-    c = int(count)
-    return f"{c:,} {word if c == 1 else (plural or word + 's')}"
+def _n(d: TrackingData, count: float, word: str, plural: str | None = None) -> str:
+    """A count for a sentence through the disclosure step ("fewer than 5 pupils")."""
+    return d.disclosure.pupils(count, word, plural)
 
 
 def _pct(x: float) -> str:
@@ -240,8 +263,7 @@ def _yes_no(value: Any) -> Any:
 
 
 def _withheld_note(min_count: int) -> str:
-    return (f"Counts below {min_count} are withheld (shown as –) together with the "
-            "percentages and rates worked out from them, to protect pupils' privacy.")
+    return withheld_note(min_count)
 
 
 def _ci_text(lo: float, hi: float, fmt: str = "{:.0%}") -> str:
@@ -302,16 +324,59 @@ def promises_section(project: Project) -> Section:
 # ----------------------------------------------------------------------------- KPIs
 
 
+#: KPIs that are a share of referrals: the share and its denominator fix two counts (the
+#: referrals with and without), so both go through disclosure.
+_SHARE_KPIS = ("pct_response_within_target", "pct_lead_professional", "pct_reviewed",
+               "pct_needs_met")
+
+
 def _board_kpis(d: TrackingData) -> pd.DataFrame:
-    """The KPI long table with small counts withheld: a KPI whose count or denominator is
-    below ``min_count`` is withheld with its value and RAG rating (zeros are shown)."""
+    """The KPI long table with every value withheld (value, n and RAG rating) whose counts
+    would be disclosed: a count KPI below the threshold, a rate whose denominator, or whose
+    referrals with or without (value x n), are below it; and, because each period's counts
+    add up to the totals over all periods and the closure outcomes of a period add up to its
+    closures, the next-smallest cell of any such set. Zeros are shown."""
     k = d.kpis.copy()
-    count_kpi = (k["kpi"] == "referrals_received") | k["kpi"].str.startswith("closures: ")
-    # for counts the value is itself the count; for rates the denominator is ``n``
-    k["_count"] = np.where(count_kpi, k["value"], k["n"])
-    out = suppress(k, "_count", d.min_count, derived_cols=["value", "n", "rag"],
-                   keep_zero=True)  # one KPI per row: nothing to recover from other rows
-    out = out.drop(columns=["_count", "note"])
+    periods = list(dict.fromkeys(k["period"]))
+    value = k.pivot(index="period", columns="kpi", values="value").reindex(periods)
+    n = k.pivot(index="period", columns="kpi", values="n").reindex(periods)
+    counts: dict[str, pd.Series] = {}
+    owner: dict[str, list[str]] = {}  # count column -> the KPIs it discloses
+    across = []
+    for kpi in value.columns:
+        if kpi == "referrals_received" or kpi.startswith("closures: "):
+            counts[kpi] = value[kpi]
+            owner[kpi] = [kpi]
+        elif kpi in _SHARE_KPIS:
+            hit = (value[kpi] * n[kpi] / 100).round()
+            counts[f"{kpi}|yes"], counts[f"{kpi}|no"] = hit, n[kpi] - hit
+            owner[f"{kpi}|yes"] = owner[f"{kpi}|no"] = [kpi]
+            across.append([f"{kpi}|yes", f"{kpi}|no"])
+        else:
+            counts[f"{kpi}|n"] = n[kpi]
+            owner[f"{kpi}|n"] = [kpi]
+    closures = [c for c in counts if c.startswith("closures: ")]
+    if closures:  # the period's closures, which its closure outcomes add up to
+        counts["closures|n"] = n[closures[0]]
+        owner["closures|n"] = closures
+    if len(closures) > 1:
+        across.append(closures)
+    wide = pd.DataFrame(counts).reset_index(drop=True)
+    shown = d.disclosure.table(wide, list(wide.columns), sums_down=True, sums_across=across)
+    hidden = shown.astype(object).isin([WITHHELD])
+    withheld = set()
+    for col in hidden.columns:
+        for i in np.flatnonzero(hidden[col].to_numpy()):
+            withheld.update((periods[i], kpi) for kpi in owner[col])
+    for kpi in list(value.columns):  # a 90th percentile goes with its median
+        if kpi.startswith("p90_"):
+            for period in periods:
+                if (period, "median_" + kpi.removeprefix("p90_")) in withheld:
+                    withheld.add((period, kpi))
+    out = k.astype({"value": object, "n": object, "rag": object})
+    mask = np.array([(p, kpi) in withheld for p, kpi in zip(k["period"], k["kpi"],
+                                                             strict=True)], dtype=bool)
+    out.loc[mask, ["value", "n", "rag"]] = WITHHELD
     out.attrs.update(d.kpis.attrs)
     return out
 
@@ -325,6 +390,8 @@ def kpi_table(project: Project) -> pd.DataFrame:
     days = d.options.response_target_working_days
 
     def cell(row: pd.Series) -> str:
+        if _withheld(row["value"]):
+            return WITHHELD
         if pd.isna(row["value"]):
             return "–"
         kpi = row["kpi"]
@@ -357,8 +424,8 @@ def _kpi_figure(d: TrackingData) -> tuple[Any, str] | None:
     x = np.arange(len(periods))
     summary = []
     for ax, kpi in zip(axes.flat, shown, strict=False):
-        v = (k[k["kpi"] == kpi].set_index("period")["value"].reindex(periods)
-             .to_numpy(dtype=float))
+        v = pd.to_numeric(k[k["kpi"] == kpi].set_index("period")["value"],
+                          errors="coerce").reindex(periods).to_numpy(dtype=float)
         t = targets[kpi]
         ax.axhspan(t.green, 100, color="#009E73", alpha=0.08)
         ax.axhline(t.green, color="#009E73", ls="--", lw=1, label=f"green ≥ {t.green:g}%")
@@ -394,7 +461,7 @@ def kpi_section(project: Project) -> Section:
     o = overall.set_index("kpi")
     days = d.options.response_target_working_days
     on_time = o.loc["pct_response_within_target"]
-    sentence = (f"Across all {_n(len(d.register), 'referral')}, {_pct(on_time['value'])} of "
+    sentence = (f"Across all {_n(d, len(d.register), 'referral')}, {_pct(on_time['value'])} of "
                 f"those due a response had one within {days} working day"
                 f"{'s' if days != 1 else ''}"
                 + (f" (target {on_time['target']:g}%: {on_time['rag']})"
@@ -427,27 +494,63 @@ def kpi_section(project: Project) -> Section:
 # ----------------------------------------------------------------------------- flow
 
 
+def _board_funnel(d: TrackingData, fn: pd.DataFrame) -> pd.DataFrame:
+    """The funnel with disclosure: each stage's referrals and the referrals lost since the
+    previous stage (its count minus this one, which a reader can work out) add up to the
+    previous stage's count, and the referrals that reached a stage without every earlier
+    one add up with the rest to the stage's count, so those are additive sets too. A
+    withheld count withholds its percentages and the next stage's share of it."""
+    t = fn.rename(columns={"stage": "Stage", "n": "Referrals (all stages so far)",
+                           "n_any": "Referrals (this stage)",
+                           "pct_of_referrals": "% of referrals",
+                           "pct_of_previous": "% of previous stage"})
+    t["_lost"] = fn["n"].shift(1) - fn["n"]
+    t["_skipped"] = fn["n_any"] - fn["n"]
+    all_so_far, this_stage = "Referrals (all stages so far)", "Referrals (this stage)"
+    out = _board(d, t, [all_so_far, this_stage, "_lost", "_skipped"],
+                 # a stage reached without every earlier one is rare (none for the
+                 # response), so this stage's count would give a withheld one away
+                 derived={all_so_far: ["% of referrals", "% of previous stage", this_stage],
+                          "_lost": ["% of previous stage"]},
+                 sums_across=[[all_so_far, "_lost"], [all_so_far, "_skipped"]],
+                 hidden=["_lost", "_skipped"])
+    gone = out[all_so_far].map(_withheld).to_numpy()
+    nxt = np.r_[False, gone[:-1]]  # the next stage's share of a withheld count
+    if nxt.any():
+        out["% of previous stage"] = out["% of previous stage"].astype(object)
+        out.loc[nxt, "% of previous stage"] = WITHHELD
+    return out
+
+
 def flow_section(project: Project) -> Section:
     """Caseload (open cases, new referrals and closures per month) and the funnel."""
     d = tracking_data(project)
     reg = d.register
     cl = tracking.caseload(reg, "MS")
     fn = tracking.funnel(reg)
+    board = _board_funnel(d, fn)
     open_now = int(cl["open_at_end"].iloc[-1]) if len(cl) else 0
-    closed = int(fn.loc[fn["stage"] == "closed", "n_any"].iloc[0])
+    closed = board.loc[fn["stage"] == "closed", "Referrals (this stage)"].iloc[0]
     first = reg.table["referral_date"].min()
+    closed_text = ("some" if _withheld(closed) else d.disclosure.count(closed))
     sec = _section("Caseload and the funnel",
-                   f"{_n(len(reg), 'referral')} were made from {first:%B %Y} to "
-                   f"{reg.today:%B %Y}; {closed:,} have closed and {open_now:,} were open at "
-                   "the end of the data.")
+                   f"{_n(d, len(reg), 'referral')} were made from {first:%B %Y} to "
+                   f"{reg.today:%B %Y}; {closed_text} have closed and "
+                   f"{d.disclosure.count(open_now)} were open at the end of the data.")
+    # monthly counts are drawn only where a month has at least the threshold (bars of
+    # fewer are left out: a bar's height is a count)
+    small = d.disclosure.is_small
+    new = cl["new_referrals"].where(~cl["new_referrals"].map(small))
+    shut = cl["closures"].where(~cl["closures"].map(small))
+    still = cl["open_at_end"].where(~cl["open_at_end"].map(small))
     fig, ax = plt.subplots(figsize=(10, 4.2))
     months = pd.to_datetime(cl["period_start"])
     width = 12
-    ax.bar(months - pd.Timedelta(days=7), cl["new_referrals"], width=width, color="#0072B2",
+    ax.bar(months - pd.Timedelta(days=7), new, width=width, color="#0072B2",
            label="new referrals")
-    ax.bar(months + pd.Timedelta(days=7), cl["closures"], width=width, color="#E69F00",
+    ax.bar(months + pd.Timedelta(days=7), shut, width=width, color="#E69F00",
            label="closures")
-    ax.plot(months, cl["open_at_end"], color="#222222", lw=2, label="open at month end")
+    ax.plot(months, still, color="#222222", lw=2, label="open at month end")
     ax.set_xlabel("Month")
     ax.set_ylabel("Referrals")
     ax.set_title("Open caseload, new referrals and closures by month")
@@ -455,31 +558,31 @@ def flow_section(project: Project) -> Section:
     fig.tight_layout()
     peak = cl.loc[cl["open_at_end"].idxmax()] if len(cl) else None
     alt = ("Bar and line chart by month: blue bars new referrals, orange bars closures, and a "
-           "black line the open caseload at the end of each month"
-           + (f", peaking at {int(peak['open_at_end'])} in {peak['period_start']:%B %Y} and "
-              f"ending at {open_now}" if peak is not None else "") + ".")
+           "black line the open caseload at the end of each month (months with fewer than "
+           f"{d.min_count} are left out)"
+           + (f", peaking at {d.disclosure.count(peak['open_at_end'])} in "
+              f"{peak['period_start']:%B %Y} and ending at {d.disclosure.count(open_now)}"
+              if peak is not None else "") + ".")
     sec.figure(fig, alt)
 
+    # the funnel chart shows only the stages whose counts the table shows
+    drawn = fn[~board["Referrals (all stages so far)"].map(_withheld).to_numpy()]
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    y = np.arange(len(fn))[::-1]
-    ax.barh(y, fn["n"], color="#56B4E9")
-    for yi, (n, pct) in zip(y, zip(fn["n"], fn["pct_of_referrals"], strict=True), strict=True):
+    y = np.arange(len(drawn))[::-1]
+    ax.barh(y, drawn["n"], color="#56B4E9")
+    for yi, n, pct in zip(y, drawn["n"], drawn["pct_of_referrals"], strict=True):
         ax.text(n, yi, f" {n:,} ({pct:.0f}%)", va="center", fontsize="small")
-    ax.set_yticks(y, fn["stage"])
+    ax.set_yticks(y, drawn["stage"])
     ax.set_xlabel("Referrals that reached the stage and every earlier stage")
     ax.set_ylabel("Stage")
     ax.set_title("The referral funnel")
-    ax.set_xlim(0, fn["n"].max() * 1.25 if len(fn) else 1)
+    ax.set_xlim(0, drawn["n"].max() * 1.25 if len(drawn) else 1)
     fig.tight_layout()
     sec.figure(fig, "Horizontal bar chart of the referral funnel: " + ", ".join(
-        f"{s} {n:,} ({p:.0f}%)" for s, n, p in zip(fn["stage"], fn["n"], fn["pct_of_referrals"],
-                                                    strict=True)) + ".")
-    board = fn.rename(columns={"stage": "Stage", "n": "Referrals (all stages so far)",
-                               "n_any": "Referrals (this stage)",
-                               "pct_of_referrals": "% of referrals",
-                               "pct_of_previous": "% of previous stage"})
-    board = _board(board, ["Referrals (all stages so far)", "Referrals (this stage)"],
-                   d.min_count, ["% of referrals", "% of previous stage"])
+        f"{s} {n:,} ({p:.0f}%)" for s, n, p in zip(drawn["stage"], drawn["n"],
+                                                    drawn["pct_of_referrals"], strict=True))
+        + (" (stages whose counts are withheld are left out)" if len(drawn) < len(fn) else "")
+        + ".")
     _add_table(sec, board, "The referral funnel",
                percent=("% of referrals", "% of previous stage"))
     sec.text("A referral counts at a stage only if it also reached every earlier stage; the "
@@ -496,6 +599,8 @@ def time_open_section(project: Project) -> Section:
     closed = by_status[by_status["status"] == "closed"]
     sentence = (f"Closed cases were open for a median of {closed['median'].iloc[0]:.0f} days "
                 f"(90th percentile {closed['p90'].iloc[0]:.0f} days)."
+                if len(closed) and not d.disclosure.is_small(closed["n"].iloc[0]) else
+                "Too few cases have closed to describe how long they stayed open."
                 if len(closed) else "No case has closed yet.")
     sec = _section("How long cases stay open", sentence)
     frames = []
@@ -509,8 +614,9 @@ def time_open_section(project: Project) -> Section:
                                   "p90": "90th percentile (days)"}).drop(columns="max")
     for c in ("Median days open", "90th percentile (days)"):
         table[c] = table[c].round().astype("Int64")
-    table = _board(table, ["Cases"], d.min_count, ["Median days open", "90th percentile (days)"],
-                   secondary="By")
+    # each block (by status, by first intervention) adds up to the referrals
+    table = _board(d, table, ["Cases"], derived=["Median days open", "90th percentile (days)"],
+                   sums_down="By")
     _add_table(sec, table, "Days open (open cases counted to the data "
                f"end, {reg.today:%d %B %Y})")
     sec.text("Days open run from the referral to its closure, or to the end of the data for "
@@ -522,12 +628,14 @@ def time_open_section(project: Project) -> Section:
 # ----------------------------------------------------------------------------- outcomes
 
 
-def _board_proportions(table: pd.DataFrame, min_count: int, group_cols: list[str],
-                       success_word: str, secondary: bool | str | list[str] = False
+def _board_proportions(d: TrackingData, table: pd.DataFrame, group_cols: list[str],
+                       success_word: str, sums_down: bool | str | list[str] = True
                        ) -> pd.DataFrame:
-    """outcomes_by output as a board table with percentages; rows where the referrals, the
-    successes or the other outcomes number below ``min_count`` are withheld (zeros too:
-    "none of the 6 pupils" is as telling as a small count)."""
+    """outcomes_by output as a board table with percentages. The referrals, the successes
+    and the other outcomes are counts (zeros withheld too: "none of the 6 pupils" is as
+    telling as a small count); the successes and the others add up to the referrals along
+    a row, and the rows of a block (``sums_down``) add up to all closed referrals, which
+    the report gives, so one withheld cell takes the next-smallest of its set with it."""
     t = table.copy()
     for c in group_cols:
         t[c] = t[c].map(_yes_no).astype(str)
@@ -535,11 +643,16 @@ def _board_proportions(table: pd.DataFrame, min_count: int, group_cols: list[str
     t["pct"] = 100 * t["proportion"]
     t["lo"] = 100 * t["ci_low"]
     t["hi"] = 100 * t["ci_high"]
-    t = _board(t, ["n", "successes", "other"], min_count, ["pct", "lo", "hi"], keep_zero=False,
-               secondary=secondary)
+    t = _board(d, t, ["n", "successes", "other"], derived=["pct", "lo", "hi"],
+               keep_zero=False, sums_down=sums_down, sums_across=[["successes", "other"]])
     t = t[[*group_cols, "n", "successes", "pct", "lo", "hi"]]
     return t.rename(columns={"n": "Referrals", "successes": success_word, "pct": "%",
                              "lo": "95% CI from", "hi": "95% CI to"})
+
+
+def _shown_rows(board: pd.DataFrame) -> np.ndarray:
+    """Rows of a board table with nothing withheld (the rows a chart may draw)."""
+    return ~board.astype(object).isin([WITHHELD]).any(axis=1).to_numpy()
 
 
 def _forest(table: pd.DataFrame, label_col: str, title: str, xlabel: str,
@@ -564,21 +677,32 @@ def _forest(table: pd.DataFrame, label_col: str, title: str, xlabel: str,
     return fig
 
 
+def _share_sentence(d: TrackingData, k: int, n: int) -> str:
+    """ "65% of 252 closed referrals with an outcome recorded closed with the pupil's needs
+    met (95% CI ...)", or why it is not given (a share of few fixes a small count)."""
+    if not n:
+        return "No referral has closed with an outcome recorded yet."
+    small = d.disclosure.is_small
+    if small(n) or small(k) or small(n - k):
+        return (f"Fewer than {d.min_count} closed referrals with an outcome recorded closed "
+                "with, or without, the pupil's needs met, so the proportion is withheld to "
+                "protect pupils' privacy.")
+    lo, hi = _wilson(k, n)
+    return (f"{k / n:.0%} of {_n(d, n, 'closed referral')} with an outcome recorded closed "
+            f"with the pupil's needs met (95% CI {_ci_text(lo, hi)}).")
+
+
 def outcomes_section(project: Project) -> Section:
     """Needs met by intervention type and by pupil characteristics (Wilson 95% CIs), and
     the latest review's outcomes by intervention type."""
     d = tracking_data(project)
     reg = d.register
     closed = reg.table["needs_met"].dropna()
-    k, n = int(closed.sum()), len(closed)
-    lo, hi = _wilson(k, n) if n else (np.nan, np.nan)
     sec = _section("Needs met and review outcomes",
-                   f"{k / n:.0%} of {_n(n, 'closed referral')} with an outcome recorded closed "
-                   f"with the pupil's needs met (95% CI {_ci_text(lo, hi)})." if n else
-                   "No referral has closed with an outcome recorded yet.")
+                   _share_sentence(d, int(closed.sum()), len(closed)))
     by_iv = tracking.outcomes_by(reg, "intervention")
-    shown = by_iv[(by_iv["n"] >= d.min_count) & (by_iv["successes"] >= d.min_count)
-                  & (by_iv["n"] - by_iv["successes"] >= d.min_count)]
+    iv_board = _board_proportions(d, by_iv, ["intervention"], "Needs met")
+    shown = by_iv[_shown_rows(iv_board) & (by_iv["n"] > 0).to_numpy()]
     sec.text("A referral counts once for every type of intervention it received, so a pupil "
              "who had mentoring and then a nurture group counts in both rows. Proportions are "
              "of closed referrals with an outcome recorded; 95% confidence intervals are "
@@ -592,31 +716,44 @@ def outcomes_section(project: Project) -> Section:
                            None if target is None else 100 * target[0],
                            "" if target is None else f"target {target[0]:.0%}"),
                    "Dot-and-whisker chart of the percentage of closed referrals with needs "
-                   "met for each intervention type, with 95% confidence intervals: " + "; ".join(
+                   "met for each intervention type whose figures are shown, with 95% "
+                   "confidence intervals: " + "; ".join(
                        f"{r.intervention} {r.proportion:.0%} ({r.ci_low:.0%} to {r.ci_high:.0%})"
                        for r in shown.itertuples()) + ".")
-    _add_table(sec, _board_proportions(by_iv, d.min_count, ["intervention"], "Needs met")
-               .rename(columns={"intervention": "Intervention"}),
+    _add_table(sec, iv_board.rename(columns={"intervention": "Intervention"}),
                "Needs met at closure, by intervention type", percent=("%", "95% CI from",
                                                                       "95% CI to"))
     frames = []
     for col, label in CHARACTERISTICS.items():
         if col not in reg.table.columns:
             continue
-        t = tracking.outcomes_by(reg, col).rename(columns={col: "Group"})
+        t = tracking.outcomes_by(reg, col)
+        if col == "reason":
+            # free text never becomes a row label: only the categories the parameters
+            # declare are shown, and nothing when none are declared
+            if not d.reasons:
+                continue
+            declared = {r.casefold() for r in d.reasons}
+            t = t[t[col].astype(str).str.casefold().isin(declared)]
+            if t.empty:
+                continue
+        frames.append(t.rename(columns={col: "Group"}).assign(Characteristic=label))
+    if frames:
         # the rows of a characteristic add up to all closed referrals, which the report
         # gives, so one withheld row needs a second one withheld with it
-        b = _board_proportions(t, d.min_count, ["Group"], "Needs met", secondary=True)
-        b.insert(0, "Characteristic", label)
-        frames.append(b)
-    if frames:
-        _add_table(sec, pd.concat(frames, ignore_index=True),
-                   "Needs met at closure, by reason, school and pupil characteristics",
+        by = _board_proportions(d, pd.concat(frames, ignore_index=True),
+                                ["Characteristic", "Group"], "Needs met",
+                                sums_down="Characteristic")
+        has_reason = any(f["Characteristic"].iloc[0] == CHARACTERISTICS["reason"]
+                         for f in frames)
+        _add_table(sec, by, "Needs met at closure, by "
+                   + ("reason, " if has_reason else "")
+                   + "school and pupil characteristics",
                    percent=("%", "95% CI from", "95% CI to"))
     reviews = []
     for col, label in REVIEW_LABELS.items():
         t = tracking.outcomes_by(reg, "intervention", outcome=col)
-        b = _board_proportions(t, d.min_count, ["intervention"], "Yes")
+        b = _board_proportions(d, t, ["intervention"], "Yes")
         b.insert(1, "At the latest review", label)
         reviews.append(b)
     review_table = pd.concat(reviews, ignore_index=True).rename(
@@ -633,31 +770,40 @@ def costs_section(project: Project) -> Section:
     """Cost per pupil and per referral closed with needs met, by intervention type."""
     d = tracking_data(project)
     c = tracking.costs(d.register)
-    all_row = c[c["intervention"] == "all"].iloc[0]
-    sec = _section(
-        "What the interventions cost",
-        f"{_money(all_row['total_cost'])} was spent on interventions for "
-        f"{_n(all_row['n_pupils'], 'pupil')}: {_money(all_row['cost_per_pupil'])} per pupil and "
-        f"{_money(all_row['cost_per_success'])} per referral closed with needs met.")
     board = c.rename(columns={
         "intervention": "Intervention", "total_cost": "Total cost (£)",
         "n_pupils": "Pupils", "n_referrals": "Referrals", "n_successes": "Needs met",
         "cost_per_pupil": "Cost per pupil (£)",
         "cost_per_success": "Cost per referral with needs met (£)"})
+    board["_other"] = board["Referrals"] - board["Needs met"]
     money = ["Total cost (£)", "Cost per pupil (£)", "Cost per referral with needs met (£)"]
-    board = _board(board, ["Pupils", "Referrals", "Needs met"], d.min_count, money,
-                   secondary=True)
-    for c in money:
-        board[c] = board[c].map(_money)
+    # the rows add up to the "all" row; the needs met and the other outcomes add up to
+    # the referrals; a cost divided by a withheld count would give it away
+    board = _board(d, board, ["Pupils", "Referrals", "Needs met", "_other"], derived=money,
+                   sums_down=True, sums_across=[["Needs met", "_other"]], hidden=["_other"])
+    for col in money:
+        board[col] = board[col].map(lambda v: v if _withheld(v) else _money(v))
+    all_row = board[board["Intervention"] == "all"].iloc[0]
+    raw_all = c[c["intervention"] == "all"].iloc[0]
+    if _withheld(all_row["Pupils"]):
+        sentence = (f"Fewer than {d.min_count} pupils had an intervention, so costs are "
+                    "withheld to protect their privacy.")
+    else:
+        sentence = (f"{all_row['Total cost (£)']} was spent on interventions for "
+                    f"{_n(d, raw_all['n_pupils'], 'pupil')}: {all_row['Cost per pupil (£)']} "
+                    "per pupil" + ("" if _withheld(all_row["Needs met"]) else
+                                   f" and {all_row['Cost per referral with needs met (£)']} per "
+                                   "referral closed with needs met") + ".")
+    sec = _section("What the interventions cost", sentence)
     cols = ["Intervention", "Total cost (£)", "Pupils", "Referrals", "Needs met",
             "Cost per pupil (£)", "Cost per referral with needs met (£)"]
     _add_table(sec, board[cols], "Costs by intervention type")
-    missing = int(all_row["n_interventions_without_cost"])
+    missing = int(raw_all["n_interventions_without_cost"])
     sec.text("Cost per referral with needs met divides everything spent on the intervention "
              "(including cases still open or closed another way) by the referrals that closed "
              "with needs met, so it is the cost of one success. A pupil with two types of "
              "intervention counts under both."
-             + (f" {_n(missing, 'intervention')} had no cost recorded and are left out."
+             + (f" {_n(d, missing, 'intervention')} had no cost recorded and are left out."
                 if missing else "") + " " + _withheld_note(d.min_count))
     return sec
 
@@ -673,31 +819,49 @@ def _attendance_change(project: Project, outcome: Outcome | None = None) -> tupl
         return None, None
     higher = True if outcome is None else outcome.direction == "higher_is_better"
     change = paired_change(wide, "baseline", "follow_up", higher_is_better=higher,
-                           label="attendance (%)", min_count=d.min_count)
+                           label="attendance (%)", disclosure=d.disclosure)
     change.unit = "percentage points"
     return wide, change
 
 
-def _attendance_sentence(change: Any, weeks: int) -> str:
+_ATTENDANCE_COLUMNS = {
+    "group": "Pupils", "n_pairs": "Pupils compared", "baseline_mean": "Before (%)",
+    "follow_up_mean": "After (%)", "mean_change": "Change (points)",
+    "mean_change_ci_low": "95% CI from", "mean_change_ci_high": "95% CI to",
+    "g_av": "Hedges' g"}
+
+
+def _attendance_board(d: TrackingData, change: Any) -> pd.DataFrame:
+    """The paired change in attendance as a board table: a group of fewer pupils than the
+    threshold shows neither its number nor its figures."""
+    t = change.summary[list(_ATTENDANCE_COLUMNS)]
+    t = _board(d, t, ["n_pairs"], derived=[c for c in _ATTENDANCE_COLUMNS
+                                           if c not in {"group", "n_pairs"}])
+    return t.rename(columns=_ATTENDANCE_COLUMNS)
+
+
+def _attendance_sentence(d: TrackingData, change: Any, weeks: int) -> str:
     """Plain English for the paired change in attendance (no EEF months: that scale is for
-    attainment, not attendance)."""
+    attainment, not attendance); counts through the disclosure step."""
     row = change.summary.iloc[-1]
     n = int(row["n_pairs"])
     b, f = row["baseline_mean"], row["follow_up_mean"]
     md, lo, hi = row["mean_change"], row["mean_change_ci_low"], row["mean_change_ci_high"]
-    if not np.isfinite(lo):
-        return f"There were too few pupils with attendance before and after to compare (n = {n})."
+    if not np.isfinite(lo) or d.disclosure.is_small(n):
+        return ("There were too few pupils with attendance before and after to compare "
+                f"({_n(d, n, 'pupil')}).")
     moved = "rose" if md > 0 else "fell" if md < 0 else "stayed the same"
     v = verdict(lo, hi, null=0.0, direction="higher_is_better" if change.higher_is_better
                 else "lower_is_better")
     clear = {"improved": "a clear improvement", "worsened": "a clear fall",
              "no clear change": "not a clear change either way"}[v]
     unpaired = int(row["n_baseline_only"] + row["n_follow_up_only"])
-    tail = (f" {_n(unpaired, 'pupil')} with attendance in only one of the windows could not "
-            "be compared." if unpaired else "")
+    who = _n(d, unpaired, "pupil")
+    tail = (f" {who[:1].upper() + who[1:]} with attendance in only one of the windows could "
+            "not be compared." if unpaired else "")
     return (f"Referred pupils' attendance {moved} from {b:.1f}% in the {weeks} weeks before "
             f"their first intervention to {f:.1f}% in the {weeks} weeks from its start "
-            f"({_n(n, 'pupil')}): {md:+.1f} percentage points (95% CI {lo:+.1f} to {hi:+.1f}; "
+            f"({_n(d, n, 'pupil')}): {md:+.1f} percentage points (95% CI {lo:+.1f} to {hi:+.1f}; "
             f"Hedges' g {row['g_av']:.2f}), {clear}.{tail}")
 
 
@@ -736,7 +900,7 @@ def attendance_section(project: Project) -> Section:
         return _section("Attendance", "No attendance table is configured "
                         "(analyses.referral_tracking.attendance), so attendance is not shown.")
     sec = _section("Attendance before and after the first intervention",
-                   _attendance_sentence(change, w))
+                   _attendance_sentence(d, change, w))
     sec.text(
         f"Each pupil's attendance in the {w} weeks before the week their first intervention "
         f"started is compared with their attendance in the {w} weeks from that week on (the "
@@ -745,15 +909,9 @@ def attendance_section(project: Project) -> Section:
         "windows are compared. Before/after changes cannot separate the intervention from "
         "other things that changed at the same time, such as difficulties easing anyway "
         "after the crisis that prompted the referral.")
-    table = change.board_table(d.min_count)
-    table = table[["group", "n_pairs", "baseline_mean", "follow_up_mean", "mean_change",
-                   "mean_change_ci_low", "mean_change_ci_high", "g_av", "note"]].rename(
-        columns={"group": "Pupils", "n_pairs": "Pupils compared",
-                 "baseline_mean": "Before (%)", "follow_up_mean": "After (%)",
-                 "mean_change": "Change (points)", "mean_change_ci_low": "95% CI from",
-                 "mean_change_ci_high": "95% CI to", "g_av": "Hedges' g", "note": "Note"})
-    _add_table(sec, table, f"Attendance in the {w} weeks before and after the first "
-               "intervention")
+    _add_table(sec, _attendance_board(d, change), f"Attendance in the {w} weeks before and "
+               "after the first intervention")
+    sec.text(_withheld_note(d.min_count))
     sec.figure(*_event_figure(d))
     return sec
 
@@ -768,30 +926,47 @@ def suspensions_section(project: Project) -> Section:
     around = d.pupil.suspensions_around
     full = around[around["follow_up_complete"]]
     n = len(full)
-    before, after = int(full["before"].sum()), int(full["after"].sum())
     any_before, any_after = int((full["before"] > 0).sum()), int((full["after"] > 0).sum())
-    sentence = (f"The {_n(n, 'pupil')} whose {days} days after their first intervention had "
-                f"passed were suspended {before:,} times in the {days} days before it and "
-                f"{after:,} times in the {days} days after.")
+    raw = pd.DataFrame([{"Pupils": n, "Suspensions before": int(full["before"].sum()),
+                         "Suspensions after": int(full["after"].sum()),
+                         "Pupils suspended before": any_before,
+                         "Pupils suspended after": any_after,
+                         "_not_before": n - any_before, "_not_after": n - any_after}])
+    # pupils suspended and pupils not suspended add up to the pupils compared
+    board = _board(d, raw, list(raw.columns),
+                   sums_across=[["Pupils suspended before", "_not_before"],
+                                ["Pupils suspended after", "_not_after"]],
+                   hidden=["_not_before", "_not_after"])
+    row = board.iloc[0]
+
+    def say(col: str) -> str:
+        return "a withheld number of" if _withheld(row[col]) else f"{int(row[col]):,}"
+
+    if _withheld(row["Pupils"]):
+        sentence = (f"Fewer than {d.min_count} pupils had {days} days of follow-up after their "
+                    "first intervention, so suspensions are withheld to protect their privacy.")
+    else:
+        sentence = (f"The {_n(d, n, 'pupil')} whose {days} days after their first intervention "
+                    f"had passed were suspended {say('Suspensions before')} times in the {days} "
+                    f"days before it and {say('Suspensions after')} times in the {days} days "
+                    "after.")
     sec = _section(f"Suspensions in the {days} days before and after the first intervention",
                    sentence)
-    board = pd.DataFrame([{"Pupils": n, "Suspensions before": before,
-                           "Suspensions after": after, "Pupils suspended before": any_before,
-                           "Pupils suspended after": any_after}])
-    board = _board(board, list(board.columns), d.min_count, whole_row=False)
     _add_table(sec, board, f"Suspensions in the {days} days before and after the first "
                "intervention (pupils with the full follow-up)")
-    try:
-        change = paired_change(full, "before", "after", higher_is_better=False,
-                               label=f"suspensions in {days} days", min_count=d.min_count)
-        h = change.headline()
-        sec.text(f"Per pupil, the number of suspensions changed by {h['estimate']:+.2f} on "
-                 f"average (95% CI {h['ci_low']:+.2f} to {h['ci_high']:+.2f}; "
-                 f"{h['verdict']}). Pupils are often referred after a run of suspensions, so "
-                 "some fall would be expected without any help (regression to the mean); the "
-                 "survival curves below compare interventions with each other.")
-    except DataError as exc:
-        sec.text(f"The change per pupil could not be estimated: {exc}")
+    if not _withheld(row["Pupils"]):
+        try:
+            change = paired_change(full, "before", "after", higher_is_better=False,
+                                   label=f"suspensions in {days} days",
+                                   disclosure=d.disclosure)
+            h = change.headline()
+            sec.text(f"Per pupil, the number of suspensions changed by {h['estimate']:+.2f} on "
+                     f"average (95% CI {h['ci_low']:+.2f} to {h['ci_high']:+.2f}; "
+                     f"{h['verdict']}). Pupils are often referred after a run of suspensions, "
+                     "so some fall would be expected without any help (regression to the "
+                     "mean); the survival curves below compare interventions with each other.")
+        except DataError:
+            sec.text("The change per pupil could not be estimated from these pupils.")
     sec.text(_withheld_note(d.min_count))
     return sec
 
@@ -811,7 +986,22 @@ def survival_section(project: Project) -> Section:
                         "No suspensions table is configured, so survival is not shown.")
     res = d.pupil.survival
     counts = res.data.groupby("group").agg(cases=("status", "size"), events=("status", "sum"))
-    big = counts[(counts["cases"] >= d.min_count) & (counts["events"] >= d.min_count)].index
+    rows = []
+    for grp, c in counts.iterrows():
+        t = res.table[res.table["group"] == grp]
+        rows.append({"First intervention": str(grp), "Cases": int(c["cases"]),
+                     "Events": int(c["events"]),
+                     "_no_event": int(c["cases"]) - int(c["events"]),
+                     "Without event at 90 days (%)": 100 * _km_at(t, 90),
+                     "Without event at 180 days (%)": 100 * _km_at(t, 180)})
+    raw = pd.DataFrame(rows)
+    # the rows add up to all cases and all events; events and cases without one add up to
+    # the cases; a survival percentage of a withheld group is withheld with it
+    table = _board(d, raw, ["Cases", "Events", "_no_event"],
+                   derived=["Without event at 90 days (%)", "Without event at 180 days (%)"],
+                   keep_zero=False, sums_down=True, sums_across=[["Events", "_no_event"]],
+                   hidden=["_no_event"])
+    big = counts.index[_shown_rows(table)] if len(table) else counts.index[:0]
     test = res.test
     p = test["p_value"]
     sentence = (f"Time from the first intervention to the pupil's next suspension or "
@@ -830,23 +1020,13 @@ def survival_section(project: Project) -> Section:
                  + (f"\n(log-rank test across all interventions: p = {p:.3f})"
                     if not np.isnan(p) else ""))
     fig.tight_layout()
-    rows = []
-    for grp, c in counts.iterrows():
-        t = res.table[res.table["group"] == grp]
-        rows.append({"First intervention": str(grp), "Cases": int(c["cases"]),
-                     "Events": int(c["events"]), "Without event at 90 days (%)":
-                     100 * _km_at(t, 90), "Without event at 180 days (%)": 100 * _km_at(t, 180)})
-    table = pd.DataFrame(rows)
-    alt = ("Kaplan-Meier step curves, one per first intervention type with at least "
-           f"{d.min_count} cases and events, of the proportion of pupils without a suspension "
+    alt = ("Kaplan-Meier step curves, one per first intervention type whose counts are "
+           "shown, of the proportion of pupils without a suspension "
            "or re-referral against days since the first intervention started, with shaded "
            "95% confidence bands: " + "; ".join(
                f"{r['First intervention']} {r['Without event at 180 days (%)']:.0f}% at 180 days"
                for r in rows if r["First intervention"] in set(map(str, big))) + ".")
     sec.figure(fig, alt)
-    table = _board(table, ["Cases", "Events"], d.min_count,
-                   ["Without event at 90 days (%)", "Without event at 180 days (%)"],
-                   keep_zero=False, secondary=True)
     _add_table(sec, table, "Cases, events and the proportion without an event",
                percent=("Without event at 90 days (%)", "Without event at 180 days (%)"))
     sec.text(
@@ -901,9 +1081,24 @@ def _population(d: TrackingData) -> tuple[pd.DataFrame, str]:
         mask = pupils["school_id"].isin(schools).to_numpy(dtype=bool)
         if mask.any():
             return (pupils[mask].reset_index(drop=True),
-                    f"the {mask.sum():,} pupils on roll in the {len(schools)} schools that "
-                    "made referrals")
-    return pupils.reset_index(drop=True), f"all {len(pupils):,} pupils"
+                    f"the {_n(d, mask.sum(), 'pupil')} on roll in the {len(schools)} schools "
+                    "that made referrals")
+    return pupils.reset_index(drop=True), f"all {_n(d, len(pupils), 'pupil')}"
+
+
+def group_mask(text: str, pupils: pd.DataFrame, where: Any = "") -> np.ndarray:
+    """The pupils in ``disproportionality_group`` (``text``), read by the safe filter
+    grammar (:mod:`evaluation.filters`; never run as code). An unknown column or an
+    expression the grammar refuses raises one :class:`~evaluation.errors.ParamsError`
+    naming the setting (``where``: the parameters file)."""
+    try:
+        return parse_filter(text).mask(pupils)
+    except FilterError as exc:
+        raise ParamsError(
+            f"{where}: analyses.referral_tracking.disproportionality_group: "
+            f"{exc}. Write it like \"ethnicity_minor == 'Black Caribbean' and sex == 'M'\" "
+            "(columns of the pupils table compared with values, joined by and / or / not, "
+            "or column in ['a', 'b']).") from None
 
 
 def disproportionality_section(project: Project) -> Section:
@@ -921,13 +1116,7 @@ def disproportionality_section(project: Project) -> Section:
     sec = _section("Who is referred, suspended and escalated")
     groupings = {}
     if query:
-        try:
-            mask = pupils.eval(query).to_numpy(dtype=bool)
-        except Exception as exc:
-            raise ParamsError(
-                f"{project.params.file}: analyses.referral_tracking.disproportionality_group: "
-                f"{query!r} is not a valid query on the pupils table ({exc}); write it like "
-                "\"ethnicity_minor == 'Black Caribbean' and sex == 'M'\"") from None
+        mask = group_mask(query, pupils, project.params.file)
         # a two-value category (text for 50,000 pupils costs more than the risk ratios)
         pupils = pupils.assign(_group=pd.Categorical.from_codes(np.where(mask, 0, 1),
                                                                 ["focus", "others"]))
@@ -940,35 +1129,43 @@ def disproportionality_section(project: Project) -> Section:
         return sec
     # both groupings from one matching of the pupil ids
     tables = tracking.disproportionality_tables(pupils, d.register.table, susp, groupings)
+    names = {"event": "Event", "n": "Pupils in group", "events": "Group with event",
+             "risk": "Group risk (%)", "ref_n": "Other pupils",
+             "ref_events": "Others with event", "ref_risk": "Others' risk (%)",
+             "risk_ratio": "Risk ratio", "ci_low": "95% CI from", "ci_high": "95% CI to"}
+
+    def to_board(raw: pd.DataFrame, sums_down: bool | str) -> pd.DataFrame:
+        # The others' counts are the totals minus the group's: with the totals known they
+        # would give a withheld group count away, so they are never printed, and a row with
+        # a withheld count shows no risk, others' risk or ratio (the others' risk times
+        # the others' number is the others' events: 255 - 252 = 3). Within an event the
+        # ethnic groups add up to every pupil with it, so a withheld group takes the
+        # next-smallest with it.
+        t = raw.assign(risk=100 * raw["risk"], ref_risk=100 * raw["ref_risk"])
+        t = _board(d, t.rename(columns=names), ["Pupils in group", "Group with event"],
+                   derived=["Group risk (%)", "Others' risk (%)", "Risk ratio",
+                            "95% CI from", "95% CI to"], sums_down=sums_down)
+        return t.drop(columns=["Other pupils", "Others with event"])
+
     frames = []
     if "focus" in tables:
         focus = tables["focus"]
         focus = focus[focus["_group"] == "focus"].drop(columns="_group")
         focus.insert(1, "Group", label)
-        frames.append(focus)
+        frames.append(to_board(focus.reset_index(drop=True), False))
     if "ethnicity" in tables:
-        frames.append(tables["ethnicity"].rename(columns={"ethnicity": "Group"}))
-    raw = pd.concat(frames, ignore_index=True)
-    board = raw.assign(risk=100 * raw["risk"], ref_risk=100 * raw["ref_risk"]).rename(columns={
-        "event": "Event", "n": "Pupils in group", "events": "Group with event",
-        "risk": "Group risk (%)", "ref_n": "Other pupils", "ref_events": "Others with event",
-        "ref_risk": "Others' risk (%)", "risk_ratio": "Risk ratio", "ci_low": "95% CI from",
-        "ci_high": "95% CI to"})
-    # Others' counts are the totals minus the group's, so they are not shown: with the
-    # totals known from elsewhere they would give away a withheld group count.
-    board = _board(board.drop(columns=["Other pupils", "Others with event"]),
-                   ["Pupils in group", "Group with event"], d.min_count,
-                   ["Group risk (%)", "Others' risk (%)", "Risk ratio", "95% CI from",
-                    "95% CI to"], secondary="Event")
+        frames.append(to_board(tables["ethnicity"].rename(columns={"ethnicity": "Group"}),
+                               "Event"))
+    board = pd.concat(frames, ignore_index=True)
     if query:
         title = label[:1].upper() + label[1:]
         row = board[(board["Group"] == label) & (board["Event"] == "referral")].iloc[0]
-        if pd.isna(row["Risk ratio"]):
-            raw_row = raw[(raw["Group"] == label) & (raw["event"] == "referral")].iloc[0]
-            why = ("fewer than " f"{d.min_count} of them were referred, so the figures are "
-                   "withheld to protect their privacy"
-                   if raw_row["events"] < d.min_count else "no risk ratio could be estimated")
-            sec.sentence = f"{title}: {why}."
+        if _withheld(row["Risk ratio"]):
+            sec.sentence = (f"{title}: the figures for referral are withheld to protect "
+                            "pupils' privacy (fewer than "
+                            f"{d.min_count} pupils, or a count that would give one away).")
+        elif pd.isna(row["Risk ratio"]):
+            sec.sentence = f"{title}: no risk ratio for referral could be estimated."
         else:
             sec.sentence = (f"{title} were {row['Risk ratio']:.1f} times as "
                             "likely to be referred as other pupils (95% CI "
@@ -999,19 +1196,24 @@ def quality_section(project: Project) -> Section:
     d = tracking_data(project)
     reg = d.register
     summary = tracking.quality_summary(reg)
-    sizes = (f"{_n(len(reg), 'referral')}, {_n(len(reg.interventions), 'intervention')} and "
-             f"{_n(len(reg.reviews), 'review')}")
+    sizes = (f"{_n(d, len(reg), 'referral')}, {_n(d, len(reg.interventions), 'intervention')} "
+             f"and {_n(d, len(reg.reviews), 'review')}")
     if summary.empty:
         return _section("Problems found in the records",
                         f"No data-quality problems were found in the {sizes}.")
-    excluded = summary[summary["action"].str.startswith("excluded")]["records"].sum()
-    sec = _section("Problems found in the records",
-                   f"{_n(summary['records'].sum(), 'record')} had a data-quality problem "
-                   f"({int(excluded):,} of them could not be used and were left out); the "
-                   f"report uses {sizes}.")
     board = summary.rename(columns={"table": "Table", "column": "Column", "check": "Problem",
                                     "records": "Records", "action": "What the kit did"})
-    board = _board(board, ["Records"], d.min_count, keep_zero=False)
+    # the rows add up to the total in the sentence
+    board = _board(d, board, ["Records"], keep_zero=False, sums_down=True)
+    left_out = summary["action"].str.startswith("excluded").to_numpy()
+    excluded = int(summary.loc[left_out, "records"].sum())
+    # the records left out are a subtotal: given only when none of its rows is withheld
+    exact = not board.loc[left_out, "Records"].map(_withheld).any()
+    sec = _section("Problems found in the records",
+                   f"{_n(d, summary['records'].sum(), 'record')} had a data-quality problem"
+                   + (f" ({d.disclosure.count(excluded)} of them could not be used and were "
+                      "left out)" if exact else " (some could not be used and were left out)")
+                   + f"; the report uses {sizes}.")
     _add_table(sec, board, "Data-quality problems by check")
     sec.text("The full list, record by record, is in the register's quality table for the "
              "data team (it names records, so it is not shown here). "
@@ -1076,7 +1278,7 @@ def _attendance_outcome(project: Project, outcome: Outcome) -> Section:
         period=period, direction=outcome.direction,
         verdict=verdict(lo, hi, null=0.0, direction=outcome.direction),
         headline=f"Attendance {est:+.1f} points ({lo:+.1f} to {hi:+.1f})",
-        sentence=_attendance_sentence(change, w),
+        sentence=_attendance_sentence(d, change, w),
         notebook=NOTEBOOK)
     sec = _section(outcome.statement, result.sentence)
     sec.text(f"**Measure:** attendance (% of possible sessions), mean change per pupil "
@@ -1087,15 +1289,7 @@ def _attendance_outcome(project: Project, outcome: Outcome) -> Section:
              f"against no change (0). The windows ({w} weeks either side) come from "
              "`analyses.referral_tracking.attendance_window_weeks`; the weekly chart under "
              f"*What changed for each pupil* shows {2 * w} weeks either side.")
-    table = change.board_table(d.min_count)
-    _add_table(sec, table[["group", "n_pairs", "baseline_mean", "follow_up_mean",
-                           "mean_change", "mean_change_ci_low", "mean_change_ci_high",
-                           "g_av"]].rename(columns={
-                               "group": "Pupils", "n_pairs": "Pupils compared",
-                               "baseline_mean": "Before (%)", "follow_up_mean": "After (%)",
-                               "mean_change": "Change (points)",
-                               "mean_change_ci_low": "95% CI from",
-                               "mean_change_ci_high": "95% CI to", "g_av": "Hedges' g"}),
+    _add_table(sec, _attendance_board(d, change),
                "Headline: attendance before and after the first intervention")
     sec.result = result
     return sec
@@ -1129,8 +1323,7 @@ def _needs_met_outcome(project: Project, outcome: Outcome) -> Section:
                   f"'{result_verdict}'.")
     first = d.register.table.loc[d.register.table["needs_met"].notna(), "closure_date"]
     period = f"referrals closed {first.min():%B %Y} to {first.max():%B %Y}"
-    sentence = (f"{p:.0%} of {_n(n, 'closed referral')} with an outcome recorded closed with "
-                f"the pupil's needs met (95% CI {_ci_text(lo, hi)}). {judged}")
+    sentence = f"{_share_sentence(d, k, n)} {judged}"
     result = Result(
         outcome_id=outcome.id, analysis="referral_tracking", measure=outcome.measure,
         estimate=p, ci_low=lo, ci_high=hi, unit="proportion of closed referrals", null=null,
@@ -1153,8 +1346,9 @@ def _needs_met_outcome(project: Project, outcome: Outcome) -> Section:
                            "Needs met (%)": 100 * p, "95% CI from": 100 * lo,
                            "95% CI to": 100 * hi,
                            "Target (%)": 100 * null if target is not None else np.nan}])
-    table = _board(table, ["Closed referrals", "Needs met", "Other outcomes"], d.min_count,
-                   ["Needs met (%)", "95% CI from", "95% CI to"], keep_zero=False)
+    table = _board(d, table, ["Closed referrals", "Needs met", "Other outcomes"],
+                   derived=["Needs met (%)", "95% CI from", "95% CI to"], keep_zero=False,
+                   sums_across=[["Needs met", "Other outcomes"]])
     _add_table(sec, table, "Headline: closed referrals with needs met",
                percent=("Needs met (%)", "95% CI from", "95% CI to", "Target (%)"))
     sec.result = result
