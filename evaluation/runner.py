@@ -4,25 +4,34 @@ For each project the runner
 
 1. validates the parameters, the theory of change and every data file, and writes the
    cleaned tables to ``data/processed/<project>/``;
-2. executes each enabled notebook into a temporary build folder beside ``reports/``,
-   injecting ``params_file`` and ``results_file``;
+2. executes each enabled notebook into a build folder beside ``reports/<project>``,
+   injecting ``params_file`` and ``results_file``, on a kernel running the interpreter that
+   runs evalkit (not whichever ``python`` is first on PATH);
 3. exports each executed notebook to HTML with all code hidden, writes ``index.html``
    (summary first, then the other reports, then a provenance footer) and
-   ``provenance.json``;
-4. only then replaces ``reports/<project>/``. A failure leaves the previous report where it
-   was and keeps the failed build in ``reports/<project>.failed/`` for diagnosis.
+   ``provenance.json``; the executed notebooks are published only for ``audience:
+   internal``;
+4. only then swaps the new report in atomically (see "Publication" below). A failure leaves
+   the previous report where it was and keeps the failed build in
+   ``reports/<project>.failed/`` for diagnosis.
 
-Projects are independent: one failing does not stop the others, and ``workers > 1`` runs
-them in separate processes (papermill is not safe across threads sharing a working folder).
+A per-project lock (``reports/.<project>.lock``) is held for the whole run: a second run
+of the same project stops at once with one line, and whatever a killed run left behind is
+tidied at the start of the next one. Projects are independent: one failing does not stop
+the others, and ``workers > 1`` runs them in separate processes (papermill is not safe
+across threads sharing a working folder).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import json
+import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -32,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from filelock import FileLock, Timeout
 
 from evaluation import __version__
 from evaluation.errors import EvalKitError
@@ -99,7 +109,9 @@ def _add_contents(body: str) -> str:
     for level, anchor, text in _HEADING.findall(body):
         label = re.sub(r"<[^>]+>|¶", "", text).strip()
         indent = " style='margin-left:1.5em'" if level == "3" else ""
-        items.append(f"<li{indent}><a href='#{anchor}'>{html.escape(label)}</a></li>")
+        # the label is already HTML text: unescape once so that escaping shows it as is
+        items.append(f"<li{indent}><a href='#{anchor}'>"
+                     f"{html.escape(html.unescape(label))}</a></li>")
     if len(items) < 2:
         return body
     nav = (
@@ -145,7 +157,7 @@ figcaption { font-size: 0.85rem; color: #444; }
 def export_html(notebook_path: Path, html_path: Path, *, keep_warnings: bool = False) -> None:
     """Export an executed notebook to HTML with no code and no prompts.
 
-    Warnings printed by the analyses (stderr) are kept for a researcher audience and left
+    Warnings printed by the analyses (stderr) are kept for an internal audience and left
     out for a board, for whom each report states its caveats in words.
     """
     import nbformat
@@ -155,7 +167,8 @@ def export_html(notebook_path: Path, html_path: Path, *, keep_warnings: bool = F
     if not keep_warnings:
         _strip_stderr(nb)
     exporter = HTMLExporter(
-        template_name="lab",
+        template_name="evalkit_report",
+        extra_template_basedirs=[str(Path(__file__).parent / "templates")],
         exclude_input=True,
         exclude_input_prompt=True,
         exclude_output_prompt=True,
@@ -199,12 +212,19 @@ def _index_html(params: ProjectParams, pages: list[tuple[str, str]], provenance:
         if params.project.synthetic
         else ""
     )
+    internal = (
+        "<p class='internal'><strong>Internal report, not for circulation:</strong> it "
+        "contains small counts and per-pupil figures, and the executed notebooks hold "
+        "pupil-level tables. Boards receive the <code>audience: board</code> version.</p>"
+        if params.report.audience == "internal"
+        else ""
+    )
     links = "".join(
         f"<li><a href='{html.escape(href)}'>{html.escape(label)}</a></li>" for label, href in pages
     )
     inputs = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(Path(v['path']).name)}</td>"
-        f"<td><code>{v['sha256']}</code></td></tr>"
+        f"<td><code>{html.escape(v['sha256'])}</code></td></tr>"
         for k, v in provenance["inputs"].items()
     )
     params_yaml = html.escape(yaml.safe_dump(provenance["parameters"], sort_keys=False))
@@ -216,6 +236,7 @@ def _index_html(params: ProjectParams, pages: list[tuple[str, str]], provenance:
 body {{ max-width: 50rem; margin: 2rem auto; padding: 0 1rem; font-family: system-ui,
   sans-serif; line-height: 1.5; color: #222; }}
 .synthetic {{ border: 2px solid #b35806; background: #fff4e5; padding: 0.5em 1em; }}
+.internal {{ border: 2px solid #b2182b; background: #fdecea; padding: 0.5em 1em; }}
 footer {{ margin-top: 3rem; font-size: 0.85rem; color: #444; border-top: 1px solid #ccc; }}
 footer table {{ border-collapse: collapse; }} footer td {{ padding: 2px 8px; }}
 table.headlines {{ border-collapse: collapse; }}
@@ -225,6 +246,7 @@ code {{ font-size: 0.8rem; word-break: break-all; }}
 @media print {{ @page {{ size: A4; margin: 15mm; }} }}
 </style></head>
 <body>
+{internal}
 <h1>{title}</h1>
 <p>{org}{' · ' if org and when else ''}{when}</p>
 {synthetic}
@@ -242,6 +264,10 @@ code {{ font-size: 0.8rem; word-break: break-all; }}
 
 
 def _provenance(params: ProjectParams, data_reports: dict) -> dict:
+    """What produced the report; no secret: the pseudonym key appears only as a fingerprint
+    and a salt left in older parameters files is not copied."""
+    from evaluation.pseudonyms import key_fingerprint
+
     toc = params.resolve(params.theory_of_change)
     inputs = {
         "parameters": {"path": str(params.file), "sha256": sha256_file(params.file)},
@@ -249,12 +275,15 @@ def _provenance(params: ProjectParams, data_reports: dict) -> dict:
     }
     for name, r in data_reports.items():
         inputs[f"data.{name}"] = {"path": r.path, "sha256": r.sha256}
+    parameters = params.as_plain()
+    parameters.get("project", {}).pop("pseudonym_salt", None)
     return {
         "generated": dt.datetime.now().replace(microsecond=0).isoformat(),
         "kit_version": __version__,
         "project": params.project.id,
+        "pseudonym_key_fingerprint": key_fingerprint(params.project.id),
         "inputs": inputs,
-        "parameters": params.as_plain(),
+        "parameters": parameters,
     }
 
 
@@ -285,36 +314,320 @@ def kernel_options() -> dict:
     return {"config": Config({"KernelManager": {"transport_encryption": "auto"}})}
 
 
+# --- The kernel: the interpreter running evalkit, whatever ``python`` is on PATH ----------
+
+KERNEL_NAME = "python3"
+
+
+def write_kernel_spec(folder: Path) -> Path:
+    """Write a ``python3`` kernel spec whose kernel is this interpreter (``sys.executable``).
+
+    The spec installed with ipykernel starts ``python`` looked up on PATH: from a venv that
+    is not activated that is another interpreter, with other package versions (seen:
+    ``TypeError: unstack()`` from an older pandas). Returns the folder of kernel specs.
+    """
+    from ipykernel.kernelspec import get_kernel_dict
+
+    spec = get_kernel_dict()  # keeps the installed ipykernel's metadata (encryption support)
+    spec["argv"] = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec["display_name"] = "Python 3 (evalkit)"
+    (folder / KERNEL_NAME).mkdir(parents=True, exist_ok=True)
+    (folder / KERNEL_NAME / "kernel.json").write_text(json.dumps(spec, indent=1), "utf-8")
+    return folder
+
+
+@functools.cache
+def _kernel_manager_class() -> type:
+    """nbclient's kernel manager, looking for kernel specs only in ``kernel_dirs`` (config)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import List, Unicode, default
+
+    class EvalkitKernelManager(AsyncKernelManager):
+        kernel_dirs = List(Unicode(), config=True,
+                           help="The only folders searched for kernel specs.")
+
+        @default("kernel_spec_manager")
+        def _kernel_spec_manager_default(self) -> KernelSpecManager:
+            return KernelSpecManager(kernel_dirs=list(self.kernel_dirs),
+                                     ensure_native_kernel=False)
+
+    return EvalkitKernelManager
+
+
+def kernel_execution_options(kernel_dirs: Path) -> dict:
+    """papermill options running the notebooks on the kernel spec in ``kernel_dirs`` (see
+    ``write_kernel_spec``), with the encrypted connection of ``kernel_options`` kept."""
+    from traitlets.config import Config
+
+    options = kernel_options()
+    config = Config({"EvalkitKernelManager": {"kernel_dirs": [str(kernel_dirs)]}})
+    if "config" in options:
+        config.merge(options["config"])
+    return {"kernel_manager_class": _kernel_manager_class(), "config": config}
+
+
+# --- Publication: reports/<project> always a complete report --------------------------------
+#
+# reports/
+#   <project>            -> .<project>.versions/<stamp>   (a symlink, replaced atomically)
+#   .<project>.versions/<stamp>/                          (complete reports only)
+#   .<project>-build-<stamp>/                             (the run in progress)
+#   .<project>.lock                                       (held for the whole run)
+#   <project>.failed/                                     (the last failed build)
+#
+# A build becomes a version by one rename once its index.html is written, so every folder
+# in the versions folder whose name is a stamp is complete (a version is renamed out of that
+# pattern before it is deleted). The name of the link is then swapped with os.replace,
+# which is atomic on POSIX: whenever the process is killed, reports/<project> is the old or
+# the new complete report. Two windows remain, each closed by the repair at the start of
+# the next run (``_repair``): the one-off move of a real folder left by older versions of
+# the kit, and the rename sequence used where symlinks are not used (Windows) or cannot be
+# made (FAT or some network drives): the old report is moved into the versions folder
+# and the new one renamed into place; if killed in between, reports/<project> is missing
+# until the next run points it back at the newest complete version.
+
+_STAMP = "%Y%m%dT%H%M%S%f"
+_VERSION = re.compile(r"\d{8}T\d{12}-\d+")
+
+
+def _stamp(when: float | None = None) -> str:
+    """A name that sorts by time: UTC time to the microsecond, then the process id."""
+    moment = dt.datetime.fromtimestamp(time.time() if when is None else when, dt.UTC)
+    return f"{moment.strftime(_STAMP)}-{os.getpid()}"
+
+
+def _versions_dir(root: Path, project: str) -> Path:
+    return root / f".{project}.versions"
+
+
+def _stale_build(project: str, name: str) -> bool:
+    """A build folder of this project: ours (stamped) or made by an older kit (mkdtemp)."""
+    prefix = re.escape(f".{project}-build-")
+    return bool(re.fullmatch(prefix + r"(\d{8}T\d{12}-\d+|[a-z0-9_]{8})", name))
+
+
+def _complete_versions(root: Path, project: str) -> list[Path]:
+    """The complete versions of the report, oldest first."""
+    versions = _versions_dir(root, project)
+    if not versions.is_dir():
+        return []
+    return sorted(p for p in versions.iterdir()
+                  if _VERSION.fullmatch(p.name) and p.is_dir() and not p.is_symlink())
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder (or file, or link); a complete version is first renamed out of the
+    version pattern so that a kill half-way never leaves a partial one looking complete."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+        return
+    if _VERSION.fullmatch(path.name):
+        trash = path.with_name(f"{path.name}.deleting")
+        if trash.exists():
+            shutil.rmtree(trash)
+        path = path.rename(trash)
+    shutil.rmtree(path)
+
+
+def _make_link(root: Path, project: str, version: Path) -> Path | None:
+    """A fresh symlink to ``version`` beside ``reports/<project>``; None where symlinks
+    cannot be made."""
+    if os.name != "posix":  # Windows cannot replace a directory link atomically
+        return None
+    link = root / f".{project}.link-{os.getpid()}"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    try:
+        os.symlink(os.path.relpath(version, root), link, target_is_directory=True)
+    except (OSError, NotImplementedError):
+        return None
+    return link
+
+
+def _point(root: Path, project: str, version: Path) -> None:
+    """Make ``reports/<project>`` the complete report ``version``."""
+    final = root / project
+    versions = _versions_dir(root, project)
+    link = _make_link(root, project, version)
+    if final.is_dir() and not final.is_symlink():  # a real folder: older kit or no symlinks
+        final.rename(versions / _stamp(final.stat().st_mtime))
+    if link is not None:
+        os.replace(link, final)  # atomic: the old link or the new one, never neither
+        return
+    if final.is_symlink():  # symlinks worked once and no longer do
+        final.unlink()
+    version.rename(final)
+
+
+def _repair(root: Path, project: str) -> None:
+    """Undo what a killed run left behind (call only while holding the project's lock).
+
+    If ``reports/<project>`` is missing (or a dangling link), point it back at the newest
+    complete version; then remove stale build folders, links and superseded versions.
+    """
+    final = root / project
+    versions = _versions_dir(root, project)
+    legacy_old = root / f".{project}-old"  # the swap of older kits, killed half-way
+    if not final.exists():
+        complete = _complete_versions(root, project)
+        if not complete and legacy_old.is_dir():
+            versions.mkdir(exist_ok=True)
+            complete = [legacy_old.rename(versions / _stamp(legacy_old.stat().st_mtime))]
+        if complete:
+            _point(root, project, complete[-1])
+        elif final.is_symlink():
+            final.unlink()
+    current = final.resolve() if final.is_symlink() else None
+    for path in root.iterdir():
+        if (_stale_build(project, path.name)
+                or path.name.startswith(f".{project}.link-")
+                or (path == legacy_old and final.exists())):
+            _remove(path)
+    if versions.is_dir():
+        for path in versions.iterdir():
+            if path.resolve() != current:
+                _remove(path)
+        if current is None and not any(versions.iterdir()):
+            versions.rmdir()
+
+
+def _publish(build: Path, root: Path, project: str) -> None:
+    """Make the finished ``build`` the report at ``reports/<project>``.
+
+    POSIX: the build becomes a complete version by one rename, then the link
+    ``reports/<project>`` is replaced atomically (``os.replace``) and older versions are
+    deleted. Without symlinks (Windows, or a drive that has none) a rename sequence is used
+    instead: killed between its two renames, ``reports/<project>`` is missing until the
+    next run's ``_repair`` renames the newest complete version into place.
+    """
+    versions = _versions_dir(root, project)
+    versions.mkdir(exist_ok=True)
+    version = build.rename(versions / build.name.removeprefix(f".{project}-build-"))
+    _point(root, project, version)
+    final = root / project
+    current = final.resolve() if final.is_symlink() else None
+    for path in versions.iterdir():
+        if path.resolve() != current:
+            _remove(path)
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the current folder where it is inside."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def _writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed; one clear line if it cannot be written."""
+    if folder.exists() and not folder.is_dir():
+        raise EvalKitError(
+            f"the {what} {_shown(folder)} is a file, not a folder: move or rename that file"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryFile(dir=folder)
+    except OSError as exc:
+        raise EvalKitError(
+            f"cannot write to the {what} {_shown(folder)} ({exc.strerror or exc}): make it "
+            "writable for your user, or work in a copy of the kit that you own"
+        ) from None
+    probe.close()
+
+
+def _lock(root: Path, project: str) -> FileLock:
+    """Take the project's lock at once, or fail with one line if another run holds it."""
+    path = root / f".{project}.lock"
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise EvalKitError(
+            f"Project '{project}' is already being run by another evalkit process "
+            f"(lock: {_shown(path)}); wait for it to finish"
+        ) from None
+    except OSError as exc:
+        raise EvalKitError(
+            f"cannot write to the reports folder {_shown(root)} ({exc.strerror or exc}): make "
+            "it writable for your user, or work in a copy of the kit that you own"
+        ) from None
+    return lock
+
+
+def _new_build(root: Path, project: str) -> Path:
+    """An empty build folder made with the user's umask (mkdtemp would make it 0700)."""
+    while True:
+        build = root / f".{project}-build-{_stamp()}"
+        try:
+            build.mkdir()
+            return build
+        except FileExistsError:
+            continue
+
+
+def _failure(params_file: str | Path, name: str, message: str, start: float) -> RunOutcome:
+    return RunOutcome(str(params_file), name, False, message, time.perf_counter() - start)
+
+
 def run_project(
     params_file: str | Path,
     *,
     reports_root: Path | None = None,
     progress: Callable[[str], None] = print,
 ) -> RunOutcome:
-    """Run one project end to end. Never raises for a project's own failure."""
-    import papermill as pm
+    """Run one project end to end. Never raises for a project's own failure.
 
+    The project's lock is held from the intake to the publication, so a second run of the
+    same project stops at once, and what a killed run left is cleaned up here.
+    """
     start = time.perf_counter()
     name = Path(params_file).stem
     try:
         params = load_params(params_file)
         name = params.project.id
-        load_toc(params.resolve(params.theory_of_change))
-        data = load_data(params, use_cache=False)
-        write_processed(params, data)
+        root = Path(reports_root) if reports_root else params.root / "reports"
+        _writable_folder(root, "reports folder")
+        lock = _lock(root, name)
     except EvalKitError as exc:
-        return RunOutcome(str(params_file), name, False, str(exc), time.perf_counter() - start)
+        return _failure(params_file, name, str(exc), start)
+    try:
+        try:
+            _repair(root, name)
+        except OSError as exc:
+            return _failure(params_file, name, (
+                f"cannot tidy the reports folder {_shown(root)} after an interrupted run "
+                f"({exc.strerror or exc}: {exc.filename}); check its permissions"), start)
+        try:
+            load_toc(params.resolve(params.theory_of_change))
+            data = load_data(params, use_cache=False)
+            write_processed(params, data)
+        except EvalKitError as exc:
+            return _failure(params_file, name, str(exc), start)
+        except OSError as exc:  # normally a DataError from write_processed; never a traceback
+            return _failure(params_file, name, (
+                f"cannot write {exc.filename} ({exc.strerror or exc}): make the folder "
+                "writable for your user"), start)
+        return _build_and_publish(params_file, params, data, root, progress, start)
+    finally:
+        lock.release()
 
+
+def _build_and_publish(params_file: str | Path, params: ProjectParams, data, root: Path,
+                       progress: Callable[[str], None], start: float) -> RunOutcome:
+    import papermill as pm
+
+    name = params.project.id
     notebooks_dir = params.root / "notebooks"
-    reports_root = Path(reports_root) if reports_root else params.root / "reports"
-    reports_root.mkdir(parents=True, exist_ok=True)
-    final = reports_root / params.project.id
-    failed_dir = reports_root / f"{params.project.id}.failed"
-    build = Path(tempfile.mkdtemp(prefix=f".{params.project.id}-build-", dir=reports_root))
+    final = root / name
+    failed_dir = root / f"{name}.failed"
+    internal = params.report.audience == "internal"
+    build = _new_build(root, name)
     pages: list[tuple[str, str]] = []
     enabled = params.enabled
-    kernel = kernel_options()
     try:
+        kernel = kernel_execution_options(write_kernel_spec(build / ".kernels"))
         for i, analysis in enumerate(enabled, 1):
             notebook = NOTEBOOKS[analysis]
             source = notebooks_dir / notebook
@@ -331,7 +644,7 @@ def run_project(
                         "params_file": str(params.file),
                         "results_file": str(build / "results.json"),
                     },
-                    kernel_name="python3",
+                    kernel_name=KERNEL_NAME,
                     language="python",
                     cwd=str(notebooks_dir),
                     progress_bar=False,
@@ -345,8 +658,7 @@ def run_project(
                     f"{notebook} failed at cell {exc.exec_count or exc.cell_index}: "
                     f"{exc.ename}: {_first_line(exc.evalue)}"
                 ) from None
-            export_html(executed, executed.with_suffix(".html"),
-                        keep_warnings=params.report.audience == "researcher")
+            export_html(executed, executed.with_suffix(".html"), keep_warnings=internal)
             pages.append((_page_label(notebook), executed.with_suffix(".html").name))
             progress(f"[{name}] {i}/{len(enabled)} {notebook} done in "
                      f"{time.perf_counter() - t0:.1f} s")
@@ -357,6 +669,12 @@ def run_project(
         headlines = _headlines_html(params, build / "results.json")
         (build / "index.html").write_text(_index_html(params, pages, provenance, headlines),
                                           "utf-8")
+        # What is published: the pages, index, provenance and results; the executed
+        # notebooks (every table unsuppressed) only in an internal report.
+        shutil.rmtree(build / ".kernels")
+        if not internal:
+            for notebook in build.glob("*.ipynb"):
+                notebook.unlink()
     except Exception as exc:  # any failure: keep the previous report, keep the build
         if failed_dir.exists():
             shutil.rmtree(failed_dir)
@@ -367,22 +685,18 @@ def run_project(
         if not isinstance(exc, EvalKitError):
             (failed_dir / "traceback.txt").write_text(traceback.format_exc(), "utf-8")
         kept = " The previous report was kept." if final.exists() else ""
-        return RunOutcome(
-            str(params_file), name, False,
-            f"{message} (build kept in {failed_dir}).{kept}", time.perf_counter() - start,
-        )
+        return _failure(params_file, name, f"{message} (build kept in {failed_dir}).{kept}",
+                        start)
 
-    # Publish: swap the new report in, then remove the old one.
-    old = reports_root / f".{params.project.id}-old"
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    build.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
-    if failed_dir.exists():
-        shutil.rmtree(failed_dir)
+    try:
+        _publish(build, root, name)
+        if failed_dir.exists():
+            shutil.rmtree(failed_dir)
+    except OSError as exc:
+        kept = " The previous report was kept." if final.exists() else ""
+        return _failure(params_file, name, (
+            f"could not put the new report in place in {_shown(root)} "
+            f"({exc.strerror or exc}: {exc.filename}); the next run tidies up.{kept}"), start)
     return RunOutcome(
         str(params_file), name, True, f"report in {final / 'index.html'}",
         time.perf_counter() - start, str(final),

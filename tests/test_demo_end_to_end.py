@@ -50,6 +50,15 @@ def test_index_and_one_page_per_notebook(demo_report, pages):
     assert "Headline results" in index and "Fewer suspensions in programme schools" in index
 
 
+def test_a_board_report_publishes_pages_not_notebooks(demo_report):
+    """audience: board (the demo's): the executed notebooks hold unsuppressed tables."""
+    published = {p.name for p in demo_report.iterdir()}
+    assert not [n for n in published if n.endswith(".ipynb")], published
+    assert {n for n in published if not n.endswith(".html")} == {"provenance.json",
+                                                                 "results.json"}
+    assert "Internal report" not in (demo_report / "index.html").read_text()
+
+
 def test_pages_have_no_code_no_errors_and_a_provenance_footer(pages):
     for name, page in pages.items():
         if name == "index.html":

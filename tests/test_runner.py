@@ -1,15 +1,20 @@
-"""The runner: reports with no code, atomic replacement, failures kept apart, exit codes."""
+"""The runner: reports with no code, what each audience gets, failures kept apart, exit codes.
+
+Killed runs, locks and unwritable folders: tests/test_faults.py.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 
 import nbformat
 import pytest
 
 from evaluation.cli import main
-from evaluation.runner import kernel_options
+from evaluation.runner import _add_contents, kernel_options
 from tests.conftest import OK_BODY, make_project, tiny_notebook
 
 
@@ -31,6 +36,10 @@ def test_run_publishes_reports_without_code(tmp_path, capfd):
     assert "Amy" not in page and "A001" not in page
     # a table of contents was built from the headings
     assert "evalkit-contents" in page and "Section two" in page
+    # the pages call no other server when opened (no MathJax, RequireJS, Mermaid from a CDN)
+    for published in (page, index):
+        assert not re.search(r"""<script[^>]+src=["']?https?:""", published)
+        assert "mathjax" not in published.lower()
     # the processed tables were written
     assert (tmp_path / "data" / "processed" / "mini" / "pupils.csv").is_file()
     printed = capfd.readouterr()  # the kernel's own messages included (file descriptor 2)
@@ -140,13 +149,68 @@ def test_new_scaffolds_a_project_that_validates_its_params(tmp_path, capsys):
     assert main(["new", "trust_reading", "--root", str(tmp_path)]) == 2
 
 
-def test_warnings_reach_researchers_but_not_boards(tmp_path):
+def test_internal_reports_keep_warnings_and_notebooks_board_reports_neither(tmp_path):
     body = OK_BODY + "\nimport sys\nprint('a technical warning', file=sys.stderr)"
     params = make_project(tmp_path, body=body)
     assert main(["run", str(params)]) == 0
-    page = (tmp_path / "reports" / "mini" / "00_overview.html").read_text()
+    report = tmp_path / "reports" / "mini"
+    page = (report / "00_overview.html").read_text()
     assert "a technical warning" not in page
-    params.write_text(params.read_text() + "report: {audience: researcher}\n")
+    # a board receives the pages, the index, provenance and results: no executed notebook
+    assert {p.suffix for p in report.iterdir()} <= {".html", ".json"}
+    assert not list(report.glob("*.ipynb"))
+    assert "Internal report" not in (report / "index.html").read_text()
+
+    params.write_text(params.read_text() + "report: {audience: internal}\n")
     assert main(["run", str(params)]) == 0
-    page = (tmp_path / "reports" / "mini" / "00_overview.html").read_text()
+    page = (report / "00_overview.html").read_text()
     assert "a technical warning" in page
+    assert (report / "00_overview.ipynb").is_file()
+    index = (report / "index.html").read_text()
+    top = index[index.index("<body>"):index.index("<h2>")]
+    assert "Internal report, not for circulation" in top
+    assert "small counts and per-pupil figures" in top
+
+
+def test_report_files_follow_the_umask(tmp_path):
+    params = make_project(tmp_path)
+    previous = os.umask(0o027)
+    try:
+        assert main(["run", str(params)]) == 0
+    finally:
+        os.umask(previous)
+    report = (tmp_path / "reports" / "mini").resolve()
+    assert stat.S_IMODE(report.stat().st_mode) == 0o750  # not mkdtemp's 0700
+    assert stat.S_IMODE((report / "index.html").stat().st_mode) == 0o640
+    assert stat.S_IMODE((report / "00_overview.html").stat().st_mode) == 0o640
+
+
+def test_provenance_and_index_hold_no_secret_and_escape_user_text(tmp_path):
+    from evaluation import pseudonyms
+
+    params = make_project(tmp_path)
+    text = params.read_text()
+    text = text.replace("title: Mini project mini", "title: \"<script>alert(1)</script>\"")
+    text = text.replace("organisation: Test LA",
+                        "organisation: \"<img src=x onerror=alert(2)>\"")
+    params.write_text(text)
+    assert main(["run", str(params)]) == 0
+    report = tmp_path / "reports" / "mini"
+    provenance = json.loads((report / "provenance.json").read_text())
+    assert provenance["pseudonym_key_fingerprint"] == pseudonyms.key_fingerprint("mini")
+    assert "pseudonym_salt" not in provenance["parameters"]["project"]
+    key = pseudonyms.key_file("mini").read_text().strip()
+    index = (report / "index.html").read_text()
+    for published in (index, (report / "provenance.json").read_text()):
+        assert key not in published
+        assert pseudonyms._project_key("mini").hex() not in published
+    assert "<script>alert" not in index and "<img src=x" not in index
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index
+
+
+def test_contents_show_headings_as_written():
+    body = ("<h1>Report</h1><h2 id='a'>Pupils &amp; carers</h2>"
+            "<h2 id='b'>&lt;script&gt;x&lt;/script&gt;</h2>")
+    nav = _add_contents(body).split("</nav>")[0]
+    assert ">Pupils &amp; carers</a>" in nav
+    assert ">&lt;script&gt;x&lt;/script&gt;</a>" in nav and "&amp;lt;" not in nav
