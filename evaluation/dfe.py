@@ -17,12 +17,12 @@ markers ``x c z - . :`` are read as missing and counted in ``table.attrs["missin
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from evaluation import calendar
 from evaluation.errors import DataError, describe_rows
 
 __all__ = [
@@ -40,7 +40,6 @@ MISSING_MARKERS = ("x", "c", "z", "-", ".", ":")
 RAW_DIR = Path(__file__).resolve().parents[1] / "data" / "raw" / "dfe"
 OLD_FILE = "dfe_exclusions_la_2006-07_2016-17.csv"
 LAIT_FILE = "dfe_exclusions_la_2015-16_2023-24.csv"
-_YEAR = re.compile(r"^\s*(\d{4})\s*[/-]?\s*(\d{2})\s*$")
 _LAIT_MEASURES = {"FixedEx": "fixed_excl_rate", "PermEx": "perm_excl_rate",
                   "Pup_FixedEx": "one_plus_fixed_rate"}
 _REGIONS = {
@@ -62,19 +61,17 @@ def parse_academic_year(values: pd.Series, column: str = "year") -> pd.Series:
     The two-digit end must follow the first year (13 after 2012); anything else is a
     ``DataError`` naming the rows.
     """
-    text = values.astype("string").str.strip()
-    parts = text.str.extract(_YEAR.pattern)
-    first = pd.to_numeric(parts[0], errors="coerce")
-    end = pd.to_numeric(parts[1], errors="coerce")
-    bad = first.isna() | ((first + 1) % 100 != end)
+    first = calendar.parse_academic_year(values)
+    bad = first.isna()
     if bad.any():
+        text = values.astype("string").str.strip()
         shown = ", ".join(repr(v) for v in text[bad].head(3))
         raise DataError(
             f"Column '{column}': {describe_rows(_lines(values.index[bad]))} ({shown}) "
             f"{'is' if bad.sum() == 1 else 'are'} not an academic year such as '2012/13' or "
             "'201213'. Correct them in the file."
         )
-    return pd.to_datetime(first.astype(int).astype(str) + "-09-01")
+    return pd.to_datetime(first.astype(str) + "-09-01")
 
 
 def to_number(values: pd.Series, column: str) -> tuple[pd.Series, int]:
@@ -136,7 +133,7 @@ def read_exclusions_2006_2017(
         "school_type": raw["school_type"],
         "period_start": parse_academic_year(raw["year"], "year"),
     })
-    out["academic_year"] = [f"{d.year}/{(d.year + 1) % 100:02d}" for d in out["period_start"]]
+    out["academic_year"] = [calendar.academic_year_label(d.year) for d in out["period_start"]]
     missing: dict[str, int] = {}
     renames = {"num_schools": "num_schools", "headcount": "headcount",
                "perm_excl": "perm_excl", "perm_excl_rate": "perm_excl_rate",
@@ -204,7 +201,8 @@ def read_exclusions_lait(
     is_region = wide["la_name"].str.lower().isin(_REGIONS)
     wide["level"] = np.where(wide["la_name"] == "England", "National",
                              np.where(is_region, "Region", "Local authority"))
-    wide["academic_year"] = [f"{d.year}/{(d.year + 1) % 100:02d}" for d in wide["period_start"]]
+    wide["academic_year"] = [calendar.academic_year_label(d.year)
+                             for d in wide["period_start"]]
     cols = ["la_name", "la_number", "region", "level", "school_type", "academic_year",
             "period_start", "fixed_excl_rate", "perm_excl_rate", "one_plus_fixed_rate"]
     wide = wide.reindex(columns=cols).sort_values(["level", "la_name", "school_type",

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from evaluation import calendar
 from evaluation.errors import DataError, describe_rows, masked
 from evaluation.params import DataSource, ProjectParams
 from evaluation.privacy import safe_for_spreadsheet
@@ -215,26 +216,13 @@ def _parse_dates(values: pd.Series, where: str) -> pd.Series:
     uk = pd.to_datetime(text, format="%d/%m/%Y", errors="coerce")
     uk = uk.fillna(pd.to_datetime(text, format="%d-%m-%Y", errors="coerce"))
     iso = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
-    parsed = uk.fillna(iso).fillna(_academic_year_start(text))
+    year = calendar.parse_academic_year(text)
+    parsed = uk.fillna(iso).fillna(pd.to_datetime(year.astype("string") + "-09-01",
+                                                  format="%Y-%m-%d", errors="coerce"))
     _reject(text, parsed.isna(), where, "hold dates that are not dd/mm/yyyy or yyyy-mm-dd",
             "Correct them in the file, or re-export the column as dates")
     out[parsed.index] = parsed
     return out
-
-
-_ACADEMIC_YEAR = r"^(\d{4})[/-]?(\d{2})$"
-
-
-def _academic_year_start(text: pd.Series) -> pd.Series:
-    """Academic years as official statistics write them (``201213``, ``2012/13``,
-    ``2012-13``) become their first day, 1 September of the first year."""
-    parts = text.str.extract(_ACADEMIC_YEAR)
-    first = pd.to_numeric(parts[0], errors="coerce")
-    second = pd.to_numeric(parts[1], errors="coerce")
-    valid = (first + 1) % 100 == second
-    dates = pd.to_datetime(first.where(valid).astype("Int64").astype("string") + "-09-01",
-                           format="%Y-%m-%d", errors="coerce")
-    return dates
 
 
 def _reject(values: pd.Series, bad: pd.Series, where: str, problem: str, advice: str) -> None:

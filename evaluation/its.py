@@ -9,7 +9,9 @@ Model (single series, one interruption at period ``T0``)::
     g(E[y_t]) = b0 + b1*t + b2*D_t + b3*P_t + seasonality_t + log(exposure_t)
 
 * ``t`` counts periods from the start of the series (1, 2, ...), by the calendar, so a
-  missing period leaves a gap in ``t``;
+  missing period leaves a gap in ``t``; periods are months, terms (of
+  :mod:`evaluation.calendar`: autumn 1 August to 31 December, spring 1 January to Easter
+  Sunday, summer Easter Monday to 31 July) or years (:class:`Periods`);
 * ``D_t = 1`` from the first post-interruption period ``T0`` (the period containing the
   interruption date), else 0;
 * ``P_t = t - T0`` for ``t > T0``, else 0 (zero up to and including ``T0``: Linden's
@@ -46,6 +48,11 @@ sum(counterfactual)`` over the post-interruption periods; its interval uses the 
 method, ``Var(sum mu_cf) = g' V g`` with ``g = sum_t mu_cf,t x_t`` (log link) or ``sum_t
 x_t`` (identity), treating the observed counts as fixed.
 
+The headline estimate (:meth:`ITSResult.headline`, computed once here and only worded by
+the report sections) is, for a count model with level and slope changes, the ratio of the
+observed to the expected post-interruption total (a fall in level followed by a steeper
+rise is not an improvement); otherwise the first change's rate ratio or difference.
+
 Minimum data: at least three periods before and after each interruption (Wagner et al.
 2002; Penfold & Zhang 2013, Acad Pediatr 13:S38); fewer than eight on either side gives a
 warning about power (Wagner et al. 2002 recommend at least 12 for adequate power).
@@ -53,7 +60,6 @@ warning about power (Wagner et al. 2002 recommend at least 12 for adequate power
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -62,19 +68,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy import special, stats
+from scipy import special
+from statsmodels.stats.diagnostic import acorr_ljungbox
+from statsmodels.stats.meta_analysis import combine_effects
+from statsmodels.stats.stattools import durbin_watson
+from statsmodels.tsa.stattools import acf as sm_acf
 
+from evaluation import calendar
 from evaluation.errors import DataError, describe_rows
 from evaluation.privacy import Disclosure
+from evaluation.results import Direction, verdict
 
 __all__ = [
     "ITSResult",
     "ManyResult",
+    "Periods",
     "ITSPowerWarning",
     "ITSMissingPeriodsWarning",
     "fit",
     "fit_many",
     "dersimonian_laird",
+    "as_dates",
 ]
 
 FAMILIES = ("poisson", "negative_binomial", "gaussian")
@@ -82,8 +96,14 @@ IMPACTS = ("level", "slope", "level+slope")
 FREQUENCIES = ("monthly", "termly", "yearly")
 MIN_POINTS = 3
 POWER_POINTS = 8
-_TERMS = ("autumn", "spring", "summer")
-_ACADEMIC = re.compile(r"^\s*(\d{4})\s*[/-]?\s*(\d{2})\s*$")
+#: The headline estimand of a count model with level and slope changes (see
+#: :meth:`ITSResult.headline`).
+OBSERVED_OVER_EXPECTED = "observed over expected"
+RATIO_UNIT = "ratio of observed to expected events after the interruption"
+#: Residual checks: a Durbin-Watson statistic outside this range or a Ljung-Box p below
+#: ``LJUNG_BOX_ALPHA`` suggest autocorrelation (Durbin & Watson 1950; Ljung & Box 1978).
+DURBIN_WATSON_RANGE = (1.5, 2.5)
+LJUNG_BOX_ALPHA = 0.05
 _MINIMUM_SOURCE = (
     "segmented regression needs at least three time points in each segment "
     "(Wagner et al. 2002, J Clin Pharm Ther 27:299; Penfold & Zhang 2013, Acad Pediatr 13:S38)"
@@ -108,9 +128,18 @@ def _rows(index: pd.Index) -> list:
     return list(index)
 
 
-def _as_dates(values: pd.Series, column: str) -> np.ndarray:
+def _academic_year_dates(years: pd.Series) -> pd.Series:
+    """Academic years (start years) dated by their first school day, 1 September, as intake
+    and :mod:`evaluation.dfe` date them."""
+    return pd.to_datetime(years.astype(str) + "-09-01")
+
+
+def as_dates(values: pd.Series, column: str) -> np.ndarray:
     """A time column (datetime, Period, whole years, academic-year or ISO/UK date text) as
-    a ``datetime64[ns]`` array; unreadable values are a DataError naming the rows."""
+    a ``datetime64[ns]`` array; unreadable values are a DataError naming the rows.
+
+    Academic years (:func:`evaluation.calendar.parse_academic_year`) become 1 September
+    of their first year."""
     dtype = values.dtype
     if isinstance(dtype, np.dtype) and dtype.kind == "M":
         # plain numpy datetimes (the common case): no accessor, no pandas conversion
@@ -134,11 +163,13 @@ def _as_dates(values: pd.Series, column: str) -> np.ndarray:
     else:
         text = values.astype("string").str.strip()
         res = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
-        academic = text.str.match(_ACADEMIC.pattern).fillna(False).astype(bool)
+        year = calendar.parse_academic_year(text)
+        academic = year.notna().to_numpy()
         if academic.any():
-            first = text[academic].str.extract(_ACADEMIC.pattern)[0].astype(int)
-            res[academic] = pd.to_datetime(first.astype(str) + "-09-01")
-        rest = ~academic & text.notna()
+            res[academic] = _academic_year_dates(year[academic])
+        # "2009/11" is a mistyped academic year, not November 2009 (ISO dates use "-")
+        rest = ~academic & text.notna().to_numpy() & ~text.str.fullmatch(
+            r"\d{4}\s*/\s*\d{2}").fillna(False).to_numpy(dtype=bool)
         if rest.any():
             iso = pd.to_datetime(text[rest], format="ISO8601", errors="coerce")
             uk = pd.to_datetime(text[rest], format="%d/%m/%Y", errors="coerce")
@@ -153,26 +184,16 @@ def _as_dates(values: pd.Series, column: str) -> np.ndarray:
     return out
 
 
-def _as_date_scalar(value: Any, freq: str, anchor: int) -> pd.Timestamp:
+def _as_date_scalar(value: Any, periods: Periods) -> pd.Timestamp:
     """An interruption given as a date, Period, year or academic year ('2012/13')."""
     if isinstance(value, pd.Period):
         return value.start_time
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return pd.Timestamp(int(value), anchor if freq == "yearly" else 1, 1)
+        return pd.Timestamp(int(value), periods.anchor if periods.frequency == "yearly" else 1, 1)
     if isinstance(value, str):
-        return _as_date_text(value)
-    return _as_date_value(value)
-
-
-@lru_cache(maxsize=256)
-def _as_date_text(value: str) -> pd.Timestamp:
-    m = _ACADEMIC.match(value)
-    if m:
-        return pd.Timestamp(int(m.group(1)), 9, 1)
-    return _as_date_value(value)
-
-
-def _as_date_value(value: Any) -> pd.Timestamp:
+        year = calendar.parse_academic_year([value]).iloc[0]
+        if not pd.isna(year):
+            return _academic_year_dates(pd.Series([year])).iloc[0]
     try:
         return pd.Timestamp(value).tz_localize(None)
     except (ValueError, TypeError) as exc:
@@ -182,61 +203,94 @@ def _as_date_value(value: Any) -> pd.Timestamp:
         ) from exc
 
 
-def _codes(years: np.ndarray, months: np.ndarray, freq: str, anchor: int) -> np.ndarray:
-    """Integer period codes: consecutive periods differ by 1.
+# Months in which a term's first day can fall: 1 August or 1 September (autumn), 1 January
+# (spring), Easter Monday (23 March to 26 April) or mid-April (summer).
+_TERM_START_MONTHS = {8, 9, 1, 3, 4}
 
-    Monthly: 12*year + month - 1. Termly: 3*academic_year + term, with autumn =
-    August-December, spring = January-March, summer = April-July. Yearly: the year in which
-    the period (starting in month ``anchor``) begins.
+
+@dataclass(frozen=True)
+class Periods:
+    """The period scale of a series: each period has an integer code and consecutive
+    periods differ by 1.
+
+    * ``monthly``: ``12 * year + month - 1``, labelled "September 2021";
+    * ``termly``: :func:`evaluation.calendar.term_code` (autumn 1 August to 31 December,
+      spring 1 January to Easter Sunday, summer Easter Monday to 31 July), starting on
+      :func:`~evaluation.calendar.term_start` and labelled by
+      :func:`~evaluation.calendar.term_label` ("2021/22 autumn");
+    * ``yearly``: the year in which a year starting in month ``anchor`` begins, labelled
+      "2012/13" (or "2012" when years start in January).
     """
-    if freq == "monthly":
-        return years * 12 + months - 1
-    if freq == "termly":
-        acad = np.where(months >= 8, years, years - 1)
-        term = np.where(months >= 8, 0, np.where(months <= 3, 1, 2))
-        return acad * 3 + term
-    return np.where(months >= anchor, years, years - 1)
 
+    frequency: str
+    anchor: int = 1
 
-def _start(code: int, freq: str, anchor: int) -> pd.Timestamp:
-    return _start_cached(int(code), freq, anchor)
+    @classmethod
+    def infer(cls, dates: np.ndarray) -> Periods:
+        """Yearly if every date is in one calendar month (years start in that month);
+        termly if every date is in a month a term can start in (August or September,
+        January, March or April); otherwise monthly."""
+        months = dates.astype("datetime64[M]").astype(np.int64) % 12 + 1
+        distinct = set(np.unique(months).tolist())
+        if len(distinct) == 1:
+            return cls("yearly", int(months[np.argmin(dates)]))
+        if distinct <= _TERM_START_MONTHS:
+            return cls("termly")
+        return cls("monthly")
+
+    def codes(self, dates: np.ndarray) -> np.ndarray:
+        """The period code of each date (``datetime64`` array)."""
+        if self.frequency == "termly":
+            return calendar.term_code(pd.Series(dates)).to_numpy(dtype=np.int64)
+        years = dates.astype("datetime64[Y]").astype(np.int64) + 1970
+        months = dates.astype("datetime64[M]").astype(np.int64) % 12 + 1
+        if self.frequency == "monthly":
+            return years * 12 + months - 1
+        return np.where(months >= self.anchor, years, years - 1)
+
+    def code(self, date: pd.Timestamp) -> int:
+        """The period code of one date."""
+        return int(self.codes(np.array([date], dtype="datetime64[ns]"))[0])
+
+    def starts(self, codes: np.ndarray) -> np.ndarray:
+        """The first day of each period (``datetime64[ns]``)."""
+        codes = np.asarray(codes, dtype=np.int64)
+        if self.frequency == "termly":
+            unique, where = np.unique(codes, return_inverse=True)
+            first = np.array([calendar.term_start(c) for c in unique], dtype="datetime64[ns]")
+            return first[where]
+        months = codes - 1970 * 12 if self.frequency == "monthly" else (
+            (codes - 1970) * 12 + self.anchor - 1)
+        return months.astype("datetime64[M]").astype("datetime64[ns]")
+
+    def start(self, code: int) -> pd.Timestamp:
+        """The first day of one period."""
+        return pd.Timestamp(self.starts(np.array([code]))[0])
+
+    def label(self, code: int) -> str:
+        """One period in words."""
+        return _period_label(int(code), self.frequency, self.anchor)
+
+    def labels(self, codes: np.ndarray) -> list[str]:
+        """Each period in words."""
+        return [self.label(c) for c in codes]
+
+    def term_numbers(self, codes: np.ndarray) -> np.ndarray:
+        """The term of each period (0 autumn, 1 spring, 2 summer) for term seasonality: a
+        term's own; a month's is the term of its 15th day, the term holding most of it."""
+        if self.frequency == "termly":
+            return np.asarray(codes) % 3
+        middle = pd.Series(self.starts(codes)) + pd.Timedelta(days=14)
+        return calendar.term(middle).cat.codes.to_numpy()
 
 
 @lru_cache(maxsize=4096)
-def _start_cached(code: int, freq: str, anchor: int) -> pd.Timestamp:
-    if freq == "monthly":
-        return pd.Timestamp(code // 12, code % 12 + 1, 1)
-    if freq == "termly":
-        acad, term = divmod(code, 3)
-        return pd.Timestamp(acad + (term > 0), (9, 1, 4)[term], 1)
-    return pd.Timestamp(code, anchor, 1)
-
-
-def _label(code: int, freq: str, anchor: int) -> str:
-    return _label_cached(int(code), freq, anchor)
-
-
-@lru_cache(maxsize=4096)
-def _label_cached(code: int, freq: str, anchor: int) -> str:
-    if freq == "monthly":
-        return _start(code, freq, anchor).strftime("%B %Y")
-    if freq == "termly":
-        acad, term = divmod(code, 3)
-        return f"{_TERMS[term]} term {acad}/{(acad + 1) % 100:02d}"
-    if anchor != 1:
-        return f"{code}/{(code + 1) % 100:02d}"
-    return str(code)
-
-
-def _infer_frequency(dates: np.ndarray, months: np.ndarray) -> tuple[str, int]:
-    """Yearly if every date is in one calendar month; termly if all fall in September,
-    January or April (term starts); otherwise monthly."""
-    distinct = set(np.flatnonzero(np.bincount(months, minlength=13)).tolist())
-    if len(distinct) == 1:
-        return "yearly", int(months[np.argmin(dates)])
-    if distinct <= {9, 1, 4}:
-        return "termly", 9
-    return "monthly", 1
+def _period_label(code: int, frequency: str, anchor: int) -> str:
+    if frequency == "monthly":
+        return pd.Timestamp(code // 12, code % 12 + 1, 1).strftime("%B %Y")
+    if frequency == "termly":
+        return calendar.term_label(code)
+    return calendar.academic_year_label(code) if anchor != 1 else str(code)
 
 
 # ----------------------------------------------------------------------------- result
@@ -260,7 +314,7 @@ class _Parts:
     codes: np.ndarray
     int_codes: list[int]
     starts: list[int]
-    anchor: int
+    periods: Periods
     names: list[str]
     missing_labels: list[str]
     lags: int | None
@@ -276,7 +330,9 @@ class ITSResult:
     Attributes: ``effects`` (term, interruption, estimate, ci_low, ci_high, p, scale, coef,
     se), ``counterfactual`` (one row per observed period of the intervention series),
     ``cumulative`` (one row), ``diagnostics`` (dict), ``model`` (statsmodels result),
-    ``sentence`` (plain English), plus the settings used.
+    ``sentence`` (plain English), plus the settings used. :meth:`headline` is the one
+    headline estimate; ``headline_term`` is the effect reported first among the changes at
+    the interruption (and pooled across units by :func:`fit_many`).
     """
 
     model: Any
@@ -286,6 +342,7 @@ class ITSResult:
     interruptions: list[pd.Timestamp]
     confidence: float
     headline_term: str
+    impact: str
     n: int
     controlled: bool
     effects_data: dict = field(repr=False)
@@ -351,7 +408,7 @@ class ITSResult:
         f, pr = self.parts, self._predictions
         expo = f.expo if f.expo is not None else np.full(len(f.y), np.nan)
         return {
-            "_codes": (f.codes[rows], self.frequency, f.anchor),  # period, label: on access
+            "_codes": (f.codes[rows], f.periods),  # period, label: on access
             "observed": f.y[rows], "fitted": pr["fitted"][rows],
             "counterfactual": pr["counterfactual"][rows],
             "counterfactual_ci_low": pr["counterfactual_ci_low"][rows],
@@ -398,7 +455,10 @@ class ITSResult:
     @cached_property
     def diagnostics(self) -> dict:
         """Model settings and checks on the intervention series' residuals (Pearson for
-        count families): Durbin-Watson, the residual ACF to lag 12 and Ljung-Box."""
+        count families): Durbin-Watson, the residual ACF to lag 12 and Ljung-Box
+        (statsmodels ``durbin_watson``, ``acf``, ``acorr_ljungbox``); ``autocorrelated``
+        is True when Durbin-Watson is outside :data:`DURBIN_WATSON_RANGE` or the Ljung-Box
+        p is below :data:`LJUNG_BOX_ALPHA`."""
         f = self.parts
         count = self.family != "gaussian"
         mask, tr = f.fit_mask, f.z == 1
@@ -407,14 +467,11 @@ class ITSResult:
                  else yf - mu_fit)
         r = resid[tr[mask]]
         n_r = len(r)
-        rc = r - r.mean()
-        denom = float(rc @ rc)
-        nlags = int(min(12, n_r - 1))
-        acf = np.array([rc[k:] @ rc[: n_r - k] / denom for k in range(1, nlags + 1)])
+        acf = sm_acf(r, nlags=int(min(12, n_r - 1)))[1:]
         lb_lags = int(min(10, max(1, n_r // 4)))
-        # Ljung & Box (1978): Q = n (n + 2) sum_{k=1..h} r_k^2 / (n - k), chi-square, h df
-        ks = np.arange(1, lb_lags + 1)
-        lb_stat = float(n_r * (n_r + 2) * np.sum(acf[:lb_lags] ** 2 / (n_r - ks)))
+        ljung_box = acorr_ljungbox(r, lags=[lb_lags])
+        dw = float(durbin_watson(r))
+        lb_p = float(ljung_box["lb_pvalue"].iloc[0])
         pearson = float(np.sum((yf - mu_fit) ** 2 / (mu_fit if count else 1.0)) / f.df_resid)
         first = f.int_codes[0]
         scale = float(getattr(self.model, "scale", 1.0))
@@ -427,11 +484,13 @@ class ITSResult:
             "n_post": int(((f.codes >= first) & tr & mask).sum()),
             "n_phase_in_excluded": int((~mask & tr).sum()),
             "missing_periods": f.missing_labels,
-            "durbin_watson": float(np.sum(np.diff(r) ** 2) / np.sum(r**2)),
+            "durbin_watson": dw,
             "ljung_box_lags": lb_lags,
-            "ljung_box_stat": lb_stat,
-            "ljung_box_p": float(special.chdtrc(lb_lags, lb_stat)),
+            "ljung_box_stat": float(ljung_box["lb_stat"].iloc[0]),
+            "ljung_box_p": lb_p,
             "acf": acf.tolist(),
+            "autocorrelated": bool(not DURBIN_WATSON_RANGE[0] <= dw <= DURBIN_WATSON_RANGE[1]
+                                   or lb_p < LJUNG_BOX_ALPHA),
             "scale": scale,
             "dispersion": pearson,
             "alpha": float(f.params[-1]) if self.family == "negative_binomial" else None,
@@ -442,37 +501,70 @@ class ITSResult:
             "terms": f.names,
         }
 
-    def headline(self, direction: str = "decrease") -> dict:
-        """The headline effect and a verdict.
+    def headline(self, direction: Direction = "lower_is_better",
+                 disclosure: Disclosure | None = None) -> dict:
+        """THE headline estimate of this fit, with its confidence interval and verdict.
 
-        ``direction="decrease"`` (default) means fewer is better (exclusions);
-        ``"increase"`` means more is better (attendance). Verdict: "improved" when the
-        whole confidence interval lies on the better side of no change (1 for rate ratios,
-        0 for differences), "worsened" when it lies on the worse side, otherwise
-        "no clear change".
+        * A count model with level and slope changes (``impact="level+slope"``): the
+          events observed after the interruption over the events the model expects
+          without it (the ``cumulative`` totals: observed fixed, CI by the delta method on
+          the log of the expected total, ``exp(+/- z * se / expected)``), term
+          :data:`OBSERVED_OVER_EXPECTED`, because a fall in level followed by a steeper
+          rise is not an improvement and the level change alone would say it was.
+        * Otherwise the ``headline_term``'s effect (a rate ratio, or a difference for
+          ``"gaussian"``).
+
+        ``direction`` says which way is better (:data:`evaluation.results.Direction`);
+        the verdict is :func:`evaluation.results.verdict`. With a ``disclosure`` control
+        that withholds the observed total, the ratio would give it away, so estimate and
+        interval are None, ``withheld`` is True and the verdict "no clear change".
         """
-        if direction not in ("decrease", "increase"):
-            raise DataError("headline(direction=...) must be 'decrease' or 'increase'.")
-        row = self.effects.loc[self.effects["term"] == self.headline_term].iloc[0]
-        null = 1.0 if row["scale"] == "rate ratio" else 0.0
-        lo, hi = float(row["ci_low"]), float(row["ci_high"])
-        if hi < null:
-            verdict = "improved" if direction == "decrease" else "worsened"
-        elif lo > null:
-            verdict = "worsened" if direction == "decrease" else "improved"
+        if direction not in ("lower_is_better", "higher_is_better"):
+            raise DataError("headline(direction=...) must be 'lower_is_better' or "
+                            "'higher_is_better'.")
+        count = self.family != "gaussian"
+        withheld = False
+        if count and self.impact == "level+slope":
+            cu = {k: v[0] for k, v in self.cumulative_data.items()}
+            term, unit = OBSERVED_OVER_EXPECTED, RATIO_UNIT
+            withheld = disclosure is not None and bool(disclosure.is_small(cu["observed_total"]))
+            if withheld:
+                est = lo = hi = None
+            else:
+                est = cu["observed_total"] / cu["counterfactual_total"]
+                half = self.parts.crit * cu["se"] / cu["counterfactual_total"]
+                lo, hi = est * float(np.exp(-half)), est * float(np.exp(half))
         else:
-            verdict = "no clear change"
+            eff = self.effects_data
+            i = eff["term"].index(self.headline_term)
+            term, unit = self.headline_term, eff["scale"][i]
+            est, lo, hi = (float(eff[k][i]) for k in ("estimate", "ci_low", "ci_high"))
+        null = 1.0 if count else 0.0
         post = self.counterfactual[self.counterfactual["post"]]
         return {
-            "term": self.headline_term,
-            "estimate": float(row["estimate"]),
-            "ci_low": lo,
-            "ci_high": hi,
-            "unit": row["scale"],
-            "n": self.n,
+            "term": term, "estimate": est, "ci_low": lo, "ci_high": hi, "unit": unit,
+            "null": null, "n": self.n,
             "period": f"{post['label'].iloc[0]} to {post['label'].iloc[-1]}",
-            "verdict": verdict,
+            "verdict": verdict(lo, hi, null=null, direction=direction), "withheld": withheld,
         }
+
+    def level_and_trend_disagree(self) -> bool:
+        """Whether the level change and what followed point different ways (e.g. a drop in
+        level followed by a clearly steeper rise, or more events in total than the earlier
+        trend predicts), so that the level change alone misleads. Only for a single series
+        whose first-reported effect is the level change of a count model."""
+        eff = self.effects_data
+        if (self.headline_term != "level change" or "slope change" not in eff["term"]
+                or self.family == "gaussian"):
+            return False
+        level = eff["estimate"][eff["term"].index("level change")]
+        j = eff["term"].index("slope change")
+        slope_lo, slope_hi = eff["ci_low"][j], eff["ci_high"][j]
+        cu = {k: v[0] for k, v in self.cumulative_data.items()}
+        down = level < 1.0
+        slope_opposite = slope_lo > 1.0 if down else slope_hi < 1.0
+        total_opposite = cu["ci_low"] > 0 if down else cu["ci_high"] < 0
+        return bool(slope_opposite or total_opposite)
 
     def plot(self, ax: Any = None, title: str | None = None,
              disclosure: Disclosure | None = None) -> Any:
@@ -586,14 +678,15 @@ def fit(
             f"(columns are: {', '.join(map(str, data.columns))}). Check the column names."
         )
     index = data.index
-    dates = _as_dates(data[time], time)
-    years = dates.astype("datetime64[Y]").astype(np.int64) + 1970
-    months = dates.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    dates = as_dates(data[time], time)
     if frequency is None:
-        frequency, anchor = _infer_frequency(dates, months)
+        periods = Periods.infer(dates)
+    elif frequency == "yearly":
+        periods = Periods("yearly", pd.Timestamp(dates.min()).month)
     else:
-        anchor = int(months[np.argmin(dates)]) if frequency == "yearly" else 1
-    codes = _codes(years, months, frequency, anchor)
+        periods = Periods(frequency)
+    frequency = periods.frequency
+    codes = periods.codes(dates)
     n_rows = len(codes)
     if control is not None:
         z = _control_flag(data[control], control)
@@ -611,21 +704,25 @@ def fit(
             f"Column '{time}': {describe_rows(_rows(index[dup]))} repeat a period "
             f"({frequency} data){' within a series' if control else ''}. Keep one row per "
             "period (sum or drop duplicates) or use group= for several units."
+            + (" Terms follow the DfE school census: autumn 1 August to 31 December, "
+               "spring 1 January to Easter Sunday, summer Easter Monday to 31 July, so a "
+               "summer term dated before Easter Monday counts as spring: date each term "
+               "by a day inside it." if frequency == "termly" else "")
         )
     codes, z, y = codes[order], z[order], y[order]
     expo = expo[order] if expo is not None else None
 
     ints = interruption if isinstance(interruption, (list, tuple)) else [interruption]
-    int_dates = sorted(_as_date_scalar(v, frequency, anchor) for v in ints)
-    int_codes = [int(_codes(d.year, d.month, frequency, anchor)) for d in int_dates]
+    int_dates = sorted(_as_date_scalar(v, periods) for v in ints)
+    int_codes = [periods.code(d) for d in int_dates]
     treated_codes = codes[z == 1]
     lo_code, hi_code = int(codes.min()), int(codes.max())
     for d, c in zip(int_dates, int_codes, strict=True):
         if c <= lo_code or c > hi_code:
             raise DataError(
-                f"Column '{time}': the interruption {d.date()} ({_label(c, frequency, anchor)}) "
-                f"is outside the series, which runs from {_label(lo_code, frequency, anchor)} to "
-                f"{_label(hi_code, frequency, anchor)}; it needs periods before and after it. "
+                f"Column '{time}': the interruption {d.date()} ({periods.label(c)}) "
+                f"is outside the series, which runs from {periods.label(lo_code)} to "
+                f"{periods.label(hi_code)}; it needs periods before and after it. "
                 "Check the interruption date and the data's time column."
             )
     if len(set(int_codes)) < len(int_codes):
@@ -639,14 +736,14 @@ def fit(
     excluded = np.zeros(n_rows, dtype=bool)
     for c in int_codes:
         excluded |= (codes >= c) & (codes < c + k)
-    _check_segments(codes, z, excluded, int_codes, starts, time, frequency, anchor)
+    _check_segments(codes, z, excluded, int_codes, starts, time, periods)
 
     # gaps in the intervention series
     steps = np.diff(treated_codes)
     gaps = (np.concatenate([np.arange(a + 1, a + d) for a, d in
                             zip(treated_codes[:-1][steps > 1], steps[steps > 1], strict=True)])
             if (steps > 1).any() else np.array([], dtype=np.int64))
-    missing_labels = [_label(c, frequency, anchor) for c in gaps]
+    missing_labels = periods.labels(gaps)
     if len(gaps):
         warnings.warn(
             f"Column '{time}': {len(gaps)} period(s) are missing from the series "
@@ -659,7 +756,7 @@ def fit(
     t = (codes - lo_code + 1).astype(float)
     zf = z.astype(float)
     X, names, cf_cols, contrasts = _design(t, zf, codes, starts, impact, seasonality, period,
-                                           frequency, control is not None, lo_code)
+                                           periods, control is not None, lo_code)
     offset = np.log(expo) if (expo is not None and family != "gaussian") else None
     fit_mask = ~excluded
     if family != "gaussian":
@@ -668,10 +765,10 @@ def fit(
                        None if offset is None else offset[fit_mask], autocorrelation,
                        overdispersion, zf[fit_mask] if control is not None else None)
     if family != "gaussian":
-        _check_estimable(model, X, offset, fit_mask, codes, outcome, frequency, anchor)
+        _check_estimable(model, X, offset, fit_mask, codes, outcome, periods)
     return _build_result(
         model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask, zf, codes, int_codes,
-        starts, family, outcome, frequency, anchor, confidence, impact,
+        starts, family, outcome, periods, confidence, impact,
         control is not None, missing_labels, autocorrelation, seasonality, period, k,
         outcome_label or outcome.replace("_", " "), intervention_label, exposure_label,
     )
@@ -786,7 +883,7 @@ def _check_some_events(y, z, fit_mask, outcome) -> None:
 _BOUNDARY_MEAN = 1e-6
 
 
-def _check_estimable(model, X, offset, fit_mask, codes, outcome, freq, anchor) -> None:
+def _check_estimable(model, X, offset, fit_mask, codes, outcome, periods) -> None:
     """Runs of zero counts can make the maximum-likelihood estimate not exist: the fit then
     drives the expected count in those periods towards 0 (log-scale coefficients of -20 or
     less, standard errors in the thousands) and the rate ratios are meaningless. Detect it
@@ -797,7 +894,7 @@ def _check_estimable(model, X, offset, fit_mask, codes, outcome, freq, anchor) -
         mu = np.exp(eta)
     tiny = mu < _BOUNDARY_MEAN
     if tiny.any():
-        labels = [_label(c, freq, anchor) for c in codes[fit_mask][tiny]]
+        labels = periods.labels(codes[fit_mask][tiny])
         raise DataError(
             f"Column '{outcome}': the counts of 0 in {', '.join(labels[:5])}"
             f"{' ...' if len(labels) > 5 else ''} push the model's expected count towards 0, "
@@ -810,7 +907,7 @@ def _have(mask: np.ndarray, one: str = "has", many: str = "have") -> str:
     return one if int(np.sum(mask)) == 1 else many
 
 
-def _check_segments(codes, z, excluded, int_codes, starts, time, freq, anchor) -> None:
+def _check_segments(codes, z, excluded, int_codes, starts, time, periods) -> None:
     keep = (z == 1) & ~excluded
     lower = [-np.inf] + starts
     upper = int_codes + [np.inf]
@@ -819,7 +916,7 @@ def _check_segments(codes, z, excluded, int_codes, starts, time, freq, anchor) -
         if n >= POWER_POINTS:
             continue
         name = ("before the first interruption" if j == 0
-                else f"after the interruption in {_label(int_codes[j - 1], freq, anchor)}")
+                else f"after the interruption in {periods.label(int_codes[j - 1])}")
         if n < MIN_POINTS:
             raise DataError(
                 f"Column '{time}': only {n} period(s) {name} (after any phase-in). "
@@ -835,7 +932,7 @@ def _check_segments(codes, z, excluded, int_codes, starts, time, freq, anchor) -
             )
 
 
-def _design(t, z, codes, starts, impact, seasonality, period, freq, controlled, lo_code):
+def _design(t, z, codes, starts, impact, seasonality, period, periods, controlled, lo_code):
     """Design matrix, column names, counterfactual-zeroed columns and named contrasts."""
     cols: list[np.ndarray] = [np.ones_like(t), t]
     names = ["const", "time"]
@@ -859,17 +956,16 @@ def _design(t, z, codes, starts, impact, seasonality, period, freq, controlled, 
             cols.append(z * cols[names.index(nm)])
             names.append(f"treated:{nm}")
     if seasonality == "term":
-        if freq == "yearly":
+        if periods.frequency == "yearly":
             raise DataError("seasonality='term' needs termly or monthly data, not yearly.")
-        months = np.array([_start(c, freq, 1).month for c in codes])
-        term = np.where(months >= 8, 0, np.where(months <= 3, 1, 2))
+        term = periods.term_numbers(codes)
         for k, nm in ((1, "spring"), (2, "summer")):
             col = (term == k).astype(float)
             if col.any() and not col.all():
                 cols.append(col)
                 names.append(f"term_{nm}")
     elif seasonality is not None:
-        L = period or {"monthly": 12, "termly": 3}.get(freq)
+        L = period or {"monthly": 12, "termly": 3}.get(periods.frequency)
         if L is None:
             raise DataError(
                 "Fourier seasonality with yearly data needs period= (the number of periods "
@@ -949,27 +1045,14 @@ def _fit_model(family, y, X, offset, lags, overdispersion, z):
     return res
 
 
-def _starts(codes: np.ndarray, freq: str, anchor: int) -> np.ndarray:
-    """Vectorised :func:`_start`: period start dates as datetime64[ns]."""
-    if freq == "monthly":
-        months = codes - 1970 * 12
-    elif freq == "termly":
-        acad, term = np.divmod(codes, 3)
-        months = (acad + (term > 0) - 1970) * 12 + np.array([8, 0, 3])[term]
-    else:
-        months = (codes - 1970) * 12 + anchor - 1
-    return months.astype("datetime64[M]").astype("datetime64[ns]")
-
-
 def _period_frame(data: dict) -> pd.DataFrame:
-    codes, freq, anchor = data["_codes"]
-    first = {"period": _starts(codes, freq, anchor),
-             "label": [_label(c, freq, anchor) for c in codes]}
+    codes, periods = data["_codes"]
+    first = {"period": periods.starts(codes), "label": periods.labels(codes)}
     return pd.DataFrame(first | {k: v for k, v in data.items() if k != "_codes"})
 
 
 def _build_result(model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask, z, codes,
-                  int_codes, starts, family, outcome, freq, anchor, confidence,
+                  int_codes, starts, family, outcome, periods, confidence,
                   impact, controlled, missing_labels, lags, seasonality, period, phase_in,
                   outcome_label, intervention_label, exposure_label) -> ITSResult:
     p = X.shape[1]
@@ -982,7 +1065,7 @@ def _build_result(model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask
     df_resid = float(model.df_resid)
     crit = float(special.stdtrit(df_resid, 1 - alpha / 2) if use_t
                  else special.ndtri(1 - alpha / 2))
-    labels = {j: _label(c, freq, anchor) for j, c in enumerate(int_codes, start=1)}
+    labels = {j: periods.label(c) for j, c in enumerate(int_codes, start=1)}
 
     C = np.array([c for _, _, c in contrasts])
     est = C @ b
@@ -1003,13 +1086,13 @@ def _build_result(model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask
     parts = _Parts(
         X=X, params=params, V=V, crit=crit, df_resid=df_resid, cf_cols=cf_cols, y=y,
         offset=offset, expo=expo, fit_mask=fit_mask, z=z, codes=codes, int_codes=int_codes,
-        starts=starts, anchor=anchor, names=names, missing_labels=missing_labels, lags=lags,
+        starts=starts, periods=periods, names=names, missing_labels=missing_labels, lags=lags,
         seasonality=seasonality, period=period, phase_in=phase_in,
     )
     return ITSResult(
-        model=model, family=family, outcome=outcome, frequency=freq,
-        interruptions=[_start(c, freq, anchor) for c in int_codes], confidence=confidence,
-        headline_term=headline_term, n=int(fit_mask.sum()), controlled=controlled,
+        model=model, family=family, outcome=outcome, frequency=periods.frequency,
+        interruptions=[periods.start(c) for c in int_codes], confidence=confidence,
+        headline_term=headline_term, impact=impact, n=int(fit_mask.sum()), controlled=controlled,
         effects_data=effects,
         sentence_args=(labels[1], outcome_label, intervention_label,
                        exposure_label if expo is not None else None),
@@ -1046,16 +1129,22 @@ def _fmt(v: float) -> str:
 
 def _sentence(res: ITSResult, when: str, what: str, who: str, per: str | None, *,
               cumulative: bool = True) -> str:
-    """Plain-English summary for a school board: the headline change, the other change
-    (slope when the headline is the level), then (if ``cumulative``) the cumulative
-    difference."""
+    """Plain-English summary for a school board, leading with :meth:`ITSResult.headline`.
+
+    Observed over expected (count model, level and slope changes): that ratio and the
+    difference in events, then the level and slope changes. Otherwise the headline change,
+    the other change (slope when the headline is the level), then the cumulative
+    difference. Without ``cumulative`` (a report that withholds the observed total) the
+    totals and the ratio are left out and the sentence starts with the level change.
+    """
     eff = res.effects_data
     terms = eff["term"]
     pct = round(res.confidence * 100)
     unit = {"monthly": "month", "termly": "term", "yearly": "year"}[res.frequency]
     versus = ("compared with the comparison series" if res.controlled
               else "compared with what the previous trend predicted")
-    i = terms.index(res.headline_term)
+    predicted = ("the comparison series' change predicted" if res.controlled
+                 else "the previous trend predicted")
     rr = eff["scale"][0] == "rate ratio"
 
     def describe(j: int) -> tuple[str, bool]:
@@ -1073,24 +1162,38 @@ def _sentence(res: ITSResult, when: str, what: str, who: str, per: str | None, *
         null = 1.0 if rr else 0.0
         return text, lo <= null <= hi
 
-    text, unclear = describe(i)
-    out = f"After {who} began in {when}, {text} {versus}"
-    if unclear:
-        out += ", an interval that includes no change"
-    other = res.headline_term.replace("level", "slope")
-    if other != res.headline_term and other in terms:
-        t2, unclear2 = describe(terms.index(other))
-        out += f"; after that {t2}{' (no clear change)' if unclear2 else ''}"
-    if not rr or not cumulative:
-        return out + "."
     cu = {k: v[0] for k, v in res.cumulative_data.items()}
     d, clo, chi = cu["difference"], cu["ci_low"], cu["ci_high"]
     word = "fewer" if d < 0 else "more"
     a, b = (-chi, -clo) if d < 0 else (clo, chi)
+    total = f"({pct}% CI {a:,.0f} to {b:,.0f})"
+    per_100 = f", {abs(cu['per_100']):.1f} per 100 {per}" if per else ""
+    i = terms.index(res.headline_term)
+    text, unclear = describe(i)
+    other = res.headline_term.replace("level", "slope")
+    then = ""
+    if other != res.headline_term and other in terms:
+        t2, unclear2 = describe(terms.index(other))
+        then = f"; after that {t2}{' (no clear change)' if unclear2 else ''}"
+    head = res.headline() if cumulative and rr else None
+    if head is not None and head["term"] == OBSERVED_OVER_EXPECTED:
+        est, lo, hi = head["estimate"], head["ci_low"], head["ci_high"]
+        out = (f"After {who} began in {when}, there were {abs(est - 1) * 100:.0f}% "
+               f"{'fewer' if est < 1 else 'more'} {what} than {predicted} (ratio of observed "
+               f"to expected {est:.2f}, {pct}% CI {lo:.2f} to {hi:.2f}"
+               f"{', an interval that includes no change' if lo <= 1 <= hi else ''}): about "
+               f"{abs(d):,.0f} {word} over {int(cu['periods'])} {unit}s {total}{per_100}. "
+               f"At the interruption {text}"
+               f"{', an interval that includes no change' if unclear else ''}{then}.")
+        return out
+    out = f"After {who} began in {when}, {text} {versus}"
+    if unclear:
+        out += ", an interval that includes no change"
+    out += then
+    if not rr or not cumulative:
+        return out + "."
     out += (f". Over {int(cu['periods'])} {unit}s that is about {abs(d):,.0f} {word} "
-            f"{what} than the previous trend predicted ({pct}% CI {a:,.0f} to {b:,.0f})")
-    if per:
-        out += f", {abs(cu['per_100']):.1f} per 100 {per}"
+            f"{what} than {predicted} {total}{per_100}")
     return out + "."
 
 
@@ -1098,33 +1201,37 @@ def _sentence(res: ITSResult, when: str, what: str, who: str, per: str | None, *
 
 
 def dersimonian_laird(estimates: Any, variances: Any, confidence: float = 0.95) -> dict:
-    """DerSimonian & Laird (1986, Control Clin Trials 7:177) random-effects pooling.
+    """DerSimonian & Laird (1986, Control Clin Trials 7:177) random-effects pooling, by
+    statsmodels ``combine_effects(method_re="dl")``.
 
-    With ``w_i = 1/v_i``: ``ybar = sum w y / sum w``, ``Q = sum w (y - ybar)^2``,
-    ``C = sum w - sum w^2 / sum w``, ``tau2 = max(0, (Q - (k-1)) / C)``,
-    ``w*_i = 1/(v_i + tau2)``, pooled ``= sum w* y / sum w*`` with
-    ``se = 1/sqrt(sum w*)``, normal CI; ``I2 = max(0, (Q - (k-1)) / Q)`` (Higgins &
-    Thompson 2002). Estimates are on the model scale (log rate ratios or differences).
+    With ``w_i = 1/v_i``: ``Q = sum w (y - ybar)^2``, ``tau2 = max(0, (Q - (k-1)) / C)``,
+    pooled ``= sum w* y / sum w*`` with ``w*_i = 1/(v_i + tau2)``, ``se = 1/sqrt(sum w*)``,
+    normal CI; ``I2 = max(0, (Q - (k-1)) / Q)`` (Higgins & Thompson 2002). Estimates are
+    on the model scale (log rate ratios or differences). Two corrections to statsmodels
+    (0.14), which neither truncates ``tau2`` at 0 (a negative between-unit variance then
+    inflates the weights) nor ``I2``, and divides by zero for one unit: where ``tau2``
+    would be 0 or less, or ``k = 1``, the random-effects estimate is the fixed-effect one,
+    which statsmodels also gives.
     """
     yv = np.asarray(estimates, dtype=float)
     v = np.asarray(variances, dtype=float)
     k = len(yv)
     if k == 0:
         raise DataError("No unit could be fitted, so there is nothing to pool.")
-    w = 1 / v
-    ybar = float(np.sum(w * yv) / np.sum(w))
-    q = float(np.sum(w * (yv - ybar) ** 2))
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # k = 1: statsmodels divides by 0
+        res = combine_effects(yv, v, method_re="dl", alpha=1 - confidence)
+        frame = res.summary_frame(alpha=1 - confidence)  # HKSJ rows can warn; unused
     dfq = k - 1
-    c = float(np.sum(w) - np.sum(w**2) / np.sum(w))
-    tau2 = max(0.0, (q - dfq) / c) if k > 1 and c > 0 else 0.0
-    ws = 1 / (v + tau2)
-    est = float(np.sum(ws * yv) / np.sum(ws))
-    se = float(np.sqrt(1 / np.sum(ws)))
-    zc = stats.norm.ppf(1 - (1 - confidence) / 2)
+    q = max(0.0, float(res.q)) if k > 1 else 0.0
+    tau2 = max(0.0, float(res.tau2)) if k > 1 else 0.0
+    row = frame.loc["random effect" if tau2 > 0 else "fixed effect"]
+    est, se = float(row["eff"]), float(row["sd_eff"])
     return {
-        "k": k, "estimate": est, "se": se, "ci_low": est - zc * se, "ci_high": est + zc * se,
-        "p": float(2 * stats.norm.sf(abs(est / se))), "tau2": tau2, "Q": q,
-        "Q_p": float(stats.chi2.sf(q, dfq)) if dfq > 0 else np.nan,
+        "k": k, "estimate": est, "se": se, "ci_low": float(row["ci_low"]),
+        "ci_high": float(row["ci_upp"]), "p": float(2 * special.ndtr(-abs(est / se))),
+        "tau2": tau2, "Q": q,
+        "Q_p": float(res.test_homogeneity().pvalue) if dfq > 0 else np.nan,
         "I2": max(0.0, (q - dfq) / q) if q > 0 else 0.0,
     }
 

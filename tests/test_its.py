@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import statsmodels.api as sm  # noqa: E402
+from dateutil.easter import easter  # noqa: E402
 from scipy import stats  # noqa: E402
 from statsmodels.stats.diagnostic import acorr_ljungbox  # noqa: E402
 from statsmodels.stats.stattools import durbin_watson  # noqa: E402
@@ -366,7 +368,8 @@ def test_fit_many_failing_unit_does_not_stop_others():
 
 def test_termly_data_and_term_seasonality():
     rng = np.random.default_rng(4)
-    dates = [pd.Timestamp(y + (k > 0), (9, 1, 4)[k], (6, 4, 19)[k])
+    # summer terms from 23 April, after Easter Monday in every year here (22 April 2019)
+    dates = [pd.Timestamp(y + (k > 0), (9, 1, 4)[k], (6, 4, 23)[k])
              for y in range(2014, 2024) for k in range(3)]
     n = len(dates)
     t = np.arange(1, n + 1)
@@ -377,7 +380,7 @@ def test_termly_data_and_term_seasonality():
                 seasonality="term")
     assert r.frequency == "termly"
     assert r.diagnostics["terms"][-2:] == ["term_spring", "term_summer"]
-    assert r.counterfactual["label"].iloc[15] == "autumn term 2019/20"
+    assert r.counterfactual["label"].iloc[15] == "2019/20 autumn"
     assert r.counterfactual["post"].sum() == n - 15
     X = r.model.model.exog
     assert X[:, 2].tolist() == [0] * 15 + [1] * (n - 15)
@@ -388,11 +391,40 @@ def test_headline_sentence_and_plot():
     r = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
                 interruption="2017-09-01")
     h = r.headline()
-    assert h["verdict"] == "improved" and h["unit"] == "rate ratio" and h["n"] == 48
+    # level+slope: the headline is observed over expected events after the interruption,
+    # CI by the delta method on the log of the expected total
+    cu = r.cumulative.iloc[0]
+    ratio = cu["observed_total"] / cu["counterfactual_total"]
+    half = Z * cu["se"] / cu["counterfactual_total"]
+    assert h["term"] == its.OBSERVED_OVER_EXPECTED and h["unit"] == its.RATIO_UNIT
+    assert h["estimate"] == pytest.approx(ratio, rel=1e-12)
+    assert (h["ci_low"], h["ci_high"]) == pytest.approx(
+        (ratio * np.exp(-half), ratio * np.exp(half)), rel=1e-12)
+    assert h["verdict"] == "improved" and h["n"] == 48 and h["null"] == 1.0
     assert h["estimate"] < 1 and h["ci_high"] < 1
-    assert r.headline(direction="increase")["verdict"] == "worsened"
-    assert "September 2017" in r.sentence and "fewer suspensions" in r.sentence
-    assert f"{h['estimate']:.2f}" in r.sentence and "per 100 pupils" in r.sentence
+    assert r.headline(direction="higher_is_better")["verdict"] == "worsened"
+    with pytest.raises(DataError, match="lower_is_better"):
+        r.headline(direction="decrease")
+    # the sentence leads with that same number
+    assert r.sentence.startswith(
+        f"After the programme began in September 2017, there were "
+        f"{(1 - h['estimate']) * 100:.0f}% fewer suspensions than the previous trend "
+        f"predicted (ratio of observed to expected {h['estimate']:.2f}, 95% CI "
+        f"{h['ci_low']:.2f} to {h['ci_high']:.2f})")
+    assert "per 100 pupils" in r.sentence
+    # a report that withholds the observed total withholds the ratio too
+    w = r.headline(disclosure=Disclosure(10**9, "board"))
+    assert w["withheld"] and w["estimate"] is None and w["verdict"] == "no clear change"
+    assert not r.headline(disclosure=Disclosure(5, "board"))["withheld"]
+    # with a level change only, the headline is its rate ratio, as in the sentence
+    lv = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
+                 interruption="2017-09-01", impact="level")
+    hl = lv.headline()
+    assert hl["term"] == "level change" and hl["unit"] == "rate ratio"
+    assert hl["estimate"] == _row(lv, "level change")["estimate"]
+    assert lv.sentence.startswith("After the programme began in September 2017, suspensions "
+                                  f"fell by {(1 - hl['estimate']) * 100:.0f}% (rate ratio "
+                                  f"{hl['estimate']:.2f}, 95% CI")
     fig = r.plot(title="Suspensions")
     ax = fig.axes[0]
     assert ax.get_title() == "Suspensions" and ax.get_xlabel() and ax.get_ylabel()
@@ -553,5 +585,84 @@ def test_sentence_without_total_leaves_out_the_cumulative_difference():
                 interruption="2017-09-01")
     short = r.sentence_without_total()
     assert "fewer suspensions than the previous trend" in r.sentence
-    assert r.sentence.startswith(short[:-1]) and "Over " not in short
-    assert short.endswith(".") and "per 100" not in short
+    assert "than the previous trend" not in short and "ratio of observed" not in short
+    assert short.endswith(".") and "per 100" not in short and " over " not in short
+    # the level and slope changes it keeps are those of the full sentence
+    level = re.search(r"suspensions fell by \d+% \(rate ratio [^)]*\)", short).group()
+    slope = short[short.index("after that"):-1]
+    assert level in r.sentence and slope in r.sentence
+
+
+# --------------------------------------------------------------- calendar and library
+
+
+def test_dersimonian_laird_without_heterogeneity_and_one_unit():
+    # Q = 0.5 < k - 1 = 2: tau2 is 0 (statsmodels alone would give a negative tau2), so the
+    # pooled estimate is the fixed-effect one; one unit pools to itself
+    y, v = np.array([0.1, 0.2, 0.15]), np.array([0.01, 0.02, 0.04])
+    w = 1 / v
+    fe = np.sum(w * y) / np.sum(w)
+    q = np.sum(w * (y - fe) ** 2)
+    assert q < 2
+    dl = its.dersimonian_laird(y, v)
+    assert dl["tau2"] == 0.0 and dl["I2"] == 0.0 and dl["Q"] == pytest.approx(q)
+    assert dl["estimate"] == pytest.approx(fe, rel=1e-12)
+    assert dl["se"] == pytest.approx(1 / np.sqrt(np.sum(w)), rel=1e-12)
+    assert dl["Q_p"] == pytest.approx(stats.chi2.sf(q, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = its.dersimonian_laird([0.3], [0.04], confidence=0.9)
+    assert (one["estimate"], one["se"], one["tau2"], one["k"]) == (
+        pytest.approx(0.3), pytest.approx(0.2), 0.0, 1)
+    assert one["ci_high"] == pytest.approx(0.3 + stats.norm.ppf(0.95) * 0.2)
+    assert np.isnan(one["Q_p"])
+
+
+def _termly(summer_day):
+    rng = np.random.default_rng(7)
+    dates = [summer_day(y + 1) if k == 2 else pd.Timestamp(y + (k > 0), (9, 1)[k], 1)
+             for y in range(2012, 2022) for k in range(3)]
+    return pd.DataFrame({"term_start": dates,
+                         "suspensions": rng.poisson(200, len(dates))})
+
+
+def test_terms_follow_the_school_census_calendar():
+    # summer terms dated by Easter Monday, in March in some years (28 March 2016)
+    df = _termly(lambda y: pd.Timestamp(easter(y)) + pd.Timedelta(days=1))
+    r = its.fit(df, time="term_start", outcome="suspensions", interruption="2016-09-01",
+                seasonality="term")
+    assert r.frequency == "termly" and r.n == 30
+    cf = r.counterfactual
+    assert cf["label"].iloc[:3].tolist() == ["2012/13 autumn", "2012/13 spring",
+                                             "2012/13 summer"]
+    # each period starts on its term's first day: 1 August, 1 January, Easter Monday
+    assert cf["period"].iloc[:3].tolist() == [pd.Timestamp("2012-08-01"),
+                                              pd.Timestamp("2013-01-01"),
+                                              pd.Timestamp("2013-04-01")]
+    assert r.interruptions == [pd.Timestamp("2016-08-01")]
+    X = r.model.model.exog
+    names = r.diagnostics["terms"]
+    assert X[:, names.index("term_summer")].tolist() == [0, 0, 1] * 10
+    # a summer term dated before Easter Monday is in spring: a clear error, not a guess
+    late = _termly(lambda y: pd.Timestamp(y, 4, 14))  # Easter Sunday 20 April 2014
+    with pytest.raises(DataError, match="summer term dated before Easter Monday"):
+        its.fit(late, time="term_start", outcome="suspensions", interruption="2016-09-01")
+
+
+@pytest.mark.filterwarnings("ignore::evaluation.its.ITSPowerWarning")
+def test_academic_years_in_the_time_column():
+    years = [f"{y}/{(y + 1) % 100:02d}" for y in range(2006, 2017)]
+    df = pd.DataFrame({"year": years, "suspensions": np.arange(100, 111) * 3})
+    r = its.fit(df, time="year", outcome="suspensions", interruption="2012/13")
+    assert r.frequency == "yearly" and r.interruptions == [pd.Timestamp("2012-09-01")]
+    assert r.counterfactual["label"].iloc[6] == "2012/13"
+    bad = df.assign(year=df["year"].where(df.index != 3, "2009/11"))
+    with pytest.raises(DataError, match="row 5 hold"):
+        its.fit(bad, time="year", outcome="suspensions", interruption="2012/13")
+
+
+def test_autocorrelation_flag_uses_the_documented_thresholds(sicily):
+    d = _sicily_fit(sicily).diagnostics
+    lo, hi = its.DURBIN_WATSON_RANGE
+    assert d["autocorrelated"] == (not lo <= d["durbin_watson"] <= hi
+                                   or d["ljung_box_p"] < its.LJUNG_BOX_ALPHA)

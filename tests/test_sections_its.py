@@ -139,13 +139,23 @@ def test_demo_result_record(demo):
     assert r.ci_low < 0.75 < r.ci_high  # the true level change, with no true slope change
     assert r.unit == "ratio of observed to expected events after the interruption"
     assert (r.null, r.n) == (1.0, 21)
-    assert r.period == "autumn term 2017/18 to summer term 2023/24"
+    assert r.period == "2017/18 autumn to 2023/24 summer"  # evaluation.calendar.term_label
     assert r.direction == "lower_is_better" and r.verdict == "improved"
     pct = round((1 - r.estimate) * 100)
     assert r.headline == (f"Suspensions −{pct}% against the prior trend, ratio "
                           f"{r.estimate:.2f} ({r.ci_low:.2f} to {r.ci_high:.2f})")
     assert r.sentence == a.result.sentence and r.notebook == "20_exclusions_its.ipynb"
     assert sections[0].sentence == r.sentence
+    # the page's sentence leads with the same number as the Headline line and the record
+    assert r.sentence.startswith(
+        f"After the programme began in 2021/22 autumn, there were {pct}% fewer suspensions "
+        f"than the previous trend predicted (ratio of observed to expected {r.estimate:.2f}, "
+        f"95% CI {r.ci_low:.2f} to {r.ci_high:.2f})")
+    h = a.result.headline("lower_is_better")
+    assert (r.estimate, r.ci_low, r.ci_high, r.verdict) == (
+        h["estimate"], h["ci_low"], h["ci_high"], h["verdict"])
+    texts = [i.payload for i in sections[0].items if i.kind == "text"]
+    assert texts[0].startswith(f"**Headline:** {r.headline} — verdict: **improved**")
 
 
 def test_demo_model_and_diagnostics_tables(demo):

@@ -37,14 +37,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from evaluation import its
 from evaluation.errors import DataError, ParamsError
 from evaluation.params import ItsOptions
 from evaluation.privacy import Disclosure, withheld_cells
 from evaluation.project import Project
-from evaluation.results import Result, verdict
+from evaluation.results import Result
 from evaluation.sections import Section
 from evaluation.toc import Outcome
 
@@ -54,10 +53,6 @@ NOTEBOOK = "20_exclusions_its.ipynb"
 #: Above this many units a forest plot with one labelled row per unit is unreadable, so
 #: the units are drawn as a sorted "caterpillar" without names.
 MANY_UNITS = 40
-# Residual checks: Durbin-Watson far from 2 or a Ljung-Box p below this suggest
-# autocorrelation (Durbin & Watson 1950; Ljung & Box 1978).
-_DW_RANGE = (1.5, 2.5)
-_LB_ALPHA = 0.05
 _UNIT_WORDS = {"monthly": "month", "termly": "term", "yearly": "year"}
 _DROP_MISSING = "count missing (suppressed or not reported)"
 _DROP_ROLL = "no pupils on roll recorded (roll 0 or missing)"
@@ -73,7 +68,6 @@ class _Series:
 
     rows: pd.DataFrame  # unit, group, period, code, label, count, roll
     frequency: str
-    anchor: int
 
 
 def _options(project: Project) -> ItsOptions:
@@ -132,12 +126,10 @@ def _series(table: pd.DataFrame, options: ItsOptions, column: str) -> _Series:
             f"analyses.its names column(s) {', '.join(repr(c) for c in missing)}, which the "
             f"exclusions table does not have (columns: {', '.join(map(str, table.columns))})"
         )
-    # The period helpers of evaluation.its are reused so that periods match its fits.
-    dates = its._as_dates(table[time], time)
-    years = dates.astype("datetime64[Y]").astype(np.int64) + 1970
-    months = dates.astype("datetime64[M]").astype(np.int64) % 12 + 1
-    frequency, anchor = its._infer_frequency(dates, months)
-    codes = its._codes(years, months, frequency, anchor)
+    # The period scale of evaluation.its, so that periods match its fits.
+    dates = its.as_dates(table[time], time)
+    periods = its.Periods.infer(dates)
+    codes = periods.codes(dates)
     unit = table[options.by].astype("string") if options.by else pd.Series("all", index=table.index)
     group_col = options.group if options.group and options.group in table.columns else None
     group = (table[group_col].astype("string").str.strip() if group_col
@@ -147,13 +139,13 @@ def _series(table: pd.DataFrame, options: ItsOptions, column: str) -> _Series:
     rows = pd.DataFrame({
         "unit": unit.to_numpy(),
         "group": group.to_numpy(),
-        "period": its._starts(codes, frequency, anchor),
+        "period": periods.starts(codes),
         "code": codes,
-        "label": [its._label(c, frequency, anchor) for c in codes],
+        "label": periods.labels(codes),
         "count": pd.to_numeric(table[column], errors="coerce").astype(float).to_numpy(),
         "roll": roll.to_numpy(),
     })
-    return _Series(rows, frequency, anchor)
+    return _Series(rows, periods.frequency)
 
 
 def _usable(rows: pd.DataFrame, exposure: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -243,54 +235,34 @@ class ItsAnalysis:
         plural = self.unit_word[1]
         return f"programme {plural}" if self.comparison_units else plural
 
-    def headline_row(self) -> pd.Series:
-        effects = self.result.effects
-        return effects.loc[effects["term"] == self.result.headline_term].iloc[0]
-
     def headline(self) -> Result:
-        """The headline result for the project summary.
-
-        With the impact model "level+slope" the headline is the whole post-interruption
-        effect: observed events over the events the pre-interruption trend predicts
-        (observed totals fixed; CI by the delta method on the log of the predicted total,
-        ``exp(±z·se/predicted)``), because a fall in level followed by a steeper rise is
-        not an improvement. With "level" or "slope" it is that term's rate ratio. If the
-        observed total after the interruption is withheld, the ratio is too (no estimate).
-        """
+        """The headline result for the project summary: :meth:`its.ITSResult.headline` of
+        the programme series (observed over expected events after the interruption for
+        "level+slope", else the level or slope rate ratio), worded; withheld with the
+        observed total."""
+        h = self.result.headline(self.outcome.direction, disclosure=self.disclosure)
         cf = self.result.counterfactual
         name = self.label[:1].upper() + self.label[1:]
-        if self.options.impact == "level+slope" and self.total_withheld:
+        est, lo, hi = h["estimate"], h["ci_low"], h["ci_high"]
+        if h["withheld"]:
             # observed over expected would give the withheld observed total away
-            est = lo = hi = None
-            unit = "ratio of observed to expected events after the interruption"
             text = (f"{name} after the interruption: fewer than {self.disclosure.threshold}, "
                     "too few to compare with the prior trend (withheld to protect pupils' "
                     "privacy)")
-        elif self.options.impact == "level+slope":
-            cu = self.result.cumulative.iloc[0]
-            z = float(stats.norm.ppf(0.5 + self.result.confidence / 2))
-            est = float(cu["observed_total"] / cu["counterfactual_total"])
-            half = z * float(cu["se"] / cu["counterfactual_total"])
-            lo, hi = est * float(np.exp(-half)), est * float(np.exp(half))
-            unit = "ratio of observed to expected events after the interruption"
+        elif h["term"] == its.OBSERVED_OVER_EXPECTED:
             text = (f"{name} {_signed_pct(est)} against the prior trend, ratio {est:.2f} "
                     f"({lo:.2f} to {hi:.2f})")
+        elif h["term"].startswith("slope"):
+            text = (f"{name} trend {_signed_pct(est)} per {_UNIT_WORDS[self.frequency]}, "
+                    f"RR {est:.2f} ({lo:.2f} to {hi:.2f})")
         else:
-            row = self.headline_row()
-            est, lo, hi = float(row["estimate"]), float(row["ci_low"]), float(row["ci_high"])
-            unit, pct = "rate ratio", _signed_pct(est)
-            if row["term"].startswith("slope"):
-                per = _UNIT_WORDS[self.frequency]
-                text = f"{name} trend {pct} per {per}, RR {est:.2f} ({lo:.2f} to {hi:.2f})"
-            else:
-                text = f"{name} {pct}, RR {est:.2f} ({lo:.2f} to {hi:.2f})"
+            text = f"{name} {_signed_pct(est)}, RR {est:.2f} ({lo:.2f} to {hi:.2f})"
         return Result(
             outcome_id=self.outcome.id, analysis="its", measure=self.column, estimate=est,
-            ci_low=lo, ci_high=hi, unit=unit, null=1.0, n=len(self.programme_units),
+            ci_low=lo, ci_high=hi, unit=h["unit"], null=h["null"],
+            n=len(self.programme_units),
             period=f"{cf['label'].iloc[0]} to {cf['label'].iloc[-1]}",
-            direction=self.outcome.direction,
-            verdict=("no clear change" if lo is None or hi is None else
-                     verdict(lo, hi, null=1.0, direction=self.outcome.direction)),
+            direction=self.outcome.direction, verdict=h["verdict"],
             headline=text, sentence=self.sentence, notebook=NOTEBOOK,
         )
 
@@ -401,17 +373,13 @@ class ItsAnalysis:
     def conflict_text(self) -> str:
         """A caution when the level change and what followed point different ways (e.g. a
         drop in level followed by a steeper rise), so the level change alone misleads."""
-        e = self.result.effects.set_index("term")
-        if self.result.headline_term != "level change" or "slope change" not in e.index:
+        if not self.result.level_and_trend_disagree():
             return ""
+        e = self.result.effects.set_index("term")
         level, slope = e.loc["level change"], e.loc["slope change"]
         c = self.result.cumulative.iloc[0]
         null = 1.0
         level_down = level["estimate"] < null
-        slope_opposite = (slope["ci_low"] > null) if level_down else (slope["ci_high"] < null)
-        total_opposite = (c["ci_low"] > 0) if level_down else (c["ci_high"] < 0)
-        if not (slope_opposite or total_opposite):
-            return ""
         unit = _UNIT_WORDS[self.frequency]
         word = "more" if c["difference"] > 0 else "fewer"
         total = ("so read the two together (the numbers of events after the interruption "
@@ -455,7 +423,7 @@ class ItsAnalysis:
     def autocorrelation_text(self) -> str:
         d = self.result.diagnostics
         dw, lb = d["durbin_watson"], d["ljung_box_p"]
-        concern = not (_DW_RANGE[0] <= dw <= _DW_RANGE[1]) or lb < _LB_ALPHA
+        concern = d["autocorrelated"]
         facts = f"Durbin-Watson {dw:.2f}, Ljung-Box p {_fmt_p(lb)}"
         lag = self.options.autocorrelation
         short = min(d["n_pre"], d["n_post"]) < its.POWER_POINTS
@@ -799,7 +767,7 @@ def _units_text(a: ItsAnalysis) -> str:
 def _its_figure(a: ItsAnalysis, result: its.ITSResult, *, controlled: bool) -> tuple[Any, str]:
     name = a.label[:1].upper() + a.label[1:]
     unit = _UNIT_WORDS[a.frequency]
-    when = f"{result.interruptions[0]:%B %Y}"
+    when = result.effects["interruption"].iloc[0]  # the first period after it, in words
     title = (f"{name} per {unit}: programme and comparison {a.unit_word[1]}" if controlled
              else f"{name} per {unit}, {a.group_words} together")
     fig = result.plot(title=title, disclosure=a.disclosure)
