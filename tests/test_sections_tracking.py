@@ -257,7 +257,7 @@ def test_quality_section_counts_problems_without_ids(project):
     fake = Fake()
     data = S.TrackingData(options=ReferralTrackingOptions(), register=reg, kpis=pd.DataFrame(),
                           pupils=None, attendance=None, suspensions=None, min_count=5,
-                          pupil=tracking.PupilAnalyses(reg, background=False))
+                          pupil=tracking.PupilAnalyses(reg))
     S._CACHE[id(fake)] = (weakref.ref(fake), data)
     sec = S.quality_section(fake)
     table = sec.tables()["Data-quality problems by check"].set_index("Problem")
@@ -593,7 +593,7 @@ def handmade(project, tmp_name: str, *, reasons: list[str] | None = ("SEMH", "be
     fake.disclosure = privacy.Disclosure(5, "board")
     data = S.TrackingData(options=options, register=reg, kpis=kpis, pupils=pupils,
                           attendance=None, suspensions=None, min_count=5,
-                          pupil=tracking.PupilAnalyses(reg, background=False),
+                          pupil=tracking.PupilAnalyses(reg),
                           disclosure=privacy.Disclosure(5, "board"),
                           reasons=None if reasons is None else list(reasons))
     S._CACHE[id(fake)] = (weakref.ref(fake), data)

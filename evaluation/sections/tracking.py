@@ -57,7 +57,7 @@ from evaluation import tracking
 from evaluation.baseline_followup import paired_change
 from evaluation.errors import DataError, ParamsError
 from evaluation.filters import FilterError, parse_filter
-from evaluation.params import ReferralTrackingOptions
+from evaluation.params import REFERRAL_TRACKING_MEASURES, ReferralTrackingOptions
 from evaluation.privacy import WITHHELD, Disclosure, check_board_safe, withheld_note
 from evaluation.project import Project
 from evaluation.results import Result, verdict
@@ -87,7 +87,7 @@ __all__ = [
 
 NOTEBOOK = "30_referral_tracking.ipynb"
 #: Measures :func:`outcome_section` can evidence, with the table kind each needs.
-SUPPORTED_MEASURES = {"attendance_pct": "attendance", "needs_met": "referrals"}
+SUPPORTED_MEASURES = REFERRAL_TRACKING_MEASURES  # defined once, where validate checks it
 SUSPENSION_WINDOW_DAYS = 90
 LEVEL = 3  # sections sit under the notebook's static "##" headings
 
@@ -174,9 +174,6 @@ def tracking_data(project: Project) -> TrackingData:
     options = _options(project)
     pupils = project.table(options.pupils)
     attendance = project.table(options.attendance)
-    # the attendance rows are checked and read in the background while the register is built
-    rows = (tracking.in_background(tracking.read_attendance, attendance)
-            if attendance is not None else None)
     try:
         register = tracking.build_register(
             project.table(options.referrals), project.table(options.interventions),
@@ -186,7 +183,7 @@ def tracking_data(project: Project) -> TrackingData:
     except DataError as exc:
         raise DataError(f"{project.params.file}: analyses.referral_tracking: {exc}") from None
     suspensions = project.table(options.suspensions)
-    pupil = tracking.PupilAnalyses(register, rows, suspensions,
+    pupil = tracking.PupilAnalyses(register, attendance, suspensions,
                                    window_weeks=options.attendance_window_weeks,
                                    suspension_days=SUSPENSION_WINDOW_DAYS)
     data = TrackingData(options=options, register=register, kpis=kpis, pupils=pupils,
@@ -305,7 +302,7 @@ def promises_section(project: Project) -> Section:
         rows = []
         for name, t in o.targets.items():
             kpi = tracking.KPI_ALIASES.get(name, name)
-            lower = tracking.kpi_direction(kpi) == "lower"
+            lower = tracking.kpi_direction(kpi) == "lower_is_better"
             unit = "" if kpi.startswith(("median_", "p90_")) else "%"
             rows.append({"Measure": KPI_LABELS.get(kpi, kpi),
                          "What it counts": KPI_MEANING.get(kpi, "").format(days=days),

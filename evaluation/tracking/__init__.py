@@ -1,0 +1,53 @@
+"""Intervention tracking for referred pupils: the register and its data-quality checks,
+pathway KPIs, case flow, outcomes and costs, pupil-level change and disproportionality.
+
+The tables come from intake (see ``docs/tables.md``): ``referrals``, ``interventions``,
+``reviews`` and optionally ``pupils``, ``attendance`` and ``suspensions``. Terms, academic
+years, weeks and working days are those of :mod:`evaluation.calendar`.
+"""
+
+from evaluation.intake import CLOSURE_OUTCOMES
+from evaluation.tracking.equity import (
+    disproportionality,
+    disproportionality_table,
+    disproportionality_tables,
+)
+from evaluation.tracking.flow import caseload, funnel, time_open
+from evaluation.tracking.kpis import (
+    KPI_ALIASES,
+    KPIS,
+    kpi_direction,
+    kpi_sentences,
+    pathway_kpis,
+    period_label,
+)
+from evaluation.tracking.outcomes import costs, outcomes_by
+from evaluation.tracking.pupils import (
+    PupilAnalyses,
+    SurvivalResult,
+    attendance_around_start,
+    attendance_by_week,
+    event_study,
+    plot_km,
+    pupil_starts,
+    suspensions_around_start,
+    time_to_event,
+)
+from evaluation.tracking.quality import QUALITY_COLUMNS, quality_summary
+from evaluation.tracking.register import (
+    ESCALATION_OUTCOMES,
+    MENU,
+    REVIEW_OUTCOMES,
+    Register,
+    build_register,
+)
+
+__all__ = [
+    "CLOSURE_OUTCOMES", "ESCALATION_OUTCOMES", "KPI_ALIASES", "KPIS", "MENU",
+    "QUALITY_COLUMNS", "REVIEW_OUTCOMES", "PupilAnalyses", "Register", "SurvivalResult",
+    "attendance_around_start", "attendance_by_week", "build_register", "caseload", "costs",
+    "disproportionality", "disproportionality_table", "disproportionality_tables",
+    "event_study", "funnel", "kpi_direction", "kpi_sentences", "outcomes_by",
+    "pathway_kpis", "period_label", "plot_km", "pupil_starts", "quality_summary",
+    "suspensions_around_start", "time_open", "time_to_event",
+]
