@@ -15,9 +15,13 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evaluation import __version__
 from evaluation.errors import EvalKitError
+
+if TYPE_CHECKING:
+    from evaluation.params import ProblemsError
 
 NEW_PARAMS = """\
 # Parameters of the evaluation project '{name}'. See README.md, "Starting a new project".
@@ -71,21 +75,51 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _shown(text: object) -> str:
+    """Text from the user's files as the terminal may print it: control characters escaped,
+    so a hostile key or header cannot drive the terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _print_problems(params_file: Path, exc: ProblemsError) -> None:
+    """Every problem of the parameters and theory of change, grouped by file, one line each
+    naming the key."""
+    n = len(exc.problems)
+    print(f"invalid {params_file}: {n} problem{'' if n == 1 else 's'}", file=sys.stderr)
+    for file, problems in exc.by_file().items():
+        print(f"  in {_relative(file)}:", file=sys.stderr)
+        for problem in problems:
+            print(f"    {_shown(problem)}", file=sys.stderr)
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from evaluation.intake import load_data
+    from evaluation.params import ProblemsError, project_notes
     from evaluation.pseudonyms import key_fingerprint, key_location
     from evaluation.runner import find_params, validate_project
 
     failed = 0
     for f in find_params(args.params):
         try:
-            params = validate_project(f)
+            # every problem of the parameters and theory of change at once; then the data
+            # (intake stops at its first problem), its links and the notebooks
+            params, toc, data = validate_project(f)
             project_id = params.project.id
             fingerprint = key_fingerprint(project_id)  # creates the key file if need be
             key = f"{key_location(project_id)} (fingerprint {fingerprint})"
             # What intake dropped, by header: shown here, in the user's terminal, and never
             # written to any report or processed file.
-            dropped = load_data(params).dropped_columns()
+            dropped = data.dropped_columns()
+        except ProblemsError as exc:
+            _print_problems(f, exc)
+            failed += 1
+            continue
         except EvalKitError as exc:
             print(f"invalid {f}: {exc}", file=sys.stderr)
             failed += 1
@@ -93,6 +127,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"valid   {f}: project '{project_id}', "
               f"{len(params.data)} data sources, analyses: {', '.join(params.enabled)}")
         print(f"        pseudonym key: {key}")
+        for note in project_notes(params, toc):
+            print(f"        note: {_shown(note)}")
         for name, headers in dropped.items():
             # repr: quoted, with control characters escaped, so a hostile header cannot
             # drive the terminal

@@ -36,23 +36,35 @@ no salt or key: a file that still has ``project.pseudonym_salt`` is refused. Row
 such as ``disproportionality_group`` are parsed here by a small safe grammar (never run as
 Python), so a malformed or hostile expression is refused when the file is loaded.
 
-Every problem is reported as one :class:`~evaluation.errors.ParamsError` line that
-names the file, the key and what is expected.
+This module is the one place that says what a run will accept: the schema, the KPI names
+and directions (:data:`KPIS`), the one direction vocabulary (``higher_is_better`` /
+``lower_is_better``), and the links between the theory of change, the parameters and the
+data (:func:`check_project`). :func:`load_project_files` reads both files and raises one
+:class:`ProblemsError` with every problem, each naming the file, the key and what to do.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evaluation.errors import ParamsError
 from evaluation.filters import FilterError, parse_filter
-from evaluation.tables import TABLE_KINDS, TABLES, categories_problem
+from evaluation.tables import CLOSURE_OUTCOMES, TABLE_KINDS, TABLES, categories_problem
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from evaluation.intake import ProjectData
+    from evaluation.toc import TheoryOfChange
 
 # Analysis name -> the notebook that reports it, in the order the runner executes them.
 # The summary runs last because it reads what the others recorded.
@@ -65,8 +77,96 @@ NOTEBOOKS = {
 }
 
 
+#: Which way is better: the one vocabulary of the parameters and the theory of change.
+Direction = Literal["higher_is_better", "lower_is_better"]
+DIRECTIONS: tuple[str, ...] = ("higher_is_better", "lower_is_better")
+# Words other parts of the kit once used, and the word to write instead.
+_OTHER_DIRECTION_WORDS = {
+    "higher": "higher_is_better", "increase": "higher_is_better", "up": "higher_is_better",
+    "lower": "lower_is_better", "decrease": "lower_is_better", "down": "lower_is_better",
+}
+
+
+def direction_problem(value: Any) -> str | None:
+    """Why ``value`` is not a direction the parameters or theory of change accept (None if
+    it is one), naming the word to write instead."""
+    if value in DIRECTIONS:
+        return None
+    if isinstance(value, bool):
+        return f"write {'higher_is_better' if value else 'lower_is_better'} rather than {value!r}"
+    word = _OTHER_DIRECTION_WORDS.get(str(value).strip().lower())
+    if word:
+        return f"write {word} rather than {value!r} (directions: {' or '.join(DIRECTIONS)})"
+    return f"expected {' or '.join(DIRECTIONS)}, got {value!r}"
+
+
+def check_direction(value: Any) -> Any:
+    """A pydantic ``mode="before"`` validator body for a ``direction`` field."""
+    if value is None:
+        return value
+    problem = direction_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: The referral pathway's KPIs (``analyses.referral_tracking.targets``) and which way each
+#: is better. The one list of KPI names: tracking computes exactly these, plus
+#: ``closures: <closure outcome>`` for each closure outcome (better when higher).
+KPIS: dict[str, Direction] = {
+    "referrals_received": "higher_is_better",
+    "pct_response_within_target": "higher_is_better",
+    "median_working_days_to_response": "lower_is_better",
+    "p90_working_days_to_response": "lower_is_better",
+    "median_days_to_first_intervention": "lower_is_better",
+    "p90_days_to_first_intervention": "lower_is_better",
+    "pct_lead_professional": "higher_is_better",
+    "pct_sessions_attended": "higher_is_better",
+    "pct_reviewed": "higher_is_better",
+    "pct_needs_met": "higher_is_better",
+}
+#: Short names accepted in ``targets`` for the KPIs above.
+KPI_ALIASES: dict[str, str] = {
+    "response_within_target": "pct_response_within_target",
+    "lead_professional": "pct_lead_professional",
+    "dosage": "pct_sessions_attended",
+    "needs_met": "pct_needs_met",
+    "sessions_attended": "pct_sessions_attended",
+    "reviewed": "pct_reviewed",
+    "days_to_response": "median_working_days_to_response",
+    "days_to_first_intervention": "median_days_to_first_intervention",
+}
+CLOSURES_KPI = "closures: "
+CLOSURE_KPIS: tuple[str, ...] = tuple(
+    CLOSURES_KPI + o for o in (*CLOSURE_OUTCOMES, "not recorded"))
+
+#: Measures the referral-tracking analysis can evidence an outcome with, and the kind of
+#: table each is measured from.
+REFERRAL_TRACKING_MEASURES: dict[str, str] = {"attendance_pct": "attendance",
+                                              "needs_met": "referrals"}
+
+
+def kpi_name(name: str) -> str | None:
+    """The KPI a target name means (a short name resolved), or None if it is no KPI."""
+    kpi = KPI_ALIASES.get(name, name)
+    return kpi if kpi in KPIS or kpi in CLOSURE_KPIS else None
+
+
+def kpi_direction(kpi: str) -> Direction:
+    """Which way a KPI (or short name) is better when its target does not say."""
+    return KPIS.get(KPI_ALIASES.get(kpi, kpi), "higher_is_better")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Problems(ValueError):
+    """Several problems found by one validator: (key below the field, message) each."""
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(m for _, m in items))
+        self.items = items
 
 
 class Period(_Strict):
@@ -140,6 +240,23 @@ class BaselineFollowupOptions(_Strict):
     #: Compare the programme with the comparison group (pupils.group) by ANCOVA.
     comparison: bool = True
 
+    @field_validator("subgroups")
+    @classmethod
+    def _pupil_columns(cls, value: list[str]) -> list[str]:
+        known = [c.name for c in TABLES["pupils"] if not c.identifier]
+        unknown = [c for c in value if c not in known]
+        if unknown:
+            raise ValueError(_not_a_column(unknown, known, "pupils"))
+        return value
+
+
+def _not_a_column(names: list[str], known: list[str], kind: str) -> str:
+    close = difflib.get_close_matches(names[0], known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    listed = ", ".join(f"'{n}'" for n in names)
+    noun = "is not a column" if len(names) == 1 else "are not columns"
+    return f"{listed} {noun} of the {kind} table{hint}; columns: {', '.join(known)}"
+
 
 class ItsOptions(_Strict):
     data: str = "exclusions"
@@ -161,10 +278,38 @@ class ItsOptions(_Strict):
     #: Why this impact model was chosen a priori (shown in the report).
     rationale: str = ""
 
+    @model_validator(mode="after")
+    def _exclusions_columns(self) -> ItsOptions:
+        """Every column the options name must be one intake keeps in an exclusions table."""
+        cols = {c.name: c for c in TABLES["exclusions"]}
+        counts = [n for n, c in cols.items() if c.type == "int" and n != "roll"]
+        problems = []
+        for key in ("outcome", "exposure", "time", "by", "group"):
+            name = getattr(self, key)
+            if name is not None and name not in cols:
+                problems.append(f"{key}: {_not_a_column([name], list(cols), 'exclusions')}")
+        if self.outcome in cols and self.outcome not in counts:
+            problems.append(f"outcome: '{self.outcome}' is not a count; use one of "
+                            f"{', '.join(counts)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 class KpiTarget(_Strict):
+    """RAG thresholds of one KPI: green at or beyond ``green``, amber at or beyond ``amber``
+    (beyond = above when higher is better, below when lower is better)."""
+
     green: float
     amber: float
+    #: Which way the KPI is better; left out, the KPI's own (:data:`KPIS`). Left out of
+    #: ``model_dump()`` when not given.
+    direction: Direction | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    @field_validator("direction", mode="before")
+    @classmethod
+    def _one_vocabulary(cls, value: Any) -> Any:
+        return check_direction(value)
 
 
 class ReferralTrackingOptions(_Strict):
@@ -181,6 +326,37 @@ class ReferralTrackingOptions(_Strict):
     #: A row filter of the pupils table naming the focus group for disproportionality, in
     #: the safe grammar of :mod:`evaluation.filters` (parsed here, never run as Python).
     disproportionality_group: str | None = None
+
+    @field_validator("targets")
+    @classmethod
+    def _known_kpis(cls, value: dict[str, KpiTarget]) -> dict[str, KpiTarget]:
+        """Target names must be KPIs the pathway computes, once each, with thresholds
+        in the order their direction needs."""
+        problems: list[tuple[str, str]] = []
+        seen: dict[str, str] = {}
+        for name, target in value.items():
+            kpi = kpi_name(name)
+            if kpi is None:
+                names = [*KPIS, *KPI_ALIASES]
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append((
+                    name, f"'{name}' is not a KPI{hint}; KPIs: {', '.join(KPIS)}, "
+                    f"'{CLOSURES_KPI}<closure outcome>'; short names: {', '.join(KPI_ALIASES)}"))
+                continue
+            if kpi in seen:
+                problems.append((name, f"'{name}' and '{seen[kpi]}' are both targets for "
+                                       f"{kpi}; keep one"))
+            seen[kpi] = name
+            direction = target.direction or kpi_direction(kpi)
+            higher = direction == "higher_is_better"
+            if (target.amber > target.green) if higher else (target.amber < target.green):
+                problems.append((name, (
+                    f"amber ({target.amber:g}) is beyond green ({target.green:g}); with "
+                    f"{direction} amber must be {'below' if higher else 'above'} green")))
+        if problems:
+            raise _Problems(problems)
+        return value
 
     @field_validator("disproportionality_group")
     @classmethod
@@ -246,6 +422,38 @@ class ProjectParams(_Strict):
     _file: Path | None = None
     _root: Path | None = None
 
+    @field_validator("measures")
+    @classmethod
+    def _measures(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each measure as the registry reads it (``direction`` becomes the registry's
+        ``higher_is_better``), and every problem the registry would raise at run time."""
+        from evaluation.measures import load_registry  # the registry is only needed here
+
+        problems: list[tuple[str, str]] = []
+        out: dict[str, dict[str, Any]] = {}
+        for name, spec in value.items():
+            spec = dict(spec)
+            if "higher_is_better" in spec:
+                problems.append((f"{name}.higher_is_better", (
+                    "write `direction: higher_is_better` or `direction: lower_is_better` "
+                    "instead of higher_is_better: true/false")))
+                continue
+            if "direction" in spec:
+                problem = direction_problem(spec["direction"])
+                if problem:
+                    problems.append((f"{name}.direction", problem))
+                    continue
+                spec["higher_is_better"] = spec.pop("direction") == "higher_is_better"
+            try:
+                load_registry({name: spec})
+            except ParamsError as exc:
+                problems.append((name, str(exc).replace("higher_is_better", "direction")))
+                continue
+            out[name] = spec
+        if problems:
+            raise _Problems(problems)
+        return out
+
     @field_validator("data")
     @classmethod
     def _kinds(cls, value: dict[str, DataSource]) -> dict[str, DataSource]:
@@ -305,27 +513,63 @@ def project_root(params_file: Path) -> Path:
     return folder.parent if folder.name == "params" else folder
 
 
-def _describe_error(err: dict[str, Any], raw: Any) -> str:
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a parameters or theory-of-change file: where it is and what to do."""
+
+    file: Path
+    key: str  # dotted key of the parameters, or the part and id of the theory of change
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+class ProblemsError(ParamsError):
+    """Every problem found in a project's parameters and theory of change, at once."""
+
+    def __init__(self, problems: list[Problem], message: str | None = None) -> None:
+        self.problems = problems
+        if message is None:
+            by_file: dict[Path, list[str]] = {}
+            for p in problems:
+                by_file.setdefault(p.file, []).append(str(p))
+            message = " ".join(f"{f}: " + "; ".join(lines) for f, lines in by_file.items())
+        super().__init__(message)
+
+    def by_file(self) -> dict[Path, list[Problem]]:
+        """The problems grouped by the file they are in, in the order found."""
+        out: dict[Path, list[Problem]] = {}
+        for p in self.problems:
+            out.setdefault(p.file, []).append(p)
+        return out
+
+
+def _describe_error(err: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, message) for one pydantic error: several for our own multi-problem checks."""
     loc = ".".join(str(p) for p in err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
         parent = ".".join(str(p) for p in err["loc"][:-1]) or "top level"
-        return f"unknown key '{loc}' (not allowed under {parent}); check its spelling"
+        return [(loc, f"unknown key (not allowed under {parent}); check its spelling")]
     if kind == "missing":
-        return f"missing key '{loc}'; add it"
+        return [(loc, "missing key; add it")]
     if kind == "value_error":  # our own validators: the message says what to do
-        message = str(err["msg"]).removeprefix("Value error, ")
-        return message if message.startswith(f"{loc}.") else f"key '{loc}': {message}"
+        error = (err.get("ctx") or {}).get("error")
+        if isinstance(error, _Problems):
+            return [(f"{loc}.{sub}", message) for sub, message in error.items]
+        return [(loc, str(err["msg"]).removeprefix("Value error, "))]
     got = err.get("input")
     if isinstance(got, dict | list):
         got = type(got).__name__
-    return f"key '{loc}': {err['msg']} (got {got!r})"
+    return [(loc, f"{err['msg']} (got {got!r})")]
 
 
 def load_params(path: str | Path, *, check_files: bool = True) -> ProjectParams:
     """Read and validate a project's parameters.
 
-    Raises :class:`ParamsError` naming the file, the key and what is expected.
+    Raises :class:`ProblemsError` (a :class:`ParamsError`) listing every problem of the
+    file, each naming the file, the key and what is expected.
     """
     path = Path(path)
     if not path.exists():
@@ -341,45 +585,43 @@ def load_params(path: str | Path, *, check_files: bool = True) -> ProjectParams:
     try:
         params = ProjectParams.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe_error(e, raw) for e in exc.errors()]
-        raise ParamsError(f"{path}: " + "; ".join(problems)) from None
+        problems = [Problem(path, key, message)
+                    for e in exc.errors() for key, message in _describe_error(e)]
+        raise ProblemsError(problems) from None
     params._file = path.resolve()
     params._root = project_root(path)
-    if check_files:
-        _check_files(params)
-    _check_references(params)
+    found = (_check_files(params) if check_files else []) + _check_references(params)
+    if found:
+        raise ProblemsError([Problem(path, key, message) for key, message in found])
     return params
 
 
-def _check_files(params: ProjectParams) -> None:
+def _check_files(params: ProjectParams) -> list[tuple[str, str]]:
+    """Every input file named must exist and be a CSV or Excel file."""
+    problems = []
     toc = params.resolve(params.theory_of_change)
     if not toc.is_file():
-        raise ParamsError(
-            f"{params.file}: theory_of_change: file '{params.theory_of_change}' not found "
-            f"(looked for {toc}); paths are relative to {params.root}"
-        )
+        problems.append(("theory_of_change", (
+            f"file '{params.theory_of_change}' not found (looked for {toc}); paths are "
+            f"relative to {params.root}")))
     for name, source in params.data.items():
         full = params.resolve(source.path)
-        if not full.is_file():
-            raise ParamsError(
-                f"{params.file}: data.{name}.path: file '{source.path}' not found "
-                f"(looked for {full}); put the school's export there or correct the path"
-            )
         suffix = full.suffix.lower()
-        if suffix not in {".csv", ".xlsx", ".xlsm"}:
-            raise ParamsError(
-                f"{params.file}: data.{name}.path: '{source.path}' is a {suffix or 'plain'} "
-                "file; save it as .csv or .xlsx"
-            )
-        if source.sheet is not None and suffix == ".csv":
-            raise ParamsError(
-                f"{params.file}: data.{name}.sheet: '{source.path}' is a CSV file, which has "
-                "no sheets; remove `sheet:`"
-            )
+        if not full.is_file():
+            problems.append((f"data.{name}.path", (
+                f"file '{source.path}' not found (looked for {full}); put the school's export "
+                "there or correct the path")))
+        elif suffix not in {".csv", ".xlsx", ".xlsm"}:
+            problems.append((f"data.{name}.path", (
+                f"'{source.path}' is a {suffix or 'plain'} file; save it as .csv or .xlsx")))
+        elif source.sheet is not None and suffix == ".csv":
+            problems.append((f"data.{name}.sheet", (
+                f"'{source.path}' is a CSV file, which has no sheets; remove `sheet:`")))
+    return problems
 
 
-def _check_references(params: ProjectParams) -> None:
-    """Analyses must name data sources that exist and are of the right kind."""
+def _wanted_sources(params: ProjectParams) -> list[tuple[str, str | None, str]]:
+    """(options key, source name, table kind) for every source an enabled analysis reads."""
     wanted: list[tuple[str, str | None, str]] = []
     a = params.analyses
     if a.baseline_followup:
@@ -399,19 +641,206 @@ def _check_references(params: ProjectParams) -> None:
             ("referral_tracking.suspensions", rt.suspensions, "suspensions"),
             ("referral_tracking.pupils", rt.pupils, "pupils"),
         ]
-    for key, name, kind in wanted:
-        if name is None:
+    return wanted
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+def _source_problem(params: ProjectParams, name: str, kind: str) -> str | None:
+    if name not in params.data:
+        return (f"names data source '{name}', which is not under `data:` in {params.file.name} "
+                f"(sources: {', '.join(params.data) or 'none'})")
+    if params.data[name].kind != kind:
+        return (f"source '{name}' is {_a(str(params.data[name].kind))} table; expected "
+                f"{_a(kind)} table")
+    return None
+
+
+def _check_references(params: ProjectParams) -> list[tuple[str, str]]:
+    """Analyses must name data sources that exist and are of the right kind."""
+    problems = []
+    for key, name, kind in _wanted_sources(params):
+        problem = None if name is None else _source_problem(params, name, kind)
+        if problem:
+            problems.append((f"analyses.{key}", problem))
+    return problems
+
+
+def check_project(params: ProjectParams, toc: TheoryOfChange,
+                  data: Mapping[str, pd.DataFrame] | ProjectData | None = None) -> list[Problem]:
+    """Every problem between the theory of change and the parameters (and, given the
+    project's tables by source name, e.g. ``intake.load_data(params)``, the data), so that
+    ``validate`` finds what the analyses would otherwise stop on mid-notebook.
+
+    An outcome measured by an analysis that is not enabled is not a problem: the summary
+    reports it as not yet measured (see :func:`project_notes`).
+    """
+    from evaluation.measures import load_registry
+
+    toc_file = params.resolve(params.theory_of_change)
+    problems: list[Problem] = []
+    enabled = set(params.enabled)
+    registry = load_registry(params.measures)
+    a = params.analyses
+    for o in toc.outcomes:
+        if o.analysis is None or o.analysis not in enabled or o.measure is None:
             continue
-        if name not in params.data:
-            raise ParamsError(
-                f"{params.file}: analyses.{key}: names data source '{name}', which is not "
-                f"under `data:` (sources: {', '.join(params.data) or 'none'})"
-            )
-        if params.data[name].kind != kind:
-            raise ParamsError(
-                f"{params.file}: analyses.{key}: source '{name}' is a {params.data[name].kind} "
-                f"table; expected a {kind} table"
-            )
+
+        def add(key: str, message: str, o_id: str = o.id) -> None:
+            problems.append(Problem(toc_file, f"outcome '{o_id}', key '{key}'", message))
+
+        if o.analysis == "baseline_followup" and a.baseline_followup:
+            source, kind = o.data or a.baseline_followup.scores, "scores"
+            measure = registry.get(o.measure)
+            if measure is None:
+                add("measure", f"'{o.measure}' is neither in the kit's registry nor under "
+                    f"`measures:` in {params.file.name}; known measures: "
+                    f"{', '.join(sorted(registry))}")
+            elif (o.direction == "higher_is_better") != measure.higher_is_better:
+                right = "higher_is_better" if measure.higher_is_better else "lower_is_better"
+                add("direction", f"{o.direction}, but '{o.measure}' is a measure where "
+                    f"{right}; write direction: {right}")
+        elif o.analysis == "its" and a.its:
+            source, kind = o.data or a.its.data, "exclusions"
+            counts = [c.name for c in TABLES["exclusions"] if c.type == "int" and c.name != "roll"]
+            if o.measure not in counts:
+                add("measure", f"'{o.measure}' is not a count of the exclusions table; the "
+                    f"interrupted time series analyses one of {', '.join(counts)}")
+        elif o.analysis == "referral_tracking" and a.referral_tracking:
+            kind = REFERRAL_TRACKING_MEASURES.get(o.measure, "")
+            source = o.data or getattr(a.referral_tracking, kind, None) or kind
+            if not kind:
+                usable = " or ".join(f"{m} (data: {_a(k)} table)"
+                                     for m, k in REFERRAL_TRACKING_MEASURES.items())
+                add("measure", f"'{o.measure}' is not a measure the referral-tracking "
+                    f"analysis can evidence; use {usable}")
+                continue
+        else:
+            continue
+        problem = _source_problem(params, source, kind)
+        if problem:
+            add("data", problem)
+    if data is not None:
+        problems += _data_problems(params, toc, data)
+    return problems
+
+
+def _data_problems(params: ProjectParams, toc: TheoryOfChange,
+                   data: Mapping[str, pd.DataFrame] | ProjectData) -> list[Problem]:
+    """What needs the tables: measures with no rows, an interruption outside the series."""
+    import pandas as pd
+
+    problems: list[Problem] = []
+    a = params.analyses
+    if a.baseline_followup:
+        toc_file = params.resolve(params.theory_of_change)
+        for o in toc.outcomes_for("baseline_followup"):
+            name = o.data or a.baseline_followup.scores
+            table = data[name] if name in data else None
+            if table is None or "measure" not in table or o.measure is None:
+                continue
+            found = pd.unique(table["measure"].dropna().astype(str))
+            if o.measure not in set(found):
+                shown = (", ".join(f"'{m}'" for m in sorted(found)) if len(found) <= 20
+                         else f"{len(found)} different values (is the right column mapped "
+                              "to measure?)")
+                problems.append(Problem(toc_file, f"outcome '{o.id}', key 'measure'", (
+                    f"the {o.data or a.baseline_followup.scores} table has no rows for "
+                    f"measure '{o.measure}' (measures found: {shown or 'none'}); correct the "
+                    "measure here or the values in the file")))
+    if a.its and a.its.data in data and a.its.time in data[a.its.data]:
+        problems += _interruption_problems(params, data[a.its.data][a.its.time])
+    return problems
+
+
+def _interruption_problems(params: ProjectParams, times: pd.Series) -> list[Problem]:
+    """The interruption must leave at least one period of the series before it and fall no
+    later than one period after the last.
+
+    The periods are the distinct dates of the time column, dates within three weeks of each
+    other taken as one period (schools' terms start a few days apart); this mirrors the
+    check of ``evaluation.its.fit`` without fitting anything.
+    """
+    import pandas as pd
+
+    its = params.analyses.its
+    assert its is not None
+    dates = pd.Series(pd.to_datetime(times, errors="coerce").dropna().unique()).sort_values()
+    if dates.empty:
+        return []
+    new_period = dates.diff() > pd.Timedelta(days=21)
+    starts = dates.groupby(new_period.cumsum().to_numpy()).min().reset_index(drop=True)
+    step = starts.diff().median() if len(starts) > 1 else pd.Timedelta(0)
+    first, last = dates.iloc[0].date(), dates.iloc[-1].date()
+    problems = []
+    for when in its.interruption if isinstance(its.interruption, list) else [its.interruption]:
+        stamp = pd.Timestamp(when)
+        if len(starts) < 2 or stamp < starts.iloc[1] - pd.Timedelta(days=21):
+            why = "leaves no period of the series before it"
+        elif stamp >= starts.iloc[-1] + step:
+            why = "is after the series ends"
+        else:
+            continue
+        problems.append(Problem(params.file, "analyses.its.interruption", (
+            f"{when} {why} (the {its.data} table's {its.time} runs from {first} to {last}); "
+            "an interrupted time series needs periods before and after the interruption")))
+    return problems
+
+
+def project_notes(params: ProjectParams, toc: TheoryOfChange) -> list[str]:
+    """Things allowed but worth telling the user at ``validate``: outcomes whose analysis
+    is not enabled, which the summary will show as not yet measured."""
+    enabled = set(params.enabled)
+    return [f"outcome '{o.id}' is measured by {o.analysis}, which is not enabled under "
+            f"`analyses:` in {params.file.name}: the summary will show it as not yet measured"
+            for o in toc.outcomes if o.analysis and o.measure and o.analysis not in enabled]
+
+
+def load_project_files(path: str | Path) -> tuple[ProjectParams, TheoryOfChange]:
+    """Read a project's parameters and theory of change and check them together.
+
+    Raises one :class:`ProblemsError` with every problem of both files and of the links
+    between them (nothing about the data: see :func:`check_project` with ``data``).
+    """
+    from evaluation.toc import load_toc
+
+    problems: list[Problem] = []
+    try:
+        params = load_params(path)
+    except ProblemsError as exc:
+        problems += exc.problems
+        params = None
+    toc = None
+    toc_path = _toc_path(Path(path), params)
+    if toc_path is not None and toc_path.is_file():
+        try:
+            toc = load_toc(toc_path)
+        except ProblemsError as exc:
+            problems += exc.problems
+        except ParamsError as exc:  # not found, not YAML: one message naming the file
+            problems.append(Problem(toc_path, "", str(exc)))
+    if params is not None and toc is not None:
+        problems += check_project(params, toc)
+    if problems or params is None or toc is None:
+        raise ProblemsError(problems)
+    return params, toc
+
+
+def _toc_path(path: Path, params: ProjectParams | None) -> Path | None:
+    """Where the theory of change is, even when the parameters did not validate."""
+    if params is not None:
+        return params.resolve(params.theory_of_change)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        name = raw.get("theory_of_change") if isinstance(raw, dict) else None
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(name, str):
+        return None
+    toc = Path(name)
+    return toc if toc.is_absolute() else project_root(path) / toc
 
 
 _NEW_PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -38,10 +38,12 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from evaluation.errors import DataError, ParamsError
+from evaluation.params import Direction, Problem, ProblemsError, check_direction
 
 if TYPE_CHECKING:  # matplotlib is imported lazily: loading a ToC must not need a backend
     from matplotlib.axes import Axes
@@ -65,7 +67,6 @@ __all__ = [
     "toc_from_dict",
 ]
 
-Direction = Literal["higher_is_better", "lower_is_better"]
 Analysis = Literal["baseline_followup", "its", "referral_tracking"]
 Status = Literal["in place", "partly", "not yet"]
 Rag = Literal["green", "amber", "red"]
@@ -140,6 +141,11 @@ class Outcome(_Model):
     target: str | None = None
     timescale: str | None = None
     aims: list[str] = Field(default_factory=list)
+
+    @field_validator("direction", mode="before")
+    @classmethod
+    def _one_vocabulary(cls, value: Any) -> Any:
+        return check_direction(value)
 
 
 class Mechanism(_Model):
@@ -548,6 +554,8 @@ def _explain(err: Mapping[str, Any], raw: Any) -> list[str]:
         return [f"{where}: must not be empty."]
     if kind == "string_too_short":
         return [f"{where}: must not be empty."]
+    if kind == "value_error":  # our own validators say what to write
+        return [f"{where}: {str(err.get('msg')).removeprefix('Value error, ')}."]
     msg = str(err.get("msg", kind))
     return [f"{where}: {msg[:1].lower()}{msg[1:]} (got {got!r})."]
 
@@ -569,7 +577,10 @@ def toc_from_dict(data: Any, source: str = "<dict>") -> TheoryOfChange:
                     lines.append(line)
         noun = "problem" if len(lines) == 1 else "problems"
         body = "\n".join(f"- {line}" for line in lines)
-        raise ParamsError(f"Theory of change {source} has {len(lines)} {noun}:\n{body}") from None
+        raise ProblemsError(
+            [Problem(Path(source), "", line) for line in lines],
+            f"Theory of change {source} has {len(lines)} {noun}:\n{body}",
+        ) from None
 
 
 def load_toc(path: str | Path) -> TheoryOfChange:

@@ -255,7 +255,7 @@ def test_wrong_type(tmp_path: Path) -> None:
     [
         ("moderators", 0, "status", "done", "'in place', 'partly' or 'not yet'"),
         ("activities", 2, "rag", "yellow", "'green', 'amber' or 'red'"),
-        ("outcomes", 0, "direction", "down", "'higher_is_better' or 'lower_is_better'"),
+        ("outcomes", 0, "direction", "sideways", "higher_is_better or lower_is_better"),
         ("outcomes", 0, "analysis", "did", "'baseline_followup', 'its' or 'referral_tracking'"),
     ],
 )
@@ -273,6 +273,20 @@ def test_analysis_without_measure_is_an_error(tmp_path: Path) -> None:
     del data["outcomes"][2]["measure"]
     msg = _error(tmp_path, data)
     assert "outcome 'suspensions' names analysis 'its' but no measure" in msg
+
+
+@pytest.mark.parametrize(("word", "right"), [
+    ("down", "lower_is_better"), ("decrease", "lower_is_better"), ("lower", "lower_is_better"),
+    ("increase", "higher_is_better"), ("higher", "higher_is_better"),
+    (True, "higher_is_better"),
+])
+def test_other_direction_words_are_refused_naming_the_one_to_write(
+    tmp_path: Path, word: object, right: str
+) -> None:
+    data = _demo_data()
+    data["outcomes"][0]["direction"] = word
+    msg = _error(tmp_path, data)
+    assert "outcome 1 (id 'sdq_difficulties'), key 'direction': write " + right in msg
 
 
 def test_bad_id_and_bad_yaml_and_missing_file(tmp_path: Path) -> None:
