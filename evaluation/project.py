@@ -99,13 +99,15 @@ class Project:
 
 
 def default_results_file(params: ProjectParams) -> Path:
-    """Where a notebook run by hand records results: ``$EVALKIT_RESULTS_FILE`` if set (the
-    test suite sets it, so executing notebooks never touches a published report), else
-    ``reports/<project>/results.json``."""
+    """Where a notebook run on its own (JupyterLab, default parameters) records results: a
+    scratch file, ``reports/.scratch/<project>/results.json``, never the published
+    ``reports/<project>/results.json`` (only ``evalkit run`` publishes). The summary run
+    on its own reads the same scratch file. ``$EVALKIT_RESULTS_FILE``, if set, wins (the
+    test suite sets it)."""
     override = os.environ.get("EVALKIT_RESULTS_FILE")
     if override:
         return Path(override)
-    return params.root / "reports" / params.project.id / "results.json"
+    return params.root / "reports" / ".scratch" / params.project.id / "results.json"
 
 
 def open_project(params_file: str | Path, results_file: str | Path | None = None) -> Project:

@@ -6,8 +6,11 @@ For each project the runner
    cleaned tables to ``data/processed/<project>/``;
 2. executes each enabled notebook into a build folder beside ``reports/<project>``,
    injecting ``params_file`` and ``results_file``, on a kernel running the interpreter that
-   runs evalkit (not whichever ``python`` is first on PATH);
-3. exports each executed notebook to HTML with all code hidden, writes ``index.html``
+   runs evalkit (not whichever ``python`` is first on PATH): the analyses all at once, each
+   in its own kernel and recording into its own results file, merged into ``results.json``
+   for the summary, which runs last; the notebooks load the tables cached by step 1;
+3. exports each executed notebook to HTML with all code hidden, through the nbconvert
+   template ``templates/evalkit_report`` (style sheet, table of contents), writes ``index.html``
    (summary first, then the other reports, then a provenance footer) and
    ``provenance.json``; the executed notebooks are published only for ``audience:
    internal``;
@@ -33,22 +36,32 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import yaml
 from filelock import FileLock, Timeout
+from jupyter_core.utils import run_sync
 
 from evaluation import __version__
 from evaluation.errors import EvalKitError
-from evaluation.intake import load_data, sha256_file, write_processed
-from evaluation.params import NOTEBOOKS, ProjectParams, load_params
+from evaluation.intake import ProjectData, load_data, sha256_file, write_processed
+from evaluation.params import (
+    NOTEBOOKS,
+    ProblemsError,
+    ProjectParams,
+    check_project,
+    load_params,
+    load_project_files,
+)
 from evaluation.results import load_results
-from evaluation.toc import load_toc
+from evaluation.toc import TheoryOfChange, load_toc
 
 EXECUTION_TIMEOUT = 900  # seconds per cell: a hung kernel must not hang a batch
 START_TIMEOUT = 120
@@ -75,11 +88,17 @@ def find_params(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def validate_project(params_file: str | Path) -> ProjectParams:
-    """Check parameters, theory of change and data without executing anything."""
-    params = load_params(params_file)
-    load_toc(params.resolve(params.theory_of_change))
-    load_data(params, use_cache=False)
+def validate_project(params_file: str | Path
+                     ) -> tuple[ProjectParams, TheoryOfChange, ProjectData]:
+    """Everything a run would reject, checked without executing anything (``evalkit
+    validate`` and ``evalkit run`` both start here): every problem of the parameters and
+    the theory of change at once, then the data (intake stops at its first problem), the
+    links between the theory of change and the data, and the notebooks."""
+    params, toc = load_project_files(params_file)
+    data = load_data(params, use_cache=False)
+    problems = check_project(params, toc, data)
+    if problems:
+        raise ProblemsError(problems)
     notebooks = params.root / "notebooks"
     for analysis in params.enabled:
         if not (notebooks / NOTEBOOKS[analysis]).is_file():
@@ -87,7 +106,7 @@ def validate_project(params_file: str | Path) -> ProjectParams:
                 f"{params.file}: analyses.{analysis}: its notebook "
                 f"{NOTEBOOKS[analysis]} is not in {notebooks}"
             )
-    return params
+    return params, toc, data
 
 
 def _strip_stderr(nb) -> None:
@@ -100,62 +119,90 @@ def _strip_stderr(nb) -> None:
             ]
 
 
-_HEADING = re.compile(r"<h([23]) id=[\"']([^\"']+)[\"'][^>]*>(.*?)</h\1>", re.S)
+class _Headings(HTMLParser):
+    """The h2/h3 headings with an id in a piece of HTML, as (level, id, text shown)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[int, str, str]] = []
+        self._open: tuple[int, str, list[str]] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        anchor = dict(attrs).get("id")
+        if tag in ("h2", "h3") and anchor and self._open is None:
+            self._open = (int(tag[1]), anchor, [])
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._open[2].append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open is not None and tag == f"h{self._open[0]}":
+            level, anchor, text = self._open
+            label = "".join(text).replace("\N{PILCROW SIGN}", "").strip()
+            self.found.append((level, anchor, label))
+            self._open = None
 
 
-def _add_contents(body: str) -> str:
-    """Insert a table of contents built from the report's h2/h3 headings."""
-    items = []
-    for level, anchor, text in _HEADING.findall(body):
-        label = re.sub(r"<[^>]+>|¶", "", text).strip()
-        indent = " style='margin-left:1.5em'" if level == "3" else ""
-        # the label is already HTML text: unescape once so that escaping shows it as is
-        items.append(f"<li{indent}><a href='#{anchor}'>"
-                     f"{html.escape(html.unescape(label))}</a></li>")
-    if len(items) < 2:
-        return body
-    nav = (
-        "<nav class='evalkit-contents' aria-label='Contents'><h2>Contents</h2><ul>"
-        + "".join(items)
-        + "</ul></nav>"
-    )
-    # Place it after the first h1 (the report title) if there is one.
-    match = re.search(r"</h1>", body)
-    if match:
-        return body[: match.end()] + nav + body[match.end():]
-    return nav + body
+def _headings(html_text: str) -> list[tuple[int, str, str]]:
+    parser = _Headings()
+    parser.feed(html_text)
+    parser.close()
+    return parser.found
 
 
-PRINT_CSS = """
-<style>
-body { max-width: 60rem; margin: auto; font-family: system-ui, sans-serif; }
-.evalkit-table { border-collapse: collapse; font-size: 0.9rem; margin: 0.5em 0 1.2em; }
-.evalkit-table caption { text-align: left; font-weight: bold; padding-bottom: 0.3em; }
-/* JupyterLab's own CSS right-aligns every cell; text reads better left-aligned (numbers
-   are right-aligned cell by cell, by id, which wins over these class selectors). */
-.jp-RenderedHTMLCommon .evalkit-table th, .jp-RenderedHTMLCommon .evalkit-table td,
-.evalkit-table th, .evalkit-table td { padding: 3px 8px; border-bottom: 1px solid #ddd;
-  text-align: left; vertical-align: top; }
-.evalkit-contents ul { list-style: none; padding-left: 0.5em; }
-figure img { max-width: 100%; height: auto; }
-figcaption { font-size: 0.85rem; color: #444; }
-@media print {
-  @page { size: A4; margin: 15mm; }
-  @page landscape { size: A4 landscape; }
-  figure.evalkit-wide { page: landscape; }
-  body { max-width: none; font-size: 10pt; }
-  .evalkit-contents { page-break-after: always; }
-  figure, table { page-break-inside: avoid; }
-  h2, h3 { break-after: avoid; }
-  details > summary { display: none; }
-  a { color: inherit; text-decoration: none; }
-}
-</style>
-"""
+def _title_split(source: str) -> tuple[str, str] | None:
+    """A markdown cell split just after its first level-1 heading (None if it has none)."""
+    from markdown_it import MarkdownIt
+
+    for token in MarkdownIt("commonmark").parse(source):
+        if token.type == "heading_open" and token.tag == "h1" and token.map:
+            lines = source.splitlines(keepends=True)
+            return "".join(lines[: token.map[1]]), "".join(lines[token.map[1]:])
+    return None
+
+
+def collect_contents(nb, resources: dict) -> tuple:
+    """An nbconvert preprocessor: collect the page's contents for the ``evalkit_report``
+    template.
+
+    The h2/h3 headings with an id are those of the markdown cells and those the outputs
+    display (``evaluation.sections.heading``); each is rendered as the template renders it
+    (nbconvert's markdown, or the output's own HTML) and read with an HTML parser. They go
+    to ``resources["evalkit_contents"]``. The first markdown cell with a title (h1) is
+    split after it (``metadata.evalkit_title``) so that the template puts the contents
+    right below the title.
+    """
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    contents: list[tuple[int, str, str]] = []
+    title_cell = False
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            if not title_cell and (split := _title_split(cell.source)):
+                cell.metadata["evalkit_title"], cell.source = split
+                title_cell = True
+                contents += _headings(markdown2html_mistune(split[1]))
+            else:
+                contents += _headings(markdown2html_mistune(cell.source))
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/html" in data:  # shown in preference to markdown, as nbconvert does
+                contents += _headings(_text(data["text/html"]))
+            elif "text/markdown" in data:
+                contents += _headings(markdown2html_mistune(_text(data["text/markdown"])))
+    resources["evalkit_contents"] = contents
+    resources["evalkit_title_cell"] = title_cell
+    return nb, resources
+
+
+def _text(value: str | list[str]) -> str:
+    return value if isinstance(value, str) else "".join(value)
 
 
 def export_html(notebook_path: Path, html_path: Path, *, keep_warnings: bool = False) -> None:
-    """Export an executed notebook to HTML with no code and no prompts.
+    """Export an executed notebook to HTML with no code and no prompts, through the
+    ``evalkit_report`` template (style sheet, contents, no scripts from other servers).
 
     Warnings printed by the analyses (stderr) are kept for an internal audience and left
     out for a board, for whom each report states its caveats in words.
@@ -173,9 +220,8 @@ def export_html(notebook_path: Path, html_path: Path, *, keep_warnings: bool = F
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
+    exporter.register_preprocessor(collect_contents, enabled=True)
     body, _ = exporter.from_notebook_node(nb)
-    body = body.replace("</head>", PRINT_CSS + "</head>", 1)
-    body = _add_contents(body)
     html_path.write_text(body, encoding="utf-8")
 
 
@@ -600,8 +646,7 @@ def run_project(
                 f"cannot tidy the reports folder {_shown(root)} after an interrupted run "
                 f"({exc.strerror or exc}: {exc.filename}); check its permissions"), start)
         try:
-            load_toc(params.resolve(params.theory_of_change))
-            data = load_data(params, use_cache=False)
+            params, _, data = validate_project(params_file)
             write_processed(params, data)
         except EvalKitError as exc:
             return _failure(params_file, name, str(exc), start)
@@ -614,55 +659,154 @@ def run_project(
         lock.release()
 
 
-def _build_and_publish(params_file: str | Path, params: ProjectParams, data, root: Path,
-                       progress: Callable[[str], None], start: float) -> RunOutcome:
+def _execute(source: Path, executed: Path, params: ProjectParams, results_file: Path,
+             kernel: dict, *, keep_warnings: bool, km=None) -> float:
+    """Execute one notebook with papermill and export it to HTML; returns the seconds taken.
+
+    Safe to call from several threads at once: the kernel's working folder is given to
+    nbclient (``resources``), not set with papermill's ``cwd``, which changes the folder
+    of the whole process. A failure raises one line naming the notebook and the cell.
+    ``km``: a kernel already started (see ``_warm_kernel``), else papermill starts one.
+    """
     import papermill as pm
 
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(source),
+            str(executed),
+            parameters={"params_file": str(params.file), "results_file": str(results_file)},
+            kernel_name=KERNEL_NAME,
+            language="python",
+            resources={"metadata": {"path": str(source.parent)}},
+            progress_bar=False,
+            execution_timeout=EXECUTION_TIMEOUT,
+            start_timeout=START_TIMEOUT,
+            **kernel,
+            **({"km": km} if km is not None else {}),
+        )
+    except pm.PapermillExecutionError as exc:
+        export_html(executed, executed.with_suffix(".html"), keep_warnings=True)
+        raise EvalKitError(
+            f"{source.name} failed at cell {exc.exec_count or exc.cell_index}: "
+            f"{exc.ename}: {_first_line(exc.evalue)}"
+        ) from None
+    export_html(executed, executed.with_suffix(".html"), keep_warnings=keep_warnings)
+    return time.perf_counter() - t0
+
+
+WARM_UP = "import evaluation.project, evaluation.report, evaluation.sections, matplotlib.pyplot"
+
+
+async def _warm_kernel(km, cwd: Path) -> None:
+    """Start a notebook's kernel in ``cwd`` and import the kit there ahead of the notebook
+    (silently, outside the history: the notebook's cells and their numbers are unchanged)."""
+    await km.start_kernel(cwd=str(cwd))
+    client = km.client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=START_TIMEOUT)
+        await client.execute_interactive(WARM_UP, silent=True, store_history=False,
+                                         timeout=EXECUTION_TIMEOUT)
+    finally:
+        client.stop_channels()
+
+
+def _merge_results(parts: list[Path], target: Path) -> None:
+    """Write ``target`` from the results files of notebooks executed at the same time.
+
+    Each of those notebooks records into a file of its own (``evaluation.results.
+    record_result`` reads, changes and rewrites its file, so two kernels sharing one
+    would lose records); merged in notebook order with the same replace-by-outcome rule,
+    they make the very file that executing them one after another wrote.
+    """
+    doc = None
+    for part in parts:
+        if not part.is_file():
+            continue
+        recorded = json.loads(part.read_text(encoding="utf-8"))
+        if doc is None:
+            doc = recorded
+            continue
+        new = {(r["outcome_id"], r["analysis"]) for r in recorded["records"]}
+        doc["records"] = [r for r in doc["records"]
+                          if (r["outcome_id"], r["analysis"]) not in new] + recorded["records"]
+        doc["project"] = recorded.get("project") or doc.get("project", "")
+    if doc is not None:
+        target.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _build_and_publish(params_file: str | Path, params: ProjectParams, data, root: Path,
+                       progress: Callable[[str], None], start: float) -> RunOutcome:
     name = params.project.id
     notebooks_dir = params.root / "notebooks"
     final = root / name
     failed_dir = root / f"{name}.failed"
     internal = params.report.audience == "internal"
     build = _new_build(root, name)
-    pages: list[tuple[str, str]] = []
-    enabled = params.enabled
+    notebooks = [NOTEBOOKS[analysis] for analysis in params.enabled]
+    summary = NOTEBOOKS["summary"]
     try:
+        for notebook in notebooks:
+            if not (notebooks_dir / notebook).is_file():
+                raise EvalKitError(f"notebook {notebooks_dir / notebook} not found")
         kernel = kernel_execution_options(write_kernel_spec(build / ".kernels"))
-        for i, analysis in enumerate(enabled, 1):
-            notebook = NOTEBOOKS[analysis]
-            source = notebooks_dir / notebook
-            if not source.is_file():
-                raise EvalKitError(f"notebook {source} not found")
-            progress(f"[{name}] {i}/{len(enabled)} {notebook} ...")
-            t0 = time.perf_counter()
-            executed = build / notebook
+
+        def run(notebook: str, results_file: Path, km=None) -> float:
+            return _execute(notebooks_dir / notebook, build / notebook, params, results_file,
+                            kernel, keep_warnings=internal, km=km)
+
+        def done(notebook: str, seconds: float) -> None:
+            progress(f"[{name}] {notebooks.index(notebook) + 1}/{len(notebooks)} {notebook} "
+                     f"done in {seconds:.1f} s")
+
+        # The analyses are independent: each in its own kernel, all at once, each recording
+        # into its own results file. The summary reads what they recorded: it runs last,
+        # in a kernel started (and its imports done) as soon as a first analysis finishes.
+        first = [n for n in notebooks if n != summary]
+        parts = {n: build / ".results" / Path(n).stem / "results.json" for n in first}
+        free, released, state = threading.Event(), threading.Event(), {"go": False}
+
+        def run_summary() -> float | None:
+            free.wait()
+            km = kernel["kernel_manager_class"](kernel_name=KERNEL_NAME,
+                                                config=kernel["config"])
+            try:  # one thread, so one event loop, for the kernel from start to shutdown
+                run_sync(_warm_kernel)(km, notebooks_dir)
+                released.wait()
+                return run(summary, build / "results.json", km) if state["go"] else None
+            finally:
+                if km.has_kernel:
+                    run_sync(km.shutdown_kernel)(now=True)
+
+        for notebook in first:
+            progress(f"[{name}] {notebooks.index(notebook) + 1}/{len(notebooks)} {notebook} ...")
+        failures: dict[str, BaseException] = {}
+        with ThreadPoolExecutor(max_workers=len(first) + 1) as pool:
+            last = pool.submit(run_summary) if summary in notebooks else None
             try:
-                pm.execute_notebook(
-                    str(source),
-                    str(executed),
-                    parameters={
-                        "params_file": str(params.file),
-                        "results_file": str(build / "results.json"),
-                    },
-                    kernel_name=KERNEL_NAME,
-                    language="python",
-                    cwd=str(notebooks_dir),
-                    progress_bar=False,
-                    execution_timeout=EXECUTION_TIMEOUT,
-                    start_timeout=START_TIMEOUT,
-                    **kernel,
-                )
-            except pm.PapermillExecutionError as exc:
-                export_html(executed, executed.with_suffix(".html"), keep_warnings=True)
-                raise EvalKitError(
-                    f"{notebook} failed at cell {exc.exec_count or exc.cell_index}: "
-                    f"{exc.ename}: {_first_line(exc.evalue)}"
-                ) from None
-            export_html(executed, executed.with_suffix(".html"), keep_warnings=internal)
-            pages.append((_page_label(notebook), executed.with_suffix(".html").name))
-            progress(f"[{name}] {i}/{len(enabled)} {notebook} done in "
-                     f"{time.perf_counter() - t0:.1f} s")
-        # The summary leads the index.
+                running = {pool.submit(run, n, parts[n]): n for n in first}
+                for future in as_completed(running):
+                    free.set()
+                    try:
+                        done(running[future], future.result())
+                    except Exception as exc:  # reported below, in notebook order
+                        failures[running[future]] = exc
+                if not failures:
+                    _merge_results([parts[n] for n in first], build / "results.json")
+                    shutil.rmtree(build / ".results", ignore_errors=True)
+                    state["go"] = last is not None
+                    if last is not None:
+                        progress(f"[{name}] {len(notebooks)}/{len(notebooks)} {summary} ...")
+            finally:  # never leave the summary's kernel waiting
+                free.set()
+                released.set()
+            if failures:
+                raise next(failures[n] for n in first if n in failures)
+            if last is not None:
+                done(summary, last.result())
+        # The summary leads the index, then the other pages in the order of the analyses.
+        pages = [(_page_label(n), n.replace(".ipynb", ".html")) for n in notebooks]
         pages.sort(key=lambda p: p[1] != NOTEBOOKS["summary"].replace(".ipynb", ".html"))
         provenance = _provenance(params, data.reports)
         (build / "provenance.json").write_text(json.dumps(provenance, indent=2), "utf-8")

@@ -1,9 +1,11 @@
 """The README's first command, as a test: the whole demo project, end to end.
 
-Runs every enabled notebook of params/demo.yaml into a temporary reports folder, then
-checks what a board would receive: an index leading with the summary, one HTML page per
-notebook with no code and no error, no pupil name or number anywhere, a provenance
-footer, and verdicts in results.json that match the demo's documented true effects.
+Runs every enabled notebook of params/demo.yaml into a temporary reports folder (the only
+place the test suite executes the kit's notebooks: each once, every cell without error, or
+the run fails naming the notebook and cell), then checks what a board would receive: an
+index leading with the summary, one HTML page per notebook with no code and no error, no
+pupil name or number anywhere, a provenance footer, and verdicts in results.json that
+match the demo's documented true effects.
 """
 
 from __future__ import annotations
@@ -36,6 +38,22 @@ def demo_report(tmp_path_factory):
 def pages(demo_report):
     return {p.name: NOT_SHOWN.sub("", DATA_URI.sub("", p.read_text()))
             for p in demo_report.glob("*.html")}
+
+
+def test_every_notebook_runs_on_its_own_against_the_demo():
+    """What a notebook opened in JupyterLab runs with: its default parameters name the demo
+    project and no results file, so it records in the scratch file, not in a report
+    (tests/test_runner.py checks where that is)."""
+    import nbformat
+
+    for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cell = next(c for c in nbformat.read(notebook, as_version=4).cells
+                    if "parameters" in c.metadata.get("tags", []))
+        defaults: dict = {}
+        exec(cell.source, {}, defaults)  # the parameters cell holds plain assignments
+        params = load_params(REPO / "notebooks" / defaults["params_file"])
+        assert params.project.id == "demo", notebook.name
+        assert not defaults["results_file"], notebook.name  # so default_results_file
 
 
 def test_index_and_one_page_per_notebook(demo_report, pages):
@@ -79,7 +97,7 @@ def test_no_pupil_name_or_number_reaches_a_report(pages):
     upns = set(raw["UPN"])
     for name, page in pages.items():
         assert not re.search(r"Z\d{12}", page), f"{name} shows a UPN"
-        assert not re.search(r"\bP[0-9a-f]{12}\b", page), f"{name} shows a pupil pseudonym"
+        assert not re.search(r"\b[PS][0-9a-f]{16}\b", page), f"{name} shows a pupil pseudonym"
         found = [n for n in full_names if n in page]
         assert not found, f"{name} shows pupil names {found[:3]}"
         assert not [u for u in upns if u in page]

@@ -19,7 +19,7 @@ from evaluation.project import Project, open_project
 from evaluation.sections import baseline_followup
 from tests.conftest import REPO
 
-PUPIL_ID = re.compile(r"^(P[0-9a-f]{12}|Z\d{12})$")
+PUPIL_ID = re.compile(r"^([PS][0-9a-f]{16}|Z\d{12})$")
 THRESHOLD = 5
 
 #: Count columns of the section's board tables (every other column is an estimate, a label
