@@ -27,6 +27,7 @@ across threads sharing a working folder).
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import functools
 import html
@@ -428,7 +429,8 @@ def kernel_execution_options(kernel_dirs: Path) -> dict:
 # which is atomic on POSIX: whenever the process is killed, reports/<project> is the old or
 # the new complete report. Two windows remain, each closed by the repair at the start of
 # the next run (``_repair``): the one-off move of a real folder left by older versions of
-# the kit, and the rename sequence used where symlinks are not used (Windows) or cannot be
+# the kit where the system cannot swap two paths in one step (``_exchange``; Linux can),
+# and the rename sequence used where symlinks are not used (Windows) or cannot be
 # made (FAT or some network drives): the old report is moved into the versions folder
 # and the new one renamed into place; if killed in between, reports/<project> is missing
 # until the next run points it back at the newest complete version.
@@ -491,13 +493,35 @@ def _make_link(root: Path, project: str, version: Path) -> Path | None:
     return link
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step, where the system can (Linux ``renameat2`` with
+    ``RENAME_EXCHANGE``, called through ctypes: Python has no binding). Used once, to turn
+    the real ``reports/<project>`` folder of an older kit into the link without a moment
+    when neither exists. False where unsupported (other systems, old kernels, some
+    network drives): the caller then falls back to two renames."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def _point(root: Path, project: str, version: Path) -> None:
     """Make ``reports/<project>`` the complete report ``version``."""
     final = root / project
     versions = _versions_dir(root, project)
     link = _make_link(root, project, version)
     if final.is_dir() and not final.is_symlink():  # a real folder: older kit or no symlinks
-        final.rename(versions / _stamp(final.stat().st_mtime))
+        moved = versions / _stamp(final.stat().st_mtime)
+        if link is not None and _exchange(link, final):
+            link.rename(moved)  # the old folder, now at the link's name, kept as a version
+            return
+        final.rename(moved)
     if link is not None:
         os.replace(link, final)  # atomic: the old link or the new one, never neither
         return
