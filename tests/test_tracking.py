@@ -778,3 +778,33 @@ def test_referred_again_while_open_agrees_with_the_pairwise_rule():
         assert flagged == expected
 
 
+
+
+def test_menu_names_and_first_intervention_ties_keep_file_order():
+    """Spellings of one menu item share its category (menu items first, then the other names
+    sorted); the first intervention of a referral is the earliest start, ties going to the
+    first row in the file; interventions lists the distinct names alphabetically."""
+    from evaluation.tracking.register import menu_names
+
+    names = pd.Series([" Mentoring", "MENTORING", "zz", "Art therapy ", None, "aa"], dtype="str")
+    matched = menu_names(names)
+    assert list(matched.cat.categories) == [*T.MENU, "aa", "zz"]
+    assert matched.astype(object).where(matched.notna(), None).tolist() == [
+        "mentoring", "mentoring", "zz", "art therapy", None, "aa"]
+
+    day = pd.Timestamp("2024-01-08")
+    refs = pd.DataFrame({"referral_id": ["R1", "R2"], "pupil_id": ["P1", "P2"],
+                         "referral_date": [day, day]})
+    ivs = pd.DataFrame({"intervention_id": ["I1", "I2", "I3", "I4", "I5"],
+                        "referral_id": ["R1", "R1", "R1", "R2", "R2"],
+                        "intervention": ["play therapy", "Art therapy", "mentoring",
+                                         "nurture group", "mentoring"],
+                        "start_date": day + pd.to_timedelta([9, 5, 5, 3, 3], "D")})
+    rvs = pd.DataFrame({"review_id": ["V1", "V2"], "referral_id": ["R1", "R1"],
+                        "review_date": [day + pd.Timedelta(days=30)] * 2,
+                        "on_track": [False, True]})
+    tab = T.build_register(refs, ivs, rvs, today=day + pd.Timedelta(days=60)).table
+    assert tab["first_intervention"].astype(str).tolist() == ["art therapy", "nurture group"]
+    assert tab["interventions"].tolist() == ["art therapy; mentoring; play therapy",
+                                             "mentoring; nurture group"]
+    assert bool(tab["on_track"].iloc[0])  # the latest review: ties go to the last in the file

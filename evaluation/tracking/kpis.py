@@ -137,7 +137,7 @@ def pathway_kpis(
         ("pct_reviewed", _pct(sums["reviewed"], sums["has_iv"]), sums["has_iv"]),
     ]
 
-    closed = tab[tab["status"] == "closed"]
+    closed = tab.loc[tab["status"] == "closed", ["closure_date", "closure_outcome"]]
     counts = pd.crosstab(period_keys(closed["closure_date"], period),
                          closed["closure_outcome"].astype("str").fillna("not recorded"))
     total = counts.sum(axis=1)

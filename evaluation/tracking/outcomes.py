@@ -20,10 +20,13 @@ def outcome_column(register: Register, outcome: str) -> pd.Series:
                     f"got {outcome!r}.")
 
 
-def _by_intervention_type(register: Register, columns: list[str]) -> pd.DataFrame:
-    """One row per distinct (referral, intervention type), with the referral's ``columns``."""
+def _by_intervention_type(register: Register, columns: list[str], outcome: str
+                          ) -> pd.DataFrame:
+    """One row per distinct (referral, intervention type) of the referrals with a value of
+    ``outcome``, with the referral's ``columns``."""
     pairs = register.interventions[["referral_id", "intervention"]].drop_duplicates()
-    return pairs.merge(register.table[["referral_id", *columns]], on="referral_id")
+    referrals = register.table.loc[register.table[outcome].notna(), ["referral_id", *columns]]
+    return pairs.merge(referrals, on="referral_id")
 
 
 def outcomes_by(
@@ -50,7 +53,7 @@ def outcomes_by(
                         "Pupil characteristics need build_register(..., pupils=pupils).")
     if "intervention" in by:
         others = [c for c in by if c != "intervention"]
-        data = _by_intervention_type(register, [*others, outcome])
+        data = _by_intervention_type(register, [*others, outcome], outcome)
     else:
         data = register.table
     data = data[data[outcome].notna()]
@@ -75,11 +78,12 @@ def costs(register: Register, outcome: str = "needs_met") -> pd.DataFrame:
     open, divided by successes: the usual cost-per-outcome ratio).
     """
     success = outcome_column(register, outcome).fillna(False).astype(bool)
-    iv = register.interventions.merge(
+    iv = register.interventions
+    costed = iv.loc[iv["cost"].notna(), ["referral_id", "pupil_id", "intervention", "cost"]]
+    costed = costed.merge(
         pd.DataFrame({"referral_id": register.table["referral_id"], "_success": success}),
         on="referral_id")
-    costed = iv[iv["cost"].notna()].assign(
-        succeeded=lambda d: d["referral_id"].where(d["_success"]))
+    costed = costed.assign(succeeded=costed["referral_id"].where(costed["_success"]))
     aggregate = {"total_cost": ("cost", "sum"), "n_interventions": ("cost", "size"),
                  "n_pupils": ("pupil_id", "nunique"), "n_referrals": ("referral_id", "nunique"),
                  "n_successes": ("succeeded", "nunique")}

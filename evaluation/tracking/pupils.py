@@ -20,18 +20,20 @@ from evaluation.tracking.register import Register, positions, require
 
 def pupil_starts(register: Register) -> pd.Series:
     """Each pupil's earliest first-intervention start (index: pupil ids, sorted)."""
-    tab = register.table.dropna(subset=["first_intervention_start"])
-    starts = tab.groupby("pupil_id")["first_intervention_start"].min()
+    tab = register.table[["pupil_id", "first_intervention_start"]]  # (not the whole register)
+    starts = tab.dropna().groupby("pupil_id")["first_intervention_start"].min()
     return starts.rename_axis("pupil_id")
 
 
 def attendance_by_week(register: Register, attendance: pd.DataFrame,
-                       weeks: tuple[int, int] | None = None) -> pd.DataFrame:
+                       weeks: tuple[int, int] | None = None, *,
+                       starts: pd.Series | None = None) -> pd.DataFrame:
     """Sessions attended and possible per pupil and week relative to the pupil's first
     intervention start (``rel_week`` 0 = the Monday-to-Sunday week holding the start; weeks
     from :func:`evaluation.calendar.week_start`), for the weeks ``(first, last)`` (default:
     all). Rows of pupils without an intervention or without a week are left out. Raises
-    :class:`DataError` if a row records more sessions attended than possible."""
+    :class:`DataError` if a row records more sessions attended than possible. ``starts``:
+    :func:`pupil_starts` of the register, when the caller has it already."""
     require(attendance, "attendance",
             ["pupil_id", "week_start", "possible_sessions", "attended_sessions"])
     over = attendance["attended_sessions"] > attendance["possible_sessions"]
@@ -41,7 +43,7 @@ def attendance_by_week(register: Register, attendance: pd.DataFrame,
             f"The attendance table, column 'attended_sessions': {describe_rows(lines)} "
             "record more sessions attended than possible. Correct the source file and re-run "
             "intake.")
-    start_week = calendar.week_start(pupil_starts(register))
+    start_week = calendar.week_start(pupil_starts(register) if starts is None else starts)
     pupil = positions(attendance["pupil_id"], start_week.index)  # -1: no start
     rows = np.flatnonzero((pupil >= 0) & attendance["week_start"].notna().to_numpy())
     # whole weeks from the Monday of the start week: the Monday of the row's week is a
@@ -236,7 +238,9 @@ def time_to_event(
                         "characteristics need build_register(..., pupils=pupils).")
     end = register.today if end_date is None else pd.Timestamp(end_date)
     start = tab["first_intervention_start"]
-    cases = tab[start.notna() & tab[col].notna() & (start <= end)]
+    needed = list(dict.fromkeys(["referral_id", "pupil_id", "referral_date",
+                                 "first_intervention_start", col]))
+    cases = tab.loc[start.notna() & tab[col].notna() & (start <= end), needed]
     cases = cases.assign(after=np.maximum(cases["first_intervention_start"],
                                           cases["referral_date"]))
     if referrals is None:
@@ -256,8 +260,7 @@ def time_to_event(
     z = stats.norm.ppf(0.5 + confidence / 2)
     groups = sorted(data["group"].unique())
     parts = []
-    for g in groups:
-        rows = data[data["group"] == g]
+    for g, rows in data.groupby("group", sort=True):
         sf = SurvfuncRight(rows["time"].to_numpy(float), rows["status"].to_numpy(int))
         lo, hi = _log_log_ci(sf, z)
         parts.append(pd.DataFrame({"group": g, "time": sf.surv_times,
@@ -319,27 +322,32 @@ class PupilAnalyses:
         self.suspension_days = int(suspension_days)
 
     @cached_property
+    def starts(self) -> pd.Series:
+        """:func:`pupil_starts` of the register (read by the attendance analyses)."""
+        return pupil_starts(self.register)
+
+    @cached_property
     def weekly(self) -> pd.DataFrame | None:
         """:func:`attendance_by_week` of the attendance table, in the weeks of the event
         study."""
         if self.attendance is None:
             return None
         w = self.window_weeks
-        return attendance_by_week(self.register, self.attendance, (-2 * w, 2 * w - 1))
+        return attendance_by_week(self.register, self.attendance, (-2 * w, 2 * w - 1),
+                                  starts=self.starts)
 
     @cached_property
     def around_start(self) -> pd.DataFrame | None:
         if self.weekly is None:
             return None
-        return _around_start(pupil_starts(self.register), self.weekly, self.window_weeks)
+        return _around_start(self.starts, self.weekly, self.window_weeks)
 
     @cached_property
     def event_study(self) -> pd.DataFrame | None:
         if self.weekly is None:
             return None
         w = self.window_weeks
-        return _event_study(self.weekly, pupil_starts(self.register), "W", (-2 * w, 2 * w - 1),
-                            0.95)
+        return _event_study(self.weekly, self.starts, "W", (-2 * w, 2 * w - 1), 0.95)
 
     @cached_property
     def suspensions_around(self) -> pd.DataFrame | None:

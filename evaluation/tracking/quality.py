@@ -61,10 +61,11 @@ def flag(rule: Rule, frame: pd.DataFrame, table: str, id_col: str) -> pd.DataFra
     if rule.check is None and not isinstance(rule.problem, str):
         raise TypeError("Rule: give `check` when the problem text depends on the record")
     ids = rows[id_col].astype("str")
-    lines = pd.Series([f"line {n}" for n in _lines(mask)], dtype="str")
+    if ids.isna().any():  # (the file lines are written only when a record has no id)
+        ids = ids.where(ids.notna(), pd.Series([f"line {n}" for n in _lines(mask)], dtype="str"))
     return pd.DataFrame({
         "table": table,
-        "record_id": ids.where(ids.notna(), lines),
+        "record_id": ids,
         "column": rule.column,
         "problem": _text(rule.problem, rows),
         "action": _text(rule.action, rows),

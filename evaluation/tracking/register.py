@@ -130,8 +130,9 @@ def menu_names(names: pd.Series) -> pd.Series:
     spelt = names.astype("str").astype("category")  # each distinct spelling cleaned once
     canon = {v: lookup.get(v.strip().lower(), v.strip()) for v in spelt.cat.categories}
     others = sorted(set(canon.values()) - set(MENU))
-    # (via text: a categorical with the same categories in another order would keep it)
-    return spelt.map(canon).astype("str").astype(pd.CategoricalDtype([*MENU, *others]))
+    # (pd.Categorical matches the mapped values to the new categories by value)
+    return pd.Series(pd.Categorical(spelt.map(canon), categories=[*MENU, *others]),
+                     index=names.index, name=names.name)
 
 
 def _closest_menu_item(name: str) -> str:
@@ -192,7 +193,8 @@ PUPIL_RULE = Rule("pupil_id", lambda d: d["_no_pupil"], "pupil id not in the pup
 def _referred_while_open(ref: pd.DataFrame) -> pd.Series:
     """True for a referral made while an earlier referral of the same pupil was open (not
     closed, or closed after this referral date)."""
-    order = ref.sort_values(["pupil_id", "referral_date"], kind="stable")
+    order = ref[["pupil_id", "referral_date", "closure_date"]].sort_values(
+        ["pupil_id", "referral_date"], kind="stable")
     end = order["closure_date"].fillna(_FAR_FUTURE)
     earlier_end = end.groupby(order["pupil_id"]).cummax().groupby(order["pupil_id"]).shift()
     return (order["referral_date"] < earlier_end).reindex(ref.index)
@@ -201,11 +203,10 @@ def _referred_while_open(ref: pd.DataFrame) -> pd.Series:
 def positions(values: pd.Series, index: pd.Index) -> np.ndarray:
     """The position of each value in ``index`` (unique), -1 where absent or missing.
 
-    The distinct values are matched once and spread over the rows by their category codes:
+    The distinct values are matched once and spread over the rows by their codes:
     matching hundreds of thousands of text ids row by row is the slow part of the tables."""
-    values = values.astype("category")
-    codes = values.cat.codes.to_numpy()
-    return np.where(codes >= 0, index.get_indexer(values.cat.categories)[codes], -1)
+    codes, distinct = pd.factorize(values)  # (unsorted: sorting the distinct ids is not needed)
+    return np.where(codes >= 0, index.get_indexer(distinct)[codes], -1)
 
 
 def _row_of(ids: pd.Series, referral_ids: pd.Series) -> pd.Series:
@@ -350,18 +351,21 @@ def _link_interventions(iv: pd.DataFrame, ref: pd.DataFrame, today: pd.Timestamp
 def _intervention_columns(iv: pd.DataFrame, n: int) -> pd.DataFrame:
     """Per register row: first start and name, count, session and cost sums, names."""
     g = iv.groupby("_row")
-    first = iv.sort_values(["_row", "start_date"], kind="stable").groupby("_row").head(1)
+    # the earliest start of each referral (idxmin: ties go to the first in the file)
+    first = iv.loc[g["start_date"].idxmin(), ["_row", "start_date", "intervention"]]
+    first = first.set_index("_row")
     # the distinct names of each referral, in alphabetical order, joined by "; "
-    present = iv.groupby(["_row", iv["intervention"].astype("str")]).size().unstack().notna()
+    present = iv.groupby(["_row", "intervention"], observed=True).size().unstack().notna()
     names = pd.Series("", index=present.index)
-    for name in present.columns:  # sorted
+    for name in sorted(present.columns):
         names += np.where(present[name], name + "; ", "")
     names = names.str.removesuffix("; ")
+    sums = g[["sessions_planned", "sessions_attended", "cost"]].sum(min_count=1)
     out = pd.DataFrame({
-        "first_intervention_start": first.set_index("_row")["start_date"],
-        "first_intervention": first.set_index("_row")["intervention"],
+        "first_intervention_start": first["start_date"],
+        "first_intervention": first["intervention"],
         "n_interventions": g.size(),
-        **{c: g[c].sum(min_count=1) for c in ("sessions_planned", "sessions_attended", "cost")},
+        **{c: sums[c] for c in sums.columns},
         "interventions": names.astype("str"),
     }).reindex(range(n))
     out["n_interventions"] = out["n_interventions"].fillna(0).astype(np.int64)
@@ -372,7 +376,8 @@ def _intervention_columns(iv: pd.DataFrame, n: int) -> pd.DataFrame:
 
 def _review_columns(rv: pd.DataFrame, n: int) -> pd.DataFrame:
     """Per register row: first review date, number of reviews, the latest review's outcomes."""
-    latest = rv.sort_values(["_row", "review_date"], kind="stable").groupby("_row").tail(1)
+    latest = (rv[["_row", "review_date", *REVIEW_OUTCOMES]]  # (only the columns it needs)
+              .sort_values(["_row", "review_date"], kind="stable").groupby("_row").tail(1))
     out = pd.DataFrame({
         "first_review_date": rv.groupby("_row")["review_date"].min(),
         "n_reviews": rv.groupby("_row").size(),
@@ -394,11 +399,11 @@ def _join_pupils(tab: pd.DataFrame, pupils: pd.DataFrame) -> tuple[pd.DataFrame,
             f"The pupils table, column 'pupil_id': {describe_rows(_lines(dup))} repeat a "
             "pupil id. Each pupil must appear once; correct the source file and re-run intake.")
     extra = [c for c in pupils.columns if c != "pupil_id" and c not in tab.columns]
-    by_id = pupils.set_index("pupil_id")
-    joined = by_id.reindex(tab["pupil_id"]).reset_index(drop=True)
+    by_id = pupils.assign(_known=True).set_index("pupil_id")
+    joined = by_id.reindex(tab["pupil_id"]).reset_index(drop=True)  # (ids matched once)
     tab = pd.concat([tab, joined[extra]], axis=1)
     if "school_id" in pupils.columns:
         tab["school_id"] = tab["school_id"].fillna(joined["school_id"])
-    known = by_id.index.get_indexer(tab["pupil_id"]) >= 0
+    known = joined["_known"].notna().to_numpy()
     quality = Q.flag(PUPIL_RULE, tab.assign(_no_pupil=~known), "referrals", "referral_id")
     return tab, quality
