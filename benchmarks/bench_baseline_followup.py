@@ -45,7 +45,7 @@ def direct(b: np.ndarray, f: np.ndarray) -> dict:
 def kit(df: pd.DataFrame) -> None:
     paired_change(df, "baseline", "follow_up")
     reliable_change(df, "baseline", "follow_up", reliability=0.9, sd=8.0,
-                    higher_is_better=True)
+                    direction="higher_is_better")
 
 
 def best(fn, repeats: int) -> float:

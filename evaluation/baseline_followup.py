@@ -5,12 +5,13 @@ Sign convention used throughout
 * ``change = follow_up - baseline``. ``mean_change``, its CI, ``t``, ``d_z``, ``d_av``,
   ``d_rm`` and ``g_av`` (with its CI) are all signed this way, whatever the measure: a fall
   in SDQ difficulties gives negative values.
-* "Improvement" is decided by ``higher_is_better``: a positive change is an improvement when
-  higher scores are better, a negative change when lower scores are better. ``eef_months``
-  is signed as improvement (positive = additional progress, negative = less progress), so
-  it is computed from ``g_av`` multiplied by -1 when lower is better.
-* ``headline()['verdict']`` is "improved" / "worsened" only when the whole confidence
-  interval of the mean change lies on one side of 0; otherwise "no clear change".
+* "Improvement" is decided by ``direction`` ("higher_is_better" / "lower_is_better", the
+  vocabulary of the parameters and theory of change; a measure's ``higher_is_better`` flag
+  is converted by :func:`evaluation.results.direction_of`). ``eef_months`` is signed as
+  improvement (positive = additional progress, negative = less progress), so it is
+  computed from ``g_av`` multiplied by -1 when lower is better.
+* ``headline()['verdict']`` is :func:`evaluation.results.verdict` of the CI against 0.
+* Every result class here follows :class:`evaluation.results.AnalysisResult`.
 
 Rows named in error messages are data-file line numbers (header = line 1) when the table
 has its default 0..n-1 index, otherwise the table's own index labels.
@@ -29,6 +30,16 @@ from scipy import stats
 from evaluation.errors import DataError, describe_rows
 from evaluation.measures import Measure
 from evaluation.privacy import Disclosure
+from evaluation.results import (
+    Direction,
+    OutcomeLike,
+    Result,
+    check_direction,
+    direction_of,
+    make_record,
+    repr_html,
+    verdict,
+)
 
 __all__ = [
     "eef_months",
@@ -235,7 +246,7 @@ _STAT_COLS = [
 
 
 def _paired_stats(b: np.ndarray, f: np.ndarray, confidence: float,
-                  higher_is_better: bool) -> tuple[dict[str, Any], str]:
+                  direction: Direction) -> tuple[dict[str, Any], str]:
     """All paired statistics for complete pairs ``b``, ``f``; returns (stats, note)."""
     n = b.size
     out: dict[str, Any] = dict.fromkeys(_STAT_COLS, np.nan)
@@ -281,19 +292,36 @@ def _paired_stats(b: np.ndarray, f: np.ndarray, confidence: float,
                g_av=g_av, g_av_ci_low=g_av - half, g_av_ci_high=g_av + half,
                cles=float(stats.norm.cdf(d_z)))
     if np.isfinite(g_av):
-        months, label = eef_months(g_av if higher_is_better else -g_av)
+        months, label = eef_months(g_av if direction == "higher_is_better" else -g_av)
         out.update(eef_months=months, eef_label=label)
     return out, ""
 
 
-def _verdict(lo: float, hi: float, higher_is_better: bool) -> str:
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "no clear change"
-    if lo > 0:
-        return "improved" if higher_is_better else "worsened"
-    if hi < 0:
-        return "worsened" if higher_is_better else "improved"
-    return "no clear change"
+def _direction(direction: Direction | None, measure: Measure | None,
+               default: Direction | None = "higher_is_better") -> Direction | None:
+    """``direction`` as given, else the measure's (converted from its registry flag)."""
+    if direction is not None:
+        return check_direction(direction)
+    return direction_of(measure.higher_is_better) if measure is not None else default
+
+
+def _change_plot(frame: pd.DataFrame, est: str, lo: str, hi: str, label: str, xlabel: str,
+                 ax: Any = None) -> Any:
+    """Estimates with their intervals, one row per group, and a line at no change."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, max(2.0, 0.4 * len(frame) + 1)))
+    else:
+        fig = ax.figure
+    y = np.arange(len(frame))[::-1]
+    ax.errorbar(frame[est], y, xerr=[frame[est] - frame[lo], frame[hi] - frame[est]],
+                fmt="o", color="C0")
+    ax.axvline(0, color="0.5", ls=":")
+    ax.set_yticks(y)
+    ax.set_yticklabels([str(v) for v in frame[label]])
+    ax.set_xlabel(xlabel)
+    return fig
 
 
 #: Counts of a paired-change summary, and what is worked out from the pairs of a group.
@@ -305,8 +333,9 @@ _DERIVED_COLS = _STAT_COLS + ["note"]
 class PairedChange:
     """Result of :func:`paired_change`.
 
-    ``summary``: one row per subgroup plus an "All" row, with statistics for any group of
-    two or more pairs; ``pairs``: one row per pupil with baseline, follow_up, change and
+    Follows :class:`evaluation.results.AnalysisResult`. ``summary``: one row per subgroup
+    plus an "All" row, with statistics for any group of two or more pairs;
+    ``pairs``: one row per pupil with baseline, follow_up, change and
     status (paired / baseline only / follow-up only / neither); ``sentence``: the
     plain-English result for the "All" row, its counts written through ``disclosure``.
     What a reader sees of ``summary`` is :meth:`board_table`.
@@ -316,7 +345,7 @@ class PairedChange:
     pairs: pd.DataFrame
     sentence: str
     label: str
-    higher_is_better: bool
+    direction: Direction
     confidence: float
     disclosure: Disclosure = field(default_factory=Disclosure)
     unit: str = "points"
@@ -324,15 +353,30 @@ class PairedChange:
     def headline(self) -> dict[str, Any]:
         """Estimate (mean change), CI, unit, n and verdict for the "All" row."""
         row = self.summary.loc[self.summary["group"] == "All"].iloc[0]
+        lo, hi = float(row["mean_change_ci_low"]), float(row["mean_change_ci_high"])
         return {
-            "estimate": float(row["mean_change"]),
-            "ci_low": float(row["mean_change_ci_low"]),
-            "ci_high": float(row["mean_change_ci_high"]),
-            "unit": self.unit,
-            "n": int(row["n_pairs"]),
-            "verdict": _verdict(row["mean_change_ci_low"], row["mean_change_ci_high"],
-                                self.higher_is_better),
+            "estimate": float(row["mean_change"]), "ci_low": lo, "ci_high": hi,
+            "unit": f"{self.unit} (mean change)", "null": 0.0, "n": int(row["n_pairs"]),
+            "verdict": verdict(lo, hi, null=0.0, direction=self.direction),
         }
+
+    def plot(self, ax: Any = None) -> Any:
+        """Mean change with its CI for each group and for all pupils."""
+        rows = self.summary.dropna(subset=["mean_change_ci_low"])
+        return _change_plot(rows, "mean_change", "mean_change_ci_low", "mean_change_ci_high",
+                            "group", f"Mean change in {self.label} ({self.unit})", ax)
+
+    def _repr_html_(self) -> str:
+        return repr_html(self)
+
+    def record(self, outcome: OutcomeLike, *, period: str | None = None,
+               n: int | None = None, notebook: str = "") -> Result:
+        """The results.json record: the mean change of all pupils."""
+        h = self.headline()
+        return make_record(self, outcome, analysis="baseline_followup",
+                           headline=_headline_text(self.label, h["estimate"], h["ci_low"],
+                                                   h["ci_high"]),
+                           period=period, n=n, notebook=notebook)
 
     def board_table(self, disclosure: Disclosure | None = None) -> pd.DataFrame:
         """``summary`` through the project's disclosure step (``disclosure``, or the one the
@@ -350,7 +394,12 @@ class PairedChange:
                            sums_across=[["n_baseline_only", "n_follow_up_only"]])
 
 
-def _sentence(row: pd.Series, label: str, higher_is_better: bool, confidence: float,
+def _headline_text(label: str, estimate: float, lo: float, hi: float) -> str:
+    """E.g. 'Attendance +2.4 points (+1.3 to +3.5)': the headline line of every page."""
+    return f"{label[:1].upper() + label[1:]} {estimate:+.1f} points ({lo:+.1f} to {hi:+.1f})"
+
+
+def _sentence(row: pd.Series, label: str, direction: Direction, confidence: float,
               disclosure: Disclosure) -> str:
     n = int(row["n_pairs"])
     unpaired = int(row["n_baseline_only"] + row["n_follow_up_only"])
@@ -367,18 +416,19 @@ def _sentence(row: pd.Series, label: str, higher_is_better: bool, confidence: fl
                 f"{row['note'] or 'no spread in the change'}).{tail}")
     b, f = row["baseline_mean"], row["follow_up_mean"]
     moved = "rose" if f > b else "fell" if f < b else "stayed"
-    verdict = _verdict(row["mean_change_ci_low"], row["mean_change_ci_high"], higher_is_better)
+    said = verdict(row["mean_change_ci_low"], row["mean_change_ci_high"], null=0.0,
+                   direction=direction)
     pct = f"{confidence * 100:g}%"
     g, lo, hi = row["g_av"], row["g_av_ci_low"], row["g_av_ci_high"]
-    if verdict == "no clear change":
+    if said == "no clear change":
         return (f"Pupils' {label} went from {b:.1f} to {f:.1f} on average "
                 f"(n = {disclosure.count(n)}); this is "
                 f"not a clear change either way (mean change {row['mean_change']:+.1f}, {pct} "
                 f"CI {row['mean_change_ci_low']:.1f} to {row['mean_change_ci_high']:.1f}; "
                 f"Hedges' g = {g:.2f}).{tail}")
-    improved = verdict == "improved"
+    improved = said == "improved"
     # report g in the direction of the word used ("improvement"/"deterioration")
-    sign = 1.0 if (improved == higher_is_better) else -1.0
+    sign = 1.0 if (improved == (direction == "higher_is_better")) else -1.0
     g_s = sign * g
     lo_s, hi_s = sorted((sign * lo, sign * hi))
     word = "improvement" if improved else "deterioration"
@@ -395,7 +445,7 @@ def paired_change(
     follow_up: str,
     *,
     id: str | None = None,
-    higher_is_better: bool | None = None,
+    direction: Direction | None = None,
     confidence: float = 0.95,
     label: str | None = None,
     by: str | None = None,
@@ -429,8 +479,8 @@ def paired_change(
     The sentence's size word uses Cohen's (1988) benchmarks (0.2 small, 0.5 moderate,
     0.8 large) and its g is signed in the direction of the word ("improvement" /
     "deterioration"). ``measure`` (optional) checks that scores lie in the measure's range
-    and supplies the label and, unless ``higher_is_better`` is given, the direction
-    (default True without a measure).
+    and supplies the label and, unless ``direction`` is given, the direction
+    (default "higher_is_better" without a measure).
 
     ``disclosure`` (the project's :class:`~evaluation.privacy.Disclosure`) writes the
     sentence's counts and is what :meth:`PairedChange.board_table` applies; without it the
@@ -439,8 +489,8 @@ def paired_change(
     """
     if not 0 < confidence < 1:
         raise DataError(f"confidence must be between 0 and 1, got {confidence}.")
-    if higher_is_better is None:  # the measure knows its direction; plain scores: higher
-        higher_is_better = measure.higher_is_better if measure is not None else True
+    # the measure knows its direction; plain scores: higher is better
+    direction = _direction(direction, measure)
     p = _collect(data, baseline, follow_up, id, by, measure)
     both, n_b_only, n_f_only = _counts(p.b, p.f)
     n_all = int(both.sum())
@@ -471,7 +521,7 @@ def paired_change(
     groups.append(("All", np.ones(p.b.size, dtype=bool)))
     for name, mask in groups:
         sel = both & mask
-        st, note = _paired_stats(p.b[sel], p.f[sel], confidence, higher_is_better)
+        st, note = _paired_stats(p.b[sel], p.f[sel], confidence, direction)
         rows.append({"group": name, "n_pairs": int(sel.sum()),
                      "n_baseline_only": int((mask & ~np.isnan(p.b) & np.isnan(p.f)).sum()),
                      "n_follow_up_only": int((mask & np.isnan(p.b) & ~np.isnan(p.f)).sum()),
@@ -488,8 +538,8 @@ def paired_change(
     shown = disclosure if disclosure is not None else Disclosure()
     return PairedChange(
         summary=summary, pairs=pairs,
-        sentence=_sentence(all_row, label, higher_is_better, confidence, shown), label=label,
-        higher_is_better=higher_is_better, confidence=confidence, disclosure=shown,
+        sentence=_sentence(all_row, label, direction, confidence, shown), label=label,
+        direction=direction, confidence=confidence, disclosure=shown,
         unit=unit,
     )
 
@@ -503,7 +553,13 @@ CS_CATEGORIES = ["recovered", "improved", "unchanged", "deteriorated"]
 
 @dataclass
 class ReliableChange:
-    """Result of :func:`reliable_change`: per-pupil table, summary counts and the inputs."""
+    """Result of :func:`reliable_change`: per-pupil table, summary counts and the inputs.
+
+    Follows :class:`evaluation.results.AnalysisResult`. Its headline is the share of pupils
+    who reliably improved, with a Wilson interval, against the share that measurement
+    noise alone would put past the threshold (one tail of the normal beyond ``z``): more
+    than that is "improved", fewer "worsened".
+    """
 
     pupils: pd.DataFrame
     summary: pd.DataFrame
@@ -516,11 +572,72 @@ class ReliableChange:
     n_baseline_only: int
     n_follow_up_only: int
     notes: list[str] = field(default_factory=list)
+    direction: Direction = "higher_is_better"
+    z: float = 1.96
+    label: str = "score"
+    disclosure: Disclosure = field(default_factory=Disclosure)
+
+    @property
+    def confidence(self) -> float:
+        """The two-sided confidence that matches the threshold ``z``."""
+        return float(1 - 2 * stats.norm.sf(self.z))
+
+    def headline(self) -> dict[str, Any]:
+        """Share reliably improved (Wilson CI) against the share noise alone would give."""
+        from statsmodels.stats.proportion import proportion_confint
+
+        k = int(self.summary.loc[self.summary["category"] == "reliably improved", "n"].iloc[0])
+        lo, hi = proportion_confint(k, self.n_pairs, alpha=1 - self.confidence, method="wilson")
+        null = float(stats.norm.sf(self.z))
+        return {"estimate": k / self.n_pairs, "ci_low": float(lo), "ci_high": float(hi),
+                "unit": "share of pupils reliably improved", "null": null, "n": self.n_pairs,
+                "verdict": verdict(float(lo), float(hi), null=null,
+                                   direction="higher_is_better")}
+
+    @property
+    def sentence(self) -> str:
+        h = self.headline()
+        k = int(round(h["estimate"] * self.n_pairs))
+        shown = self.disclosure
+        if shown.is_small(k) or shown.is_small(self.n_pairs - k):
+            return (f"Of {shown.pupils(self.n_pairs)} with both scores, the number whose "
+                    f"{self.label} reliably improved is withheld to protect pupils' privacy.")
+        return (f"{k} of {shown.pupils(self.n_pairs)} ({h['estimate']:.0%}, "
+                f"{self.confidence:.0%} CI {h['ci_low']:.0%} to {h['ci_high']:.0%}) improved "
+                f"their {self.label} by more than measurement noise; noise alone would give "
+                f"about {h['null']:.1%}.")
+
+    def plot(self, ax: Any = None) -> Any:
+        """Pupils in each reliable-change category."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6, 2.5))
+        else:
+            fig = ax.figure
+        part = self.summary[self.summary["classification"] == "reliable change"]
+        ax.barh(part["category"][::-1], part["n"][::-1], color="C0")
+        ax.set_xlabel("Pupils")
+        return fig
+
+    def _repr_html_(self) -> str:
+        return repr_html(self)
+
+    def record(self, outcome: OutcomeLike, *, period: str | None = None,
+               n: int | None = None, notebook: str = "") -> Result:
+        """The results.json record: the share of pupils reliably improved."""
+        h = self.headline()
+        label = self.label[:1].upper() + self.label[1:]
+        return make_record(self, outcome, analysis="baseline_followup",
+                           headline=(f"{label}: {h['estimate']:.0%} reliably improved "
+                                     f"({h['ci_low']:.0%} to {h['ci_high']:.0%})"),
+                           period=period, n=n, notebook=notebook)
 
 
-def _jt_cutoff(criterion: str, higher_is_better: bool, functional: tuple | None,
+def _jt_cutoff(criterion: str, direction: Direction, functional: tuple | None,
                dysfunctional: tuple | None) -> float:
-    toward = 1.0 if higher_is_better else -1.0  # direction of the functional population
+    # the side of the functional population
+    toward = 1.0 if direction == "higher_is_better" else -1.0
     if criterion == "a":
         if dysfunctional is None:
             raise DataError("Cut-off criterion 'a' needs dysfunctional=(mean, sd).")
@@ -557,7 +674,7 @@ def reliable_change(
     *,
     reliability: float | None = None,
     sd: float | None = None,
-    higher_is_better: bool | None = None,
+    direction: Direction | None = None,
     cutoff: float | None = None,
     functional: tuple[float, float] | None = None,
     dysfunctional: tuple[float, float] | None = None,
@@ -565,12 +682,14 @@ def reliable_change(
     id: str | None = None,
     measure: Measure | None = None,
     z: float = 1.96,
+    label: str | None = None,
+    disclosure: Disclosure | None = None,
 ) -> ReliableChange:
     """Reliable and clinically significant change per pupil (Jacobson & Truax 1991).
 
     SE = sd * sqrt(1 - reliability); S_diff = sqrt(2) * SE; RCI = (follow-up - baseline) /
     S_diff. A pupil has reliably improved when |RCI| > z (1.96, p < .05) in the better
-    direction (``higher_is_better``), reliably deteriorated when in the worse direction.
+    direction (``direction``), reliably deteriorated when in the worse direction.
 
     Clinical significance needs a cut-off: ``cutoff`` as given, else computed from norms
     ((mean, sd) tuples; 0 = functional, 1 = dysfunctional population):
@@ -595,8 +714,7 @@ def reliable_change(
             )
         reliability = measure.reliability if reliability is None else reliability
         sd = measure.sd if sd is None else sd
-        higher_is_better = measure.higher_is_better if higher_is_better is None \
-            else higher_is_better
+        direction = _direction(direction, measure)
         cutoff = measure.cutoff if cutoff is None else cutoff
         functional = measure.functional if functional is None else functional
         dysfunctional = measure.dysfunctional if dysfunctional is None else dysfunctional
@@ -608,8 +726,11 @@ def reliable_change(
     if sd is None or not (isinstance(sd, int | float) and sd > 0 and math.isfinite(sd)):
         raise DataError(f"sd must be a positive number (the SD of a normal population or of "
                         f"the baseline scores), got {sd!r}.")
-    if higher_is_better is None:
-        raise DataError("higher_is_better must be given (True or False) for reliable change.")
+    if direction is None:
+        raise DataError("direction must be given ('higher_is_better' or 'lower_is_better') "
+                        "for reliable change.")
+    check_direction(direction)
+    higher_is_better = direction == "higher_is_better"
     functional = _norm_pair("functional", functional)
     dysfunctional = _norm_pair("dysfunctional", dysfunctional)
     p = _collect(data, baseline, follow_up, id, None, measure)
@@ -634,7 +755,7 @@ def reliable_change(
     if cutoff is None and criterion is None and (functional or dysfunctional):
         criterion = "c" if functional and dysfunctional else "b" if functional else "a"
     if cutoff is None and criterion is not None:
-        cutoff = _jt_cutoff(criterion, higher_is_better, functional, dysfunctional)
+        cutoff = _jt_cutoff(criterion, direction, functional, dysfunctional)
     elif cutoff is not None:
         criterion = "given"
     if cutoff is not None:
@@ -651,7 +772,9 @@ def reliable_change(
     return ReliableChange(
         pupils=pupils, summary=summary, se_measurement=se, s_diff=s_diff,
         points_needed=z * s_diff, cutoff=cutoff, criterion=criterion, n_pairs=n,
-        n_baseline_only=n_b_only, n_follow_up_only=n_f_only,
+        n_baseline_only=n_b_only, n_follow_up_only=n_f_only, direction=direction, z=z,
+        label=label or (measure.label if measure is not None else f"{baseline} score"),
+        disclosure=disclosure if disclosure is not None else Disclosure(),
     )
 
 
@@ -888,7 +1011,10 @@ def paired_binary(
 
 @dataclass
 class Ancova:
-    """Result of :func:`ancova`. ``model`` is the fitted statsmodels OLS results."""
+    """Result of :func:`ancova`. ``model`` is the fitted statsmodels OLS results.
+
+    Follows :class:`evaluation.results.AnalysisResult`; the headline is the adjusted
+    difference."""
 
     adjusted_difference: float
     ci_low: float
@@ -906,6 +1032,47 @@ class Ancova:
     control: str
     sentence: str
     model: Any
+    direction: Direction = "higher_is_better"
+    label: str = "score"
+    confidence: float = 0.95
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row: the adjusted difference, its CI and p, Hedges' g and the group sizes."""
+        return pd.DataFrame([{
+            "treatment": self.treatment, "control": self.control,
+            "adjusted_difference": self.adjusted_difference, "ci_low": self.ci_low,
+            "ci_high": self.ci_high, "p": self.p, "g": self.g, "g_ci_low": self.g_ci_low,
+            "g_ci_high": self.g_ci_high, "eef_months": self.eef_months,
+            "eef_label": self.eef_label, "n_treatment": self.n_treatment,
+            "n_control": self.n_control, "n_excluded": self.n_excluded}])
+
+    def headline(self) -> dict[str, Any]:
+        """The adjusted difference, its CI, both groups' pupils and the verdict against 0."""
+        return {"estimate": self.adjusted_difference, "ci_low": self.ci_low,
+                "ci_high": self.ci_high, "unit": "points (adjusted difference)", "null": 0.0,
+                "n": self.n_treatment + self.n_control,
+                "verdict": verdict(self.ci_low, self.ci_high, null=0.0,
+                                   direction=self.direction)}
+
+    def plot(self, ax: Any = None) -> Any:
+        """The adjusted difference with its confidence interval."""
+        frame = pd.DataFrame([{"group": f"{self.treatment} - {self.control}",
+                               "d": self.adjusted_difference, "lo": self.ci_low,
+                               "hi": self.ci_high}])
+        return _change_plot(frame, "d", "lo", "hi", "group",
+                            f"Adjusted difference in {self.label} (points)", ax)
+
+    def _repr_html_(self) -> str:
+        return repr_html(self)
+
+    def record(self, outcome: OutcomeLike, *, period: str | None = None,
+               n: int | None = None, notebook: str = "") -> Result:
+        """The results.json record: the adjusted difference."""
+        return make_record(self, outcome, analysis="baseline_followup",
+                           headline=_headline_text(self.label, self.adjusted_difference,
+                                                   self.ci_low, self.ci_high),
+                           period=period, n=n, notebook=notebook)
 
 
 def ancova(
@@ -916,7 +1083,7 @@ def ancova(
     *,
     treatment: str | None = None,
     confidence: float = 0.95,
-    higher_is_better: bool | None = None,
+    direction: Direction | None = None,
     label: str | None = None,
     measure: Measure | None = None,
     disclosure: Disclosure | None = None,
@@ -935,8 +1102,7 @@ def ancova(
     import statsmodels.api as sm
 
     _need(data, baseline, follow_up, group)
-    if higher_is_better is None:
-        higher_is_better = measure.higher_is_better if measure is not None else True
+    direction = _direction(direction, measure)
     b = _numeric(data, baseline, measure)
     f = _numeric(data, follow_up, measure)
     gcol = data[group]
@@ -972,25 +1138,26 @@ def ancova(
                         "size can be computed.")
     j = 1 - 3 / (4 * (n1 + n0) - 9)
     g, glo, ghi = diff / sd_pooled * j, lo / sd_pooled * j, hi / sd_pooled * j
-    months, mlabel = eef_months(g if higher_is_better else -g)
+    months, mlabel = eef_months(g if direction == "higher_is_better" else -g)
     label = label or (measure.label if measure is not None else f"{follow_up} score")
-    verdict = _verdict(lo, hi, higher_is_better)
+    said = verdict(lo, hi, null=0.0, direction=direction)
     pct = f"{confidence * 100:g}%"
     shown = disclosure if disclosure is not None else Disclosure()
     sizes = f"n = {shown.count(n1)} and {shown.count(n0)}"
-    if verdict == "no clear change":
+    if said == "no clear change":
         sentence = (f"After allowing for baseline scores, {treatment} pupils' {label} was not "
                     f"clearly different from {control} pupils' (adjusted difference "
                     f"{diff:+.1f}, {pct} CI {lo:.1f} to {hi:.1f}; Hedges' g = {g:.2f}; "
                     f"{sizes}).")
     else:
-        better = verdict == "improved"
+        better = said == "improved"
         sentence = (f"After allowing for baseline scores, {treatment} pupils' {label} was "
                     f"{'better' if better else 'worse'} than {control} pupils' by "
                     f"{abs(diff):.1f} points (Hedges' g = {g:.2f}, {pct} CI {glo:.2f} to "
                     f"{ghi:.2f}; {sizes}), {_months_phrase(months, better)}.")
     return Ancova(diff, lo, hi, float(res.pvalues[2]), g, glo, ghi, months, mlabel, n1, n0,
-                  int((~keep).sum()), str(treatment), str(control), sentence, res)
+                  int((~keep).sum()), str(treatment), str(control), sentence, res,
+                  direction=direction, label=label, confidence=confidence)
 
 
 # ---------------------------------------------------------------------------------------

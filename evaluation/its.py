@@ -77,7 +77,15 @@ from statsmodels.tsa.stattools import acf as sm_acf
 from evaluation import calendar
 from evaluation.errors import DataError, describe_rows
 from evaluation.privacy import Disclosure
-from evaluation.results import Direction, verdict
+from evaluation.results import (
+    Direction,
+    OutcomeLike,
+    Result,
+    check_direction,
+    make_record,
+    repr_html,
+    verdict,
+)
 
 __all__ = [
     "ITSResult",
@@ -332,7 +340,9 @@ class ITSResult:
     ``cumulative`` (one row), ``diagnostics`` (dict), ``model`` (statsmodels result),
     ``sentence`` (plain English), plus the settings used. :meth:`headline` is the one
     headline estimate; ``headline_term`` is the effect reported first among the changes at
-    the interruption (and pooled across units by :func:`fit_many`).
+    the interruption (and pooled across units by :func:`fit_many`). Follows
+    :class:`evaluation.results.AnalysisResult`: ``direction`` and ``disclosure`` are given
+    to :func:`fit`.
     """
 
     model: Any
@@ -350,6 +360,21 @@ class ITSResult:
     # Everything but the effects is built on first access, so that fit_many over hundreds
     # of units (and a loop of refits) pays only for the numbers it reads.
     parts: _Parts = field(repr=False)
+    direction: Direction = "lower_is_better"
+    #: a report's disclosure control: a withheld observed total leaves the totals out of
+    #: the sentence and the headline, and small counts off the plot
+    disclosure: Disclosure | None = field(default=None, repr=False)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """The tidy table of effects (:attr:`effects`)."""
+        return self.effects
+
+    @property
+    def total_withheld(self) -> bool:
+        """Whether ``disclosure`` withholds the observed events after the interruption."""
+        return self.disclosure is not None and bool(
+            self.disclosure.is_small(self.cumulative_data["observed_total"][0]))
 
     @cached_property
     def effects(self) -> pd.DataFrame:
@@ -376,8 +401,9 @@ class ITSResult:
 
     @cached_property
     def sentence(self) -> str:
-        """Plain-English summary for a school board."""
-        return _sentence(self, *self.sentence_args)
+        """Plain-English summary for a school board (without the totals when
+        ``disclosure`` withholds the observed total)."""
+        return _sentence(self, *self.sentence_args, cumulative=not self.total_withheld)
 
     def sentence_without_total(self) -> str:
         """:attr:`sentence` without the cumulative difference in events, for a report that
@@ -501,8 +527,7 @@ class ITSResult:
             "terms": f.names,
         }
 
-    def headline(self, direction: Direction = "lower_is_better",
-                 disclosure: Disclosure | None = None) -> dict:
+    def headline(self) -> dict:
         """THE headline estimate of this fit, with its confidence interval and verdict.
 
         * A count model with level and slope changes (``impact="level+slope"``): the
@@ -514,20 +539,17 @@ class ITSResult:
         * Otherwise the ``headline_term``'s effect (a rate ratio, or a difference for
           ``"gaussian"``).
 
-        ``direction`` says which way is better (:data:`evaluation.results.Direction`);
-        the verdict is :func:`evaluation.results.verdict`. With a ``disclosure`` control
-        that withholds the observed total, the ratio would give it away, so estimate and
-        interval are None, ``withheld`` is True and the verdict "no clear change".
+        The verdict is :func:`evaluation.results.verdict` in the fit's ``direction``. When
+        the fit's ``disclosure`` withholds the observed total, the ratio would give it away,
+        so estimate and interval are None, ``withheld`` is True and the verdict "no clear
+        change".
         """
-        if direction not in ("lower_is_better", "higher_is_better"):
-            raise DataError("headline(direction=...) must be 'lower_is_better' or "
-                            "'higher_is_better'.")
         count = self.family != "gaussian"
         withheld = False
         if count and self.impact == "level+slope":
             cu = {k: v[0] for k, v in self.cumulative_data.items()}
             term, unit = OBSERVED_OVER_EXPECTED, RATIO_UNIT
-            withheld = disclosure is not None and bool(disclosure.is_small(cu["observed_total"]))
+            withheld = self.total_withheld
             if withheld:
                 est = lo = hi = None
             else:
@@ -545,8 +567,38 @@ class ITSResult:
             "term": term, "estimate": est, "ci_low": lo, "ci_high": hi, "unit": unit,
             "null": null, "n": self.n,
             "period": f"{post['label'].iloc[0]} to {post['label'].iloc[-1]}",
-            "verdict": verdict(lo, hi, null=null, direction=direction), "withheld": withheld,
+            "verdict": verdict(lo, hi, null=null, direction=self.direction),
+            "withheld": withheld,
         }
+
+    def headline_text(self) -> str:
+        """The headline in one line, as every page prints it (e.g. 'Suspensions −22%
+        against the prior trend, ratio 0.78 (0.71 to 0.87)')."""
+        h = self.headline()
+        what = self.sentence_args[1]
+        name = what[:1].upper() + what[1:]
+        est, lo, hi = h["estimate"], h["ci_low"], h["ci_high"]
+        if h["withheld"]:
+            return (f"{name} after the interruption: fewer than {self.disclosure.threshold}, "
+                    "too few to compare with the prior trend (withheld to protect pupils' "
+                    "privacy)")
+        if h["term"] == OBSERVED_OVER_EXPECTED:
+            return (f"{name} {_signed_pct(est)} against the prior trend, ratio {est:.2f} "
+                    f"({lo:.2f} to {hi:.2f})")
+        if h["term"].startswith("slope"):
+            return (f"{name} trend {_signed_pct(est)} per {_UNIT_WORDS[self.frequency]}, "
+                    f"RR {est:.2f} ({lo:.2f} to {hi:.2f})")
+        return f"{name} {_signed_pct(est)}, RR {est:.2f} ({lo:.2f} to {hi:.2f})"
+
+    def _repr_html_(self) -> str:
+        return repr_html(self)
+
+    def record(self, outcome: OutcomeLike, *, period: str | None = None,
+               n: int | None = None, notebook: str = "") -> Result:
+        """The results.json record of :meth:`headline`; ``n`` and ``period`` default to the
+        fit's periods and its post-interruption periods."""
+        return make_record(self, outcome, analysis="its", headline=self.headline_text(),
+                           period=period, n=n, notebook=notebook)
 
     def level_and_trend_disagree(self) -> bool:
         """Whether the level change and what followed point different ways (e.g. a drop in
@@ -579,6 +631,7 @@ class ITSResult:
         """
         import matplotlib.pyplot as plt
 
+        disclosure = self.disclosure if disclosure is None else disclosure
         if ax is None:
             fig, ax = plt.subplots(figsize=(8, 4.5))
         else:
@@ -648,6 +701,8 @@ def fit(
     outcome_label: str | None = None,
     intervention_label: str = "the programme",
     exposure_label: str = "pupils",
+    direction: Direction = "lower_is_better",
+    disclosure: Disclosure | None = None,
 ) -> ITSResult | ManyResult:
     """Fit a segmented regression (see the module docstring for the model and sources).
 
@@ -656,9 +711,12 @@ def fit(
     interruption from the fit and codes the change from the period after them.
     ``overdispersion=False`` gives a plain Poisson fit (scale 1). ``outcome_label``,
     ``intervention_label`` and ``exposure_label`` word the ``sentence``. ``frequency`` overrides
-    the inferred "monthly" / "termly" / "yearly". With ``group=`` this calls
-    :func:`fit_many` and returns a :class:`ManyResult`.
+    the inferred "monthly" / "termly" / "yearly". ``direction`` says which way is better
+    (for the verdict); ``disclosure`` is a report's disclosure control (see
+    :class:`ITSResult`). With ``group=`` this calls :func:`fit_many` and returns a
+    :class:`ManyResult`.
     """
+    check_direction(direction)
     if group is not None:
         return fit_many(
             data, group, time=time, outcome=outcome, interruption=interruption,
@@ -667,6 +725,7 @@ def fit(
             phase_in=phase_in, confidence=confidence, overdispersion=overdispersion,
             frequency=frequency, outcome_label=outcome_label,
             intervention_label=intervention_label, exposure_label=exposure_label,
+            direction=direction, disclosure=disclosure,
         )
     _check_options(family, impact, seasonality, period, autocorrelation, phase_in, confidence,
                    frequency)
@@ -766,12 +825,14 @@ def fit(
                        overdispersion, zf[fit_mask] if control is not None else None)
     if family != "gaussian":
         _check_estimable(model, X, offset, fit_mask, codes, outcome, periods)
-    return _build_result(
+    result = _build_result(
         model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask, zf, codes, int_codes,
         starts, family, outcome, periods, confidence, impact,
         control is not None, missing_labels, autocorrelation, seasonality, period, k,
         outcome_label or outcome.replace("_", " "), intervention_label, exposure_label,
     )
+    result.direction, result.disclosure = direction, disclosure
+    return result
 
 
 def _numeric(values: pd.Series) -> np.ndarray:
@@ -1118,6 +1179,15 @@ def _variance(family: str, mu: np.ndarray, params: np.ndarray) -> np.ndarray:
     return mu
 
 
+_UNIT_WORDS = {"monthly": "month", "termly": "term", "yearly": "year"}
+
+
+def _signed_pct(rate_ratio: float) -> str:
+    """A rate ratio as a signed percentage change with a true minus sign, e.g. '−22%'."""
+    pct = (rate_ratio - 1) * 100
+    return f"{'−' if pct < 0 else '+'}{abs(pct):.0f}%"
+
+
 def _fmt(v: float) -> str:
     a = abs(v)
     if a >= 100:
@@ -1160,7 +1230,7 @@ def _sentence(res: ITSResult, when: str, what: str, who: str, per: str | None, *
             text = (f"the trend changed by {_fmt(est)} per {unit} ({ci})" if slope else
                     f"{what} {'fell' if est < 0 else 'rose'} by {_fmt(abs(est))} ({ci})")
         null = 1.0 if rr else 0.0
-        return text, lo <= null <= hi
+        return text, verdict(lo, hi, null=null, direction=res.direction) == "no clear change"
 
     cu = {k: v[0] for k, v in res.cumulative_data.items()}
     d, clo, chi = cu["difference"], cu["ci_low"], cu["ci_high"]
@@ -1178,10 +1248,11 @@ def _sentence(res: ITSResult, when: str, what: str, who: str, per: str | None, *
     head = res.headline() if cumulative and rr else None
     if head is not None and head["term"] == OBSERVED_OVER_EXPECTED:
         est, lo, hi = head["estimate"], head["ci_low"], head["ci_high"]
+        includes = head["verdict"] == "no clear change"
         out = (f"After {who} began in {when}, there were {abs(est - 1) * 100:.0f}% "
                f"{'fewer' if est < 1 else 'more'} {what} than {predicted} (ratio of observed "
                f"to expected {est:.2f}, {pct}% CI {lo:.2f} to {hi:.2f}"
-               f"{', an interval that includes no change' if lo <= 1 <= hi else ''}): about "
+               f"{', an interval that includes no change' if includes else ''}): about "
                f"{abs(d):,.0f} {word} over {int(cu['periods'])} {unit}s {total}{per_100}. "
                f"At the interruption {text}"
                f"{', an interval that includes no change' if unclear else ''}{then}.")
@@ -1243,7 +1314,9 @@ class ManyResult:
     ``effects``: unit, term, estimate, ci_low, ci_high, p, scale, coef, se, n, status
     ("ok", "warning" or "error") and message. ``pooled``: per term, the DerSimonian-Laird
     estimate (back-transformed for rate ratios) with k, tau2, Q, Q_p, I2. ``results``: the
-    :class:`ITSResult` of each fitted unit.
+    :class:`ITSResult` of each fitted unit. Follows
+    :class:`evaluation.results.AnalysisResult`: its headline is the pooled estimate of the
+    units' ``headline_term``.
     """
 
     effects: pd.DataFrame
@@ -1251,6 +1324,58 @@ class ManyResult:
     results: dict
     by: str
     confidence: float
+    direction: Direction = "lower_is_better"
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """The pooled estimate of each term (:attr:`pooled`)."""
+        return self.pooled
+
+    @property
+    def headline_term(self) -> str | None:
+        """The term the units report first (None when no unit was fitted)."""
+        first = next(iter(self.results.values()), None)
+        return None if first is None else first.headline_term
+
+    def headline(self) -> dict:
+        """The pooled (random-effects) estimate of :attr:`headline_term`, k units."""
+        rows = self.pooled[self.pooled["term"] == self.headline_term]
+        if rows.empty:
+            return {"term": None, "estimate": None, "ci_low": None, "ci_high": None,
+                    "unit": "", "null": 1.0, "n": 0, "verdict": "no clear change"}
+        row = rows.iloc[0]
+        null = 1.0 if row["scale"] == "rate ratio" else 0.0
+        lo, hi = float(row["ci_low"]), float(row["ci_high"])
+        return {"term": row["term"], "estimate": float(row["estimate"]), "ci_low": lo,
+                "ci_high": hi, "unit": f"{row['scale']}, pooled across {self.by}",
+                "null": null, "n": int(row["k"]),
+                "verdict": verdict(lo, hi, null=null, direction=self.direction)}
+
+    @property
+    def sentence(self) -> str:
+        h = self.headline()
+        if h["term"] is None:
+            return "No unit could be fitted, so there is no pooled estimate."
+        pct = round(self.confidence * 100)
+        return (f"Pooled across {h['n']} units (random effects), the {h['term']} was "
+                f"{_fmt(h['estimate'])} ({h['unit'].split(',')[0]}, {pct}% CI "
+                f"{_fmt(h['ci_low'])} to {_fmt(h['ci_high'])}): {h['verdict']}.")
+
+    def plot(self, ax: Any = None) -> Any:
+        """The forest plot of :attr:`headline_term` (:meth:`forest_plot`)."""
+        return self.forest_plot(self.headline_term, ax=ax)
+
+    def _repr_html_(self) -> str:
+        return repr_html(self)
+
+    def record(self, outcome: OutcomeLike, *, period: str | None = None,
+               n: int | None = None, notebook: str = "") -> Result:
+        """The results.json record of the pooled estimate."""
+        h = self.headline()
+        text = (f"Pooled {h['term']} {_fmt(h['estimate'])} ({_fmt(h['ci_low'])} to "
+                f"{_fmt(h['ci_high'])})" if h["term"] is not None else "No pooled estimate")
+        return make_record(self, outcome, analysis="its", headline=text, period=period,
+                           n=n, notebook=notebook)
 
     def forest_plot(self, term: str | None = None, ax: Any = None,
                     title: str | None = None) -> Any:
@@ -1339,4 +1464,5 @@ def fit_many(data: pd.DataFrame, by: str, **fit_kwargs: Any) -> ManyResult:
                                                 "p", "scale", "coef", "se", "tau2", "Q", "Q_p",
                                                 "I2"])
     return ManyResult(effects=effects, pooled=pooled, results=results, by=by,
-                      confidence=confidence)
+                      confidence=confidence,
+                      direction=fit_kwargs.get("direction", "lower_is_better"))

@@ -61,7 +61,7 @@ def test_lakens_2013_paired_example():
 
 def test_jacobson_truax_worked_example():
     d = pd.DataFrame({"pre": JT_PRE, "post": JT_POST})
-    rc = reliable_change(d, "pre", "post", reliability=0.96, sd=17.8, higher_is_better=True,
+    rc = reliable_change(d, "pre", "post", reliability=0.96, sd=17.8, direction="higher_is_better",
                          functional=(114.8, 17.8), dysfunctional=(70.7, 23.8))
     # derived values recorded in ../shared/reference/measures.yaml
     assert rc.se_measurement == pytest.approx(3.56)
@@ -75,10 +75,10 @@ def test_jacobson_truax_worked_example():
     assert s["no reliable change"] == 10
     assert s["recovered"] == 16
     assert s["improved"] == 3
-    b = reliable_change(d, "pre", "post", reliability=0.96, sd=17.8, higher_is_better=True,
+    b = reliable_change(d, "pre", "post", reliability=0.96, sd=17.8, direction="higher_is_better",
                         functional=(114.8, 17.8), criterion="b")
     assert b.cutoff == pytest.approx(79.2)
-    a = reliable_change(d, "pre", "post", reliability=0.96, sd=17.8, higher_is_better=True,
+    a = reliable_change(d, "pre", "post", reliability=0.96, sd=17.8, direction="higher_is_better",
                         dysfunctional=(70.7, 23.8))
     assert a.criterion == "a" and a.cutoff == pytest.approx(118.3)
 
@@ -191,7 +191,8 @@ def test_by_groups_counts_unpaired_and_board_table():
         "f": [8, 11, 9, 10, 7, np.nan, 9, 6, 12, 9],
         "school": ["A", "A", "A", "A", "A", "B", "B", "B", "B", np.nan],
     })
-    res = paired_change(d, "b", "f", by="school", disclosure=Disclosure(4), higher_is_better=False)
+    res = paired_change(d, "b", "f", by="school", disclosure=Disclosure(4),
+                        direction="lower_is_better")
     s = res.summary.set_index("group")
     assert list(s.index) == ["A", "B", "Missing", "All"]
     assert s.loc["A", "n_pairs"] == 4 and s.loc["A", "n_follow_up_only"] == 1
@@ -240,11 +241,11 @@ def test_board_table_is_the_disclosure_step():
 
 def test_sentence_withholds_a_small_headline():
     d = pd.DataFrame({"b": [10.0, 12, 9, 14], "f": [8.0, 11, 9, 10]})
-    res = paired_change(d, "b", "f", higher_is_better=False)
+    res = paired_change(d, "b", "f", direction="lower_is_better")
     assert "Fewer than 5 pupils had both scores" in res.sentence
     assert "n = 4" not in res.sentence
     assert res.headline()["n"] == 4
-    inside = paired_change(d, "b", "f", higher_is_better=False,
+    inside = paired_change(d, "b", "f", direction="lower_is_better",
                            disclosure=Disclosure(5, "internal"))
     assert "(n = 4)" in inside.sentence
 
@@ -252,7 +253,7 @@ def test_sentence_withholds_a_small_headline():
 def test_sentence_direction_words():
     d = pd.DataFrame({"b": [20, 18, 22, 19, 25, 17, 21, 23],
                       "f": [15, 16, 18, 14, 20, 15, 19, 17]})
-    res = paired_change(d, "b", "f", higher_is_better=False,
+    res = paired_change(d, "b", "f", direction="lower_is_better",
                         label="teacher-rated SDQ total difficulties")
     assert res.sentence.startswith("Pupils' teacher-rated SDQ total difficulties fell from 20.6")
     assert "improvement" in res.sentence and "additional progress" in res.sentence
@@ -263,7 +264,7 @@ def test_sentence_direction_words():
     by_measure = paired_change(d, "b", "f", measure=load_registry()["sdq_teacher_total"])
     assert by_measure.headline()["verdict"] == "improved"
     assert by_measure.sentence.startswith("Pupils' teacher-rated SDQ total difficulties fell")
-    worse = paired_change(d, "b", "f", higher_is_better=True)
+    worse = paired_change(d, "b", "f", direction="higher_is_better")
     assert "fell" in worse.sentence and "deterioration" in worse.sentence
     assert "less progress" in worse.sentence and worse.headline()["verdict"] == "worsened"
     assert worse.summary.iloc[0]["eef_months"] < 0
@@ -305,7 +306,8 @@ def test_reliable_change_against_numpy():
         f = b + rng.normal(2, 6, n).round()
         for hib in (True, False):
             rc = reliable_change(pd.DataFrame({"b": b, "f": f}), "b", "f", reliability=0.85,
-                                 sd=8.0, higher_is_better=hib, cutoff=52)
+                                 sd=8.0, cutoff=52,
+                                 direction="higher_is_better" if hib else "lower_is_better")
             sdiff = np.sqrt(2) * 8.0 * np.sqrt(0.15)
             rci = (f - b) / sdiff
             up = rci > 1.96 if hib else rci < -1.96
@@ -329,9 +331,9 @@ def test_reliable_change_measure_defaults_and_errors():
                         measure=reg["attendance_pct"])
     for bad in (0, 1, 1.2, -0.1, None):
         with pytest.raises(DataError, match="reliability"):
-            reliable_change(d, "b", "f", reliability=bad, sd=8.0, higher_is_better=True)
+            reliable_change(d, "b", "f", reliability=bad, sd=8.0, direction="higher_is_better")
     with pytest.raises(DataError, match="sd"):
-        reliable_change(d, "b", "f", reliability=0.9, sd=0, higher_is_better=True)
+        reliable_change(d, "b", "f", reliability=0.9, sd=0, direction="higher_is_better")
 
 
 # ---------------------------------------------------------------- ordinal and binary
@@ -403,7 +405,7 @@ def test_ancova_against_statsmodels_formula():
     fol = 5 + 0.7 * base - 2.0 * (grp == "programme") + rng.normal(0, 3, n)
     df = pd.DataFrame({"pre": base, "post": fol, "group": grp})
     df.loc[3, "post"] = np.nan
-    res = ancova(df, "pre", "post", "group", higher_is_better=False)
+    res = ancova(df, "pre", "post", "group", direction="lower_is_better")
     ref = smf.ols("post ~ pre + C(group, Treatment('comparison'))", data=df).fit()
     name = "C(group, Treatment('comparison'))[T.programme]"
     assert res.adjusted_difference == pytest.approx(ref.params[name])
@@ -420,7 +422,7 @@ def test_ancova_against_statsmodels_formula():
     assert "better" in res.sentence
     assert f"n = {res.n_treatment} and {res.n_control}" in res.sentence
     few = df[(df.group == "programme") | (df.index.isin(df.index[df.group == "comparison"][:3]))]
-    small = ancova(few, "pre", "post", "group", higher_is_better=False)
+    small = ancova(few, "pre", "post", "group", direction="lower_is_better")
     assert small.n_control == 3
     assert "and fewer than 5)" in small.sentence and "and 3)" not in small.sentence
 

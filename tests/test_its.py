@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -402,9 +403,13 @@ def test_headline_sentence_and_plot():
         (ratio * np.exp(-half), ratio * np.exp(half)), rel=1e-12)
     assert h["verdict"] == "improved" and h["n"] == 48 and h["null"] == 1.0
     assert h["estimate"] < 1 and h["ci_high"] < 1
-    assert r.headline(direction="higher_is_better")["verdict"] == "worsened"
-    with pytest.raises(DataError, match="lower_is_better"):
-        r.headline(direction="decrease")
+    # the direction is the fit's (default lower_is_better), not an argument of headline()
+    up = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
+                 interruption="2017-09-01", direction="higher_is_better")
+    assert up.headline()["verdict"] == "worsened"
+    with pytest.raises(ValueError, match="lower_is_better"):
+        its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
+                interruption="2017-09-01", direction="decrease")
     # the sentence leads with that same number
     assert r.sentence.startswith(
         f"After the programme began in September 2017, there were "
@@ -413,9 +418,11 @@ def test_headline_sentence_and_plot():
         f"{h['ci_low']:.2f} to {h['ci_high']:.2f})")
     assert "per 100 pupils" in r.sentence
     # a report that withholds the observed total withholds the ratio too
-    w = r.headline(disclosure=Disclosure(10**9, "board"))
-    assert w["withheld"] and w["estimate"] is None and w["verdict"] == "no clear change"
-    assert not r.headline(disclosure=Disclosure(5, "board"))["withheld"]
+    w = replace(r, disclosure=Disclosure(10**9, "board"))
+    assert w.headline()["withheld"] and w.headline()["estimate"] is None
+    assert w.headline()["verdict"] == "no clear change"
+    assert w.sentence == r.sentence_without_total()
+    assert not replace(r, disclosure=Disclosure(5, "board")).headline()["withheld"]
     # with a level change only, the headline is its rate ratio, as in the sentence
     lv = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
                  interruption="2017-09-01", impact="level")

@@ -3,7 +3,9 @@
 An analysis notebook loops over the outcomes its analysis evidences and, for each, asks a
 ``sections.<analysis>`` function for a :class:`Section`: a heading, the plain-English
 sentence, tables (DataFrames), figures (with alt text) and the headline
-:class:`~evaluation.results.Result` to record. The notebook only displays it
+:class:`~evaluation.results.Result` to record, made by the analysis result's own
+``record(outcome)`` (:class:`~evaluation.results.AnalysisResult`), so a headline is
+computed and worded once, in the library. The notebook only displays it
 (``section.show()``) and records it (``project.record(section.result)``), so everything a
 report says is computed here and testable without Jupyter.
 

@@ -37,7 +37,7 @@ from evaluation.measures import Measure, band, load_registry
 from evaluation.params import BaselineFollowupOptions
 from evaluation.privacy import Disclosure
 from evaluation.project import Project
-from evaluation.results import Result, verdict
+from evaluation.results import direction_of
 from evaluation.sections import Section
 from evaluation.toc import Outcome
 
@@ -208,17 +208,13 @@ CHARACTERISTICS = {"sen_status": "SEN status", "fsm": "Free school meals",
                    "year_group": "Year group", "ethnicity": "Ethnicity"}
 
 
-def _headline_text(measure: Measure, estimate: float, lo: float, hi: float, unit: str) -> str:
-    label = measure.label[:1].upper() + measure.label[1:]
-    return f"{label} {estimate:+.1f} {unit} ({lo:+.1f} to {hi:+.1f})"
-
-
 def outcome_section(project: Project, outcome: Outcome) -> Section:
     """Everything the baseline/follow-up report shows for one outcome."""
     options = _options(project)
     measure = _measure(project, outcome)
-    higher = outcome.direction == "higher_is_better"
-    if higher != measure.higher_is_better:
+    direction = outcome.direction
+    higher = direction == "higher_is_better"
+    if direction != direction_of(measure.higher_is_better):
         raise ParamsError(
             f"Outcome '{outcome.id}' says {outcome.direction}, but the measure "
             f"'{measure.name}' is one where {'higher' if measure.higher_is_better else 'lower'}"
@@ -231,7 +227,7 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
     disclosure = project.disclosure
 
     change = paired_change(programme, "baseline", "follow_up", id="pupil_id",
-                           higher_is_better=higher, label=measure.label, measure=measure,
+                           direction=direction, label=measure.label, measure=measure,
                            disclosure=disclosure)
     section = Section(heading=outcome.statement, sentence=change.sentence)
     section.text(
@@ -257,7 +253,8 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
                      + ") are in the internal report only, to protect pupils' privacy.")
 
     if measure.reliability is not None and measure.sd is not None:
-        rc = reliable_change(programme, "baseline", "follow_up", measure=measure, id="pupil_id")
+        rc = reliable_change(programme, "baseline", "follow_up", measure=measure, id="pupil_id",
+                             disclosure=disclosure)
         section.text(
             f"**Reliable change** (Jacobson & Truax 1991): with reliability "
             f"{measure.reliability:g} and SD {measure.sd:g}, a pupil's score must change by "
@@ -292,7 +289,7 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
         frames = []
         for column in subgroups:
             by = paired_change(programme, "baseline", "follow_up", id="pupil_id",
-                               higher_is_better=higher, measure=measure, by=column,
+                               direction=direction, measure=measure, by=column,
                                disclosure=disclosure)
             # through disclosure with the "All" row, so the groups of one characteristic
             # cannot be subtracted from the headline n shown above
@@ -308,8 +305,7 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
                       + (f" (groups under {disclosure.threshold} pupils withheld)"
                          if disclosure.active else ""))
 
-    n = int(change.headline()["n"])
-    estimate, lo, hi = None, None, None
+    headline = change  # the programme pupils' change, unless the comparison is shown
     if has_comparison:
         both = data[data["group"].isin([PROGRAMME, COMPARISON])]
         sizes = both.dropna(subset=["baseline", "follow_up"])["group"].value_counts()
@@ -323,7 +319,7 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
             )
         else:
             model = ancova(both, "baseline", "follow_up", "group", treatment=PROGRAMME,
-                           higher_is_better=higher, label=measure.label, measure=measure,
+                           direction=direction, label=measure.label, measure=measure,
                            disclosure=disclosure)
             section.text(
                 "**Against the comparison group.** Follow-up scores compared between "
@@ -341,24 +337,12 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
             section.table(disclosure.table(comparison, counts,
                                            derived=[c for c in comparison if c not in counts]),
                           "Programme against comparison, adjusted for baseline")
-            estimate, lo, hi = model.adjusted_difference, model.ci_low, model.ci_high
-            unit, n = "points (adjusted difference)", model.n_treatment + model.n_control
-            sentence = model.sentence
-    if estimate is None:
-        head = change.headline()
-        estimate, lo, hi = head["estimate"], head["ci_low"], head["ci_high"]
-        unit, sentence = "points (mean change)", change.sentence
+            headline = model
 
     dates = project.table(outcome.data or options.scores)
     dates = dates.loc[dates["measure"] == outcome.measure, "date"] if "date" in dates else None
     period = (f"{dates.min():%B %Y} to {dates.max():%B %Y}"
               if dates is not None and dates.notna().any() else project.period_text())
-    section.result = Result(
-        outcome_id=outcome.id, analysis="baseline_followup", measure=outcome.measure,
-        estimate=estimate, ci_low=lo, ci_high=hi, unit=unit, null=0.0, n=n, period=period,
-        direction=outcome.direction,
-        verdict=verdict(lo, hi, null=0.0, direction=outcome.direction),
-        headline=_headline_text(measure, estimate, lo, hi, "points"),
-        sentence=sentence, notebook="10_baseline_followup.ipynb",
-    )
+    section.result = headline.record(outcome, period=period,
+                                     notebook="10_baseline_followup.ipynb")
     return section

@@ -215,13 +215,12 @@ class ItsAnalysis:
         the headline ratio (observed over expected) with either of the others would give
         the observed total away.
         """
-        return self.disclosure.is_small(self.result.cumulative["observed_total"].iloc[0])
+        return self.result.total_withheld
 
     @property
     def sentence(self) -> str:
-        """The plain-English summary, without the cumulative difference if it is withheld."""
-        return (self.result.sentence_without_total() if self.total_withheld
-                else self.result.sentence)
+        """The plain-English summary (the library leaves the totals out if withheld)."""
+        return self.result.sentence
 
     # -- headline -----------------------------------------------------------------
     @property
@@ -236,35 +235,15 @@ class ItsAnalysis:
         return f"programme {plural}" if self.comparison_units else plural
 
     def headline(self) -> Result:
-        """The headline result for the project summary: :meth:`its.ITSResult.headline` of
-        the programme series (observed over expected events after the interruption for
-        "level+slope", else the level or slope rate ratio), worded; withheld with the
-        observed total."""
-        h = self.result.headline(self.outcome.direction, disclosure=self.disclosure)
+        """The headline result for the project summary: the programme series'
+        :meth:`its.ITSResult.record` (computed and worded in the library), counting
+        programme units and covering every period of the series."""
         cf = self.result.counterfactual
-        name = self.label[:1].upper() + self.label[1:]
-        est, lo, hi = h["estimate"], h["ci_low"], h["ci_high"]
-        if h["withheld"]:
-            # observed over expected would give the withheld observed total away
-            text = (f"{name} after the interruption: fewer than {self.disclosure.threshold}, "
-                    "too few to compare with the prior trend (withheld to protect pupils' "
-                    "privacy)")
-        elif h["term"] == its.OBSERVED_OVER_EXPECTED:
-            text = (f"{name} {_signed_pct(est)} against the prior trend, ratio {est:.2f} "
-                    f"({lo:.2f} to {hi:.2f})")
-        elif h["term"].startswith("slope"):
-            text = (f"{name} trend {_signed_pct(est)} per {_UNIT_WORDS[self.frequency]}, "
-                    f"RR {est:.2f} ({lo:.2f} to {hi:.2f})")
-        else:
-            text = f"{name} {_signed_pct(est)}, RR {est:.2f} ({lo:.2f} to {hi:.2f})"
-        return Result(
-            outcome_id=self.outcome.id, analysis="its", measure=self.column, estimate=est,
-            ci_low=lo, ci_high=hi, unit=h["unit"], null=h["null"],
-            n=len(self.programme_units),
-            period=f"{cf['label'].iloc[0]} to {cf['label'].iloc[-1]}",
-            direction=self.outcome.direction, verdict=h["verdict"],
-            headline=text, sentence=self.sentence, notebook=NOTEBOOK,
-        )
+        # the count column analysed is the measure recorded (the outcome may name none)
+        outcome = self.outcome.model_copy(update={"measure": self.column})
+        return self.result.record(outcome, n=len(self.programme_units),
+                                  period=f"{cf['label'].iloc[0]} to {cf['label'].iloc[-1]}",
+                                  notebook=NOTEBOOK)
 
     # -- tables -------------------------------------------------------------------
     def model_table(self) -> pd.DataFrame:
@@ -579,7 +558,7 @@ def analyse(project: Project, outcome: Outcome) -> ItsAnalysis:
         impact=options.impact, phase_in=options.phase_in, frequency=data.frequency,
         outcome_label=column.replace("_", " "),
         intervention_label="the programme" if options.group and len(groups) > 1
-        else "the change",
+        else "the change", direction=outcome.direction,
     )
 
     programme = rows[rows["group"] == options.programme_value]
@@ -587,7 +566,7 @@ def analyse(project: Project, outcome: Outcome) -> ItsAnalysis:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         series = _aggregate(programme, exposure)
-        result = its.fit(series, **fit_kwargs)
+        result = its.fit(series, **fit_kwargs, disclosure=project.disclosure)
     # The column names in the library's messages are ours, not the user's: drop them.
     fit_warnings = list(dict.fromkeys(_sentence_case(re.sub(r"^Column '[^']*': ", "",
                                                             str(w.message)))

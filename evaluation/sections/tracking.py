@@ -814,8 +814,8 @@ def _attendance_change(project: Project, outcome: Outcome | None = None) -> tupl
     wide = d.pupil.around_start
     if wide is None:
         return None, None
-    higher = True if outcome is None else outcome.direction == "higher_is_better"
-    change = paired_change(wide, "baseline", "follow_up", higher_is_better=higher,
+    direction = "higher_is_better" if outcome is None else outcome.direction
+    change = paired_change(wide, "baseline", "follow_up", direction=direction,
                            label="attendance (%)", disclosure=d.disclosure)
     change.unit = "percentage points"
     return wide, change
@@ -848,8 +848,7 @@ def _attendance_sentence(d: TrackingData, change: Any, weeks: int) -> str:
         return ("There were too few pupils with attendance before and after to compare "
                 f"({_n(d, n, 'pupil')}).")
     moved = "rose" if md > 0 else "fell" if md < 0 else "stayed the same"
-    v = verdict(lo, hi, null=0.0, direction="higher_is_better" if change.higher_is_better
-                else "lower_is_better")
+    v = verdict(lo, hi, null=0.0, direction=change.direction)
     clear = {"improved": "a clear improvement", "worsened": "a clear fall",
              "no clear change": "not a clear change either way"}[v]
     unpaired = int(row["n_baseline_only"] + row["n_follow_up_only"])
@@ -953,7 +952,7 @@ def suspensions_section(project: Project) -> Section:
                "intervention (pupils with the full follow-up)")
     if not _withheld(row["Pupils"]):
         try:
-            change = paired_change(full, "before", "after", higher_is_better=False,
+            change = paired_change(full, "before", "after", direction="lower_is_better",
                                    label=f"suspensions in {days} days",
                                    disclosure=d.disclosure)
             h = change.headline()

@@ -1,0 +1,197 @@
+"""The one result protocol and the one verdict rule (evaluation/results.py)."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from evaluation import its  # noqa: E402
+from evaluation.baseline_followup import (  # noqa: E402
+    Ancova,
+    PairedChange,
+    ReliableChange,
+    ancova,
+    paired_change,
+    reliable_change,
+)
+from evaluation.results import VERDICTS, AnalysisResult, Result, verdict  # noqa: E402
+
+EVALUATION = Path(__file__).resolve().parents[1] / "evaluation"
+
+
+def _scores(n: int = 60, shift: float = 4.0, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    b = rng.normal(50, 8, n).round()
+    return pd.DataFrame({"b": b, "f": b + rng.normal(shift, 5, n).round(),
+                         "group": np.where(np.arange(n) % 2 == 0, "programme", "comparison"),
+                         "school": np.where(np.arange(n) % 3 == 0, "A", "B")})
+
+
+def _series(units: int = 1, seed: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for u in range(units):
+        t = np.arange(30)
+        start = pd.date_range("2015-09-01", periods=30, freq="MS")
+        mu = np.exp(3 + 0.01 * t - 0.4 * (t >= 15))
+        frames.append(pd.DataFrame({"period_start": start, "count": rng.poisson(mu),
+                                    "roll": 1000, "unit": f"s{u}"}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _results() -> dict[str, AnalysisResult]:
+    data = _scores()
+    many = _series(units=3)
+    return {
+        "PairedChange": paired_change(data, "b", "f", by="school",
+                                      direction="higher_is_better"),
+        "Ancova": ancova(data, "b", "f", "group", direction="higher_is_better"),
+        "ReliableChange": reliable_change(data, "b", "f", reliability=0.9, sd=8.0,
+                                          direction="higher_is_better"),
+        "ITSResult": its.fit(_series(), time="period_start", outcome="count",
+                             exposure="roll", interruption="2016-12-01",
+                             direction="lower_is_better"),
+        "ManyResult": its.fit_many(many, "unit", time="period_start", outcome="count",
+                                   exposure="roll", interruption="2016-12-01",
+                                   direction="lower_is_better"),
+    }
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, AnalysisResult]:
+    return _results()
+
+
+def test_every_result_class_is_converted(results):
+    assert {type(r).__name__ for r in results.values()} == {
+        "PairedChange", "Ancova", "ReliableChange", "ITSResult", "ManyResult"}
+    for cls in (PairedChange, Ancova, ReliableChange, its.ITSResult, its.ManyResult):
+        # the result knows its direction: headline() takes no arguments, and every class
+        # spells plot and record the same way
+        assert list(inspect.signature(cls.headline).parameters) == ["self"]
+        assert list(inspect.signature(cls.plot).parameters)[:2] == ["self", "ax"]
+        record = inspect.signature(cls.record).parameters
+        assert list(record) == ["self", "outcome", "period", "n", "notebook"]
+
+
+@pytest.mark.parametrize("name", ["PairedChange", "Ancova", "ReliableChange", "ITSResult",
+                                  "ManyResult"])
+def test_result_follows_the_protocol(results, name):
+    r = results[name]
+    assert isinstance(r, AnalysisResult)
+    assert isinstance(r.summary, pd.DataFrame) and not r.summary.empty
+    h = r.headline()
+    for key in ("estimate", "ci_low", "ci_high", "unit", "null", "n", "verdict"):
+        assert key in h, key
+    assert h["verdict"] in VERDICTS
+    assert h["verdict"] == verdict(h["ci_low"], h["ci_high"], null=h["null"],
+                                   direction=r.direction)
+    assert math.isfinite(h["estimate"]) and h["ci_low"] <= h["estimate"] <= h["ci_high"]
+    assert isinstance(r.sentence, str) and len(r.sentence) > 20
+    fig = r.plot()
+    assert fig.axes
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    assert r.plot(ax=ax) is fig and ax.has_data()
+    plt.close(fig)
+    html = r._repr_html_()
+    assert "<table" in html
+    outcome = SimpleNamespace(id="o1", measure="m", direction=r.direction)
+    rec = r.record(outcome, notebook="nb.ipynb")
+    assert isinstance(rec, Result)
+    assert (rec.outcome_id, rec.measure, rec.notebook) == ("o1", "m", "nb.ipynb")
+    assert (rec.estimate, rec.ci_low, rec.ci_high, rec.verdict, rec.unit, rec.null) == (
+        h["estimate"], h["ci_low"], h["ci_high"], h["verdict"], h["unit"], h["null"])
+    assert rec.sentence == r.sentence and rec.headline
+    assert r.record(outcome, n=7, period="2020").n == 7
+    other = "higher_is_better" if r.direction == "lower_is_better" else "lower_is_better"
+    with pytest.raises(ValueError, match=other):
+        r.record(SimpleNamespace(id="o1", measure="m", direction=other))
+
+
+def test_direction_is_the_results_own():
+    data = _scores(shift=4.0)
+    up = paired_change(data, "b", "f", direction="higher_is_better").headline()
+    down = paired_change(data, "b", "f", direction="lower_is_better").headline()
+    assert (up["verdict"], down["verdict"]) == ("improved", "worsened")
+    with pytest.raises(ValueError, match="higher_is_better"):
+        paired_change(data, "b", "f", direction="higher")
+
+
+@pytest.mark.parametrize(("low", "high", "null", "direction", "expected"), [
+    (0.5, 2.0, 0.0, "higher_is_better", "improved"),
+    (0.5, 2.0, 0.0, "lower_is_better", "worsened"),
+    (-2.0, -0.5, 0.0, "higher_is_better", "worsened"),
+    (-2.0, -0.5, 0.0, "lower_is_better", "improved"),
+    (-1.0, 1.0, 0.0, "higher_is_better", "no clear change"),
+    (-1.0, 1.0, 0.0, "lower_is_better", "no clear change"),
+    (0.0, 1.0, 0.0, "higher_is_better", "no clear change"),  # touching the null
+    (0.7, 0.9, 1.0, "lower_is_better", "improved"),  # a ratio below 1
+    (1.1, 1.3, 1.0, "lower_is_better", "worsened"),
+    (None, None, 0.0, "higher_is_better", "no clear change"),
+    (None, 1.0, 0.0, "lower_is_better", "no clear change"),
+    (float("nan"), 2.0, 0.0, "higher_is_better", "no clear change"),
+    (1.0, float("inf"), 0.0, "higher_is_better", "no clear change"),
+])
+def test_verdict(low, high, null, direction, expected):
+    assert verdict(low, high, null=null, direction=direction) == expected
+
+
+def test_verdict_rejects_another_direction_word():
+    for word in ("decrease", "higher", True):
+        with pytest.raises(ValueError, match="lower_is_better"):
+            verdict(1.0, 2.0, null=0.0, direction=word)
+
+
+def _deciders(tree: ast.AST) -> list[int]:
+    """Lines where code produces a verdict word: returned, or chosen by a conditional."""
+    def is_word(node: ast.AST | None) -> bool:
+        return isinstance(node, ast.Constant) and node.value in VERDICTS
+
+    def is_null(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Name) and "null" in node.id) or (
+            isinstance(node, ast.Constant) and node.value in (0, 1, 0.0, 1.0))
+
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Return) and is_word(node.value):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.IfExp) and (is_word(node.body) or is_word(node.orelse)):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and \
+                node.name.lstrip("_") in ("verdict", "decide", "judge"):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Compare) and len(node.ops) == 2 and is_null(
+                node.comparators[0]):  # "lo <= null <= hi": does the CI include no change?
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_grep_finds_a_second_rule():
+    second = ('def _verdict(lo, hi, up):\n'
+              '    if lo > 0:\n        return "improved" if up else "worsened"\n'
+              '    return "no clear change"\n')
+    assert len(_deciders(ast.parse(second))) == 3
+    assert len(_deciders(ast.parse("unclear = lo <= null <= hi\nx = a < 1 < b"))) == 2
+
+
+def test_no_other_function_decides_improved_or_worsened():
+    found = {}
+    for path in sorted(EVALUATION.rglob("*.py")):
+        lines = _deciders(ast.parse(path.read_text(encoding="utf-8")))
+        if lines:
+            found[str(path.relative_to(EVALUATION))] = lines
+    # the one rule: evaluation.results.verdict
+    assert list(found) == ["results.py"], found
