@@ -4,12 +4,14 @@ Runs every enabled notebook of params/demo.yaml into a temporary reports folder 
 place the test suite executes the kit's notebooks: each once, every cell without error, or
 the run fails naming the notebook and cell), then checks what a board would receive: an
 index leading with the summary, one HTML page per notebook with no code and no error, no
-pupil name or number anywhere, a provenance footer, and verdicts in results.json that
-match the demo's documented true effects.
+pupil name or number anywhere, a provenance footer, verdicts in results.json that match
+the demo's documented true effects, and each outcome's one estimate printed alike on every
+page that gives it.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -18,6 +20,7 @@ import pytest
 
 from evaluation.params import NOTEBOOKS, load_params
 from evaluation.runner import run_project
+from evaluation.toc import load_toc
 from tests.conftest import REPO
 
 DATA_URI = re.compile(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+")
@@ -122,3 +125,112 @@ def test_verdicts_match_the_true_effects(demo_report):
     assert "belonging" not in verdicts  # no measure: not measured
     summary = (demo_report / "90_summary.html").read_text()
     assert "not yet measured" in summary.lower()
+
+
+# ------------------------------------------------ one estimate per outcome on every page
+
+FIGURE = r"[+\-\u2212]?\d[\d,]*(?:\.\d+)?%?"
+# A headline's estimate and the "(low to high)" interval after it, e.g. "+2.4 points
+# (+1.3 to +3.5)", "ratio 0.78 (0.71 to 0.87)", "65% (59% to 70%)".
+FIGURES = re.compile(rf"({FIGURE})(?: [a-z][a-z ]*)? \(({FIGURE}) to ({FIGURE})\)")
+
+
+def _text(fragment: str) -> str:
+    """What a reader sees of an HTML fragment: no tags, entities decoded, spaces collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def _same(figure: str) -> str:
+    """A figure up to its sign's typography (a true minus or a hyphen, a plus or none):
+    the digits, the decimals and the percent sign must agree."""
+    return figure.replace("\u2212", "-").lstrip("+")
+
+
+def _value(figure: str) -> tuple[float, float]:
+    """A printed figure's value on the results.json scale and the rounding it allows."""
+    digits = _same(figure).replace(",", "").rstrip("%")
+    scale = 100.0 if figure.endswith("%") else 1.0
+    return float(digits) / scale, 0.5 * 10.0 ** -len(digits.partition(".")[2]) / scale + 1e-9
+
+
+def _headline_figures(record: dict) -> tuple[str, str, str]:
+    """The estimate, low and high exactly as the headline prints them, checked against the
+    recorded numbers: the headline must print THE estimate, not another of the analysis."""
+    found = FIGURES.findall(record["headline"])
+    assert found, f"{record['outcome_id']}: no 'estimate (low to high)' in its headline"
+    figures = found[-1]
+    for figure, key in zip(figures, ("estimate", "ci_low", "ci_high"), strict=True):
+        value, rounding = _value(figure)
+        assert abs(value - record[key]) <= rounding, (
+            f"{record['outcome_id']}: the headline prints {figure} for {key} {record[key]}")
+    return figures
+
+
+@pytest.fixture(scope="module")
+def records(demo_report):
+    return json.loads((demo_report / "results.json").read_text())["records"]
+
+
+@pytest.fixture(scope="module")
+def statements():
+    params = load_params(REPO / "params" / "demo.yaml")
+    return {o.id: o.statement for o in load_toc(params.resolve(params.theory_of_change)).outcomes}
+
+
+def test_each_outcome_shows_one_estimate_on_the_index_summary_and_diagram(records, pages,
+                                                                          statements):
+    """The index's headline table, the summary's outcome table, its impact paragraph and
+    the diagram's alt text print each outcome's recorded estimate and interval in the
+    headline's format: the same rounding and the same scale (65% is not 0.65)."""
+    assert {r["outcome_id"] for r in records} == {
+        "sdq_difficulties", "attendance_targeted", "suspensions", "referral_attendance",
+        "needs_met"}
+    index_rows = {_text(cells[0]): (_text(cells[1]), _text(cells[2])) for cells in
+                  re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>",
+                             pages["index.html"])}
+    summary = pages["90_summary.html"]
+    caption = summary.index("<caption>Outcomes: verdict and estimate</caption>")
+    table = summary[caption:summary.index("</table>", caption)]
+    summary_rows = {cells[0]: cells for cells in (
+        [_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)) if cells}
+    [alt] = [html.unescape(a) for a in re.findall(r"<img alt=\"([^\"]*)\"", summary)
+             if a.startswith("Theory of change diagram")]
+    summary_text = _text(summary)
+    problems = []
+    for r in records:
+        statement, headline, verdict = statements[r["outcome_id"]], r["headline"], r["verdict"]
+        estimate, low, high = _headline_figures(r)
+        if index_rows.get(statement) != (verdict, headline):
+            problems.append(f"index: {statement!r} shows {index_rows.get(statement)}")
+        row = summary_rows[statement]
+        shown = (row[1], _same(row[2]), _same(row[3]))
+        wanted = (verdict, _same(estimate), f"{_same(low)} to {_same(high)}")
+        if shown != wanted:
+            problems.append(f"summary table: {r['outcome_id']} shows {shown}, headline {wanted}")
+        if f"{statement} ({headline}; verdict: {verdict}" not in alt:
+            problems.append(f"diagram alt text: {r['outcome_id']} lacks its headline")
+        if f"{statement}: {headline} ({verdict})" not in summary_text:
+            problems.append(f"summary impact so far: {r['outcome_id']} lacks its headline")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "10_baseline_followup.html gives the adjusted difference's interval only in a 2-decimal "
+    "table (-1.98: -3.10, -0.85; 2.42: 1.35, 3.49): its sentence prints 'by 2.0 points' "
+    "with the Hedges' g interval, and the page never prints the headline's -2.0 (-3.1 to "
+    "-0.9) or +2.4 (+1.3 to +3.5); the fix belongs to baseline_followup/sections (print the "
+    "recorded headline, as 20_exclusions_its.html does)"))
+def test_each_analysis_page_prints_its_outcomes_headline_figures(records, pages):
+    """The analysis page that recorded an outcome prints its board sentence and the
+    headline's estimate and interval as the headline prints them."""
+    problems = []
+    for r in records:
+        page = _text(pages[r["notebook"].replace(".ipynb", ".html")])
+        estimate, low, high = _headline_figures(r)
+        if r["sentence"] not in page:
+            problems.append(f"{r['notebook']}: {r['outcome_id']}'s sentence is missing")
+        for figure in (estimate, f"{low} to {high}"):
+            if figure not in page:
+                problems.append(f"{r['notebook']}: {r['outcome_id']} never prints {figure}")
+    assert not problems, "\n".join(problems)

@@ -29,6 +29,7 @@ reporting-period text, recorded headlines) is escaped with
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -238,6 +239,52 @@ def _ci(low: Any, high: Any) -> str:
     return f"{_num(low)}\u00a0to\u00a0{_num(high)}"
 
 
+# A headline's figures: its estimate and the "(low to high)" interval that follows it,
+# e.g. "-2.0 points (-3.1 to -0.9)", "ratio 0.78 (0.71 to 0.87)", "65% (59% to 70%)".
+_FIGURE = r"[+\-\u2212]?\d[\d,]*(?:\.\d+)?%?"
+_HEADLINE_FIGURES = re.compile(
+    rf"(?P<est>{_FIGURE})(?: [a-z][a-z ]*)? \((?P<low>{_FIGURE}) to (?P<high>{_FIGURE})\)"
+)
+
+
+def _printed(text: str) -> tuple[float, float]:
+    """A printed figure's value and the rounding it allows ('65%' -> 0.65 +/- 0.005)."""
+    digits = text.lstrip("+").replace("\u2212", "-").replace(",", "").rstrip("%")
+    decimals = len(digits.partition(".")[2])
+    scale = 100.0 if text.endswith("%") else 1.0
+    return float(digits) / scale, 0.5 * 10.0 ** -decimals / scale + 1e-9
+
+
+def _as_printed(text: str, value: Any) -> bool:
+    if _missing(value) or not math.isfinite(float(value)):
+        return False
+    shown, tolerance = _printed(text)
+    return abs(shown - float(value)) <= tolerance
+
+
+def _table_sign(text: str) -> str:
+    """The table's convention (as :func:`_num`): a true minus sign, no plus sign."""
+    return text.lstrip("+").replace("-", "\u2212")
+
+
+def _figures(r: dict[str, Any]) -> tuple[str, str]:
+    """The estimate and 95% CI for the outcome table, as the recorded headline prints them.
+
+    The index, the diagram and the analysis pages show the headline, so the table takes its
+    rounding and scale (a percentage stays a percentage) from there rather than formatting
+    the number again; only when the headline gives no figures for the recorded estimate
+    and interval does the table fall back to :func:`_num`.
+    """
+    found = list(_HEADLINE_FIGURES.finditer(str(r.get("headline") or "")))
+    if found:
+        m = found[-1]
+        if all(_as_printed(m[k], r.get(f)) for k, f in
+               (("est", "estimate"), ("low", "ci_low"), ("high", "ci_high"))):
+            return (_table_sign(m["est"]),
+                    f"{_table_sign(m['low'])}\u00a0to\u00a0{_table_sign(m['high'])}")
+    return _num(r.get("estimate")), _ci(r.get("ci_low"), r.get("ci_high"))
+
+
 def _sentence(text: str) -> str:
     text = " ".join(str(text).split())
     return text if not text or text[-1] in ".!?" else text + "."
@@ -291,6 +338,10 @@ def _target_text(o: Outcome) -> str:
 def outcome_table(project: Project, results: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per outcome: verdict, estimate, 95% CI, unit, n and data period.
 
+    The estimate and interval are printed as the outcome's headline prints them
+    (:func:`_figures`), so the table agrees with the index, the diagram and the analysis
+    page.
+
     Through ``project.disclosure``: an ``n`` below the threshold is withheld with its
     estimate and interval (:data:`~evaluation.privacy.WITHHELD`). The outcomes' n do not
     add up to anything shown, so no secondary suppression is needed.
@@ -299,11 +350,11 @@ def outcome_table(project: Project, results: pd.DataFrame | None = None) -> pd.D
     for s in outcome_status(project, results):
         r = s.result or {}
         measured = s.measured
-        ci = _ci(r.get("ci_low"), r.get("ci_high")) if measured else "–"
+        estimate, ci = _figures(r) if measured else ("–", "–")
         rows.append({
             "Outcome": s.outcome.statement,
             "Verdict": s.verdict,
-            "Estimate": _num(r.get("estimate")) if measured else "–",
+            "Estimate": estimate,
             "95% CI": ci,
             "Unit": (r.get("unit") or "–") if measured else "–",
             "n": r.get("n") if measured else float("nan"),
