@@ -215,12 +215,6 @@ def test_each_outcome_shows_one_estimate_on_the_index_summary_and_diagram(record
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "10_baseline_followup.html gives the adjusted difference's interval only in a 2-decimal "
-    "table (-1.98: -3.10, -0.85; 2.42: 1.35, 3.49): its sentence prints 'by 2.0 points' "
-    "with the Hedges' g interval, and the page never prints the headline's -2.0 (-3.1 to "
-    "-0.9) or +2.4 (+1.3 to +3.5); the fix belongs to baseline_followup/sections (print the "
-    "recorded headline, as 20_exclusions_its.html does)"))
 def test_each_analysis_page_prints_its_outcomes_headline_figures(records, pages):
     """The analysis page that recorded an outcome prints its board sentence and the
     headline's estimate and interval as the headline prints them."""

@@ -37,8 +37,9 @@ from evaluation.measures import Measure, band, load_registry
 from evaluation.params import BaselineFollowupOptions
 from evaluation.privacy import Disclosure
 from evaluation.project import Project
+from evaluation.report import escape_markdown
 from evaluation.results import direction_of
-from evaluation.sections import Section
+from evaluation.sections import Item, Section
 from evaluation.toc import Outcome
 
 PROGRAMME, COMPARISON = "programme", "comparison"
@@ -345,4 +346,10 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
               if dates is not None and dates.notna().any() else project.period_text())
     section.result = headline.record(outcome, period=period,
                                      notebook="10_baseline_followup.ipynb")
+    if not project.disclosure.is_small(section.result.n):
+        # the recorded headline, word for word, first: the summary, the index and the
+        # diagram print the same figures
+        section.items.insert(0, Item("text", (
+            f"**Headline:** {escape_markdown(section.result.headline)} — verdict: "
+            f"**{section.result.verdict}**.")))
     return section
