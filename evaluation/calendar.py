@@ -31,6 +31,7 @@ __all__ = [
     "TERMS",
     "academic_year",
     "academic_year_label",
+    "academic_year_start",
     "bank_holidays",
     "date_of",
     "parse_academic_year",
@@ -63,6 +64,15 @@ def academic_year(dates: pd.Series | Iterable) -> pd.Series:
 def academic_year_label(start_year: int) -> str:
     """``2023`` -> ``"2023/24"``."""
     return f"{start_year}/{(start_year + 1) % 100:02d}"
+
+
+def academic_year_start(start_years: pd.Series | Iterable) -> pd.Series:
+    """The first day (1 August) of each academic year, from the year it starts in
+    (``2012`` -> 2012-08-01); missing years stay missing (``NaT``)."""
+    years = pd.Series(start_years) if not isinstance(start_years, pd.Series) else start_years
+    years = pd.to_numeric(years, errors="coerce").astype("Int64")
+    text = years.astype("string") + f"-{YEAR_START_MONTH:02d}-01"
+    return pd.to_datetime(text, format="%Y-%m-%d").rename(years.name)
 
 
 @lru_cache(maxsize=512)

@@ -11,7 +11,8 @@ Licence v3.0 statement in ``data/raw/dfe/README.md``):
 Rates are percentages of headcount: ``perm_excl_rate = 100 * perm_excl / headcount`` and
 ``fixed_excl_rate = 100 * fixed_excl / headcount`` (fixed-period exclusions are called
 suspensions since 2019/20). Academic years are written ``201213``, ``2012/13`` or
-``2012-13`` and become the period start, 1 September of the first year. Suppression
+``2012-13`` and become the period start, 1 August of the first year (the academic year of
+:mod:`evaluation.calendar`). Suppression
 markers ``x c z - . :`` are read as missing and counted in ``table.attrs["missing"]``.
 """
 
@@ -56,7 +57,8 @@ def _lines(index: pd.Index) -> list[int]:
 
 
 def parse_academic_year(values: pd.Series, column: str = "year") -> pd.Series:
-    """'201213', '2012/13' or '2012-13' -> Timestamp 2012-09-01 (start of the academic year).
+    """'201213', '2012/13' or '2012-13' -> Timestamp 2012-08-01 (the first day of the academic
+    year, as :mod:`evaluation.calendar` defines it).
 
     The two-digit end must follow the first year (13 after 2012); anything else is a
     ``DataError`` naming the rows.
@@ -71,7 +73,7 @@ def parse_academic_year(values: pd.Series, column: str = "year") -> pd.Series:
             f"{'is' if bad.sum() == 1 else 'are'} not an academic year such as '2012/13' or "
             "'201213'. Correct them in the file."
         )
-    return pd.to_datetime(first.astype(str) + "-09-01")
+    return calendar.academic_year_start(first)
 
 
 def to_number(values: pd.Series, column: str) -> tuple[pd.Series, int]:
@@ -108,7 +110,7 @@ def read_exclusions_2006_2017(
     """Tidy table from the SFR35/2017 file (2006/07 to 2016/17).
 
     Columns: la_name, level ("National" / "Region" / "Local authority"), school_type,
-    academic_year ("2012/13"), period_start (1 September), num_schools, headcount,
+    academic_year ("2012/13"), period_start (1 August), num_schools, headcount,
     perm_excl, perm_excl_rate, fixed_excl, fixed_excl_rate, one_plus_fixed,
     one_plus_fixed_rate. ``school_type`` None keeps all types; ``level`` filters the level.
     ``attrs["missing"]`` counts suppression markers per column (in the rows kept); rows

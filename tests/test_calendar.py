@@ -111,3 +111,12 @@ def test_parse_academic_year_gives_the_start_year():
     named = calendar.parse_academic_year(pd.Series(["2020/21"], index=[7], name="year"))
     assert named.index.tolist() == [7] and named.name == "year"
     assert calendar.academic_year_label(int(named.iloc[0])) == "2020/21"
+
+
+def test_academic_year_start_is_first_of_august_and_keeps_missing():
+    starts = calendar.academic_year_start(pd.Series([2012, None, 2023], dtype="Int64"))
+    assert starts.tolist()[0] == pd.Timestamp("2012-08-01")
+    assert pd.isna(starts.iloc[1])
+    assert starts.iloc[2] == pd.Timestamp("2023-08-01")
+    # the start is inside the academic year it labels, on the calendar's own definition
+    assert calendar.academic_year(starts.dropna()).tolist() == [2012, 2023]

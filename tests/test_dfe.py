@@ -36,8 +36,8 @@ def test_raw_files_are_unchanged_copies(name):
 def test_parse_academic_year_forms():
     s = pd.Series(["201213", "2012/13", "2012-13", " 2099/00 "])
     out = dfe.parse_academic_year(s)
-    assert out.tolist()[:3] == [pd.Timestamp("2012-09-01")] * 3
-    assert out.iloc[3] == pd.Timestamp("2099-09-01")
+    assert out.tolist()[:3] == [pd.Timestamp("2012-08-01")] * 3
+    assert out.iloc[3] == pd.Timestamp("2099-08-01")
     with pytest.raises(DataError, match=r"Column 'year': row 3 \('2012/14'\)"):
         dfe.parse_academic_year(pd.Series(["2011/12", "2012/14"]))
 
@@ -55,7 +55,7 @@ def test_to_number_markers_and_float_noise():
 def test_old_file_tidy_table(old):
     eng = old[(old["la_name"] == "England") & (old["school_type"] == "Total")]
     assert len(eng) == 11
-    assert eng["period_start"].min() == pd.Timestamp("2006-09-01")
+    assert eng["period_start"].min() == pd.Timestamp("2006-08-01")
     row = eng[eng["academic_year"] == "2012/13"].iloc[0]
     assert (row["headcount"], row["perm_excl"], row["fixed_excl"]) == (7616870, 4630, 267520)
     assert row["fixed_excl_rate"] == 3.51
@@ -91,8 +91,8 @@ def test_local_authorities_agree_where_the_files_overlap(old, lait):
 
 
 def test_lait_table(lait):
-    assert lait["period_start"].min() == pd.Timestamp("2015-09-01")
-    assert lait["period_start"].max() == pd.Timestamp("2023-09-01")
+    assert lait["period_start"].min() == pd.Timestamp("2015-08-01")
+    assert lait["period_start"].max() == pd.Timestamp("2023-08-01")
     assert set(lait["school_type"]) == {"Total", "Primary", "Secondary", "Special"}
     assert lait.attrs["missing"]["fixed_excl_rate"] > 0
     eng = lait[(lait["la_name"] == "England") & (lait["school_type"] == "Total")]
