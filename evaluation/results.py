@@ -39,6 +39,11 @@ lets results outside these modules (tracking) join by adding the members, withou
 inheritance chain; ``isinstance`` works on it (``runtime_checkable``) for the tests.
 Which way is better is given when a result is made (``direction=``, :data:`Direction`), so
 ``headline()`` takes no arguments.
+
+Every recorded figure is printed by :func:`format_figure` (and :func:`format_interval`,
+:func:`format_estimate`), so the analysis page, the summary, the index and the diagram print
+the same number the same way: proportions as "65%", ratios and effect sizes to 2 decimals,
+points to 1 decimal, counts as whole numbers, and one minus sign (U+2212) everywhere.
 """
 
 from __future__ import annotations
@@ -53,8 +58,21 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import pandas as pd
 
 SCHEMA = "evalkit.results/1"
+MINUS = "\u2212"  # the one minus sign of every printed figure (a hyphen is easy to miss)
 Direction = Literal["higher_is_better", "lower_is_better"]
-VERDICTS = ("improved", "no clear change", "worsened")
+#: Too few cases to judge a change (below the analysis's minimum, e.g. ``min_pairs``).
+TOO_FEW = "too few to judge"
+#: A single group's change whose interval excludes no change, but which the design cannot
+#: attribute to the work (regression to the mean, normal development): see ``verdict``.
+BETTER_CAUSE_UNCLEAR = "better, cause unclear"
+WORSE_CAUSE_UNCLEAR = "worse, cause unclear"
+#: A result that is a level at one time (e.g. the share of referrals closed with needs met),
+#: not a change: it has no before/after verdict; a target in the theory of change judges it
+#: (met / not met / not yet clear, :mod:`evaluation.targets`).
+NOT_A_CHANGE = "no before/after comparison"
+#: Every verdict a result can carry, in the order reports list them.
+VERDICTS = ("improved", BETTER_CAUSE_UNCLEAR, "no clear change", WORSE_CAUSE_UNCLEAR,
+            "worsened", TOO_FEW, NOT_A_CHANGE)
 
 
 @dataclass
@@ -100,12 +118,24 @@ def direction_of(higher_is_better: bool) -> Direction:
 
 
 def verdict(ci_low: float | None, ci_high: float | None, *, null: float,
-            direction: Direction) -> str:
+            direction: Direction, attributable: bool = True) -> str:
     """'improved' or 'worsened' when the whole CI is on one side of ``null``.
 
     A CI that includes the null value (or is missing) gives 'no clear change'.
+    ``attributable=False`` is for designs that cannot attribute a change to the work (a
+    single group measured before and after, with no comparison group and no adjustment for
+    regression to the mean): a CI wholly on one side then gives 'better, cause unclear' or
+    'worse, cause unclear', never 'improved' or 'worsened'.
     """
     check_direction(direction)
+    said = _verdict(ci_low, ci_high, null=null, direction=direction)
+    if not attributable:
+        return {"improved": BETTER_CAUSE_UNCLEAR, "worsened": WORSE_CAUSE_UNCLEAR}.get(said, said)
+    return said
+
+
+def _verdict(ci_low: float | None, ci_high: float | None, *, null: float,
+             direction: Direction) -> str:
     if ci_low is None or ci_high is None or not (math.isfinite(ci_low)
                                                  and math.isfinite(ci_high)):
         return "no clear change"
@@ -116,6 +146,99 @@ def verdict(ci_low: float | None, ci_high: float | None, *, null: float,
     else:
         return "no clear change"
     return "improved" if better else "worsened"
+
+
+# ------------------------------------------------------------------ printing figures
+
+FigureKind = Literal["proportion", "percent", "points", "ratio", "count", "number"]
+
+#: How each kind of figure is printed: (decimals, suffix, signed, scale).
+_KINDS: dict[str, tuple[int, str, bool, float]] = {
+    "proportion": (0, "%", False, 100.0),  # a share 0-1 printed as a percentage
+    "percent": (0, "%", False, 1.0),  # already 0-100
+    "points": (1, "", True, 1.0),  # a change or difference: always signed
+    "ratio": (2, "", False, 1.0),  # rate, risk and odds ratios; effect sizes
+    "count": (0, "", False, 1.0),
+}
+
+
+def figure_kind(unit: str | None) -> FigureKind:
+    """The kind of figure a recorded ``unit`` names (the words the analyses record).
+
+    In this order: "proportion"/"share" -> proportion; "ratio"/"effect size"/"Hedges"/
+    "Cohen" -> ratio; "point"/"difference"/"change" -> points (before "percent":
+    "percentage points" are points); "%"/"percent" -> percent; "count"/"number of" ->
+    count; anything else -> number.
+    """
+    u = (unit or "").lower()
+    if "proportion" in u or "share" in u:
+        return "proportion"
+    if "ratio" in u or "effect size" in u or "hedges" in u or "cohen" in u:
+        return "ratio"
+    if "point" in u or "difference" in u or "change" in u:
+        return "points"
+    if "%" in u or "percent" in u:
+        return "percent"
+    if "count" in u or "number of" in u:
+        return "count"
+    return "number"
+
+
+def _is_number(value: object) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def format_figure(value: float | None, unit: str | None, *, signed: bool | None = None,
+                  missing: str = "–") -> str:
+    """One recorded figure as every page prints it, e.g. ``format_figure(0.652,
+    "proportion of closed referrals")`` -> "65%", ``(-2.04, "points")`` -> "−2.0",
+    ``(0.776, "rate ratio")`` -> "0.78", ``(1234, "count")`` -> "1,234".
+
+    The kind comes from :func:`figure_kind`; a unit of no known kind ("number") is printed
+    with 2 decimals below 10, 1 below 1,000 and none above. ``signed`` (default: only for
+    points) puts "+" before a positive figure; a figure that rounds to zero has no sign.
+    Negative figures take the true minus sign :data:`MINUS`. A missing or non-finite value
+    prints as ``missing``.
+    """
+    if not _is_number(value):
+        return missing
+    kind = figure_kind(unit)
+    x = float(value)  # type: ignore[arg-type]
+    if kind == "number":
+        decimals = 2 if abs(x) < 10 else 1 if abs(x) < 1000 else 0
+        suffix, plus, scale = "", False, 1.0
+    else:
+        decimals, suffix, plus, scale = _KINDS[kind]
+    plus = plus if signed is None else signed
+    text = f"{abs(x) * scale:,.{decimals}f}"
+    if float(text.replace(",", "")) == 0:
+        sign = ""
+    else:
+        sign = MINUS if x < 0 else "+" if plus else ""
+    return f"{sign}{text}{suffix}"
+
+
+def format_interval(low: float | None, high: float | None, unit: str | None, *,
+                    signed: bool | None = None, sep: str = " to ", missing: str = "–") -> str:
+    """A confidence interval as every page prints it: "59% to 70%", "+1.3 to +3.5",
+    "0.71 to 0.87" (each end by :func:`format_figure`); ``missing`` when an end is."""
+    if not (_is_number(low) and _is_number(high)):
+        return missing
+    return (format_figure(low, unit, signed=signed) + sep
+            + format_figure(high, unit, signed=signed))
+
+
+def format_estimate(estimate: float | None, low: float | None, high: float | None,
+                    unit: str | None, *, signed: bool | None = None) -> str:
+    """An estimate with its interval, "65% (59% to 70%)"; the estimate alone when the
+    interval is missing."""
+    text = format_figure(estimate, unit, signed=signed)
+    if _is_number(low) and _is_number(high):
+        text += f" ({format_interval(low, high, unit, signed=signed)})"
+    return text
 
 
 class OutcomeLike(Protocol):

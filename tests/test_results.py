@@ -171,7 +171,10 @@ def _deciders(tree: ast.AST) -> list[int]:
         elif isinstance(node, ast.IfExp) and (is_word(node.body) or is_word(node.orelse)):
             lines.append(node.lineno)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and \
-                node.name.lstrip("_") in ("verdict", "decide", "judge"):
+                node.name.lstrip("_") in ("verdict", "decide", "judge") and \
+                any(is_word(n) for n in ast.walk(node)):
+            # (a function of that name that only calls results.verdict, or judges
+            # something else, such as a target's met / not met, is not a second rule)
             lines.append(node.lineno)
         elif isinstance(node, ast.Compare) and len(node.ops) == 2 and is_null(
                 node.comparators[0]):  # "lo <= null <= hi": does the CI include no change?
@@ -184,6 +187,9 @@ def test_the_grep_finds_a_second_rule():
               '    if lo > 0:\n        return "improved" if up else "worsened"\n'
               '    return "no clear change"\n')
     assert len(_deciders(ast.parse(second))) == 3
+    calls_the_rule = ('def verdict(self):\n'
+                      '    return verdict(self.lo, self.hi, null=0.0, direction=self.d)\n')
+    assert _deciders(ast.parse(calls_the_rule)) == []
     assert len(_deciders(ast.parse("unclear = lo <= null <= hi\nx = a < 1 < b"))) == 2
 
 
@@ -195,3 +201,51 @@ def test_no_other_function_decides_improved_or_worsened():
             found[str(path.relative_to(EVALUATION))] = lines
     # the one rule: evaluation.results.verdict
     assert list(found) == ["results.py"], found
+
+
+# ------------------------------------------------------------------ one format for figures
+
+
+@pytest.mark.parametrize(("value", "unit", "expected"), [
+    (0.652, "proportion of closed referrals", "65%"),
+    (0.0049, "share of pupils reliably improved", "0%"),
+    (2.44, "points (mean change)", "+2.4"),
+    (-2.04, "percentage points", "\u22122.0"),
+    (-0.04, "points (adjusted difference)", "0.0"),  # rounds to zero: no sign
+    (0.776, "rate ratio", "0.78"),
+    (0.776, "ratio of observed to expected events after the interruption", "0.78"),
+    (1.2049, "rate ratio, pooled across school", "1.20"),
+    (2.1, "risk ratio", "2.10"),
+    (-0.456, "effect size (Hedges' g)", "\u22120.46"),
+    (-3.25, "difference, pooled across school", "\u22123.2"),
+    (82.4, "%", "82%"),
+    (1234.4, "count", "1,234"),
+    (12.345, "days", "12.3"),  # no known kind: 1 decimal from 10 to 1,000
+    (float("nan"), "rate ratio", "–"),
+    (None, "rate ratio", "–"),
+])
+def test_format_figure(value, unit, expected):
+    from evaluation.results import format_figure
+
+    assert format_figure(value, unit) == expected
+
+
+def test_format_interval_and_estimate_use_the_one_minus_sign():
+    from evaluation.results import MINUS, format_estimate, format_figure, format_interval
+
+    assert format_interval(-3.1, -0.94, "points") == f"{MINUS}3.1 to {MINUS}0.9"
+    assert format_interval(0.59, 0.7, "proportion") == "59% to 70%"
+    assert format_interval(None, 0.7, "proportion") == "–"
+    assert format_estimate(0.65, 0.59, 0.70, "proportion") == "65% (59% to 70%)"
+    assert format_estimate(-2.0, -3.1, -0.9, "points") == (
+        f"{MINUS}2.0 ({MINUS}3.1 to {MINUS}0.9)")
+    assert format_estimate(0.78, None, None, "rate ratio") == "0.78"
+    assert format_figure(0.78, "rate ratio", signed=True) == "+0.78"
+    assert format_figure(2.0, "points", signed=False) == "2.0"
+    assert "-" not in format_figure(-1.5, "rate ratio")  # never a hyphen for a minus
+
+
+def test_no_tracking_module_says_alpha():
+    """Tracking says ``confidence=`` like every other analysis."""
+    for path in sorted((EVALUATION / "tracking").glob("*.py")):
+        assert "alpha" not in path.read_text(encoding="utf-8").replace("alphabet", ""), path

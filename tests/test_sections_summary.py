@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 
 from evaluation import privacy, report  # noqa: E402
 from evaluation.project import Project, open_project  # noqa: E402
-from evaluation.results import SCHEMA, Result, record_result  # noqa: E402
+from evaluation.results import SCHEMA, Result, load_results, record_result  # noqa: E402
 from evaluation.sections import summary  # noqa: E402
 from evaluation.toc import NOT_YET_MEASURED  # noqa: E402
 
@@ -181,7 +181,9 @@ def test_outcome_table_withholds_small_n(project: Project) -> None:
     assert (sus["Estimate"], sus["95% CI"], sus["Unit"], sus["n"], sus["Data period"]) == (
         "0.77", "0.65\u00a0to\u00a00.91", "rate ratio", 21, "2017/18 to 2023/24"
     )
-    assert table[ids == "sdq_difficulties"].iloc[0]["Estimate"] == "\u22122.00"
+    # printed by results.format_figure from the record: points to 1 decimal, a true minus
+    sdq = table[ids == "sdq_difficulties"].iloc[0]
+    assert (sdq["Estimate"], sdq["95% CI"]) == ("\u22122.0", "\u22123.1\u00a0to\u00a0\u22120.9")
     belonging = table[ids == "belonging"].iloc[0]
     assert belonging["Estimate"] == "–" and pd.isna(belonging["n"])
 
@@ -215,7 +217,7 @@ def test_a_withheld_n_never_reappears_on_the_summary(project: Project, tmp_path:
     for section in sections:
         section.show()
     page = " ".join(o.data for o in shown) + alts
-    assert "7.25" not in page and "7.3" not in page and "13.0" not in page
+    assert "7.25" not in page and "7.2" not in page and "13.0" not in page
     assert "3 pupils" not in page
     assert "The result rests on a count of fewer than 5 and is withheld ([c])" in page
     assert "Result withheld [c]" in alts
@@ -223,7 +225,7 @@ def test_a_withheld_n_never_reappears_on_the_summary(project: Project, tmp_path:
     internal = dataclasses.replace(small, params=small.params.model_copy(update={
         "report": small.params.report.model_copy(update={"audience": "internal"})}))
     table = summary.outcome_table(internal)
-    assert 3 in list(table["n"]) and "7.25" in list(table["Estimate"])
+    assert 3 in list(table["n"]) and "+7.2" in list(table["Estimate"])
     assert "internal report" in _texts(summary.how_to_read(internal))
 
 
@@ -259,7 +261,7 @@ def test_each_outcome_paragraph_names_its_verdict(project: Project) -> None:
         assert f"**Verdict: {verdict}**, because {summary.VERDICT_WORDS[verdict]}." in (
             _markdown(section))
         if outcome.target:
-            assert outcome.target in text
+            assert str(outcome.target) in text
         if outcome.timescale:
             assert outcome.timescale in text
         if outcome.id == "referral_attendance":  # n = 3: what was found is withheld
@@ -321,7 +323,7 @@ def test_reporting_periods_with_their_fields(project: Project) -> None:
     for outcome in project.toc.outcomes:
         assert outcome.statement in latest_text
         if outcome.target:
-            assert outcome.target.rstrip(".") in latest_text
+            assert str(outcome.target).rstrip(".") in latest_text
     assert "Of 6 outcomes, 2 improved" in latest_text
     assert "Suspensions −23%, RR 0.77 (0.65 to 0.91) (improved)" in latest_text
     assert "Pupils feel they belong in school: not yet measured." in latest_text
@@ -392,3 +394,44 @@ def test_summary_with_no_results(empty_project: Project, tmp_path: Path, exists:
     assert latest.count(": not yet measured.") == 6
     assert "holds no records" in _texts(summary.results_provenance(project))
     assert isinstance(project.results(), pd.DataFrame)
+
+
+# --------------------------------------------------------------------------- one format
+
+
+def test_the_outcome_table_prints_each_record_with_the_one_formatter(project: Project,
+                                                                      tmp_path: Path) -> None:
+    """The table's figures are results.format_figure of the record's numbers and unit, the
+    formatter the analyses' headlines use: a proportion stays a percentage (65%, not 0.65),
+    a ratio has 2 decimals, points 1 and a sign, and a minus is a true minus."""
+    from evaluation.results import format_estimate
+
+    results_file = tmp_path / "results.json"
+    cases = {
+        "needs_met": dict(analysis="referral_tracking", estimate=0.652, ci_low=0.591,
+                          ci_high=0.709, unit="proportion of closed referrals", null=0.7,
+                          direction="higher_is_better", verdict="no clear change"),
+        "suspensions": dict(analysis="its", estimate=0.7749, ci_low=0.6502, ci_high=0.9137,
+                            unit="ratio of observed to expected events after the "
+                                 "interruption", null=1.0, verdict="improved"),
+        "sdq_difficulties": dict(analysis="baseline_followup", estimate=-2.04, ci_low=-3.15,
+                                 ci_high=-0.94, unit="points (mean change)",
+                                 verdict="improved"),
+    }
+    for oid, kw in cases.items():
+        headline = "Headline " + format_estimate(kw["estimate"], kw["ci_low"],
+                                                 kw["ci_high"], kw["unit"])
+        record_result(results_file, _result(oid, kw.pop("analysis"), kw.pop("verdict"),
+                                            headline=headline, **kw), project="demo")
+    table = summary.outcome_table(dataclasses.replace(project, results_file=results_file))
+    rows = table.set_index(table["Outcome"].map(_by_statement(project)))
+    shown = {oid: (rows.loc[oid, "Estimate"], rows.loc[oid, "95% CI"]) for oid in cases}
+    assert shown == {
+        "needs_met": ("65%", "59%\u00a0to\u00a071%"),
+        "suspensions": ("0.77", "0.65\u00a0to\u00a00.91"),
+        "sdq_difficulties": ("\u22122.0", "\u22123.1\u00a0to\u00a0\u22120.9"),
+    }
+    # and the headline prints the same figures
+    for oid, (estimate, ci) in shown.items():
+        recorded = load_results(results_file).set_index("outcome_id").loc[oid, "headline"]
+        assert f"{estimate} ({ci.replace(chr(0xa0), ' ')})" in recorded

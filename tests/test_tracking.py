@@ -15,6 +15,7 @@ from statsmodels.stats.proportion import proportion_confint  # noqa: E402
 
 from evaluation import tracking as T  # noqa: E402
 from evaluation.errors import DataError  # noqa: E402
+from evaluation.results import NOT_A_CHANGE  # noqa: E402
 
 D = pd.to_datetime
 
@@ -81,11 +82,14 @@ def kpi(k: pd.DataFrame, period: str, name: str) -> pd.Series:
 
 
 def test_kpis_exact_on_hand_made_register(small_register):
-    k = T.pathway_kpis(small_register, 2, "term", targets={
+    kpis = T.pathway_kpis(small_register, 2, "term", targets={
         "pct_response_within_target": {"green": 90, "amber": 50},
         "median_working_days_to_response": {"green": 2, "amber": 3},
         "pct_lead_professional": {"green": 90, "amber": 80},
     })
+    k = kpis.summary
+    assert not k.attrs  # the settings live on the result, not in DataFrame.attrs
+    assert (kpis.response_target_working_days, kpis.period) == (2, "term")
     assert list(k.columns) == ["period", "kpi", "value", "n", "target", "rag"]
     a = "2023/24 autumn"
     expect = {
@@ -115,7 +119,8 @@ def test_kpis_exact_on_hand_made_register(small_register):
     assert np.isnan(kpi(k, s, "pct_response_within_target")["value"])
     assert kpi(k, s, "pct_response_within_target")["n"] == 0
     assert kpi(k, s, "closures: school move")["value"] == 1
-    sentences = T.kpi_sentences(k, a)
+    sentences = T.kpi_sentences(kpis, a)
+    assert T.kpi_sentences(k, a, response_target_working_days=2) == sentences
     assert ("50% of 4 referrals had a first response within 2 working days "
             "(target 90%: amber).") in sentences
     assert "75% of 4 referrals had a lead professional (target 90%: red)." in sentences
@@ -123,14 +128,14 @@ def test_kpis_exact_on_hand_made_register(small_register):
     assert (kpi(k, a, "pct_needs_met")["value"], kpi(k, a, "pct_needs_met")["n"]) == (100, 1)
     assert (kpi(k, s, "pct_needs_met")["value"], kpi(k, s, "pct_needs_met")["n"]) == (0, 1)
     whole = T.pathway_kpis(small_register, 2, "all", targets={
-        "lead_professional": {"green": 90, "amber": 80}})  # short name from params files
+        "lead_professional": {"green": 90, "amber": 80}}).summary  # short name (params)
     assert kpi(whole, "all periods", "referrals_received")["value"] == 5
     assert kpi(whole, "all periods", "pct_needs_met")["value"] == 50
     assert kpi(whole, "all periods", "pct_lead_professional")["rag"] == "red"  # 3 of 5
     assert T.period_label("2024-03-28", "term") == "2023/24 spring"
-    months = T.pathway_kpis(small_register, period="month")
+    months = T.pathway_kpis(small_register, period="month").summary
     assert kpi(months, "2023-10", "referrals_received")["value"] == 2
-    years = T.pathway_kpis(small_register, period="year")
+    years = T.pathway_kpis(small_register, period="year").summary
     assert kpi(years, "2023/24", "referrals_received")["value"] == 5
     with pytest.raises(DataError, match="pct_lead_profesional"):
         T.pathway_kpis(small_register, targets={"pct_lead_profesional": {"green": 1,
@@ -295,7 +300,7 @@ def test_kpi_terms_follow_the_school_calendar(small_register):
         ("A2", "P2", "2024-03-28", None, None, None, None),
         ("A3", "P3", "2024-04-02", None, None, None, None)])
     reg = T.build_register(refs, interventions_frame([]), EMPTY_REVIEWS, today="2024-06-01")
-    k = T.pathway_kpis(reg, period="term")
+    k = T.pathway_kpis(reg, period="term").summary
     got = k[k["kpi"] == "referrals_received"].set_index("period")["value"].to_dict()
     assert got == {"2023/24 autumn": 1, "2023/24 spring": 1, "2023/24 summer": 1}
 
@@ -808,3 +813,181 @@ def test_menu_names_and_first_intervention_ties_keep_file_order():
     assert tab["interventions"].tolist() == ["art therapy; mentoring; play therapy",
                                              "mentoring; nurture group"]
     assert bool(tab["on_track"].iloc[0])  # the latest review: ties go to the last in the file
+
+
+# ------------------------------------------------------------------ results on the protocol
+
+
+def _wilson_by_hand(k: int, n: int, z: float) -> tuple[float, float]:
+    """The Wilson (1927) score interval written out: (p + z²/2n ± z √(p(1-p)/n + z²/4n²))
+    / (1 + z²/n)."""
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def _follows_the_protocol(result, direction: str) -> None:
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    from evaluation.results import AnalysisResult, Result, verdict
+
+    assert isinstance(result, AnalysisResult)
+    assert isinstance(result.summary, pd.DataFrame) and not result.summary.attrs
+    h = result.headline()
+    if h["verdict"] != NOT_A_CHANGE:  # a level at one time has no null to judge against
+        assert h["verdict"] == verdict(h["ci_low"], h["ci_high"], null=h["null"],
+                                       direction=result.direction)
+    assert "<table" in result._repr_html_() and result.sentence
+    fig = result.plot()
+    assert fig.axes
+    plt.close(fig)
+    rec = result.record(SimpleNamespace(id="o", measure="m", direction=direction),
+                        notebook="30_referral_tracking.ipynb")
+    assert isinstance(rec, Result) and rec.analysis == "referral_tracking"
+    assert (rec.estimate, rec.ci_low, rec.ci_high, rec.unit) == (
+        h["estimate"], h["ci_low"], h["ci_high"], h["unit"])
+
+
+def test_proportion_against_a_target_is_the_wilson_interval_and_no_before_after_verdict():
+    from evaluation.privacy import Disclosure
+
+    z = stats.norm.ppf(0.975)
+    base = T.ProportionResult(81, 263, target=0.25, unit="proportion of closed referrals")
+    lo, hi = _wilson_by_hand(81, 263, z)
+    assert base.interval == pytest.approx((lo, hi), rel=1e-10)
+    # a published figure: wilson(10, 14) -> 0.4535045882751561 to 0.882788120898909 (README
+    # of github.com/msn0/wilson-score-interval, z = 1.96)
+    assert T.ProportionResult(10, 14).interval == pytest.approx(
+        (0.4535045882751561, 0.882788120898909), abs=1e-4)
+    h = base.headline()
+    assert (h["estimate"], h["n"]) == (pytest.approx(81 / 263), 263)
+    # a share at one time is not a change: no null and no before/after verdict, whatever
+    # the target (the theory-of-change target judges it: evaluation.targets)
+    assert np.isnan(h["null"]) and h["verdict"] == NOT_A_CHANGE
+    assert "clearly below the target of 40%" in T.ProportionResult(81, 263, target=0.40).sentence
+    assert "not clearly different from the target of 30%" in T.ProportionResult(
+        81, 263, target=0.30).sentence
+    for other in ("improved", "worsened", "no clear change"):
+        assert other not in T.ProportionResult(81, 263, target=0.40).sentence
+    bare = T.ProportionResult(81, 263)
+    assert bare.headline()["verdict"] == NOT_A_CHANGE and "target" not in bare.sentence
+    # another confidence level: the same formula with its z
+    lo90, hi90 = _wilson_by_hand(81, 263, stats.norm.ppf(0.95))
+    assert T.ProportionResult(81, 263, confidence=0.90).interval == pytest.approx((lo90, hi90))
+    assert base.headline_text() == "Needs met 31% (26% to 37%); target 25%"
+    assert "31% of 263 closed referrals" in base.sentence and "clearly above" in base.sentence
+    _follows_the_protocol(base, "higher_is_better")
+    # a share of few would give a small count away: the sentence withholds it
+    few = T.ProportionResult(3, 40, disclosure=Disclosure(5, "board"))
+    assert few.withheld and "withheld" in few.sentence and "3" not in few.sentence
+    with pytest.raises(DataError):
+        T.ProportionResult(5, 4)
+
+
+def test_needs_met_is_the_registers_closed_referrals(small_register):
+    share = T.needs_met(small_register, target=0.7)
+    # A1 closed needs met, A3 closed with a school move; A2, A4, S1 open
+    assert (share.successes, share.n, share.target) == (1, 2, 0.7)
+    assert share.period == "referrals closed December 2023 to January 2024"
+
+
+def test_kpi_result_headline_is_a_share_kpi_against_its_green_target(small_register):
+    kpis = T.pathway_kpis(small_register, 2, "term", targets={
+        "response_within_target": {"green": 90, "amber": 50}})
+    autumn = kpis.proportion("pct_response_within_target", "2023/24 autumn")
+    # 50% of 4 referrals due a response (see test_kpis_exact_on_hand_made_register)
+    assert (autumn.successes, autumn.n, autumn.target) == (2, 4, 0.9)
+    assert autumn.interval == pytest.approx(_wilson_by_hand(2, 4, stats.norm.ppf(0.975)))
+    assert autumn.headline()["verdict"] == NOT_A_CHANGE  # a level, judged by its RAG rating
+    assert "clearly below the target of 90%" in autumn.sentence  # 15% to 85%
+    # the headline is the latest period with referrals: spring, none yet due
+    assert kpis.latest_period == "2023/24 spring"
+    assert kpis.headline()["n"] == 0 and kpis.headline()["verdict"] == NOT_A_CHANGE
+    assert kpis.direction == "higher_is_better"
+    assert "1 referral received" in kpis.sentence
+    with pytest.raises(DataError, match="share KPI"):
+        kpis.proportion("median_working_days_to_response")
+    whole = T.pathway_kpis(small_register, 2, "all", targets={
+        "lead_professional": {"green": 50, "amber": 40}}, headline_kpi="pct_lead_professional")
+    assert (whole.proportion().successes, whole.proportion().n) == (3, 5)
+    _follows_the_protocol(whole, "higher_is_better")
+
+
+def test_survival_headline_is_the_pooled_kaplan_meier_with_log_log_interval():
+    refs = referrals_frame(
+        [(f"R{i}", f"P{i}", "2024-01-01", "2024-01-02", None, None, None) for i in range(1, 7)]
+        + [("R7", "P2", "2024-02-20", None, None, None, None)])
+    ivs = interventions_frame(
+        [(f"I{i}", f"R{i}", "mentoring" if i <= 3 else "play therapy", "2024-01-11", None,
+          None, None, None) for i in range(1, 7)])
+    susp = pd.DataFrame({"pupil_id": ["P1", "P1", "P3", "P4", "P5"],
+                         "date": D(["2024-01-21", "2024-01-05", "2024-02-10", "2024-03-01",
+                                    "2024-01-11"])})
+    reg = T.build_register(refs, ivs, EMPTY_REVIEWS, today="2024-06-30")
+    res = T.time_to_event(reg, susp)
+    # times 10, 30, 40, 50 (events) and 171, 171 (censored), as in the test above.
+    # By hand: S(180) = 5/6 * 4/5 * 3/4 * 2/3 = 1/3; Greenwood
+    # var = S² Σ d / (n (n - d)) over the event times (n = 6, 5, 4, 3)
+    s = 1 / 3
+    var = s * s * (1 / 30 + 1 / 20 + 1 / 12 + 1 / 6)
+    z = stats.norm.ppf(0.975)
+    h_ll = z * np.sqrt(var) / (s * abs(np.log(s)))
+    lo, hi = s ** np.exp(h_ll), s ** np.exp(-h_ll)
+    h = res.headline()
+    assert (h["estimate"], h["ci_low"], h["ci_high"]) == pytest.approx((s, lo, hi))
+    assert h["n"] == 6 and np.isnan(h["null"]) and h["verdict"] == "no clear change"
+    # before the first event every case is without one
+    early = T.SurvivalResult(res.table, res.test, res.data, horizon=5)
+    assert early.headline()["estimate"] == 1.0
+    # per group at 90 and 180 days: the step function read by hand
+    summary = res.summary.set_index("group")
+    assert summary.loc["mentoring", "survival_90d"] == 0.0  # days 10, 30, 40
+    assert summary.loc["play therapy", "survival_90d"] == pytest.approx(2 / 3)
+    assert summary.loc["play therapy", ["cases", "events"]].tolist() == [3, 1]
+    assert "log-rank" in res.sentence
+    assert res.headline_text() == ("Without a suspension or re-referral at 180 days "
+                                   f"33% ({lo:.0%} to {hi:.0%})")
+    _follows_the_protocol(res, "higher_is_better")
+
+
+def test_risk_ratios_headline_is_the_katz_interval_of_its_row():
+    pupils = pd.DataFrame({"pupil_id": [f"P{i}" for i in range(100)],
+                           "g": ["a"] * 20 + ["b"] * 80})
+    referred = pd.DataFrame({"pupil_id": [f"P{i}" for i in list(range(8)) + list(range(20, 36))]})
+    table = T.disproportionality(pupils, referred, "g")
+    rr = T.RiskRatios(table, "a", ["g"], event="referral", label="group a pupils")
+    # by hand: a = 8 of n = 20 against c = 16 of m = 80 (Katz et al. 1978)
+    est = (8 / 20) / (16 / 80)
+    se = np.sqrt(1 / 8 - 1 / 20 + 1 / 16 - 1 / 80)
+    z = stats.norm.ppf(0.975)
+    h = rr.headline()
+    assert (h["estimate"], h["ci_low"], h["ci_high"]) == pytest.approx(
+        (est, est * np.exp(-z * se), est * np.exp(z * se)))
+    assert (h["null"], h["n"], h["unit"]) == (1.0, 20, "risk ratio")
+    assert rr.sentence.startswith("Group a pupils were 2.00 times as likely to be referred")
+    assert rr.headline_text().startswith("Group a pupils referred: risk ratio 2.00 (")
+    _follows_the_protocol(rr, "lower_is_better")
+    with pytest.raises(DataError, match="exactly one"):
+        T.RiskRatios(table, "c", ["g"])
+
+
+def test_attendance_change_is_the_paired_t_interval_in_points():
+    from evaluation.privacy import Disclosure
+
+    reg, att, _ = pupil_case(40)
+    change = T.attendance_change(reg, att, 5, disclosure=Disclosure(5, "board"))
+    wide = T.attendance_around_start(reg, att, 5)
+    d = (wide["follow_up"] - wide["baseline"]).dropna()
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    h = change.headline()
+    assert (h["estimate"], h["ci_low"], h["ci_high"]) == pytest.approx(
+        (d.mean(), d.mean() - half, d.mean() + half))
+    assert (h["unit"], h["null"], h["n"]) == ("percentage points", 0.0, len(d))
+    pa = T.PupilAnalyses(reg, att, window_weeks=5, disclosure=Disclosure(5, "board"))
+    assert pa.attendance_change().headline() == h
+    assert change.headline_text().startswith("Attendance ")
+    assert change.period.startswith("first interventions starting")
+    assert "percentage points" in change.sentence and "in the 5 weeks" in change.sentence
+    _follows_the_protocol(change, "higher_is_better")

@@ -28,8 +28,6 @@ reporting-period text, recorded headlines) is escaped with
 
 from __future__ import annotations
 
-import math
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +38,15 @@ from evaluation import privacy
 from evaluation.params import NOTEBOOKS
 from evaluation.project import Project
 from evaluation.report import escape_markdown as esc
-from evaluation.results import VERDICTS
+from evaluation.results import (
+    BETTER_CAUSE_UNCLEAR,
+    NOT_A_CHANGE,
+    TOO_FEW,
+    VERDICTS,
+    WORSE_CAUSE_UNCLEAR,
+    format_figure,
+    format_interval,
+)
 from evaluation.sections import Section
 from evaluation.toc import NOT_YET_MEASURED, Outcome, diagram_alt_text
 
@@ -82,6 +88,18 @@ VERDICT_WORDS = {
         "the whole 95% confidence interval lies on the worse side of no change, so the data "
         "show a worsening"
     ),
+    BETTER_CAUSE_UNCLEAR: (
+        "the pupils' scores moved the better way, but with no comparison group and no "
+        "allowance for regression to the mean (extreme scores drift back towards the "
+        "average on their own) the change cannot be put down to the work"
+    ),
+    WORSE_CAUSE_UNCLEAR: (
+        "the pupils' scores moved the worse way, but with no comparison group the design "
+        "cannot say whether the work had a part in it"
+    ),
+    TOO_FEW: "too few pupils had both measurements to judge a change",
+    NOT_A_CHANGE: ("the result is a level at one time, not a change, so it is judged only "
+                   "against its target"),
     NOT_YET_MEASURED: "there is no result to judge yet",
 }
 
@@ -210,79 +228,25 @@ def verdict_count_sentence(statuses: list[OutcomeStatus]) -> str:
         "improved": lambda n: f"{n} improved",
         "no clear change": lambda n: f"{n} showed no clear change",
         "worsened": lambda n: f"{n} worsened",
+        BETTER_CAUSE_UNCLEAR: lambda n: f"{n} got better for reasons the design cannot tell",
+        WORSE_CAUSE_UNCLEAR: lambda n: f"{n} got worse for reasons the design cannot tell",
+        TOO_FEW: lambda n: f"{n} had too few pupils to judge",
+        NOT_A_CHANGE: lambda n: f"{n} {_plural(n, 'is a level', 'are levels')} judged "
+                                f"against a target only",
         NOT_YET_MEASURED: lambda n: f"{n} {_plural(n, 'is', 'are')} not yet measured",
     }
     parts = [phrases[v](counts[v]) for v in (*VERDICTS, NOT_YET_MEASURED) if counts[v]]
     return f"Of {total} {_plural(total, 'outcome', 'outcomes')}, {_join(parts)}."
 
 
-def _num(value: Any) -> str:
-    """A number for a board table: 2 decimals below 10, 1 below 1,000, else whole."""
-    if _missing(value):
-        return "–"
-    x = float(value)
-    if not math.isfinite(x):
-        return "–"
-    if abs(x) < 10:
-        text = f"{x:.2f}"
-    elif abs(x) < 1000:
-        text = f"{x:.1f}"
-    else:
-        text = f"{x:,.0f}"
-    return text.replace("-", "\u2212")  # a true minus sign: a hyphen is easy to miss
-
-
-def _ci(low: Any, high: Any) -> str:
-    """'0.65 to 0.91' with no-break spaces, so a narrow table column keeps it on one line."""
-    if _missing(low) or _missing(high):
-        return "–"
-    return f"{_num(low)}\u00a0to\u00a0{_num(high)}"
-
-
-# A headline's figures: its estimate and the "(low to high)" interval that follows it,
-# e.g. "-2.0 points (-3.1 to -0.9)", "ratio 0.78 (0.71 to 0.87)", "65% (59% to 70%)".
-_FIGURE = r"[+\-\u2212]?\d[\d,]*(?:\.\d+)?%?"
-_HEADLINE_FIGURES = re.compile(
-    rf"(?P<est>{_FIGURE})(?: [a-z][a-z ]*)? \((?P<low>{_FIGURE}) to (?P<high>{_FIGURE})\)"
-)
-
-
-def _printed(text: str) -> tuple[float, float]:
-    """A printed figure's value and the rounding it allows ('65%' -> 0.65 +/- 0.005)."""
-    digits = text.lstrip("+").replace("\u2212", "-").replace(",", "").rstrip("%")
-    decimals = len(digits.partition(".")[2])
-    scale = 100.0 if text.endswith("%") else 1.0
-    return float(digits) / scale, 0.5 * 10.0 ** -decimals / scale + 1e-9
-
-
-def _as_printed(text: str, value: Any) -> bool:
-    if _missing(value) or not math.isfinite(float(value)):
-        return False
-    shown, tolerance = _printed(text)
-    return abs(shown - float(value)) <= tolerance
-
-
-def _table_sign(text: str) -> str:
-    """The table's convention (as :func:`_num`): a true minus sign, no plus sign."""
-    return text.lstrip("+").replace("-", "\u2212")
-
-
 def _figures(r: dict[str, Any]) -> tuple[str, str]:
-    """The estimate and 95% CI for the outcome table, as the recorded headline prints them.
-
-    The index, the diagram and the analysis pages show the headline, so the table takes its
-    rounding and scale (a percentage stays a percentage) from there rather than formatting
-    the number again; only when the headline gives no figures for the recorded estimate
-    and interval does the table fall back to :func:`_num`.
-    """
-    found = list(_HEADLINE_FIGURES.finditer(str(r.get("headline") or "")))
-    if found:
-        m = found[-1]
-        if all(_as_printed(m[k], r.get(f)) for k, f in
-               (("est", "estimate"), ("low", "ci_low"), ("high", "ci_high"))):
-            return (_table_sign(m["est"]),
-                    f"{_table_sign(m['low'])}\u00a0to\u00a0{_table_sign(m['high'])}")
-    return _num(r.get("estimate")), _ci(r.get("ci_low"), r.get("ci_high"))
+    """The estimate and 95% CI of a record for the outcome table, printed by
+    :func:`evaluation.results.format_figure` from the record's numbers and unit, as its
+    headline prints them (so the table agrees with the index, the diagram and the analysis
+    page)."""
+    unit = r.get("unit")
+    return (format_figure(r.get("estimate"), unit),
+            format_interval(r.get("ci_low"), r.get("ci_high"), unit, sep="\u00a0to\u00a0"))
 
 
 def _sentence(text: str) -> str:
@@ -318,8 +282,10 @@ def _found(project: Project, status: OutcomeStatus) -> str:
         return _sentence(r["sentence"])
     if r.get("headline"):
         return _sentence(r["headline"])
-    est = f"{_num(r.get('estimate'))} {r.get('unit') or ''}".strip()
-    return _sentence(f"The estimate is {est} (95% CI {_ci(r.get('ci_low'), r.get('ci_high'))})")
+    unit = r.get("unit")
+    est = f"{format_figure(r.get('estimate'), unit)} {unit or ''}".strip()
+    ci = format_interval(r.get("ci_low"), r.get("ci_high"), unit)
+    return _sentence(f"The estimate is {est} (95% CI {ci})")
 
 
 def _target_text(o: Outcome) -> str:
@@ -338,9 +304,9 @@ def _target_text(o: Outcome) -> str:
 def outcome_table(project: Project, results: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per outcome: verdict, estimate, 95% CI, unit, n and data period.
 
-    The estimate and interval are printed as the outcome's headline prints them
-    (:func:`_figures`), so the table agrees with the index, the diagram and the analysis
-    page.
+    The estimate and interval are printed from the record's numbers by
+    :func:`evaluation.results.format_figure` (:func:`_figures`), the formatter every
+    headline uses, so the table agrees with the index, the diagram and the analysis page.
 
     Through ``project.disclosure``: an ``n`` below the threshold is withheld with its
     estimate and interval (:data:`~evaluation.privacy.WITHHELD`). The outcomes' n do not
@@ -553,6 +519,10 @@ def how_to_read(project: Project) -> Section:
         f"- **No clear change**: {VERDICT_WORDS['no clear change']}. It does not show that "
         "the work had no effect: often there are too few pupils or too short a period to "
         "tell, and a wide interval says so.\n"
+        f"- **Better, cause unclear** / **worse, cause unclear**: "
+        f"{VERDICT_WORDS[BETTER_CAUSE_UNCLEAR]}.\n"
+        f"- **Too few to judge**: {VERDICT_WORDS[TOO_FEW]}.\n"
+        f"- **No before/after comparison**: {VERDICT_WORDS[NOT_A_CHANGE]}.\n"
         "- **Not yet measured**: no result has been recorded; the outcome's paragraph "
         "says why."
     )

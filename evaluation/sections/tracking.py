@@ -38,6 +38,11 @@ Decisions that shape the numbers:
   counts as "after"); suspensions compare the 90 days before and after, for pupils whose
   90 days after had passed by the data end date.
 * **Needs met verdict**: see :func:`needs_met_target`.
+
+Every number here is computed in :mod:`evaluation.tracking` (the Wilson intervals, the
+paired changes, the Kaplan-Meier proportions, the risk ratios); this module chooses the
+words, lays out the tables and prints recorded figures with
+:func:`evaluation.results.format_figure`.
 """
 
 from __future__ import annotations
@@ -51,16 +56,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from statsmodels.stats.proportion import proportion_confint
 
-from evaluation import tracking
-from evaluation.baseline_followup import paired_change
+from evaluation import targets, tracking
 from evaluation.errors import DataError, ParamsError
 from evaluation.filters import FilterError, parse_filter
 from evaluation.params import REFERRAL_TRACKING_MEASURES, ReferralTrackingOptions
 from evaluation.privacy import WITHHELD, Disclosure, check_board_safe, withheld_note
 from evaluation.project import Project
-from evaluation.results import Result, verdict
+from evaluation.results import format_figure, format_interval
 from evaluation.sections import Section
 from evaluation.toc import Outcome
 
@@ -129,7 +132,7 @@ class TrackingData:
 
     options: ReferralTrackingOptions
     register: tracking.Register
-    kpis: pd.DataFrame
+    kpis: tracking.PathwayKpis
     pupils: pd.DataFrame | None
     attendance: pd.DataFrame | None
     suspensions: pd.DataFrame | None
@@ -179,13 +182,15 @@ def tracking_data(project: Project) -> TrackingData:
             project.table(options.referrals), project.table(options.interventions),
             project.table(options.reviews), pupils=pupils, today=data_end_date(project))
         kpis = tracking.pathway_kpis(register, options.response_target_working_days,
-                                     options.kpi_period, _targets(options))
+                                     options.kpi_period, _targets(options),
+                                     disclosure=project.disclosure)
     except DataError as exc:
         raise DataError(f"{project.params.file}: analyses.referral_tracking: {exc}") from None
     suspensions = project.table(options.suspensions)
     pupil = tracking.PupilAnalyses(register, attendance, suspensions,
                                    window_weeks=options.attendance_window_weeks,
-                                   suspension_days=SUSPENSION_WINDOW_DAYS)
+                                   suspension_days=SUSPENSION_WINDOW_DAYS,
+                                   disclosure=project.disclosure)
     data = TrackingData(options=options, register=register, kpis=kpis, pupils=pupils,
                         attendance=attendance, suspensions=suspensions,
                         min_count=project.disclosure.threshold, pupil=pupil,
@@ -263,15 +268,6 @@ def _withheld_note(min_count: int) -> str:
     return withheld_note(min_count)
 
 
-def _ci_text(lo: float, hi: float, fmt: str = "{:.0%}") -> str:
-    return f"{fmt.format(lo)} to {fmt.format(hi)}"
-
-
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
-    return float(lo), float(hi)
-
-
 def _period_label(date: pd.Timestamp, period: str) -> str:
     return tracking.period_label(date, period)
 
@@ -333,7 +329,7 @@ def _board_kpis(d: TrackingData) -> pd.DataFrame:
     referrals with or without (value x n), are below it; and, because each period's counts
     add up to the totals over all periods and the closure outcomes of a period add up to its
     closures, the next-smallest cell of any such set. Zeros are shown."""
-    k = d.kpis.copy()
+    k = d.kpis.summary.copy()
     periods = list(dict.fromkeys(k["period"]))
     value = k.pivot(index="period", columns="kpi", values="value").reindex(periods)
     n = k.pivot(index="period", columns="kpi", values="n").reindex(periods)
@@ -374,7 +370,6 @@ def _board_kpis(d: TrackingData) -> pd.DataFrame:
     mask = np.array([(p, kpi) in withheld for p, kpi in zip(k["period"], k["kpi"],
                                                              strict=True)], dtype=bool)
     out.loc[mask, ["value", "n", "rag"]] = WITHHELD
-    out.attrs.update(d.kpis.attrs)
     return out
 
 
@@ -455,7 +450,7 @@ def kpi_section(project: Project) -> Section:
     k = _board_kpis(d)
     overall = tracking.pathway_kpis(d.register, d.options.response_target_working_days,
                                     "all", _targets(d.options))
-    o = overall.set_index("kpi")
+    o = overall.summary.set_index("kpi")
     days = d.options.response_target_working_days
     on_time = o.loc["pct_response_within_target"]
     sentence = (f"Across all {_n(d, len(d.register), 'referral')}, {_pct(on_time['value'])} of "
@@ -467,7 +462,7 @@ def kpi_section(project: Project) -> Section:
     latest = k.loc[k["kpi"] == "referrals_received", "period"]
     if len(latest):
         period = latest.iloc[-1]
-        lines = tracking.kpi_sentences(k, period)
+        lines = tracking.kpi_sentences(k, period, response_target_working_days=days)
         running = _period_label(d.register.today, d.options.kpi_period) == period
         note = (f"\n\n*{period} was still under way when the data end "
                 f"({d.register.today:%d %B %Y}): many of its interventions are still running "
@@ -674,29 +669,13 @@ def _forest(table: pd.DataFrame, label_col: str, title: str, xlabel: str,
     return fig
 
 
-def _share_sentence(d: TrackingData, k: int, n: int) -> str:
-    """ "65% of 252 closed referrals with an outcome recorded closed with the pupil's needs
-    met (95% CI ...)", or why it is not given (a share of few fixes a small count)."""
-    if not n:
-        return "No referral has closed with an outcome recorded yet."
-    small = d.disclosure.is_small
-    if small(n) or small(k) or small(n - k):
-        return (f"Fewer than {d.min_count} closed referrals with an outcome recorded closed "
-                "with, or without, the pupil's needs met, so the proportion is withheld to "
-                "protect pupils' privacy.")
-    lo, hi = _wilson(k, n)
-    return (f"{k / n:.0%} of {_n(d, n, 'closed referral')} with an outcome recorded closed "
-            f"with the pupil's needs met (95% CI {_ci_text(lo, hi)}).")
-
-
 def outcomes_section(project: Project) -> Section:
     """Needs met by intervention type and by pupil characteristics (Wilson 95% CIs), and
     the latest review's outcomes by intervention type."""
     d = tracking_data(project)
     reg = d.register
-    closed = reg.table["needs_met"].dropna()
     sec = _section("Needs met and review outcomes",
-                   _share_sentence(d, int(closed.sum()), len(closed)))
+                   tracking.needs_met(reg, disclosure=d.disclosure).share_sentence)
     by_iv = tracking.outcomes_by(reg, "intervention")
     iv_board = _board_proportions(d, by_iv, ["intervention"], "Needs met")
     shown = by_iv[_shown_rows(iv_board) & (by_iv["n"] > 0).to_numpy()]
@@ -708,14 +687,17 @@ def outcomes_section(project: Project) -> Section:
              "describe what happened, not which intervention works best.")
     if len(shown):
         target = needs_met_target(project, None)
+        share = "proportion"
         sec.figure(_forest(shown, "intervention", "Needs met at closure, by intervention",
                            "Closed referrals with needs met (%), with 95% CI",
                            None if target is None else 100 * target[0],
-                           "" if target is None else f"target {target[0]:.0%}"),
+                           "" if target is None else
+                           f"target {format_figure(target[0], share)}"),
                    "Dot-and-whisker chart of the percentage of closed referrals with needs "
                    "met for each intervention type whose figures are shown, with 95% "
                    "confidence intervals: " + "; ".join(
-                       f"{r.intervention} {r.proportion:.0%} ({r.ci_low:.0%} to {r.ci_high:.0%})"
+                       f"{r.intervention} {format_figure(r.proportion, share)} "
+                       f"({format_interval(r.ci_low, r.ci_high, share)})"
                        for r in shown.itertuples()) + ".")
     _add_table(sec, iv_board.rename(columns={"intervention": "Intervention"}),
                "Needs met at closure, by intervention type", percent=("%", "95% CI from",
@@ -808,17 +790,12 @@ def costs_section(project: Project) -> Section:
 # ----------------------------------------------------------------------------- per pupil
 
 
-def _attendance_change(project: Project, outcome: Outcome | None = None) -> tuple[Any, Any]:
-    """(wide before/after table, PairedChange) for the window in the parameters."""
-    d = tracking_data(project)
-    wide = d.pupil.around_start
-    if wide is None:
-        return None, None
+def _attendance_change(project: Project, outcome: Outcome | None = None
+                       ) -> tracking.AttendanceChange | None:
+    """The paired change in attendance for the window in the parameters (None without an
+    attendance table), in the outcome's direction."""
     direction = "higher_is_better" if outcome is None else outcome.direction
-    change = paired_change(wide, "baseline", "follow_up", direction=direction,
-                           label="attendance (%)", disclosure=d.disclosure)
-    change.unit = "percentage points"
-    return wide, change
+    return tracking_data(project).pupil.attendance_change(direction)
 
 
 _ATTENDANCE_COLUMNS = {
@@ -835,30 +812,6 @@ def _attendance_board(d: TrackingData, change: Any) -> pd.DataFrame:
     t = _board(d, t, ["n_pairs"], derived=[c for c in _ATTENDANCE_COLUMNS
                                            if c not in {"group", "n_pairs"}])
     return t.rename(columns=_ATTENDANCE_COLUMNS)
-
-
-def _attendance_sentence(d: TrackingData, change: Any, weeks: int) -> str:
-    """Plain English for the paired change in attendance (no EEF months: that scale is for
-    attainment, not attendance); counts through the disclosure step."""
-    row = change.summary.iloc[-1]
-    n = int(row["n_pairs"])
-    b, f = row["baseline_mean"], row["follow_up_mean"]
-    md, lo, hi = row["mean_change"], row["mean_change_ci_low"], row["mean_change_ci_high"]
-    if not np.isfinite(lo) or d.disclosure.is_small(n):
-        return ("There were too few pupils with attendance before and after to compare "
-                f"({_n(d, n, 'pupil')}).")
-    moved = "rose" if md > 0 else "fell" if md < 0 else "stayed the same"
-    v = verdict(lo, hi, null=0.0, direction=change.direction)
-    clear = {"improved": "a clear improvement", "worsened": "a clear fall",
-             "no clear change": "not a clear change either way"}[v]
-    unpaired = int(row["n_baseline_only"] + row["n_follow_up_only"])
-    who = _n(d, unpaired, "pupil")
-    tail = (f" {who[:1].upper() + who[1:]} with attendance in only one of the windows could "
-            "not be compared." if unpaired else "")
-    return (f"Referred pupils' attendance {moved} from {b:.1f}% in the {weeks} weeks before "
-            f"their first intervention to {f:.1f}% in the {weeks} weeks from its start "
-            f"({_n(d, n, 'pupil')}): {md:+.1f} percentage points (95% CI {lo:+.1f} to {hi:+.1f}; "
-            f"Hedges' g {row['g_av']:.2f}), {clear}.{tail}")
 
 
 def _event_figure(d: TrackingData) -> tuple[Any, str]:
@@ -891,12 +844,11 @@ def attendance_section(project: Project) -> Section:
     effect size) and the week-by-week event-study chart."""
     d = tracking_data(project)
     w = d.options.attendance_window_weeks
-    wide, change = _attendance_change(project)
+    change = _attendance_change(project)
     if change is None:
         return _section("Attendance", "No attendance table is configured "
                         "(analyses.referral_tracking.attendance), so attendance is not shown.")
-    sec = _section("Attendance before and after the first intervention",
-                   _attendance_sentence(d, change, w))
+    sec = _section("Attendance before and after the first intervention", change.sentence)
     sec.text(
         f"Each pupil's attendance in the {w} weeks before the week their first intervention "
         f"started is compared with their attendance in the {w} weeks from that week on (the "
@@ -952,12 +904,11 @@ def suspensions_section(project: Project) -> Section:
                "intervention (pupils with the full follow-up)")
     if not _withheld(row["Pupils"]):
         try:
-            change = paired_change(full, "before", "after", direction="lower_is_better",
-                                   label=f"suspensions in {days} days",
-                                   disclosure=d.disclosure)
-            h = change.headline()
-            sec.text(f"Per pupil, the number of suspensions changed by {h['estimate']:+.2f} on "
-                     f"average (95% CI {h['ci_low']:+.2f} to {h['ci_high']:+.2f}; "
+            h = d.pupil.suspension_change().headline()
+            per = "number"  # suspensions per pupil: 2 decimals (a fraction of one)
+            sec.text(f"Per pupil, the number of suspensions changed by "
+                     f"{format_figure(h['estimate'], per, signed=True)} on average (95% CI "
+                     f"{format_interval(h['ci_low'], h['ci_high'], per, signed=True)}; "
                      f"{h['verdict']}). Pupils are often referred after a run of suspensions, "
                      "so some fall would be expected without any help (regression to the "
                      "mean); the survival curves below compare interventions with each other.")
@@ -965,12 +916,6 @@ def suspensions_section(project: Project) -> Section:
             sec.text("The change per pupil could not be estimated from these pupils.")
     sec.text(_withheld_note(d.min_count))
     return sec
-
-
-def _km_at(table: pd.DataFrame, t: float) -> float:
-    """Kaplan-Meier survival at time ``t`` (1 before the first event time)."""
-    before = table[table["time"] <= t]
-    return float(before["survival"].iloc[-1]) if len(before) else 1.0
 
 
 def survival_section(project: Project) -> Section:
@@ -981,15 +926,12 @@ def survival_section(project: Project) -> Section:
         return _section("Time to the next suspension or re-referral",
                         "No suspensions table is configured, so survival is not shown.")
     res = d.pupil.survival
-    counts = res.data.groupby("group").agg(cases=("status", "size"), events=("status", "sum"))
-    rows = []
-    for grp, c in counts.iterrows():
-        t = res.table[res.table["group"] == grp]
-        rows.append({"First intervention": str(grp), "Cases": int(c["cases"]),
-                     "Events": int(c["events"]),
-                     "_no_event": int(c["cases"]) - int(c["events"]),
-                     "Without event at 90 days (%)": 100 * _km_at(t, 90),
-                     "Without event at 180 days (%)": 100 * _km_at(t, 180)})
+    counts = res.summary.set_index("group")
+    rows = [{"First intervention": str(grp), "Cases": int(c["cases"]),
+             "Events": int(c["events"]), "_no_event": int(c["cases"]) - int(c["events"]),
+             "Without event at 90 days (%)": 100 * c["survival_90d"],
+             "Without event at 180 days (%)": 100 * c["survival_180d"]}
+            for grp, c in counts.iterrows()]
     raw = pd.DataFrame(rows)
     # the rows add up to all cases and all events; events and cases without one add up to
     # the cases; a survival percentage of a withheld group is withheld with it
@@ -1000,16 +942,10 @@ def survival_section(project: Project) -> Section:
     big = counts.index[_shown_rows(table)] if len(table) else counts.index[:0]
     test = res.test
     p = test["p_value"]
-    sentence = (f"Time from the first intervention to the pupil's next suspension or "
-                f"re-referral differed between interventions (log-rank p = {p:.3f})."
-                if p < 0.05 else
-                "Time from the first intervention to the pupil's next suspension or "
-                "re-referral was not clearly different between interventions (log-rank "
-                f"p = {p:.2f})." if not np.isnan(p) else
-                "There are too few groups to compare.")
-    sec = _section("Time to the next suspension or re-referral", sentence)
+    sec = _section("Time to the next suspension or re-referral", res.sentence)
     shown = tracking.SurvivalResult(table=res.table[res.table["group"].isin(big)],
-                                    test=test, data=res.data[res.data["group"].isin(big)])
+                                    test=test, data=res.data[res.data["group"].isin(big)],
+                                    confidence=res.confidence)
     fig, ax = plt.subplots(figsize=(9, 5))
     tracking.plot_km(shown, ax=ax)
     ax.set_title("Pupils without a suspension or re-referral since their first intervention"
@@ -1160,12 +1096,9 @@ def disproportionality_section(project: Project) -> Section:
             sec.sentence = (f"{title}: the figures for referral are withheld to protect "
                             "pupils' privacy (fewer than "
                             f"{d.min_count} pupils, or a count that would give one away).")
-        elif pd.isna(row["Risk ratio"]):
-            sec.sentence = f"{title}: no risk ratio for referral could be estimated."
         else:
-            sec.sentence = (f"{title} were {row['Risk ratio']:.1f} times as "
-                            "likely to be referred as other pupils (95% CI "
-                            f"{row['95% CI from']:.1f} to {row['95% CI to']:.1f}).")
+            sec.sentence = tracking.RiskRatios(tables["focus"], "focus", ["_group"],
+                                               event="referral", label=label).sentence
     sec.text(
         f"Risks are worked out among {who}: the share of each group referred at least once, "
         "suspended at least once, or whose referral closed with an escalation (EHC needs "
@@ -1221,25 +1154,28 @@ def quality_section(project: Project) -> Section:
 
 
 def needs_met_target(project: Project, outcome: Outcome | None) -> tuple[float, str] | None:
-    """The proportion a ``needs_met`` outcome is judged against, and where it came from.
-
-    In order: the green threshold of a ``needs_met`` (or ``pct_needs_met``) KPI target in
-    ``analyses.referral_tracking.targets``; else the first percentage in the outcome's
-    target text in the theory of change (e.g. "At least 70% of closed referrals ..." gives
-    0.70); else ``None`` (no target: the result gets no verdict).
+    """The proportion a ``needs_met`` outcome is judged against, and where it came from:
+    the green threshold of a ``needs_met`` (or ``pct_needs_met``) KPI target in
+    ``analyses.referral_tracking.targets``; else ``None`` (no target: the result gets no
+    verdict). The outcome's target text in the theory of change is never parsed.
     """
     options = _options(project)
     for name in ("needs_met", "pct_needs_met"):
         if name in options.targets:
             return (options.targets[name].green / 100,
                     f"the green threshold of the '{name}' target in the project's parameters")
-    outcomes = [outcome] if outcome is not None else [
-        o for o in project.toc.outcomes_for("referral_tracking") if o.measure == "needs_met"]
-    for o in outcomes:
-        m = re.search(r"(\d+(?:\.\d+)?)\s*(?:%|per ?cent)", o.target or "")
-        if m:
-            return float(m.group(1)) / 100, "the outcome's target in the theory of change"
+    # The outcome's own target in the theory of change is judged apart, by
+    # evaluation.targets (see _toc_target_text): it is not the null of the verdict.
     return None
+
+
+def _toc_target_text(outcome: Outcome, result: Any) -> str:
+    """THE call site of the theory-of-change target on this page: the outcome's structured
+    target (:class:`evaluation.targets.Target`) judged against the recorded result by
+    :func:`evaluation.targets.judge` (met / not met / not yet clear); "" without one."""
+    if outcome.target is None:
+        return ""
+    return targets.judge(outcome.target, result).sentence
 
 
 def _check_source(project: Project, outcome: Outcome, kind: str, default: str | None) -> None:
@@ -1258,35 +1194,25 @@ def _check_source(project: Project, outcome: Outcome, kind: str, default: str | 
 def _attendance_outcome(project: Project, outcome: Outcome) -> Section:
     d = tracking_data(project)
     _check_source(project, outcome, "attendance", d.options.attendance)
-    wide, change = _attendance_change(project, outcome)
+    change = _attendance_change(project, outcome)
     if change is None:
         raise ParamsError(f"Outcome '{outcome.id}' needs attendance data: set "
                           "analyses.referral_tracking.attendance")
-    h = change.headline()
-    est, lo, hi, n = h["estimate"], h["ci_low"], h["ci_high"], h["n"]
     w = d.options.attendance_window_weeks
-    starts = wide.loc[wide["baseline"].notna() & wide["follow_up"].notna(), "start_date"]
-    period = (f"first interventions starting {starts.min():%B %Y} to {starts.max():%B %Y}"
-              if len(starts) else project.period_text())
-    result = Result(
-        outcome_id=outcome.id, analysis="referral_tracking", measure=outcome.measure,
-        estimate=est, ci_low=lo, ci_high=hi, unit="percentage points", null=0.0, n=n,
-        period=period, direction=outcome.direction,
-        verdict=verdict(lo, hi, null=0.0, direction=outcome.direction),
-        headline=f"Attendance {est:+.1f} points ({lo:+.1f} to {hi:+.1f})",
-        sentence=_attendance_sentence(d, change, w),
-        notebook=NOTEBOOK)
+    result = change.record(outcome, period=change.period or project.period_text(),
+                           notebook=NOTEBOOK)
     sec = _section(outcome.statement, result.sentence)
     sec.text(f"**Measure:** attendance (% of possible sessions), mean change per pupil "
              f"(after minus before) with its 95% confidence interval; "
              f"{'higher' if outcome.direction == 'higher_is_better' else 'lower'} is better."
-             + (f" **Target:** {outcome.target}." if outcome.target else "")
              + f" **Verdict: {result.verdict}** — decided from the confidence interval "
              f"against no change (0). The windows ({w} weeks either side) come from "
              "`analyses.referral_tracking.attendance_window_weeks`; the weekly chart under "
              f"*What changed for each pupil* shows {2 * w} weeks either side.")
     _add_table(sec, _attendance_board(d, change),
                "Headline: attendance before and after the first intervention")
+    if outcome.target is not None:
+        sec.text(_toc_target_text(outcome, result))
     sec.result = result
     return sec
 
@@ -1294,59 +1220,37 @@ def _attendance_outcome(project: Project, outcome: Outcome) -> Section:
 def _needs_met_outcome(project: Project, outcome: Outcome) -> Section:
     d = tracking_data(project)
     _check_source(project, outcome, "referrals", d.options.referrals)
-    closed = d.register.table["needs_met"].dropna()
-    k, n = int(closed.sum()), len(closed)
-    if n == 0:
+    target = needs_met_target(project, outcome)
+    share = tracking.needs_met(d.register, target=None if target is None else target[0],
+                               target_source="" if target is None else target[1],
+                               direction=outcome.direction, disclosure=d.disclosure)
+    if share.n == 0:
         raise DataError(f"Outcome '{outcome.id}': no referral has closed with an outcome "
                         "recorded yet, so the proportion with needs met cannot be estimated")
-    p = k / n
-    lo, hi = _wilson(k, n)
-    target = needs_met_target(project, outcome)
-    if target is None:
-        null, source = float("nan"), ""
-        judged = ("No target proportion is set (in the parameters or the theory of change), "
-                  "so no verdict is given.")
-        result_verdict = "no clear change"
-    else:
-        null, source = target
-        result_verdict = verdict(lo, hi, null=null, direction=outcome.direction)
-        meaning = {"improved": "clearly above", "worsened": "clearly below",
-                   "no clear change": "not clearly different from"}[result_verdict]
-        if outcome.direction == "lower_is_better":
-            meaning = {"improved": "clearly below", "worsened": "clearly above"}.get(
-                result_verdict, meaning)
-        judged = (f"This is {meaning} the target of {null:.0%} ({source}), so the verdict is "
-                  f"'{result_verdict}'.")
-    first = d.register.table.loc[d.register.table["needs_met"].notna(), "closure_date"]
-    period = f"referrals closed {first.min():%B %Y} to {first.max():%B %Y}"
-    sentence = f"{_share_sentence(d, k, n)} {judged}"
-    result = Result(
-        outcome_id=outcome.id, analysis="referral_tracking", measure=outcome.measure,
-        estimate=p, ci_low=lo, ci_high=hi, unit="proportion of closed referrals", null=null,
-        n=n, period=period, direction=outcome.direction, verdict=result_verdict,
-        headline=(f"Needs met {p:.0%} ({lo:.0%} to {hi:.0%})"
-                  + (f"; target {null:.0%}" if target is not None else "")),
-        sentence=sentence, notebook=NOTEBOOK)
-    sec = _section(outcome.statement, sentence)
+    result = share.record(outcome, notebook=NOTEBOOK)
+    sec = _section(outcome.statement, result.sentence)
     sec.text("**Measure:** the proportion of closed referrals with a closure outcome recorded "
              "that closed as 'needs met', with a Wilson score 95% confidence interval. "
-             + (f"**Target:** {outcome.target}. " if outcome.target else "")
              + f"**Verdict: {result.verdict}.** For this outcome the verdict compares the "
              "confidence interval with the target proportion rather than with no change: "
              "'improved' when the whole interval is on the better side of the target (the "
              "target is clearly met), 'worsened' when it is wholly on the worse side (clearly "
              "missed), otherwise 'no clear change'. The target is the green threshold of a "
-             "`needs_met` target in the parameters if there is one, else the first percentage "
-             "in the outcome's target in the theory of change.")
+             "`needs_met` target in the parameters; without one no verdict is given.")
+    row = share.summary.iloc[0]
+    n, k = share.n, share.successes
     table = pd.DataFrame([{"Closed referrals": n, "Needs met": k, "Other outcomes": n - k,
-                           "Needs met (%)": 100 * p, "95% CI from": 100 * lo,
-                           "95% CI to": 100 * hi,
-                           "Target (%)": 100 * null if target is not None else np.nan}])
+                           "Needs met (%)": 100 * row["proportion"],
+                           "95% CI from": 100 * row["ci_low"],
+                           "95% CI to": 100 * row["ci_high"],
+                           "Target (%)": 100 * row["target"]}])
     table = _board(d, table, ["Closed referrals", "Needs met", "Other outcomes"],
                    derived=["Needs met (%)", "95% CI from", "95% CI to"], keep_zero=False,
                    sums_across=[["Needs met", "Other outcomes"]])
     _add_table(sec, table, "Headline: closed referrals with needs met",
                percent=("Needs met (%)", "95% CI from", "95% CI to", "Target (%)"))
+    if outcome.target is not None:
+        sec.text(_toc_target_text(outcome, result))
     sec.result = result
     return sec
 
@@ -1356,7 +1260,8 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
 
     Chosen by ``outcome.measure``: ``attendance_pct`` (data: an attendance table) gives the
     mean change in attendance % from the weeks before to the weeks after each pupil's first
-    intervention (:func:`paired_change`; verdict against 0 in the outcome's direction);
+    intervention (:func:`evaluation.tracking.attendance_change`; verdict against 0 in the
+    outcome's direction);
     ``needs_met`` (data: a referrals table) gives the proportion of closed referrals that
     closed as needs met with a Wilson CI, judged against :func:`needs_met_target`: verdict
     "improved" if the CI lies wholly on the better side of the target, "worsened" if wholly

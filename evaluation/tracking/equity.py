@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,25 @@ from statsmodels.stats.contingency_tables import Table2x2
 
 from evaluation.errors import DataError
 from evaluation.filters import FilterError, parse_filter
+from evaluation.results import (
+    Direction,
+    OutcomeLike,
+    Result,
+    check_direction,
+    format_estimate,
+    format_figure,
+    format_interval,
+    make_record,
+    repr_html,
+    verdict,
+)
 from evaluation.tracking.register import ESCALATION_OUTCOMES, require
+
+RISK_RATIO_UNIT = "risk ratio"
+#: How each event reads in a sentence ("... times as likely to be referred").
+EVENT_WORDS = {"referral": "referred", "suspension": "suspended",
+               "escalation": "escalated (EHC needs assessment, alternative provision or a "
+                             "school move)"}
 
 
 def _reference_mask(pupils: pd.DataFrame, cols: list[str], groups: pd.Index,
@@ -49,7 +68,7 @@ def _risk_ratio(a: float, n: float, c: float, m: float, confidence: float
     if not (a > 0 and c > 0 and m > 0):
         return np.nan, np.nan, np.nan
     t = Table2x2(np.array([[a, n - a], [c, m - c]], dtype=float))
-    lo, hi = t.riskratio_confint(alpha=1 - confidence)
+    lo, hi = t.riskratio_confint(1 - confidence)
     return t.riskratio, lo, hi
 
 
@@ -166,3 +185,107 @@ def disproportionality_tables(
     return {name: pd.concat([_risk_ratios(pupils, cols, flag, reference, confidence, event)
                              for event, flag in flags.items()], ignore_index=True)
             for name, cols in columns.items()}
+
+
+@dataclass
+class RiskRatios:
+    """Risk ratios of :func:`disproportionality` (or one table of
+    :func:`disproportionality_tables`) with one row as the headline: ``group`` (its value
+    in the group columns, a tuple for several) and ``event``.
+
+    Follows :class:`evaluation.results.AnalysisResult`: ``summary`` is the table; the
+    headline is that row's risk ratio with its Katz interval, verdict against 1 in
+    ``direction`` (default ``lower_is_better``: a group referred, suspended or escalated
+    more often than the others is the concern).
+    """
+
+    summary: pd.DataFrame
+    group: Any
+    group_columns: list[str]
+    event: str = "referral"
+    label: str = ""  # the group in words, e.g. "Black Caribbean boys"
+    direction: Direction = "lower_is_better"
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        check_direction(self.direction)
+        self.row  # noqa: B018  (fails early for a group or event not in the table)
+
+    @property
+    def row(self) -> pd.Series:
+        """The headline row of ``summary``."""
+        key = self.group if isinstance(self.group, tuple) else (self.group,)
+        mask = pd.Series(True, index=self.summary.index)
+        for col, value in zip(self.group_columns, key, strict=True):
+            mask &= self.summary[col].astype(object) == value
+        if "event" in self.summary.columns:
+            mask &= self.summary["event"] == self.event
+        rows = self.summary[mask]
+        if len(rows) != 1:
+            raise DataError(f"RiskRatios: the table has {len(rows)} rows for the group and "
+                            f"event {self.event!r}; it needs exactly one.")
+        return rows.iloc[0]
+
+    def headline(self) -> dict[str, Any]:
+        r = self.row
+        lo, hi = float(r["ci_low"]), float(r["ci_high"])
+        return {"estimate": float(r["risk_ratio"]), "ci_low": lo, "ci_high": hi,
+                "unit": RISK_RATIO_UNIT, "null": 1.0, "n": int(r["n"]),
+                "verdict": verdict(lo, hi, null=1.0, direction=self.direction)}
+
+    def _name(self) -> str:
+        name = self.label or " ".join(map(str, self.group if isinstance(self.group, tuple)
+                                          else (self.group,)))
+        return name[:1].upper() + name[1:]
+
+    def headline_text(self) -> str:
+        """E.g. 'Black Caribbean boys referred: risk ratio 2.10 (1.52 to 2.90)'."""
+        h = self.headline()
+        figures = format_estimate(h["estimate"], h["ci_low"], h["ci_high"], RISK_RATIO_UNIT)
+        verb = EVENT_WORDS.get(self.event, self.event).split(" (")[0]
+        return f"{self._name()} {verb}: risk ratio {figures}"
+
+    @property
+    def sentence(self) -> str:
+        h = self.headline()
+        if not np.isfinite(h["estimate"]):
+            return f"{self._name()}: no risk ratio for {self.event} could be estimated."
+        pct = f"{self.confidence * 100:g}%"
+        ci = format_interval(h["ci_low"], h["ci_high"], RISK_RATIO_UNIT)
+        return (f"{self._name()} were {format_figure(h['estimate'], RISK_RATIO_UNIT)} times "
+                f"as likely to be {EVENT_WORDS.get(self.event, self.event)} as the other "
+                f"pupils ({pct} CI {ci}).")
+
+    def plot(self, ax: Any = None) -> Any:
+        """The risk ratios of the headline's event with their intervals (log scale)."""
+        import matplotlib.pyplot as plt
+
+        rows = self.summary
+        if "event" in rows.columns:
+            rows = rows[rows["event"] == self.event]
+        rows = rows.dropna(subset=["risk_ratio"])
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
+        else:
+            fig = ax.figure
+        y = np.arange(len(rows))[::-1]
+        rr = rows["risk_ratio"].to_numpy(float)
+        ax.errorbar(rr, y, xerr=[rr - rows["ci_low"].to_numpy(float),
+                                 rows["ci_high"].to_numpy(float) - rr],
+                    fmt="o", color="#0072B2", capsize=3)
+        ax.axvline(1.0, color="#999999", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_yticks(y, [" ".join(map(str, v)) for v in
+                          rows[self.group_columns].itertuples(index=False)])
+        ax.set_xlabel(f"Risk ratio of {self.event} ({self.confidence * 100:g}% CI)")
+        return fig
+
+    def _repr_html_(self) -> str:
+        return repr_html(self)
+
+    def record(self, outcome: OutcomeLike, *, period: str | None = None,
+               n: int | None = None, notebook: str = "") -> Result:
+        """The results.json record of the headline row's risk ratio."""
+        return make_record(self, outcome, analysis="referral_tracking",
+                           headline=self.headline_text(), period=period, n=n,
+                           notebook=notebook)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,9 @@ from evaluation import calendar
 from evaluation.errors import DataError
 from evaluation.intake import CLOSURE_OUTCOMES
 from evaluation.params import CLOSURES_KPI, KPI_ALIASES, KPIS, kpi_direction, kpi_name
+from evaluation.privacy import Disclosure
+from evaluation.results import Direction, OutcomeLike, Result, repr_html
+from evaluation.tracking.outcomes import ProportionResult
 from evaluation.tracking.register import Register, require
 
 # The KPI names (KPIS), their short names (KPI_ALIASES) and which way each is better
@@ -65,13 +69,143 @@ def _pct(num: pd.Series, den: pd.Series) -> pd.Series:
     return (100.0 * num / den.where(den > 0)).astype(float)
 
 
+#: The KPIs that are a share of something (a proportion with a Wilson interval): their
+#: name in a headline, the unit recorded, what their ``n`` counts and what a success is.
+SHARE_KPIS: dict[str, tuple[str, str, str, str]] = {
+    "pct_response_within_target": ("first response on time",
+                                   "proportion of referrals due a first response",
+                                   "referral", "due a first response had one within "
+                                   "{days} working days"),
+    "pct_lead_professional": ("lead professional named", "proportion of referrals",
+                              "referral", "had a lead professional named"),
+    "pct_sessions_attended": ("sessions attended", "proportion of planned sessions",
+                              "planned session", "were attended"),
+    "pct_reviewed": ("reviewed", "proportion of referrals with an intervention",
+                     "referral", "with an intervention had been reviewed"),
+    "pct_needs_met": ("needs met", "proportion of closed referrals", "closed referral",
+                      "with an outcome recorded closed with the pupil's needs met"),
+}
+
+
+@dataclass
+class PathwayKpis:
+    """The pathway KPIs of :func:`pathway_kpis` and the settings they were computed with.
+
+    Follows :class:`evaluation.results.AnalysisResult`: ``summary`` is the tidy long table
+    (period, kpi, value, n, target, rag); the headline is ``headline_kpi`` (a share KPI, see
+    :data:`SHARE_KPIS`) in the latest period with referrals, as a
+    :class:`~evaluation.tracking.outcomes.ProportionResult` against its green threshold
+    (:meth:`proportion`).
+    """
+
+    summary: pd.DataFrame
+    response_target_working_days: int
+    period: str
+    #: the targets by full KPI name: {"green": g, "amber": a, "direction": ...}
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    headline_kpi: str = "pct_response_within_target"
+    confidence: float = 0.95
+    disclosure: Disclosure = field(default_factory=Disclosure)
+
+    @property
+    def direction(self) -> Direction:
+        """Which way the headline KPI is better (its target's, else the KPI's own)."""
+        spec = self.targets.get(self.headline_kpi, {})
+        return spec.get("direction") or kpi_direction(self.headline_kpi)
+
+    @property
+    def latest_period(self) -> str | None:
+        """The latest period with referrals (None when there is none)."""
+        rec = self.summary.loc[self.summary["kpi"] == "referrals_received", "period"]
+        return None if rec.empty else str(rec.iloc[-1])
+
+    def proportion(self, kpi: str | None = None, period: str | None = None
+                   ) -> ProportionResult:
+        """A share KPI in one period (default: the headline KPI in the latest period) as a
+        proportion with its Wilson interval, judged against the KPI's green threshold."""
+        kpi = kpi_name(kpi or self.headline_kpi) or str(kpi)
+        if kpi not in SHARE_KPIS:
+            raise DataError(f"{kpi!r} is not a share KPI; one of {', '.join(SHARE_KPIS)}.")
+        period = period or self.latest_period
+        rows = self.summary[(self.summary["kpi"] == kpi) & (self.summary["period"] == period)]
+        if rows.empty or pd.isna(rows["value"].iloc[0]):
+            n, successes = 0, 0
+        else:
+            n = int(rows["n"].iloc[0])
+            # the KPI value is 100 * successes / n of whole counts
+            successes = int(round(float(rows["value"].iloc[0]) * n / 100))
+        spec = self.targets.get(kpi)
+        label, unit, of, what = SHARE_KPIS[kpi]
+        return ProportionResult(
+            successes=successes, n=n,
+            target=None if spec is None else float(spec["green"]) / 100,
+            target_source="" if spec is None else "the green threshold of its target",
+            direction=(spec or {}).get("direction") or kpi_direction(kpi),
+            confidence=self.confidence, label=label, unit=unit, of=of,
+            what=what.format(days=self.response_target_working_days), period=period or "",
+            disclosure=self.disclosure)
+
+    def headline(self) -> dict[str, Any]:
+        return self.proportion().headline()
+
+    @property
+    def sentence(self) -> str:
+        """The KPI sentences of the latest period (:func:`kpi_sentences`)."""
+        return " ".join(kpi_sentences(self))
+
+    def plot(self, ax: Any = None) -> Any:
+        """The headline KPI by period with its green and amber thresholds."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(8, 3.5))
+        else:
+            fig = ax.figure
+        rows = self.summary[self.summary["kpi"] == self.headline_kpi]
+        x = np.arange(len(rows))
+        ax.plot(x, pd.to_numeric(rows["value"], errors="coerce"), "o-", color="#0072B2",
+                label=SHARE_KPIS.get(self.headline_kpi, (self.headline_kpi,))[0])
+        spec = self.targets.get(self.headline_kpi)
+        if spec is not None:
+            ax.axhline(spec["green"], color="#009E73", ls="--", lw=1, label="green")
+            ax.axhline(spec["amber"], color="#E69F00", ls=":", lw=1.2, label="amber")
+        ax.set_xticks(x, rows["period"], rotation=45, ha="right", fontsize="small")
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("%")
+        ax.legend(fontsize="x-small")
+        return fig
+
+    def _repr_html_(self) -> str:
+        return repr_html(self)
+
+    def record(self, outcome: OutcomeLike, *, period: str | None = None,
+               n: int | None = None, notebook: str = "") -> Result:
+        """The results.json record of the headline KPI against its target."""
+        return self.proportion().record(outcome, period=period, n=n, notebook=notebook)
+
+
+def _normalised_targets(targets: Mapping[str, Mapping[str, Any]] | None
+                        ) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, spec in (targets or {}).items():
+        kpi = kpi_name(name) or str(name)
+        out[kpi] = {"green": float(spec["green"]), "amber": float(spec["amber"]),
+                    "direction": spec.get("direction") or kpi_direction(kpi)}
+    return out
+
+
 def pathway_kpis(
     register: Register,
     response_target_working_days: int = 2,
     period: str = "term",
     targets: Mapping[str, Mapping[str, Any]] | None = None,
-) -> pd.DataFrame:
-    """Pathway KPIs per period as a tidy long table: period, kpi, value, n, target, rag.
+    *,
+    headline_kpi: str = "pct_response_within_target",
+    confidence: float = 0.95,
+    disclosure: Disclosure | None = None,
+) -> PathwayKpis:
+    """Pathway KPIs per period: a :class:`PathwayKpis` whose ``summary`` is a tidy long
+    table: period, kpi, value, n, target, rag.
 
     Referrals count in the period of their ``referral_date`` (a cohort view), closures in the
     period of their ``closure_date``; ``n`` is always the denominator (or count).
@@ -156,10 +290,11 @@ def pathway_kpis(
     out = pd.DataFrame({"period": out["key"].map(labels).astype("str"),
                         "kpi": out["kpi"].astype("str"), "value": out["value"],
                         "n": out["n"]})
-    out = _rag(out, targets)
-    out.attrs["response_target_working_days"] = target
-    out.attrs["period"] = period
-    return out
+    out = _rag(out, targets)  # (checks the targets first)
+    return PathwayKpis(summary=out, response_target_working_days=target, period=period,
+                       targets=_normalised_targets(targets), headline_kpi=headline_kpi,
+                       confidence=confidence,
+                       disclosure=Disclosure() if disclosure is None else disclosure)
 
 
 def _rag(kpis: pd.DataFrame, targets: Mapping[str, Mapping[str, Any]] | None) -> pd.DataFrame:
@@ -207,13 +342,23 @@ def _rag_suffix(row: pd.Series, unit: str) -> str:
     return f" (target {row['target']:g}{unit}: {row['rag']})"
 
 
-def kpi_sentences(kpis: pd.DataFrame, period: str | None = None) -> list[str]:
+def kpi_sentences(kpis: PathwayKpis | pd.DataFrame, period: str | None = None, *,
+                  response_target_working_days: int | None = None) -> list[str]:
     """Plain-English sentences for the headline KPIs of one period (default: the latest
     period with referrals), e.g. "82% of 312 referrals had a first response within 2 working
     days (target 90%: amber)." Percentages are rounded to whole numbers, days to one decimal
     place (trailing .0 dropped). KPIs whose value is missing or withheld (see
-    :func:`evaluation.privacy.disclose`) are left out.
+    :func:`evaluation.privacy.disclose`) are left out. ``kpis``: a :class:`PathwayKpis`, or
+    its long table (e.g. after disclosure control) with ``response_target_working_days``
+    (default 2).
     """
+    if isinstance(kpis, PathwayKpis):
+        days = kpis.response_target_working_days
+        kpis = kpis.summary
+    else:
+        days = 2
+    if response_target_working_days is not None:
+        days = int(response_target_working_days)
     require(kpis, "KPI", ["period", "kpi", "value", "n", "target", "rag"])
     if period is None:
         rec = kpis.loc[kpis["kpi"] == "referrals_received", "period"]
@@ -224,7 +369,6 @@ def kpi_sentences(kpis: pd.DataFrame, period: str | None = None) -> list[str]:
     # withheld cells (privacy.WITHHELD) read as missing, so their KPI is left out
     rows = rows.assign(value=pd.to_numeric(rows["value"], errors="coerce"),
                        n=pd.to_numeric(rows["n"], errors="coerce"))
-    days = kpis.attrs.get("response_target_working_days", 2)
 
     def have(k: str) -> bool:
         return (k in rows.index and not pd.isna(rows.loc[k, "value"])

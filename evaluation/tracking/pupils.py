@@ -14,7 +14,19 @@ from scipy import stats
 from statsmodels.duration.survfunc import SurvfuncRight, survdiff
 
 from evaluation import calendar
+from evaluation.baseline_followup import PairedChange, paired_change
 from evaluation.errors import DataError, describe_rows
+from evaluation.privacy import Disclosure
+from evaluation.results import (
+    Direction,
+    OutcomeLike,
+    Result,
+    format_estimate,
+    format_figure,
+    format_interval,
+    make_record,
+    repr_html,
+)
 from evaluation.tracking.register import Register, positions, require
 
 
@@ -107,6 +119,115 @@ def attendance_around_start(register: Register, attendance: pd.DataFrame,
                          window_weeks)
 
 
+ATTENDANCE_UNIT = "percentage points"
+
+
+@dataclass
+class AttendanceChange:
+    """Attendance % before and after each pupil's first intervention: the paired change
+    (:func:`evaluation.baseline_followup.paired_change`) of :func:`attendance_around_start`.
+
+    Follows :class:`evaluation.results.AnalysisResult`; the headline is the mean change per
+    pupil in percentage points with its t interval, verdict against no change (0).
+    """
+
+    change: PairedChange
+    around: pd.DataFrame
+    window_weeks: int
+
+    @property
+    def direction(self) -> Direction:
+        return self.change.direction
+
+    @property
+    def confidence(self) -> float:
+        return self.change.confidence
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self.change.summary
+
+    @property
+    def period(self) -> str:
+        """The first interventions compared, e.g. "first interventions starting September
+        2021 to June 2024"."""
+        both = self.around["baseline"].notna() & self.around["follow_up"].notna()
+        starts = self.around.loc[both, "start_date"]
+        if starts.empty:
+            return ""
+        return (f"first interventions starting {starts.min():%B %Y} to "
+                f"{starts.max():%B %Y}")
+
+    def headline(self) -> dict[str, Any]:
+        return {**self.change.headline(), "unit": ATTENDANCE_UNIT, "period": self.period}
+
+    def headline_text(self) -> str:
+        """E.g. 'Attendance +2.4 points (+1.3 to +3.5)'."""
+        h = self.headline()
+        return (f"Attendance {format_figure(h['estimate'], ATTENDANCE_UNIT)} points "
+                f"({format_interval(h['ci_low'], h['ci_high'], ATTENDANCE_UNIT)})")
+
+    @property
+    def sentence(self) -> str:
+        """Plain English for the paired change (no EEF months: that scale is for
+        attainment, not attendance); counts through the result's disclosure step."""
+        shown = self.change.disclosure
+        row = self.summary.iloc[-1]
+        n = int(row["n_pairs"])
+        weeks = self.window_weeks
+        lo, hi = row["mean_change_ci_low"], row["mean_change_ci_high"]
+        if not np.isfinite(lo) or shown.is_small(n):
+            return ("There were too few pupils with attendance before and after to compare "
+                    f"({shown.pupils(n)}).")
+        md = row["mean_change"]
+        moved = "rose" if md > 0 else "fell" if md < 0 else "stayed the same"
+        clear = {"improved": "a clear improvement", "worsened": "a clear fall",
+                 "no clear change": "not a clear change either way"}[self.headline()["verdict"]]
+        unpaired = int(row["n_baseline_only"] + row["n_follow_up_only"])
+        who = shown.pupils(unpaired)
+        tail = (f" {who[:1].upper() + who[1:]} with attendance in only one of the windows "
+                "could not be compared." if unpaired else "")
+        pct = f"{self.confidence * 100:g}%"
+        return (f"Referred pupils' attendance {moved} from {row['baseline_mean']:.1f}% in the "
+                f"{weeks} weeks before their first intervention to {row['follow_up_mean']:.1f}% "
+                f"in the {weeks} weeks from its start ({shown.pupils(n)}): "
+                f"{format_figure(md, ATTENDANCE_UNIT)} percentage points ({pct} CI "
+                f"{format_interval(lo, hi, ATTENDANCE_UNIT)}; Hedges' g "
+                f"{format_figure(row['g_av'], 'effect size')}), {clear}.{tail}")
+
+    def plot(self, ax: Any = None) -> Any:
+        return self.change.plot(ax)
+
+    def _repr_html_(self) -> str:
+        return repr_html(self)
+
+    def record(self, outcome: OutcomeLike, *, period: str | None = None,
+               n: int | None = None, notebook: str = "") -> Result:
+        """The results.json record: the mean change in attendance of all pupils compared."""
+        return make_record(self, outcome, analysis="referral_tracking",
+                           headline=self.headline_text(), period=period, n=n,
+                           notebook=notebook)
+
+
+def _attendance_change(around: pd.DataFrame, window_weeks: int, direction: Direction,
+                       confidence: float, disclosure: Disclosure | None) -> AttendanceChange:
+    change = paired_change(around, "baseline", "follow_up", direction=direction,
+                           confidence=confidence, label="attendance (%)",
+                           disclosure=disclosure)
+    change.unit = ATTENDANCE_UNIT
+    return AttendanceChange(change=change, around=around, window_weeks=int(window_weeks))
+
+
+def attendance_change(register: Register, attendance: pd.DataFrame, window_weeks: int = 6,
+                      *, direction: Direction = "higher_is_better", confidence: float = 0.95,
+                      disclosure: Disclosure | None = None) -> AttendanceChange:
+    """The paired change in attendance % from the ``window_weeks`` before each pupil's
+    first intervention to the ``window_weeks`` from its start (:func:`attendance_around_start`,
+    then :func:`evaluation.baseline_followup.paired_change`)."""
+    return _attendance_change(attendance_around_start(register, attendance, window_weeks),
+                              window_weeks, direction, confidence, disclosure)
+
+
 def _event_study(weekly: pd.DataFrame, starts: pd.Series, freq: str, window: tuple[int, int],
                  confidence: float) -> pd.DataFrame:
     widths = {"W": 1, "2W": 2, "4W": 4}
@@ -174,12 +295,87 @@ def suspensions_around_start(register: Register, suspensions: pd.DataFrame,
 
 @dataclass
 class SurvivalResult:
-    """Kaplan-Meier table, log-rank test and the per-case data behind them."""
+    """Kaplan-Meier curves by group (``table``), the log-rank test (``test``) and the
+    per-case data behind them (``data``), from :func:`time_to_event`.
+
+    Follows :class:`evaluation.results.AnalysisResult`. ``summary``: per group, cases,
+    events and the Kaplan-Meier proportion without an event at 90 and 180 days. The
+    headline is the proportion of all cases still without an event at ``horizon`` days
+    (Kaplan-Meier over every case, log(-log) interval). It describes; there is no "no
+    change" value to judge it against (``null`` is missing), so its verdict is always "no
+    clear change": the log-rank test compares the groups.
+    """
 
     table: pd.DataFrame
     test: dict[str, float]
     data: pd.DataFrame
     event_label: str = "suspension or re-referral"
+    horizon: float = 180.0
+    direction: Direction = "higher_is_better"  # staying without an event is better
+    confidence: float = 0.95
+
+    def survival_at(self, days: float) -> pd.Series:
+        """Each group's Kaplan-Meier proportion without an event at ``days`` (the step
+        function read at ``days``: 1 before the group's first event time)."""
+        out = {}
+        for group, rows in self.table.groupby("group", sort=True):
+            before = rows[rows["time"] <= days]
+            out[group] = float(before["survival"].iloc[-1]) if len(before) else 1.0
+        return pd.Series(out, name=f"survival_{days:g}d", dtype=float)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        counts = self.data.groupby("group", sort=True).agg(
+            cases=("status", "size"), events=("status", "sum"))
+        for days in (90, 180):
+            counts[f"survival_{days}d"] = self.survival_at(days).reindex(counts.index)
+        return counts.rename_axis("group").reset_index()
+
+    def headline(self) -> dict[str, Any]:
+        unit = f"proportion without a {self.event_label} at {self.horizon:g} days"
+        est = lo = hi = float("nan")
+        if len(self.data):
+            sf = SurvfuncRight(self.data["time"].to_numpy(float),
+                               self.data["status"].to_numpy(int))
+            z = stats.norm.ppf(0.5 + self.confidence / 2)
+            low, high = _log_log_ci(sf, z)
+            i = np.searchsorted(np.asarray(sf.surv_times, float), self.horizon, "right") - 1
+            est, lo, hi = ((1.0, 1.0, 1.0) if i < 0 else
+                           (float(sf.surv_prob[i]), float(low[i]), float(high[i])))
+        return {"estimate": est, "ci_low": lo, "ci_high": hi, "unit": unit,
+                "null": float("nan"), "n": len(self.data), "verdict": "no clear change"}
+
+    def headline_text(self) -> str:
+        """E.g. 'Without a suspension or re-referral at 180 days 72% (68% to 76%)'."""
+        h = self.headline()
+        return (f"Without a {self.event_label} at {self.horizon:g} days "
+                + format_estimate(h["estimate"], h["ci_low"], h["ci_high"], h["unit"]))
+
+    @property
+    def sentence(self) -> str:
+        """Whether the groups' curves differ (log-rank test)."""
+        p = self.test.get("p_value", np.nan)
+        what = (f"Time from the first intervention to the pupil's next {self.event_label}")
+        if np.isnan(p):
+            return "There are too few groups to compare."
+        if p < 1 - self.confidence:
+            return f"{what} differed between interventions (log-rank p = {p:.3f})."
+        return (f"{what} was not clearly different between interventions (log-rank "
+                f"p = {p:.2f}).")
+
+    def plot(self, ax: Any = None) -> Any:
+        """The Kaplan-Meier curves (:func:`plot_km`); returns the Figure."""
+        return plot_km(self, ax=ax).figure
+
+    def _repr_html_(self) -> str:
+        return repr_html(self)
+
+    def record(self, outcome: OutcomeLike, *, period: str | None = None,
+               n: int | None = None, notebook: str = "") -> Result:
+        """The results.json record of the proportion without an event at ``horizon``."""
+        return make_record(self, outcome, analysis="referral_tracking",
+                           headline=self.headline_text(), period=period, n=n,
+                           notebook=notebook)
 
 
 def _next_after(cases: pd.DataFrame, when: str, events: pd.DataFrame) -> pd.Series:
@@ -275,13 +471,14 @@ def time_to_event(
         chi2, p = survdiff(data["time"].to_numpy(float), data["status"].to_numpy(int),
                            data["group"].to_numpy())
         test = {"chi2": float(chi2), "df": float(len(groups) - 1), "p_value": float(p)}
-    return SurvivalResult(table=table, test=test, data=data)
+    return SurvivalResult(table=table, test=test, data=data, confidence=confidence)
 
 
 def plot_km(result: SurvivalResult, ax: Any = None, title: str | None = None) -> Any:
     """Step plot of the Kaplan-Meier curves (with shaded pointwise CIs) from
     :func:`time_to_event`; returns the matplotlib Axes."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.5))
@@ -292,7 +489,8 @@ def plot_km(result: SurvivalResult, ax: Any = None, title: str | None = None) ->
         hi = np.r_[1.0, d["ci_high"].to_numpy(float)]
         n = int(result.data["group"].eq(grp).sum())
         (line,) = ax.step(t, s, where="post", label=f"{grp} (n={n})")
-        ax.fill_between(t, lo, hi, step="post", alpha=0.15, color=line.get_color())
+        ax.fill_between(t, lo, hi, step="post", lw=0,
+                        color=to_rgba(line.get_color(), 0.15))  # (a see-through band)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("Days since the first intervention started")
     ax.set_ylabel(f"Proportion without a {result.event_label}")
@@ -308,18 +506,28 @@ class PupilAnalyses:
     ``around_start`` (:func:`attendance_around_start` with ``window_weeks``),
     ``event_study`` (weekly, ``-2 * window_weeks`` to ``2 * window_weeks - 1``),
     ``suspensions_around`` (:func:`suspensions_around_start` with ``suspension_days``) and
-    ``survival`` (:func:`time_to_event` by first intervention). The attendance table is summed
+    ``survival`` (:func:`time_to_event` by first intervention); :meth:`attendance_change`
+    gives the paired change of ``around_start``. The attendance table is summed
     by pupil and week once (``weekly``) for the first two. An attribute is ``None`` when its
     table is not given; a bad table raises when the attribute is read."""
 
     def __init__(self, register: Register, attendance: pd.DataFrame | None = None,
                  suspensions: pd.DataFrame | None = None, *, window_weeks: int = 6,
-                 suspension_days: int = 90) -> None:
+                 suspension_days: int = 90, disclosure: Disclosure | None = None) -> None:
         self.register = register
         self.attendance = attendance
         self.suspensions = suspensions
         self.window_weeks = int(window_weeks)
         self.suspension_days = int(suspension_days)
+        self.disclosure = Disclosure() if disclosure is None else disclosure
+
+    def attendance_change(self, direction: Direction = "higher_is_better",
+                          confidence: float = 0.95) -> AttendanceChange | None:
+        """:func:`attendance_change` from :attr:`around_start` (None without attendance)."""
+        if self.around_start is None:
+            return None
+        return _attendance_change(self.around_start, self.window_weeks, direction,
+                                  confidence, self.disclosure)
 
     @cached_property
     def starts(self) -> pd.Series:
@@ -354,6 +562,18 @@ class PupilAnalyses:
         if self.suspensions is None:
             return None
         return suspensions_around_start(self.register, self.suspensions, self.suspension_days)
+
+    def suspension_change(self) -> PairedChange | None:
+        """The paired change in suspensions per pupil (after minus before, lower is better)
+        among the pupils of :attr:`suspensions_around` whose window after had passed
+        (None without a suspensions table)."""
+        around = self.suspensions_around
+        if around is None:
+            return None
+        full = around[around["follow_up_complete"]]
+        return paired_change(full, "before", "after", direction="lower_is_better",
+                             label=f"suspensions in {self.suspension_days} days",
+                             disclosure=self.disclosure)
 
     @cached_property
     def survival(self) -> SurvivalResult | None:
