@@ -14,9 +14,15 @@ plus the **assumptions** behind the links. A ToC is written as YAML (see
 raises one :class:`~evaluation.errors.ParamsError` listing every problem, one line each,
 naming the file, the id and what is expected.
 
+An outcome's ``target`` is structured data (:class:`evaluation.targets.Target`, e.g.
+``{change: fall, value: 2, unit: points}``), never free text: the diagram and the outcome
+table show each target's own verdict (met / not met / not yet clear) beside the
+before/after verdict, and count the two apart (:func:`count_line`).
+
 Public API: :func:`load_toc`, :func:`toc_from_dict`, :class:`TheoryOfChange` (with
 ``outcomes_for``, ``tables``, ``outcome_table``, ``diagram``, ``warnings``),
-:func:`diagram_alt_text`, :func:`template_path`, :data:`VERDICT_COLOURS`.
+:func:`diagram_alt_text`, :func:`count_line`, :func:`template_path`,
+:data:`VERDICT_COLOURS`, :data:`TARGET_STYLE`.
 """
 
 from __future__ import annotations
@@ -38,12 +44,28 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from evaluation.errors import DataError, ParamsError
 from evaluation.params import Direction, Problem, ProblemsError, check_direction
+from evaluation.results import (
+    BETTER_CAUSE_UNCLEAR,
+    NOT_A_CHANGE,
+    TOO_FEW,
+    VERDICTS,
+    WORSE_CAUSE_UNCLEAR,
+)
+from evaluation.targets import (
+    TARGET_WORDS,
+    Target,
+    TargetJudgement,
+    compatibility_problem,
+    free_text_message,
+    judge,
+)
 
 if TYPE_CHECKING:  # matplotlib is imported lazily: loading a ToC must not need a backend
     from matplotlib.axes import Axes
@@ -60,7 +82,10 @@ __all__ = [
     "Moderator",
     "Outcome",
     "ReportingPeriod",
+    "TARGET_STYLE",
+    "Target",
     "TheoryOfChange",
+    "count_line",
     "diagram_alt_text",
     "load_toc",
     "template_path",
@@ -70,18 +95,20 @@ __all__ = [
 Analysis = Literal["baseline_followup", "its", "referral_tracking"]
 Status = Literal["in place", "partly", "not yet"]
 Rag = Literal["green", "amber", "red"]
-Verdict = Literal["improved", "no clear change", "worsened"]
 
 ANALYSES: tuple[str, ...] = get_args(Analysis)
-VERDICTS: tuple[str, ...] = get_args(Verdict)
 NOT_YET_MEASURED = "not yet measured"
 
 # Paul Tol's "light" scheme: distinguishable under the common colour-vision deficiencies
 # and light enough for black text on top. The verdict is also written in the box.
 VERDICT_COLOURS: dict[str, str] = {
     "improved": "#44BB99",
+    BETTER_CAUSE_UNCLEAR: "#BBCC33",
     "no clear change": "#EEDD88",
+    WORSE_CAUSE_UNCLEAR: "#FFAABB",
     "worsened": "#EE8866",
+    TOO_FEW: "#99DDFF",
+    NOT_A_CHANGE: "#FFFFFF",
     NOT_YET_MEASURED: "#DDDDDD",
 }
 # Okabe-Ito colours plus a distinct marker shape, and the word is always printed too.
@@ -94,6 +121,13 @@ STATUS_STYLE: dict[str, tuple[str, str]] = {
     "in place": ("#009E73", "o"),
     "partly": ("#E69F00", "^"),
     "not yet": ("#D55E00", "s"),
+}
+# A target verdict is its own judgement, beside the before/after verdict that colours the
+# box: a marker of its own shape (and the word, always printed) rather than a colour.
+TARGET_STYLE: dict[str, tuple[str, str]] = {
+    "met": ("#009E73", "P"),
+    "not yet clear": ("#E69F00", "D"),
+    "not met": ("#D55E00", "X"),
 }
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "toc_templates"
@@ -130,7 +164,13 @@ class Aim(_Model):
 
 
 class Outcome(_Model):
-    """A measurable result; ``measure``/``analysis``/``data`` say how evalkit measures it."""
+    """A measurable result; ``measure``/``analysis``/``data`` say how evalkit measures it.
+
+    ``target`` is structured (:class:`~evaluation.targets.Target`), e.g.
+    ``{change: fall, value: 2, unit: points}``: text is refused with a message that shows
+    the form to write, and so is a target that cannot be compared with what the outcome's
+    analysis records or that points the other way from ``direction``.
+    """
 
     id: IdStr
     statement: TextStr
@@ -138,7 +178,7 @@ class Outcome(_Model):
     analysis: Analysis | None = None
     data: str | None = None
     direction: Direction
-    target: str | None = None
+    target: Target | None = None
     timescale: str | None = None
     aims: list[str] = Field(default_factory=list)
 
@@ -146,6 +186,48 @@ class Outcome(_Model):
     @classmethod
     def _one_vocabulary(cls, value: Any) -> Any:
         return check_direction(value)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _structured_target(cls, value: Any, info: ValidationInfo) -> Any:
+        # Targets were once free text read by a regex; now the text itself is refused,
+        # with the structured form to write (fields above are in info.data when valid).
+        if value is None or isinstance(value, Mapping | Target):
+            return value
+        d = info.data
+        raise ValueError(free_text_message(str(value), analysis=d.get("analysis"),
+                                           measure=d.get("measure"),
+                                           direction=d.get("direction")))
+
+    @field_validator("target")
+    @classmethod
+    def _comparable_target(cls, value: Target | None, info: ValidationInfo) -> Target | None:
+        if value is None:
+            return value
+        d = info.data
+        direction = d.get("direction")
+        if _registry_direction(d.get("measure")) not in (None, direction):
+            # the outcome's direction is itself wrong for its measure: check_project says
+            # so; judging the target against the wrong direction would only confuse
+            direction = None
+        problem = compatibility_problem(value, analysis=d.get("analysis"),
+                                        measure=d.get("measure"), direction=direction)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+@lru_cache(maxsize=1)
+def _shipped_directions() -> dict[str, str]:
+    from evaluation.measures import load_registry
+
+    return {name: "higher_is_better" if m.higher_is_better else "lower_is_better"
+            for name, m in load_registry().items()}
+
+
+def _registry_direction(measure: str | None) -> str | None:
+    """Which way is better for a measure of the kit's registry (None if not in it)."""
+    return _shipped_directions().get(measure) if measure else None
 
 
 class Mechanism(_Model):
@@ -285,7 +367,9 @@ class TheoryOfChange(_Model):
         """One row per outcome: statement, measure, analysis, data, target, aims served.
 
         With ``results`` (see :meth:`diagram`) the headline and verdict are added, and
-        outcomes without a result say "not yet measured".
+        outcomes without a result say "not yet measured"; with the record columns
+        (``estimate``, ``ci_low``, ``ci_high``, ``unit``) a "Target verdict" column gives
+        each target's own verdict (met / not met / not yet clear), apart from "Verdict".
         """
         mechs_for = {
             o.id: [m.id for m in self.mechanisms if o.id in m.outcomes] for o in self.outcomes
@@ -300,7 +384,7 @@ class TheoryOfChange(_Model):
                     "Analysis": o.analysis or "",
                     "Data": o.data or "",
                     "Better when": _direction_words(o.direction),
-                    "Target": o.target or "",
+                    "Target": str(o.target) if o.target else "",
                     "Timescale": o.timescale or "",
                     "Via mechanisms": ", ".join(mechs_for[o.id]),
                     "Serves aims": ", ".join(o.aims),
@@ -309,10 +393,11 @@ class TheoryOfChange(_Model):
         table = pd.DataFrame(rows)
         if results is not None:
             res = _normalise_results(self, results)
-            table["Headline"] = [res[o.id][0] if o.id in res else "" for o in self.outcomes]
+            table["Headline"] = [res[o.id].headline if o.id in res else "" for o in self.outcomes]
             table["Verdict"] = [
-                res[o.id][1] if o.id in res else NOT_YET_MEASURED for o in self.outcomes
+                res[o.id].verdict if o.id in res else NOT_YET_MEASURED for o in self.outcomes
             ]
+            table["Target verdict"] = [_target_state(o, res.get(o.id)) for o in self.outcomes]
         return table
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -386,7 +471,12 @@ class TheoryOfChange(_Model):
         DataFrame or list of dicts with columns ``outcome_id``, ``headline`` and
         ``verdict`` (one of "improved", "no clear change", "worsened"); each outcome box
         then shows its headline and is coloured by verdict (:data:`VERDICT_COLOURS`),
-        and outcomes without a result are "not yet measured". Pass ``ax`` to draw into
+        and outcomes without a result are "not yet measured". With the record columns
+        ``estimate``, ``ci_low``, ``ci_high`` and ``unit`` (as in results.json), an
+        outcome with a target also shows the target's own verdict (met / not met / not
+        yet clear, :func:`evaluation.targets.judge`) beside, not instead of, the
+        before/after verdict, with a marker of its own (:data:`TARGET_STYLE`); the two
+        are counted separately under the title. Pass ``ax`` to draw into
         an existing axes. The alt text is stored on ``fig._evalkit_alt`` (see
         :func:`diagram_alt_text`). Raises ``DataError`` for unusable ``results``.
         """
@@ -522,6 +612,8 @@ def _explain(err: Mapping[str, Any], raw: Any) -> list[str]:
     got = err.get("input")
     if kind == "extra_forbidden":
         model = _MODEL_AT.get(loc[0], TheoryOfChange) if len(loc) > 1 else TheoryOfChange
+        if "target" in loc[:-1]:
+            model = Target
         allowed = list(model.model_fields)
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -555,7 +647,8 @@ def _explain(err: Mapping[str, Any], raw: Any) -> list[str]:
     if kind == "string_too_short":
         return [f"{where}: must not be empty."]
     if kind == "value_error":  # our own validators say what to write
-        return [f"{where}: {str(err.get('msg')).removeprefix('Value error, ')}."]
+        msg = str(err.get("msg")).removeprefix("Value error, ")
+        return [f"{where}: {msg}{'' if msg.endswith(('.', '?', '!')) else '.'}"]
     msg = str(err.get("msg", kind))
     return [f"{where}: {msg[:1].lower()}{msg[1:]} (got {got!r})."]
 
@@ -627,8 +720,21 @@ def template_path(name: str) -> Path:
 # --------------------------------------------------------------------------- results
 
 
-def _normalise_results(toc: TheoryOfChange, results: Any) -> dict[str, tuple[str, str]]:
-    """Map outcome id -> (headline, verdict), checking columns, ids and verdicts."""
+@dataclass(frozen=True)
+class _Evidence:
+    """What the diagram and tables show of one outcome's recorded result."""
+
+    headline: str
+    verdict: str
+    target: TargetJudgement | None = None  # None: no target, or no estimate to judge
+
+
+_RECORD_COLUMNS = ("estimate", "ci_low", "ci_high", "unit")
+
+
+def _normalise_results(toc: TheoryOfChange, results: Any) -> dict[str, _Evidence]:
+    """Map outcome id -> evidence, checking columns, ids and verdicts, and judging each
+    target when the record columns are given."""
     if isinstance(results, pd.DataFrame):
         frame = results
     elif isinstance(results, Sequence) and not isinstance(results, str):
@@ -646,11 +752,12 @@ def _normalise_results(toc: TheoryOfChange, results: Any) -> dict[str, tuple[str
             f"results: missing column(s) {', '.join(missing)}; expected outcome_id, "
             "headline and verdict."
         )
+    judged = all(c in frame.columns for c in _RECORD_COLUMNS)
     known = {o.id for o in toc.outcomes}
-    out: dict[str, tuple[str, str]] = {}
-    for row in frame.itertuples(index=False):
-        oid = str(row.outcome_id)
-        verdict = str(row.verdict).strip().lower()
+    out: dict[str, _Evidence] = {}
+    for row in frame.to_dict("records"):
+        oid = str(row["outcome_id"])
+        verdict = str(row["verdict"]).strip().lower()
         if oid not in known:
             raise DataError(
                 f"results: outcome_id {oid!r} is not an outcome of ToC {toc.title!r}; "
@@ -658,14 +765,47 @@ def _normalise_results(toc: TheoryOfChange, results: Any) -> dict[str, tuple[str
             )
         if verdict not in VERDICTS:
             raise DataError(
-                f"results: outcome {oid!r} has verdict {row.verdict!r}; expected "
+                f"results: outcome {oid!r} has verdict {row['verdict']!r}; expected "
                 f"{_or_list(VERDICTS)}."
             )
         if oid in out:
             raise DataError(f"results: outcome {oid!r} appears more than once.")
-        headline = "" if pd.isna(row.headline) else str(row.headline)
-        out[oid] = (headline, verdict)
+        headline = "" if pd.isna(row["headline"]) else str(row["headline"])
+        target = toc.outcome(oid).target
+        judgement = None
+        if judged and target is not None:
+            try:
+                judgement = judge(target, row)
+            except DataError as exc:
+                raise DataError(f"results: outcome {oid!r}: {exc}") from None
+        out[oid] = _Evidence(headline, verdict, judgement)
     return out
+
+
+def _target_state(outcome: Outcome, evidence: _Evidence | None) -> str:
+    """The target verdict word for tables: judged, no target, or why not yet judged."""
+    if outcome.target is None:
+        return "no target"
+    if evidence is None:
+        return NOT_YET_MEASURED
+    return evidence.target.word if evidence.target else "not judged (no estimate given)"
+
+
+def count_line(toc: TheoryOfChange, results: Any) -> str:
+    """The before/after verdicts and the target verdicts, counted separately, e.g.
+    'Before/after verdicts: 3 improved, 1 no clear change, 0 worsened, 1 not yet
+    measured. Targets (judged separately): 0 met, 1 not met, 2 not yet clear.'"""
+    res = _normalise_results(toc, results)
+    verdicts = [res[o.id].verdict if o.id in res else NOT_YET_MEASURED for o in toc.outcomes]
+    core = ("improved", "no clear change", "worsened", NOT_YET_MEASURED)  # always counted
+    line = "Before/after verdicts: " + ", ".join(
+        f"{verdicts.count(v)} {v}" for v in (*VERDICTS, NOT_YET_MEASURED)
+        if v in core or verdicts.count(v)) + "."
+    words = [e.target.word for e in res.values() if e.target is not None]
+    if words:
+        line += " Targets (judged separately): " + ", ".join(
+            f"{words.count(w)} {w}" for w in TARGET_WORDS) + "."
+    return line
 
 
 def diagram_alt_text(toc: TheoryOfChange, results: Any = None) -> str:
@@ -708,14 +848,20 @@ def diagram_alt_text(toc: TheoryOfChange, results: Any = None) -> str:
     outs = []
     for o in toc.outcomes:
         if o.id in res:
-            headline, verdict = res[o.id]
-            state = f"{headline}; verdict: {verdict}" if headline else f"verdict: {verdict}"
+            ev = res[o.id]
+            state = f"{ev.headline}; verdict: {ev.verdict}" if ev.headline else (
+                f"verdict: {ev.verdict}")
         else:
             state = NOT_YET_MEASURED if o.measure else "no measure, not yet measured"
+        if o.target is not None:
+            judged = res[o.id].target if o.id in res else None
+            state += f"; target: {o.target.words}" + (f", {judged.word}" if judged else "")
         serves = f"; serves: {', '.join(names.get(a, a) for a in o.aims)}" if o.aims else ""
         outs.append(f"{names[o.id]} ({state}{serves})")
     lines.append("Outcomes: " + "; ".join(outs) + ".")
     lines.append("Aims: " + "; ".join(names[a.id] for a in toc.aims) + ".")
+    if results is not None:
+        lines.append(count_line(toc, results))
     return " ".join(lines)
 
 
@@ -778,7 +924,7 @@ class _Box:
 
 
 def _box_lines(
-    toc: TheoryOfChange, res: dict[str, tuple[str, str]], width: float, size: float
+    toc: TheoryOfChange, res: dict[str, _Evidence], width: float, size: float
 ) -> dict[str, list[_Box]]:
     """The text of every box, wrapped to ``width`` inches at ``size`` pt."""
 
@@ -809,13 +955,22 @@ def _box_lines(
             lines += w(f"Measure: {o.measure} ({_direction_words(o.direction)} is better)")
         else:
             lines += w("No measure yet")
+        judged = None
         if o.id in res:
-            headline, verdict = res[o.id]
-            lines += (w(headline) if headline else []) + w(f"Verdict: {verdict}")
+            ev = res[o.id]
+            verdict, judged = ev.verdict, ev.target
+            lines += (w(ev.headline) if ev.headline else []) + w(f"Verdict: {verdict}")
         else:
             verdict = NOT_YET_MEASURED
             lines += w("Not yet measured")
-        cols["outcomes"].append(_Box(o.id, "outcome", lines, VERDICT_COLOURS[verdict]))
+        # The target's own verdict comes last, beside (never instead of) the verdict, so
+        # its marker sits on the line that carries the word.
+        if o.target is not None:
+            lines += w(f"Target: {o.target.short}")
+        if judged is not None:
+            lines += w(f"Target verdict: {judged.word}", _MARKER_W)
+        marker = TARGET_STYLE[judged.word] if judged is not None else None
+        cols["outcomes"].append(_Box(o.id, "outcome", lines, VERDICT_COLOURS[verdict], marker))
     for a in toc.aims:
         cols["aims"].append(_Box(a.id, "aim", w(a.statement), "#E8EEF7"))
     return cols
@@ -874,6 +1029,8 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
     res = _normalise_results(toc, results) if results is not None else {}
+    # With results a line under the title counts the verdicts: room for it.
+    top_room = _TOP + (0.15 if results is not None else 0.0)
     if ax is None:
         fig = plt.figure(figsize=A4_LANDSCAPE)
         ax = fig.add_axes((0, 0, 1, 1))
@@ -901,15 +1058,15 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
     size = _MAX_FONT
     while True:
         cols = _box_lines(toc, res, text_w, size)
-        tallest = _layout(cols, size, height_in - _TOP, _BOTTOM)
-        if tallest <= height_in - _TOP - _BOTTOM or size <= _MIN_FONT:
+        tallest = _layout(cols, size, height_in - top_room, _BOTTOM)
+        if tallest <= height_in - top_room - _BOTTOM or size <= _MIN_FONT:
             break
         size = max(_MIN_FONT, size - 0.5)
-    if own_fig and tallest > height_in - _TOP - _BOTTOM:
-        height_in = tallest + _TOP + _BOTTOM
+    if own_fig and tallest > height_in - top_room - _BOTTOM:
+        height_in = tallest + top_room + _BOTTOM
         fig.set_size_inches(fw, height_in)
     _order(toc, cols)
-    _layout(cols, size, height_in - _TOP, _BOTTOM)
+    _layout(cols, size, height_in - top_room, _BOTTOM)
 
     ax.set_xlim(0, width_in)
     ax.set_ylim(0, height_in)
@@ -926,12 +1083,24 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
         fontweight="bold",
         parse_math=False,  # user text: a "$" is a dollar sign, not mathtext
     )
+    if results is not None:
+        # Before/after verdicts and target verdicts answer different questions, so they
+        # are counted apart rather than added up.
+        ax.text(
+            width_in / 2,
+            height_in - 0.38,
+            count_line(toc, results),
+            ha="center",
+            va="top",
+            fontsize=8,
+            color="#333333",
+        )
     # Moderators are context, not a step in the chain: a shaded panel behind the column.
     ax.add_artist(
         Rectangle(
             (x_of["moderators"] - 0.08, _BOTTOM - 0.08),
             col_w + 0.16,
-            height_in - _TOP - _BOTTOM + 0.55,
+            height_in - top_room - _BOTTOM + 0.55,
             facecolor="#F7F3E8",
             edgecolor="none",
             zorder=0,
@@ -940,7 +1109,7 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
     for n in names:
         ax.text(
             x_of[n] + col_w / 2,
-            height_in - _TOP + 0.08,
+            height_in - top_room + 0.08,
             headings[n],
             ha="center",
             va="bottom",
@@ -1029,11 +1198,11 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
         for a in o.aims:
             arrow(o.id, a)
 
-    handles = [
+    handles: list[Any] = [
         Patch(facecolor=c, edgecolor="#555555", label=f"Outcome: {v}")
         for v, c in VERDICT_COLOURS.items()
     ]
-    handles += [
+    rag = [
         Line2D(
             [],
             [],
@@ -1048,11 +1217,26 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
             ("green / in place", "amber / partly", "red / not yet"), RAG_STYLE.values(), strict=True
         )
     ]
+    ncol = 7
+    if any(e.target is not None for e in res.values()):
+        handles += [
+            Line2D([], [], marker=s, color=c, linestyle="none", markeredgecolor="#333333",
+                   markeredgewidth=0.5, label=f"Target: {w}")
+            for w, (c, s) in TARGET_STYLE.items()
+        ]
+        # Two rows (verdicts and targets; then RAG): a legend fills column by column, so
+        # interleave the rows, padding the second with blank entries.
+        blank = Patch(facecolor="none", edgecolor="none", label=" ")
+        rag += [blank] * (len(handles) - len(rag))
+        ncol = len(handles)
+        handles = [h for pair in zip(handles, rag, strict=True) for h in pair]
+    else:
+        handles += rag
     ax.legend(
         handles=handles,
         loc="lower center",
         bbox_to_anchor=(0.5, 0.0),
-        ncol=7,
+        ncol=ncol,
         fontsize=7.5,
         frameon=False,
         handlelength=1.2,

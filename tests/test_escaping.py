@@ -151,7 +151,7 @@ def _hostile_toc_dict() -> dict:
     """The demo theory of change with hostile text in every free-text field."""
     data = yaml.safe_load((REPO / "toc_templates" / "demo.yaml").read_text())
     data["title"] = hostile("title")
-    text_keys = {"statement", "target", "timescale", "evidence", "what", "for_whom",
+    text_keys = {"statement", "timescale", "evidence", "what", "for_whom",
                  "delivered_by", "when", "owner", "period", "activity_last_period",
                  "activity_next_period", "exit_strategy", "measure"}
     for part in ("aims", "outcomes", "mechanisms", "moderators", "activities",
@@ -159,9 +159,14 @@ def _hostile_toc_dict() -> dict:
         for i, item in enumerate(data.get(part, [])):
             for key in text_keys & set(item):
                 if item[key] is not None:
-                    item[key] = hostile(f"{key} {i}")
+                    # a percentage measure keeps its "_pct" ending, which a target in
+                    # percentage points needs (evaluation.targets checks the units)
+                    pct = "_pct" if key == "measure" and str(item[key]).endswith("_pct") else ""
+                    item[key] = hostile(f"{key} {i}") + pct
             if "outputs" in item:
                 item["outputs"] = [hostile(f"output {i}")]
+            if isinstance(item.get("target"), dict):  # a target's own words
+                item["target"]["text"] = hostile(f"target {i}")
     data["assumptions"] = [hostile("assumption")]
     belonging = next(o for o in data["outcomes"] if o["id"] == "belonging")
     belonging["measure"] = hostile("measure 5")  # a measure but no analysis: shown in prose

@@ -546,3 +546,120 @@ def test_direct_model_construction_still_checks_links() -> None:
     data["activities"][0]["mechanisms"] = ["nope"]
     with pytest.raises(ValueError, match="'nope'"):
         TheoryOfChange.model_validate(data)
+
+
+# --------------------------------------------------------------------------- targets
+
+# The demo's recorded results (reports/demo/results.json of a demo run), with the record
+# columns the target verdicts need.
+RECORDS = pd.DataFrame([
+    {"outcome_id": "sdq_difficulties", "headline": "SDQ -2.0 points (-3.1 to -0.9)",
+     "verdict": "improved", "estimate": -1.977, "ci_low": -3.100, "ci_high": -0.855,
+     "unit": "points (adjusted difference)"},
+    {"outcome_id": "suspensions", "headline": "Suspensions −22%, ratio 0.78 (0.71 to 0.87)",
+     "verdict": "improved", "estimate": 0.785, "ci_low": 0.707, "ci_high": 0.871,
+     "unit": "ratio of observed to expected events after the interruption"},
+    {"outcome_id": "referral_attendance", "headline": "Attendance +3.5 points (+2.6 to +4.4)",
+     "verdict": "improved", "estimate": 3.52, "ci_low": 2.62, "ci_high": 4.42,
+     "unit": "percentage points"},
+    {"outcome_id": "needs_met", "headline": "Needs met 55% (50% to 60%)",
+     "verdict": "no clear change", "estimate": 0.55, "ci_low": 0.50, "ci_high": 0.60,
+     "unit": "proportion of closed referrals"},
+])
+
+
+def _label(fig, ident: str) -> list[str]:
+    found = [t for t in fig.findobj(Text) if t.get_gid() == f"toc-outcome-{ident}-label"]
+    return [line.strip() for line in found[0].get_text().splitlines()]
+
+
+def test_diagram_shows_target_verdicts_beside_the_verdicts_and_counts_them_apart() -> None:
+    toc = load_toc(template_path("demo"))
+    fig = toc.diagram(RECORDS)
+    sdq = _label(fig, "sdq_difficulties")
+    # the before/after verdict stays, and the target's own verdict is on its own line
+    assert "Verdict: improved" in sdq
+    assert sdq[-2:] == ["Target: fall ≥ 2 points", "Target verdict: not yet clear"]
+    assert _label(fig, "needs_met")[-1] == "Target verdict: not met"
+    assert _label(fig, "referral_attendance")[-1] == "Target verdict: met"
+    assert _label(fig, "suspensions")[-1] == "Target verdict: not yet clear"
+    # the box colour is still the before/after verdict's
+    assert _box(fig, "outcome", "needs_met").get_facecolor() == to_rgba(
+        VERDICT_COLOURS["no clear change"])
+    # an outcome with a target but no result shows the target, unjudged
+    assert " ".join(_label(fig, "attendance_targeted")).endswith(
+        "Not yet measured Target: rise ≥ 3 percentage points")
+    counts = ("Before/after verdicts: 3 improved, 1 no clear change, 0 worsened, 2 not yet "
+              "measured. Targets (judged separately): 1 met, 1 not met, 2 not yet clear.")
+    texts = _texts(fig)
+    assert counts in texts
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    for word in ("met", "not met", "not yet clear"):
+        assert f"Target: {word}" in labels
+    alt = fig._evalkit_alt
+    assert "target: a fall of at least 2 points, not yet clear" in alt
+    assert "target: at least 70%, not met" in alt and alt.endswith(counts)
+
+
+def test_diagram_with_targets_fits_its_boxes_and_page() -> None:
+    toc = load_toc(template_path("demo"))
+    fig = toc.diagram(RECORDS)
+    assert tuple(round(v, 1) for v in fig.get_size_inches()) == (11.7, 8.3)
+    fig.set_dpi(100)
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    patches = {p.get_gid(): p.get_window_extent(renderer)
+               for p in fig.findobj(FancyBboxPatch) if p.get_gid()}
+    legend = fig.axes[0].get_legend().get_window_extent(renderer)
+    for t in fig.findobj(Text):
+        gid = t.get_gid() or ""
+        if gid.endswith("-label"):
+            box = patches[gid.rsplit("-", 1)[0]]
+            ext = t.get_window_extent(renderer)
+            assert box.x0 <= ext.x0 and ext.x1 <= box.x1 + 0.5, gid
+            assert box.y0 <= ext.y0 + 0.5 and ext.y1 <= box.y1 + 0.5, gid
+            assert box.y0 >= legend.y1 - 0.5, gid  # the two-row legend overlaps no box
+    counts = next(t for t in fig.findobj(Text) if t.get_text().startswith("Before/after"))
+    headings = [t for t in fig.findobj(Text) if t.get_text().startswith("Outcomes\n")]
+    assert counts.get_window_extent(renderer).y0 > headings[0].get_window_extent(renderer).y1
+
+
+def test_without_record_columns_targets_are_shown_but_not_judged() -> None:
+    toc = load_toc(template_path("demo"))
+    fig = toc.diagram(RESULTS)
+    assert _label(fig, "sdq_difficulties")[-1] == "Target: fall ≥ 2 points"
+    assert not any(t.startswith("Target verdict") for t in _texts(fig))
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert not any(label.startswith("Target") for label in labels)
+    table = toc.outcome_table(pd.DataFrame(RESULTS)).set_index("ID")
+    assert table.loc["sdq_difficulties", "Target verdict"] == "not judged (no estimate given)"
+
+
+def test_outcome_table_has_the_target_and_its_own_verdict() -> None:
+    toc = load_toc(template_path("demo"))
+    plain = toc.outcome_table().set_index("ID")
+    assert plain.loc["needs_met", "Target"] == (
+        "At least 70% of closed referrals close as 'needs met'")
+    assert plain.loc["belonging", "Target"] == ""
+    table = toc.outcome_table(RECORDS).set_index("ID")
+    assert table.loc["needs_met", "Verdict"] == "no clear change"
+    assert table.loc["needs_met", "Target verdict"] == "not met"
+    assert table.loc["referral_attendance", "Target verdict"] == "met"
+    assert table.loc["attendance_targeted", "Target verdict"] == NOT_YET_MEASURED
+    assert table.loc["belonging", "Target verdict"] == "no target"
+
+
+def test_a_record_the_target_cannot_be_compared_with_is_an_error() -> None:
+    toc = load_toc(template_path("demo"))
+    bad = RECORDS.copy()
+    bad.loc[bad["outcome_id"] == "suspensions", "unit"] = "points (mean change)"
+    with pytest.raises(DataError, match="outcome 'suspensions'.*cannot be compared"):
+        toc.diagram(bad)
+
+
+def test_free_text_target_in_a_file_names_the_file_key_and_form(tmp_path: Path) -> None:
+    data = _demo_data()
+    data["outcomes"][4]["target"] = "At least 70% of closed referrals close as 'needs met'"
+    message = _error(tmp_path, data)
+    assert "outcome 5 (id 'needs_met'), key 'target': a target is structured data" in message
+    assert "target: {value: 70, unit: percent, comparison: at_least, text:" in message
