@@ -38,6 +38,10 @@ def sicily() -> pd.DataFrame:
 
 
 def _sicily_fit(d, **kw):
+    # Lopez Bernal et al. (2017) report model-based (quasi-)Poisson standard errors with
+    # z-based Wald intervals (R glm with ci.lin): inference="wald" reproduces their figures;
+    # the kit's default ("ar1", t intervals) gives wider ones for this series.
+    kw.setdefault("inference", "wald")
     return its.fit(d, time="date", outcome="aces", interruption="2005-01-01",
                    exposure="stdpop", **kw)
 
@@ -133,9 +137,11 @@ def test_coding_is_linden_itsa():
 
 
 def test_poisson_matches_statsmodels():
+    # inference="wald": statsmodels' model-based quasi-Poisson covariance, z intervals and
+    # the cumulative effect with the observed total fixed (the kit's earlier default)
     df, t0 = _series(od=5)
     r = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
-                interruption="2017-09-15")  # mid-month: the period containing the date
+                interruption="2017-09-15", inference="wald")  # mid-month: that period
     X = _itsa_X(len(df), t0)
     off = np.log(df["roll"].to_numpy(float))
     m = sm.GLM(df["suspensions"], X, family=sm.families.Poisson(), offset=off).fit(scale="X2")
@@ -173,7 +179,7 @@ def test_poisson_matches_statsmodels():
 def test_negative_binomial_matches_statsmodels():
     df, t0 = _series(od=3, seed=5)
     r = its.fit(df, time="period_start", outcome="suspensions", exposure="roll",
-                interruption="2017-09-01", family="negative_binomial")
+                interruption="2017-09-01", family="negative_binomial", inference="wald")
     X = _itsa_X(len(df), t0)
     m = sm.NegativeBinomial(df["suspensions"].to_numpy(float), X,
                             offset=np.log(df["roll"].to_numpy(float))).fit(disp=0, maxiter=200)
@@ -190,8 +196,9 @@ def test_gaussian_matches_ols_with_t_intervals():
     y = X @ np.array([5.0, 0.1, -1.5, -0.05]) + rng.normal(0, 0.4, n)
     df = pd.DataFrame({"term_start": pd.date_range("2010-01-01", periods=n, freq="MS"),
                        "rate": y})
+    # inference="wald" for gaussian: OLS with t intervals (Stata regress)
     r = its.fit(df, time="term_start", outcome="rate", interruption="2011-04-01",
-                family="gaussian")
+                family="gaussian", inference="wald")
     m = sm.OLS(y, X).fit()
     lo, hi = m.conf_int()[2]
     e = _row(r, "level change")
@@ -200,7 +207,23 @@ def test_gaussian_matches_ols_with_t_intervals():
         (m.params[2], lo, hi, m.pvalues[2]), rel=1e-9)
 
 
-def test_newey_west_equals_statsmodels_hac():
+def _stata_newey(X, e, lags, score_weight=None):
+    """Stata ``newey`` written out (Newey & West 1987; [TS] newey, Methods and formulas):
+    ``V = n/(n-k) B S B`` with ``B = (X'WX)^-1`` and ``S = sum_i u_i u_i' + sum_{l=1}^{L}
+    (1 - l/(L+1)) sum_t (u_t u_{t-l}' + u_{t-l} u_t')``, ``u_t = x_t e_t`` (OLS) or the
+    GLM score ``x_t (y_t - mu_t)`` (log link: ``W = diag(mu)``)."""
+    n, k = X.shape
+    w = np.ones(n) if score_weight is None else score_weight
+    B = np.linalg.inv(X.T @ (X * w[:, None]))
+    u = X * e[:, None]
+    S = u.T @ u
+    for lag in range(1, lags + 1):
+        G = sum(np.outer(u[t], u[t - lag]) for t in range(lag, n))
+        S += (1 - lag / (lags + 1)) * (G + G.T)
+    return n / (n - k) * B @ S @ B
+
+
+def test_newey_west_matches_stata_newey_formula():
     rng = np.random.default_rng(11)
     n, t0 = 40, 21
     X = _itsa_X(n, t0)
@@ -210,19 +233,150 @@ def test_newey_west_equals_statsmodels_hac():
     y = X @ np.array([10.0, 0.05, -1.0, 0.02]) + e
     df = pd.DataFrame({"month": pd.date_range("2015-01-01", periods=n, freq="MS"), "y": y})
     r = its.fit(df, time="month", outcome="y", interruption="2016-09-01", family="gaussian",
-                autocorrelation=2)
+                autocorrelation=2, inference="newey-west")
+    b = np.linalg.lstsq(X, y, rcond=None)[0]
+    V = _stata_newey(X, y - X @ b, 2)
+    se = np.sqrt(np.diag(V))
+    tcrit = stats.t.ppf(0.975, n - 4)
+    np.testing.assert_allclose(r.effects["se"], se[2:], rtol=1e-10)
+    np.testing.assert_allclose(r.effects["ci_low"], b[2:] - tcrit * se[2:], rtol=1e-10)
+    np.testing.assert_allclose(r.effects["ci_high"], b[2:] + tcrit * se[2:], rtol=1e-10)
+    np.testing.assert_allclose(r.effects["p"], 2 * stats.t.sf(np.abs(b[2:] / se[2:]), n - 4),
+                               rtol=1e-8)
+    assert r.diagnostics["hac_lags"] == 2 and r.diagnostics["inference"] == "newey-west"
+    # inference="wald" keeps statsmodels' plain HAC (no n/(n-k)), the kit's earlier output
+    w = its.fit(df, time="month", outcome="y", interruption="2016-09-01", family="gaussian",
+                autocorrelation=2, inference="wald")
     m = sm.OLS(y, X).fit(cov_type="HAC", cov_kwds={"maxlags": 2}, use_t=True)
-    np.testing.assert_allclose(r.model.bse, m.bse, rtol=1e-12)
-    np.testing.assert_allclose(r.effects["se"], m.bse[2:], rtol=1e-12)
-    assert r.diagnostics["hac_lags"] == 2
-    # and for the count model
+    np.testing.assert_allclose(w.effects["se"], m.bse[2:], rtol=1e-12)
+    np.testing.assert_allclose(w.effects["se"] ** 2 * n / (n - 4), se[2:] ** 2, rtol=1e-10)
+    # and for the quasi-Poisson count model: the same sandwich on the GLM score, t on n-k df
     dfc, t0c = _series(od=4, seed=2)
     rc = its.fit(dfc, time="period_start", outcome="suspensions", exposure="roll",
-                 interruption="2017-09-01", autocorrelation=3)
-    mc = sm.GLM(dfc["suspensions"], _itsa_X(len(dfc), t0c), family=sm.families.Poisson(),
-                offset=np.log(dfc["roll"].to_numpy(float))).fit(
-        scale="X2", cov_type="HAC", cov_kwds={"maxlags": 3})
-    np.testing.assert_allclose(rc.model.bse, mc.bse, rtol=1e-10)
+                 interruption="2017-09-01", autocorrelation=3, inference="newey-west")
+    Xc = _itsa_X(len(dfc), t0c)
+    glm = sm.GLM(dfc["suspensions"], Xc, family=sm.families.Poisson(),
+                 offset=np.log(dfc["roll"].to_numpy(float))).fit()
+    mu = glm.fittedvalues.to_numpy()
+    Vc = _stata_newey(Xc, dfc["suspensions"].to_numpy() - mu, 3, score_weight=mu)
+    sec = np.sqrt(np.diag(Vc))[2:]
+    np.testing.assert_allclose(rc.effects["se"], sec, rtol=1e-6)
+    tc = stats.t.ppf(0.975, len(dfc) - 4)
+    np.testing.assert_allclose(rc.effects["ci_low"], np.exp(glm.params[2:] - tc * sec),
+                               rtol=1e-6)
+    with pytest.raises(DataError, match="autocorrelation="):
+        its.fit(dfc, time="period_start", outcome="suspensions", interruption="2017-09-01",
+                inference="newey-west")
+    with pytest.raises(DataError, match="inference"):
+        its.fit(dfc, time="period_start", outcome="suspensions", interruption="2017-09-01",
+                inference="robust")
+
+
+def _ar1_by_hand(X, r, sqrt_w, t):
+    """The "ar1" method written out independently: the autocorrelation by a fine grid
+    search instead of root finding, traces as sums over pairs, R' by finite differences."""
+    n, k = X.shape
+    Xw = X * sqrt_w[:, None]
+    B = np.linalg.inv(Xw.T @ Xw)
+    M = np.eye(n) - Xw @ B @ Xw.T
+    q = sum(r[i] * r[i + 1] for i in range(n - 1)) / np.sum(r**2)
+
+    def corr(rho):
+        return np.array([[rho ** abs(a - b) for b in t] for a in t])
+
+    grid = np.linspace(0, its.AR1_MAX_RHO, 90_001)
+    g = []
+    for rho in grid[::1000]:
+        MRM = M @ corr(rho) @ M
+        g.append(sum(MRM[i, i + 1] for i in range(n - 1)) / np.trace(MRM))
+    g = np.interp(grid, grid[::1000], g)  # smooth and increasing: fine to interpolate
+    rho = 0.0 if q <= g[0] else float(grid[np.argmin(np.abs(g - q))])
+    rho = min(its.AR1_MAX_RHO, rho + its.AR1_RHO_MARGIN * np.sqrt((1 - rho**2) / (n - k)))
+    R = corr(rho)
+    phi = np.sum(r**2) / np.trace(M @ R @ M)
+    V = phi * B @ Xw.T @ R @ Xw @ B
+
+    def df(a, tt=t):
+        h = 1e-6
+        Rh = np.array([[(rho + h) ** abs(x - y) for y in tt] for x in tt])
+        Ra = np.array([[rho ** abs(x - y) for y in tt] for x in tt])
+        s = (np.log(a @ Rh @ a) - np.log(a @ Ra @ a)) / h
+        return 2 / (2 / (n - k) + s**2 * (1 - rho**2) / (n - k))
+
+    return rho, phi, V, B, df
+
+
+def test_ar1_inference_against_direct_computation():
+    # gaussian: AR(1) errors, 30 periods
+    rng = np.random.default_rng(12)
+    n, t0 = 30, 16
+    X = _itsa_X(n, t0)
+    e = np.zeros(n)
+    for i in range(1, n):
+        e[i] = 0.4 * e[i - 1] + rng.normal(0, 1)
+    y = X @ np.array([10.0, 0.05, -1.0, 0.02]) + e
+    df = pd.DataFrame({"month": pd.date_range("2015-01-01", periods=n, freq="MS"), "y": y})
+    r = its.fit(df, time="month", outcome="y", interruption="2016-04-01", family="gaussian")
+    assert r.diagnostics["inference"] == "ar1" and r.diagnostics["hac_lags"] is None
+    b = np.linalg.lstsq(X, y, rcond=None)[0]
+    t = np.arange(1, n + 1.0)
+    rho, phi, V, B, dfs = _ar1_by_hand(X, y - X @ b, np.ones(n), t)
+    assert r.diagnostics["ar1_rho"] == pytest.approx(rho, abs=2e-5)
+    se = np.sqrt(np.diag(V))[2:]
+    np.testing.assert_allclose(r.effects["se"], se, rtol=1e-4)
+    for j, term in ((2, "level change"), (3, "slope change")):
+        d = dfs(X @ B[:, j])
+        assert _row(r, term)["df"] == pytest.approx(d, rel=1e-3)
+        lo = b[j] - stats.t.ppf(0.975, d) * np.sqrt(V[j, j])
+        assert _row(r, term)["ci_low"] == pytest.approx(lo, rel=1e-4)
+    # cumulative: observed minus expected total, with the variance of the observed values
+    post = t >= t0
+    Xcf = X.copy()
+    Xcf[:, 2:] = 0
+    g = Xcf[post].sum(axis=0)
+    var_o = phi * np.ones(post.sum()) @ _corr(t[post], rho) @ np.ones(post.sum())
+    cov_oe = phi * (g @ B @ X.T @ _corr(t, rho)[:, post]).sum()
+    se_d = np.sqrt(var_o + g @ V @ g - 2 * cov_oe)
+    assert r.cumulative["se"].iloc[0] == pytest.approx(se_d, rel=1e-4)
+
+    # quasi-Poisson: the headline ratio's log variance
+    dfc, t0c = _series(n_pre=12, n_post=9, od=4, seed=3)
+    rc = its.fit(dfc, time="period_start", outcome="suspensions", exposure="roll",
+                 interruption=dfc.iloc[12, 0])
+    Xc = _itsa_X(21, 13)
+    yc = dfc["suspensions"].to_numpy(float)
+    off = np.log(dfc["roll"].to_numpy(float))
+    m = sm.GLM(yc, Xc, family=sm.families.Poisson(), offset=off).fit()
+    mu = np.asarray(m.fittedvalues)
+    tc = np.arange(1, 22.0)
+    rho, phi, V, B, dfs = _ar1_by_hand(Xc, (yc - mu) / np.sqrt(mu), np.sqrt(mu), tc)
+    assert rc.diagnostics["dispersion"] == pytest.approx(
+        np.sum((yc - mu) ** 2 / mu) / 17, rel=1e-6)  # Pearson, reported as before
+    np.testing.assert_allclose(rc.effects["se"], np.sqrt(np.diag(V))[2:], rtol=1e-4)
+    pc = tc >= 13
+    Xcf = Xc.copy()
+    Xcf[:, 2:] = 0
+    mu_cf = np.exp(Xcf @ m.params + off)
+    expected, obs = mu_cf[pc].sum(), mu[pc].sum()
+    g = mu_cf[pc] @ Xcf[pc]
+    Rc = _corr(tc, rho)
+    var_o = phi * np.sqrt(mu[pc]) @ Rc[np.ix_(pc, pc)] @ np.sqrt(mu[pc])
+    cov_oe = phi * g @ B @ (Xc * np.sqrt(mu)[:, None]).T @ Rc[:, pc] @ np.sqrt(mu[pc])
+    se_log = np.sqrt(var_o / obs**2 + g @ V @ g / expected**2
+                     - 2 * cov_oe / (obs * expected))
+    cu = rc.cumulative.iloc[0]
+    assert cu["se_log_ratio"] == pytest.approx(se_log, rel=1e-4)
+    a = np.where(pc, np.sqrt(mu), 0) / obs - (Xc * np.sqrt(mu)[:, None]) @ B @ g / expected
+    assert cu["df_log_ratio"] == pytest.approx(dfs(a, tc), rel=1e-3)
+    h = rc.headline()
+    ratio = yc[pc].sum() / expected
+    assert h["estimate"] == pytest.approx(ratio, rel=1e-9)
+    assert h["ci_high"] == pytest.approx(
+        ratio * np.exp(stats.t.ppf(0.975, cu["df_log_ratio"]) * se_log), rel=1e-4)
+
+
+def _corr(t, rho):
+    return rho ** np.abs(t[:, None] - t[None, :])
 
 
 def test_residual_diagnostics_match_statsmodels(sicily):
@@ -299,6 +453,24 @@ def test_controlled_its_prop99_matches_interacted_ols():
     assert e.loc["slope change", "estimate"] == pytest.approx(sep.params[3], rel=1e-9)
     assert r.headline_term == "difference in level change"
     assert len(r.counterfactual) == 31 and len(r.control_series) == 31
+
+
+def test_controlled_its_keeps_its_inference():
+    # the controlled path is unchanged: "auto" is "wald" there, the single-series methods
+    # are refused rather than silently ignored
+    d = pd.read_csv(DATA / "its_prop99_cigsales.csv")
+    ca = d[d["state"] == "California"][["year", "cigsale"]].assign(comparison=False)
+    others = (d[d["state"] != "California"].groupby("year", as_index=False)["cigsale"].mean()
+              .assign(comparison=True))
+    both = pd.concat([ca, others], ignore_index=True)
+    kw = dict(time="year", outcome="cigsale", interruption=1989, family="gaussian",
+              control="comparison", autocorrelation=1)
+    auto, wald = its.fit(both, **kw), its.fit(both, inference="wald", **kw)
+    pd.testing.assert_frame_equal(auto.effects, wald.effects)
+    assert auto.diagnostics["inference"] == "wald"
+    for method in ("ar1", "newey-west"):
+        with pytest.raises(DataError, match="controlled ITS"):
+            its.fit(both, inference=method, **kw)
 
 
 # --------------------------------------------------------------- many units and pooling
@@ -393,10 +565,11 @@ def test_headline_sentence_and_plot():
                 interruption="2017-09-01")
     h = r.headline()
     # level+slope: the headline is observed over expected events after the interruption,
-    # CI by the delta method on the log of the expected total
+    # CI by the delta method on log(observed / expected), t on its own df (the "ar1"
+    # variances themselves are checked in test_ar1_inference_against_direct_computation)
     cu = r.cumulative.iloc[0]
     ratio = cu["observed_total"] / cu["counterfactual_total"]
-    half = Z * cu["se"] / cu["counterfactual_total"]
+    half = stats.t.ppf(0.975, cu["df_log_ratio"]) * cu["se_log_ratio"]
     assert h["term"] == its.OBSERVED_OVER_EXPECTED and h["unit"] == its.RATIO_UNIT
     assert h["estimate"] == pytest.approx(ratio, rel=1e-12)
     assert (h["ci_low"], h["ci_high"]) == pytest.approx(
@@ -438,9 +611,16 @@ def test_headline_sentence_and_plot():
     assert any(line.get_linestyle() == "--" for line in ax.get_lines())
     assert len(ax.collections) >= 2  # observed points and the counterfactual band
     flat, _ = _series(n_pre=24, n_post=24, level=0.0, slope=0.0, seed=22)
-    h0 = its.fit(flat, time="period_start", outcome="suspensions", exposure="roll",
-                 interruption="2017-09-01").headline()
-    assert h0["verdict"] == "no clear change"
+    r0 = its.fit(flat, time="period_start", outcome="suspensions", exposure="roll",
+                 interruption="2017-09-01")
+    assert r0.headline()["verdict"] == "no clear change"
+    # a cumulative interval that crosses zero names both ends in words, never "-12 fewer"
+    c0 = r0.cumulative.iloc[0]
+    assert c0["ci_low"] < 0 < c0["ci_high"]
+    lo_words = f"{abs(c0['ci_low']):,.0f} fewer"
+    hi_words = f"{c0['ci_high']:,.0f} more"
+    ends = (lo_words, hi_words) if c0["difference"] < 0 else (hi_words, lo_words)
+    assert f"(95% CI from {ends[0]} to {ends[1]})" in r0.sentence
 
 
 def test_two_interruptions():
