@@ -3,6 +3,20 @@
 The registry is ``evaluation/measures.yaml`` (package data). Every shipped value has a
 ``source`` note; values that could not be traced to print are left ``None`` and the source
 note says so. A project may add or override measures with ``load_registry(extra=...)``.
+
+Two kinds of reliability are kept apart, because they answer different questions:
+
+* ``reliability`` (with ``reliability_kind``) feeds the reliable change index of Jacobson &
+  Truax (1991), SE = SD * sqrt(1 - r_xx). The kit ships internal consistency (Cronbach's
+  alpha, ``reliability_kind: alpha``) there: a retest correlation over months also contains
+  real change in the children, which is not measurement error.
+* ``retest`` (with ``retest_interval``) is the test-retest correlation in the population,
+  which the regression-to-the-mean adjustment (:mod:`evaluation.rtm`, Barnett, van der
+  Pols & Dobson 2005) needs together with ``population_mean`` (and ``population_sd`` for
+  selection above a cut-off).
+
+``attainment`` is true only for attainment measures (tests of reading, maths, ...): the EEF
+months'-progress conversion is meant for those alone, not for SDQ, wellbeing or attendance.
 """
 
 from __future__ import annotations
@@ -22,6 +36,7 @@ from evaluation.errors import DataError, ParamsError, describe_rows
 
 __all__ = [
     "Measure",
+    "RELIABILITY_KINDS",
     "load_registry",
     "band",
     "score_sdq",
@@ -31,9 +46,15 @@ __all__ = [
 ]
 
 _FIELDS = (
-    "label", "min", "max", "higher_is_better", "reliability", "sd", "cutoff",
-    "functional", "dysfunctional", "bands", "source", "conversion",
+    "label", "min", "max", "higher_is_better", "reliability", "reliability_kind", "sd",
+    "cutoff", "functional", "dysfunctional", "bands", "source", "conversion", "retest",
+    "retest_interval", "population_mean", "population_sd", "attainment",
 )
+#: what a ``reliability`` value is: Cronbach's alpha or a test-retest correlation
+RELIABILITY_KINDS = ("alpha", "retest")
+# every numeric field that, when given, needs its own entry in ``source``
+_SOURCED = ("reliability", "sd", "cutoff", "functional", "dysfunctional", "conversion",
+            "retest", "population_mean", "population_sd")
 
 
 @dataclass(frozen=True)
@@ -43,7 +64,13 @@ class Measure:
     ``bands`` is an ordered list of ``(label, low, high)``; bounds are inclusive and the
     first matching band wins. ``functional`` / ``dysfunctional`` are ``(mean, sd)`` norms
     for Jacobson & Truax (1991) cut-offs. ``reliability`` and ``sd`` feed the reliable
-    change index; ``None`` means no citable value (see ``source``).
+    change index; ``None`` means no citable value (see ``source``). ``reliability_kind``
+    says whether ``reliability`` is Cronbach's alpha or a retest correlation.
+
+    ``retest`` is the population test-retest correlation over ``retest_interval`` (text,
+    e.g. "4 to 6 months"); with ``population_mean`` (and ``population_sd``) it drives the
+    regression-to-the-mean adjustment (:func:`evaluation.rtm.rtm_adjust`). ``attainment``
+    marks attainment measures, the only ones for which EEF months' progress is shown.
     """
 
     name: str
@@ -59,6 +86,12 @@ class Measure:
     bands: list[tuple[str, float, float]] = field(default_factory=list)
     source: dict[str, str] = field(default_factory=dict)
     conversion: dict[int, float] | None = None
+    reliability_kind: str | None = None
+    retest: float | None = None
+    retest_interval: str | None = None
+    population_mean: float | None = None
+    population_sd: float | None = None
+    attainment: bool = False
 
 
 def _bad(name: str, key: str, problem: str) -> ParamsError:
@@ -107,9 +140,33 @@ def _measure(name: str, spec: Any) -> Measure:
     rel = _number(name, "reliability", spec.get("reliability"))
     if rel is not None and not 0 < rel < 1:
         raise _bad(name, "reliability", f"must be between 0 and 1 (exclusive), got {rel}")
+    kind = spec.get("reliability_kind")
+    if kind is not None and kind not in RELIABILITY_KINDS:
+        raise _bad(name, "reliability_kind", f"expected one of {', '.join(RELIABILITY_KINDS)}, "
+                   f"got {kind!r}")
     sd = _number(name, "sd", spec.get("sd"))
     if sd is not None and sd <= 0:
         raise _bad(name, "sd", f"must be positive, got {sd}")
+    retest = _number(name, "retest", spec.get("retest"))
+    if retest is not None and not 0 < retest < 1:
+        raise _bad(name, "retest", f"must be between 0 and 1 (exclusive), got {retest}")
+    interval = spec.get("retest_interval")
+    if interval is not None and not isinstance(interval, str):
+        raise _bad(name, "retest_interval", f"expected text such as '4 to 6 months', got "
+                   f"{interval!r}")
+    if retest is not None and not interval:
+        # the expected regression to the mean depends on the interval the r was measured over
+        raise _bad(name, "retest_interval", "missing: say over what interval the retest "
+                   "correlation was measured (e.g. '4 to 6 months')")
+    pop_mean = _number(name, "population_mean", spec.get("population_mean"))
+    pop_sd = _number(name, "population_sd", spec.get("population_sd"))
+    if pop_sd is not None and pop_sd <= 0:
+        raise _bad(name, "population_sd", f"must be positive, got {pop_sd}")
+    if pop_mean is not None and not lo <= pop_mean <= hi:
+        raise _bad(name, "population_mean", f"{pop_mean} is outside the range {lo:g} to {hi:g}")
+    attainment = spec.get("attainment", False)
+    if not isinstance(attainment, bool):
+        raise _bad(name, "attainment", f"expected true or false, got {attainment!r}")
     bands = []
     for i, b in enumerate(spec.get("bands") or []):
         if not isinstance(b, list | tuple) or len(b) != 3 or not isinstance(b[0], str):
@@ -135,9 +192,11 @@ def _measure(name: str, spec: Any) -> Measure:
         functional=_pair(name, "functional", spec.get("functional")),
         dysfunctional=_pair(name, "dysfunctional", spec.get("dysfunctional")),
         bands=bands, source={str(k): str(v) for k, v in source.items()}, conversion=conv,
+        reliability_kind=kind, retest=retest, retest_interval=interval,
+        population_mean=pop_mean, population_sd=pop_sd, attainment=attainment,
     )
     # every shipped number must say where it came from
-    for key in ("reliability", "sd", "cutoff", "functional", "dysfunctional", "conversion"):
+    for key in _SOURCED:
         if spec.get(key) is not None and key not in source:
             raise _bad(name, "source", f"no source given for '{key}'")
     if bands and "bands" not in source:

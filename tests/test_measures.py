@@ -28,7 +28,13 @@ def test_registry_has_required_measures_each_value_sourced():
             assert m.source.get("bands"), m.name
     # values that were only recalled are not shipped
     assert reg["sdq_self_total"].bands == [] and reg["sdq_self_total"].functional is None
-    assert reg["sdq_teacher_total"].reliability is None
+    # UK per-informant alphas (Goodman 2001) were not re-found: the teacher alpha shipped is
+    # the Dutch one (van den Heuvel et al. 2017, Table 4); parent and self have none
+    assert reg["sdq_teacher_total"].reliability == 0.80
+    assert reg["sdq_teacher_total"].reliability_kind == "alpha"
+    assert "e0176605" in reg["sdq_teacher_total"].source["reliability"]
+    assert reg["sdq_parent_total"].reliability is None
+    assert reg["sdq_self_total"].reliability is None
     assert reg["wemwbs"].sd is None and reg["wemwbs"].reliability == 0.91
     assert reg["attendance_pct"].reliability is None
     assert reg["sdq_teacher_total"].functional == (6.6, 6.0)
@@ -134,3 +140,84 @@ def test_project_can_refine_a_shipped_measure_field_by_field():
     assert refined.max == shipped.max and refined.bands == shipped.bands
     assert refined.source["reliability"] == "the project's own study"
     assert refined.source["bands"] == shipped.source["bands"]
+
+
+def test_registry_rtm_and_attainment_fields_are_sourced_and_consistent():
+    reg = load_registry()
+    for m in reg.values():
+        for key in ("retest", "population_mean", "population_sd"):
+            if getattr(m, key) is not None:
+                assert m.source.get(key), (m.name, key)
+        if m.reliability is not None:
+            assert m.reliability_kind in ("alpha", "retest"), m.name
+        if m.retest is not None:
+            assert m.retest_interval, m.name
+        # no shipped measure is an attainment test: EEF months are for attainment only
+        assert m.attainment is False, m.name
+    t = reg["sdq_teacher_total"]
+    assert (t.population_mean, t.population_sd) == (6.6, 6.0) == t.functional
+    assert t.retest == 0.62 and t.retest_interval == "4 to 6 months"
+    assert "mean: 0.62" in t.source["retest"] and "Stand-in" in t.source["retest"]
+    # subscales: the mean retest over all scales is not used for single subscales
+    assert reg["sdq_teacher_emotional"].retest is None
+    assert reg["sdq_self_total"].population_mean is None  # UK self norms not re-found
+    alphas = {s: reg[f"sdq_teacher_{s}"].reliability for s in
+              ("emotional", "conduct", "hyperactivity", "peer", "prosocial")}
+    assert alphas == {"emotional": 0.73, "conduct": 0.64, "hyperactivity": 0.86, "peer": 0.60,
+                      "prosocial": 0.81}
+
+
+@pytest.mark.parametrize("scale,boys,girls", [
+    # UK 1999 parent norms by sex, [mean, sd] (../shared/reference/measures.yaml, verified)
+    ("total", (9.1, 6.0), (7.8, 5.5)),
+    ("emotional", (1.8, 2.0), (2.0, 2.0)),
+    ("conduct", (1.7, 1.8), (1.5, 1.6)),
+    ("hyperactivity", (4.0, 2.7), (2.9, 2.4)),
+    ("peer", (1.5, 1.7), (1.4, 1.6)),
+    ("prosocial", (8.4, 1.7), (8.9, 1.4)),
+])
+def test_parent_population_norms_are_the_pooled_sex_norms(scale, boys, girls):
+    # independent computation: pool two simulated samples with exactly these moments
+    nb, ng = 5153, 5145
+    rng = np.random.default_rng(0)
+
+    def sample(mean, sd, n):
+        z = rng.standard_normal(n)
+        return mean + sd * (z - z.mean()) / z.std(ddof=1)
+
+    both = np.concatenate([sample(*boys, nb), sample(*girls, ng)])
+    m = load_registry()[f"sdq_parent_{scale}"]
+    assert m.population_mean == pytest.approx(round(both.mean(), 2), abs=0.0051)
+    assert m.population_sd == pytest.approx(round(both.std(ddof=1), 2), abs=0.0051)
+    if scale == "total":  # the J&T functional norm and the SD are the same pooled values
+        assert m.functional == (m.population_mean, m.population_sd) and m.sd == m.population_sd
+
+
+def test_new_registry_fields_validated():
+    base = {"label": "reading", "min": 0, "max": 100, "higher_is_better": True,
+            "source": {"range": "test"}}
+    ok = load_registry({"reading": dict(base, attainment=True, retest=0.8,
+                                        retest_interval="1 year", population_mean=50,
+                                        population_sd=10, reliability=0.9,
+                                        reliability_kind="alpha",
+                                        source={"range": "t", "retest": "s",
+                                                "population_mean": "s", "population_sd": "s",
+                                                "reliability": "s"})})["reading"]
+    assert ok.attainment is True and ok.retest == 0.8 and ok.population_sd == 10
+    with pytest.raises(ParamsError, match="field 'retest_interval'"):
+        load_registry({"x": dict(base, retest=0.8, source={"range": "t", "retest": "s"})})
+    with pytest.raises(ParamsError, match="field 'source'.*'retest'"):
+        load_registry({"x": dict(base, retest=0.8, retest_interval="1 year")})
+    with pytest.raises(ParamsError, match="field 'retest'"):
+        load_registry({"x": dict(base, retest=1.0, retest_interval="1 year",
+                                 source={"range": "t", "retest": "s"})})
+    with pytest.raises(ParamsError, match="field 'reliability_kind'"):
+        load_registry({"x": dict(base, reliability_kind="omega")})
+    with pytest.raises(ParamsError, match="field 'attainment'"):
+        load_registry({"x": dict(base, attainment="yes")})
+    with pytest.raises(ParamsError, match="field 'population_mean'.*outside"):
+        load_registry({"x": dict(base, population_mean=150,
+                                 source={"range": "t", "population_mean": "s"})})
+    with pytest.raises(ParamsError, match="field 'population_sd'"):
+        load_registry({"x": dict(base, population_sd=0,
+                                 source={"range": "t", "population_sd": "s"})})
