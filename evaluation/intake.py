@@ -2,12 +2,16 @@
 
 For each data source of a project this module
 
-1. reads the CSV or Excel sheet as text (so nothing is guessed before it is checked),
+1. reads the CSV or Excel sheet (``evaluation.readers``: encodings, delimiters, the sheet,
+   the header row below any title lines, totals and blank rows dropped, formulas without
+   saved values refused), keeping the file's own line numbers for every message,
 2. applies the project's column mapping (school header -> kit name, see ``docs/tables.md``)
    and keeps only the columns the kit's schema for that table knows (the allow-list in
    ``evaluation.tables``): every other column (names, dates of birth, postcodes, notes...)
    is dropped before any of its values is looked at, and only its header is reported, to
-   the terminal (``ProjectData.dropped_columns``), never to a report or a processed file,
+   the terminal (``ProjectData.dropped_columns``), never to a report or a processed file;
+   a wide sheet (``wide:``: one column per measure and timepoint, or per term) is reshaped
+   here to the kit's long table,
 3. keeps a free-text column (referral reason, intervention name) only as a coded category
    with the allowed values the parameters declare (``data.<source>.categories``); a value
    outside the list is refused without quoting it,
@@ -16,8 +20,14 @@ For each data source of a project this module
 5. replaces ``pupil_id`` (and staff names in ``lead_professional``) by keyed pseudonyms
    (``evaluation.pseudonyms``: HMAC-SHA-256 under a secret key kept outside the
    repository), so no report can show who a pupil is,
-6. converts each column to its type (UK ``dd/mm/yyyy`` or ISO dates, yes/no booleans,
-   integers, numbers) and validates the table against its pandera schema.
+6. recodes values: the project's ``recode:``, then the kit's built-in code lists
+   (``evaluation.codes``: DfE SEN and ethnicity codes, yes/no, sex, year groups, timepoint
+   words), each use counted in the report and noted in ``intake.json``,
+7. converts each column to its type (UK ``dd/mm/yyyy`` or ISO dates, yes/no booleans,
+   integers, numbers with the declared ``decimal:`` mark, Excel serial dates), validates
+   the table against its pandera schema and checks that it is plausible (counts within the
+   roll, no period entered twice, no baseline after its follow-up, scores within the
+   measure's range).
 
 Any failure stops with one :class:`~evaluation.errors.DataError` naming the file, the
 column, up to five offending rows (as line numbers of the file) and what to do; a value is
@@ -28,6 +38,7 @@ spreadsheet formulas neutralised.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import hashlib
 import json
@@ -38,7 +49,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from evaluation import calendar
+from evaluation import calendar, codes, readers
+from evaluation.codes import FALSE_WORDS, SEASON_WORDS, TRUE_WORDS
 from evaluation.errors import DataError, describe_rows, masked
 from evaluation.params import DataSource, ProjectParams
 from evaluation.privacy import safe_for_spreadsheet
@@ -50,6 +62,7 @@ from evaluation.tables import (  # noqa: F401  (re-exported: intake's public nam
     SEN_STATUSES,
     TABLES,
     UNIQUE,
+    WIDE_VALUE,
     Col,
 )
 
@@ -57,8 +70,6 @@ SUPPRESSION_MARKERS = frozenset({"x", "c", "z", "-", ".", ":"})
 IDENTIFYING_COLUMNS = frozenset(
     {"name", "first_name", "surname", "forename", "upn", "date_of_birth", "dob", "address"}
 )
-TRUE_WORDS = frozenset({"y", "yes", "true", "1", "t"})
-FALSE_WORDS = frozenset({"n", "no", "false", "0", "f"})
 
 _DTYPES = {"str": "string", "date": "datetime64[ns]", "bool": "boolean", "int": "Int64"}
 
@@ -79,6 +90,11 @@ class IntakeReport:
     #: How many columns of the file the allow-list dropped (safe to write anywhere).
     n_dropped_columns: int = 0
     rounded: dict[str, int] = field(default_factory=dict)
+    #: Cells recoded by the project's `recode:` or the kit's code lists, by kit column.
+    recoded: dict[str, int] = field(default_factory=dict)
+    #: What reading involved, in words that quote no cell: encoding and delimiter, title
+    #: lines skipped, totals and blank rows dropped, codes recoded, a wide sheet reshaped.
+    notes: list[str] = field(default_factory=list)
     date_range: tuple[str, str] | None = None
     pupils: int | None = None
     schools: int | None = None
@@ -118,6 +134,12 @@ class ProjectData:
         """
         return {name: list(r.dropped_columns) for name, r in self.reports.items()
                 if r.dropped_columns}
+
+    def notes(self) -> dict[str, list[str]]:
+        """What reading each source involved (encoding, delimiter, title lines skipped,
+        totals and blank rows dropped, codes recoded, a wide sheet reshaped), by source, for
+        ``evalkit validate`` to show; safe anywhere (no cell value, no dropped header)."""
+        return {name: list(r.notes) for name, r in self.reports.items() if r.notes}
 
     def inventory(self) -> pd.DataFrame:
         """One row per source: rows, pupils, schools, date range, suppressed and missing cells."""
@@ -164,55 +186,92 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_raw(path: Path, sheet: str | int | None, nrows: int | None = None) -> pd.DataFrame:
-    try:
-        if path.suffix.lower() == ".csv":
-            return pd.read_csv(
-                path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                skipinitialspace=True, nrows=nrows,
-            )
-        # calamine reads .xlsx about ten times faster than openpyxl.
-        frame = pd.read_excel(
-            path, sheet_name=sheet if sheet is not None else 0, dtype=object, engine="calamine",
-            nrows=nrows,
-        )
-    except ValueError as exc:
-        if "Worksheet" in str(exc) or "sheet" in str(exc).lower():
-            raise DataError(
-                f"{path}: {exc}. Set `sheet:` to the name of the sheet that holds the table"
-            ) from None
-        raise DataError(f"{path}: could not be read ({exc})") from None
-    except Exception as exc:  # a corrupt or half-written file: say so, no traceback
-        raise DataError(
-            f"{path}: could not be read ({type(exc).__name__}: {exc}). Save it again as "
-            "UTF-8 CSV or .xlsx"
-        ) from None
-    # Excel gives numbers and datetimes natively; turn everything else into text so every
-    # source is checked the same way.
-    return frame.map(lambda v: v if isinstance(v, pd.Timestamp | float | int) else str(v))
+def _expected_headers(source: DataSource, kind: str) -> set[str]:
+    """Headers the parameters expect in the file: what finds its header row below titles."""
+    return {*source.columns, *source.wide, *source.where, *(c.name for c in TABLES[kind])}
+
+
+def _read_raw(path: Path, source: DataSource, kind: str, shown: str) -> readers.RawTable:
+    """The file's table (see :mod:`evaluation.readers`), its index turned into row keys."""
+    table = readers.read_table(path, sheet=source.sheet, header_row=source.header_row,
+                               expected=_expected_headers(source, kind), shown=shown)
+    table.frame.index = table.frame.index * ROW_SLOTS
+    return table
+
+
+#: Row keys are ``line * ROW_SLOTS + k``: a wide sheet gives several rows of the table per
+#: line of the file (k = 0, 1, ...), and pandas needs unique row labels, while messages
+#: must name the file's own line (``key // ROW_SLOTS``).
+ROW_SLOTS = 1000
 
 
 def _line_numbers(index: pd.Index) -> list[int]:
-    # Header is line 1 of the file, so data row i (0-based) is line i + 2.
-    return [int(i) + 2 for i in index]
+    """The file's own line numbers of some rows (each once, in order)."""
+    return list(dict.fromkeys(int(i) // ROW_SLOTS for i in index))
 
 
 def _blank(series: pd.Series) -> pd.Series:
     return series.isna() | series.astype("string").str.strip().eq("").fillna(True)
 
 
-def _parse_dates(values: pd.Series, where: str) -> pd.Series:
-    """Parse UK ``dd/mm/yyyy`` (or ``dd-mm-yyyy``) and ISO ``yyyy-mm-dd`` dates.
+#: Excel stores a date as days since 30/12/1899 (1/1/1904 in old Mac workbooks); a
+#: column not formatted as dates shows that number. Read as dates only in this window
+#: (1954 to 2119), where a count of days cannot be mistaken for anything else in a date
+#: column.
+EXCEL_SERIAL_RANGE = (20000, 80000)
+_DMY = r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})"
 
-    Excel cells that are already dates are kept. Anything else is an error: a date is
-    never guessed month-first.
+
+def _parse_dates(values: pd.Series, where: str, date1904: bool = False,
+                 notes: list[str] | None = None, column: str = "") -> pd.Series:
+    """Parse UK ``dd/mm/yyyy`` (or ``dd-mm-yyyy``) and ISO ``yyyy-mm-dd`` dates, Excel
+    dates and Excel serial numbers, and academic years.
+
+    A date is never guessed month-first: a column with month-first (US) dates such as
+    09/25/2023 is refused, and so, naming both kinds, is a column mixing them with
+    day-first ones (its ambiguous dates, such as 03/04/2023, could be either).
     """
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
     present = values.notna()
     native = present & values.map(lambda v: isinstance(v, pd.Timestamp))
     out[native] = pd.to_datetime(values[native])
-    text = values[present & ~native].astype(str).str.strip()
+    number = present & values.map(
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+    text = values[present & ~native & ~number].astype(str).str.strip()
     text = text.str.replace(r"[ T]00:00:00(\.0+)?$", "", regex=True)
+    serial_text = text.str.fullmatch(r"\d{5}(\.0+)?")
+    serials = pd.concat([pd.to_numeric(values[number]),
+                         pd.to_numeric(text[serial_text])]).sort_index()
+    if len(serials):
+        low, high = EXCEL_SERIAL_RANGE
+        _reject(serials.astype(str), (serials < low) | (serials > high), where,
+                "hold numbers where dates belong", "Format the column as dates in Excel "
+                "(or type the dates as dd/mm/yyyy)")
+        origin = pd.Timestamp("1904-01-01" if date1904 else "1899-12-30")
+        out[serials.index] = origin + pd.to_timedelta(serials.round(), unit="D")
+        if notes is not None:
+            notes.append(f"{column}: {len(serials)} Excel date serial number"
+                         f"{'s' if len(serials) > 1 else ''} read as dates")
+    text = text[~serial_text]
+    parts = text.str.extract(f"^{_DMY}$").astype(float)
+    first, second = parts[0], parts[1]
+    us_only = (second > 12) & (first <= 12)
+    uk_only = (first > 12) & (second <= 12)
+    if us_only.any():
+        rows = describe_rows(_line_numbers(text.index[us_only]))
+        examples = ", ".join(masked(v) for v in text[us_only].head(3))
+        if uk_only.any():
+            ambiguous = int(((first <= 12) & (second <= 12)).sum())
+            raise DataError(
+                f"{where}: {rows} hold month-first (US) dates (for example {examples}) while "
+                f"{describe_rows(_line_numbers(text.index[uk_only]))} hold day-first (UK) "
+                f"dates, so the {ambiguous} date{'s' if ambiguous != 1 else ''} that could be "
+                "either cannot be read safely. Correct the month-first dates, or re-export "
+                "the whole column as dd/mm/yyyy or yyyy-mm-dd")
+        raise DataError(
+            f"{where}: {rows} hold month-first (US) dates (for example {examples}), but the "
+            "kit reads dd/mm/yyyy. Re-export the column as dd/mm/yyyy or yyyy-mm-dd (in "
+            "Excel: Format Cells, Date, English (United Kingdom))")
     uk = pd.to_datetime(text, format="%d/%m/%Y", errors="coerce")
     uk = uk.fillna(pd.to_datetime(text, format="%d-%m-%Y", errors="coerce"))
     iso = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
@@ -245,10 +304,37 @@ def _parse_bool(values: pd.Series, where: str) -> pd.Series:
     return out
 
 
+_THOUSANDS = {".": r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?", ",": r"[-+]?\d{1,3}(\.\d{3})+(,\d+)?"}
+
+
 def _parse_number(
-    values: pd.Series, where: str, integer: bool, round_counts: bool = False
+    values: pd.Series, where: str, integer: bool, round_counts: bool = False,
+    decimal: str = ".", declare: str = "",
 ) -> pd.Series:
-    text = values.astype("string").str.strip().str.replace(",", "", regex=False)
+    """Numbers from Excel cells or text. In text, the other mark than ``decimal`` is read as
+    a thousands separator only where it groups digits by three (1,234 or 1.234,5); any other
+    use (225,00 in a file declared with decimal ".") is refused rather than guessed, because
+    reading it as a thousands separator multiplies the value by 100."""
+    is_text = values.map(lambda v: isinstance(v, str))
+    text = values.astype("string").str.strip()
+    other = "," if decimal == "." else "."
+    thousands = text.str.fullmatch(_THOUSANDS[decimal]).fillna(False) & is_text
+    misplaced = is_text & text.str.contains(other, regex=False).fillna(False) & ~thousands
+    if misplaced.any():
+        examples = ", ".join(masked(v) for v in values[misplaced].head(3))
+        rows = describe_rows(_line_numbers(values.index[misplaced]))
+        if decimal == ".":
+            raise DataError(
+                f"{where}: {rows} hold numbers with a decimal comma (for example {examples}). "
+                f"If the file writes decimals with a comma, add `decimal: \",\"` under "
+                f"{declare or 'the data source'}; otherwise correct those cells")
+        raise DataError(
+            f"{where}: {rows} hold numbers with a decimal point (for example {examples}), but "
+            f"{declare or 'the data source'} declares `decimal: \",\"`. Correct those cells, "
+            "or remove `decimal:` if the file uses decimal points")
+    text = text.where(~thousands, text.str.replace(other, "", regex=False))
+    if decimal == ",":
+        text = text.where(~is_text, text.str.replace(",", ".", regex=False))
     numbers = pd.to_numeric(text, errors="coerce")
     _reject(values, text.notna() & numbers.isna(), where,
             "are not numbers", "Remove text such as units or notes from the column")
@@ -294,7 +380,7 @@ def _explain(check: str, col: Col | None) -> str:
     return f"fail the check {check}"
 
 
-def _validate(frame: pd.DataFrame, kind: str, where: str) -> None:
+def _validate(frame: pd.DataFrame, kind: str, where: str, recode_hint: str = "") -> None:
     try:
         _schema(kind).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
@@ -311,24 +397,111 @@ def _validate(frame: pd.DataFrame, kind: str, where: str) -> None:
         shown = f" (for example {', '.join(masked(e) for e in examples)})" if len(examples) else ""
         others = len(cases.groupby(["column", "check"], dropna=False)) - 1
         more = f" There are {others} other kinds of problem too." if others > 0 else ""
+        hint = ""
+        if check.startswith("isin") and recode_hint:
+            hint = (f" To map the school's codes once, add `recode: {{{column}: {{<their "
+                    f"value>: <kit value>}}}}` under {recode_hint}")
+            if column == "timepoint" and any(
+                    str(e).strip().casefold() in SEASON_WORDS for e in examples):
+                # words of a fixed vocabulary identify no one: quoted so the user sees them
+                shown = " (for example " + ", ".join(
+                    repr(str(e)) if str(e).strip().casefold() in SEASON_WORDS else masked(e)
+                    for e in examples) + ")"
+                hint = (f" Terms are not guessed: say which is the baseline, e.g. `recode: "
+                        f"{{timepoint: {{Autumn: baseline, Summer: follow_up}}}}` under "
+                        f"{recode_hint}")
         raise DataError(
             f"{where}, column '{column}': {describe_rows(rows)}{shown} "
-            f"{_explain(check, spec)}.{more}"
+            f"{_explain(check, spec)}.{hint}{more}"
         ) from None
 
 
-def _cross_checks(frame: pd.DataFrame, kind: str, where: str) -> None:
+
+
+def _refuse_rows(where: str, column: str, rows: pd.Index, problem: str) -> None:
+    raise DataError(f"{where}, column '{column}': {describe_rows(_line_numbers(rows))} "
+                    f"{problem}")
+
+
+def _period_labels(dates: pd.Series) -> tuple[pd.Series, str]:
+    """Each date's period (month, term or academic year, whichever the series steps by)."""
+    distinct = pd.Series(dates.dropna().unique()).sort_values()
+    step = distinct.diff().median() if len(distinct) > 1 else pd.Timedelta(days=365)
+    if step <= pd.Timedelta(days=45):
+        return dates.dt.strftime("%Y-%m"), "month"
+    if step <= pd.Timedelta(days=200):
+        codes = calendar.term_code(dates)
+        return codes.astype("string"), "term"
+    return calendar.academic_year(dates).astype("string"), "academic year"
+
+
+def _cross_checks(frame: pd.DataFrame, kind: str, where: str, params: ProjectParams,
+                  source: DataSource) -> None:
+    """Plausibility: what passes every column's own check but cannot be true, refused with
+    one message rather than turned into a wrong report."""
     if kind == "attendance":
-        over = frame["attended_sessions"] > frame["possible_sessions"]
-        if over.fillna(False).any():
-            raise DataError(
-                f"{where}, column 'attended_sessions': "
-                f"{describe_rows(_line_numbers(frame.index[over.fillna(False)]))} are above "
-                "possible_sessions. Correct the counts"
-            )
+        over = (frame["attended_sessions"] > frame["possible_sessions"]).fillna(False)
+        if over.any():
+            _refuse_rows(where, "attended_sessions", frame.index[over],
+                         "are above possible_sessions (attendance above 100%). Correct the "
+                         "counts")
+    if kind == "exclusions":
+        # A roll of 0 is how official statistics show a local authority before it existed
+        # (its counts then belong to its predecessor): no roll to compare with.
+        roll = frame["roll"].where(frame["roll"] > 0)
+        if "permanent_exclusions" in frame:
+            over = (frame["permanent_exclusions"] > roll).fillna(False)
+            if over.any():
+                _refuse_rows(where, "permanent_exclusions", frame.index[over],
+                             "are above the roll (more pupils excluded than on roll). "
+                             "Correct the counts or the roll")
+        limit = source.max_suspensions_per_pupil
+        over = (frame["suspensions"] > limit * roll).fillna(False)
+        if over.any():
+            _refuse_rows(where, "suspensions", frame.index[over],
+                         f"are more than {limit:g} suspensions per pupil on roll in one "
+                         "period, which is almost certainly an entry error (a total typed "
+                         "into a term, or the roll in the wrong column). Correct the counts; "
+                         "if they are right, set `max_suspensions_per_pupil:` on this data "
+                         "source")
+        keys = [c for c in ("school_id", "group") if c in frame]
+        labels, unit = _period_labels(frame["period_start"])
+        twice = frame.assign(_period=labels).duplicated([*keys, "_period"], keep=False)
+        twice &= labels.notna()
+        if twice.any():
+            _refuse_rows(where, "period_start", frame.index[twice],
+                         f"fall in the same {unit} for the same school: a period entered "
+                         "twice would be counted twice. Keep one row per school and "
+                         f"{unit}")
+    if kind == "scores":
+        from evaluation.measures import load_registry
+
+        registry = load_registry(params.measures)
+        for measure, rows in frame.groupby("measure", sort=False):
+            spec = registry.get(str(measure))
+            if spec is None:
+                continue  # named in the theory of change or not: checked by check_project
+            out = (rows["score"] < spec.min) | (rows["score"] > spec.max)
+            if out.any():
+                _refuse_rows(where, "score", rows.index[out.fillna(False)],
+                             f"hold scores of '{measure}' outside its range {spec.min:g} to "
+                             f"{spec.max:g}. Correct them, or check that the right column "
+                             "is mapped to this measure")
+        if "date" in frame:
+            dated = frame.dropna(subset=["date"])
+            base = dated[dated["timepoint"] == "baseline"]
+            follow = dated[dated["timepoint"] == "follow_up"]
+            pairs = base.reset_index().merge(follow.reset_index(),
+                                             on=["pupil_id", "measure"],
+                                             suffixes=("_b", "_f"))
+            late = pairs[pairs["date_b"] > pairs["date_f"]]
+            if len(late):
+                _refuse_rows(where, "date", pd.Index([*late["index_b"], *late["index_f"]]),
+                             "date a baseline after its follow-up (same pupil and "
+                             "measure). Correct the dates or the timepoints")
 
 
-def _keep_rows(raw: pd.DataFrame, where: dict, shown_path: Path, params: ProjectParams,
+def _keep_rows(raw: pd.DataFrame, where: dict, shown_path: str | Path, params: ProjectParams,
                name: str) -> pd.DataFrame:
     """Keep the rows whose columns hold the given values (e.g. one level of a national file).
 
@@ -385,7 +558,7 @@ def _plan(headers: list[str], name: str, source: DataSource, kind: str) -> _Plan
         kit = source.columns.get(header, header)
         spec = specs.get(kit)
         if kit.lower() in IDENTIFYING_COLUMNS:
-            identifying.append(kit)
+            identifying.append(kit.lower())  # one of a fixed list of words
         elif spec is None or (spec.free_text and allowed.get(kit) is None
                               and not spec.required):
             dropped.append(header)
@@ -395,7 +568,7 @@ def _plan(headers: list[str], name: str, source: DataSource, kind: str) -> _Plan
 
 
 def _check_categories(frame: pd.DataFrame, kind: str, source: DataSource, name: str,
-                      shown_path: Path, params: ProjectParams) -> None:
+                      shown_path: str | Path, params: ProjectParams) -> None:
     """Keep free-text columns only as coded categories: values are matched to the allowed
     list ignoring case and surrounding spaces and written in the list's spelling; any
     other value stops intake with a message that names the rows but never quotes them
@@ -430,6 +603,99 @@ def _check_categories(frame: pd.DataFrame, kind: str, source: DataSource, name: 
         frame[col] = coded.astype("string")
 
 
+def _reshape_wide(raw: pd.DataFrame, frame: pd.DataFrame, source: DataSource, kind: str,
+                  notes: list[str], where: str, params_key: str) -> pd.DataFrame:
+    """A wide sheet as the kit's long table: each line of the file gives one row per group
+    of `wide:` columns sharing the same kit values (a measure and timepoint, a term), with
+    the group's cells in its value column(s). A group whose cells are all blank gives no
+    row (a pupil with no summer score has no follow-up row, rather than an empty one)."""
+    groups: dict[tuple, dict[str, str]] = {}
+    for header, entry in source.wide.items():
+        into = str(entry.get("into", WIDE_VALUE.get(kind)))
+        key = tuple((str(k), v.isoformat() if isinstance(v, dt.date) else v)
+                    for k, v in entry.items() if k != "into")
+        groups.setdefault(key, {})[into] = header
+    clash = [k for key in groups for k, _ in key if k in frame.columns]
+    if clash:
+        raise DataError(f"{where}: '{clash[0]}' comes both from a column of the file and from "
+                        f"the `wide:` block of {params_key}; keep one")
+    if len(groups) >= ROW_SLOTS:
+        raise DataError(f"{where}: the `wide:` block of {params_key} has more than "
+                        f"{ROW_SLOTS - 1} groups of columns; split the sheet")
+    parts, blank_cells = [], 0
+    for k, (key, fills) in enumerate(groups.items()):
+        part = frame.copy()
+        for column, value in key:
+            part[column] = None if value is None else str(value)
+        for into, header in fills.items():
+            part[into] = raw[header]
+        empty = pd.concat([_blank(raw[h]) for h in fills.values()], axis=1).all(axis=1)
+        blank_cells += int(empty.sum())
+        part = part[~empty.to_numpy()]
+        part.index = part.index + k
+        parts.append(part)
+    long = pd.concat(parts).sort_index() if parts else frame
+    notes.append(f"wide sheet reshaped: {len(raw)} rows x {len(source.wide)} columns gave "
+                 f"{len(long)} rows of the {kind} table ({blank_cells} blank group"
+                 f"{'s' if blank_cells != 1 else ''} left out)")
+    return long
+
+
+def _cell_key(value: object) -> str | None:
+    """A cell as `recode:` matches it: text ignoring case and spaces, whole numbers as
+    integers (Excel gives 1.0 for a cell showing 1); dates are never recoded."""
+    if isinstance(value, bool):
+        return str(value).casefold()
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else str(value)
+    if isinstance(value, int | str):
+        return str(value).strip().casefold()
+    return None
+
+
+def _recode(frame: pd.DataFrame, kind: str, source: DataSource, name: str,
+            notes: list[str], recoded: dict[str, int]) -> None:
+    """The project's `recode:` then the kit's built-in code lists (evaluation.codes),
+    each use counted and noted; DfE ethnicity codes also give the other ethnicity column
+    when the file has only one."""
+    specs = {c.name: c for c in TABLES[kind]}
+    for derived, other, pick in (("ethnicity_minor", "ethnicity", 0),
+                                 ("ethnicity", "ethnicity_minor", 1)):
+        if (kind == "pupils" and other in frame and derived not in frame
+                and derived not in source.categories and other not in source.recode):
+            groups = frame[other].map(
+                lambda v: codes.ethnicity_groups(v) if isinstance(v, str) else None)
+            if groups.notna().any():
+                frame[derived] = groups.map(lambda g, i=pick: g[i] if g else None)
+                notes.append(f"{derived}: derived from the DfE ethnicity codes of {other}")
+    for col in list(frame.columns):
+        spec = specs.get(col)
+        if spec is None or spec.pseudonym:
+            continue
+        values = frame[col].astype(object)
+        done = pd.Series(False, index=frame.index)
+        mapping = source.recode.get(col)
+        if mapping:
+            lookup = {str(k).strip().casefold(): v for k, v in mapping.items()}
+            keys = values.map(_cell_key)
+            done = keys.map(lambda k, m=lookup: k is not None and k in m).astype(bool)
+            new = keys[done].map(lookup.__getitem__)
+            values[done] = new.map(lambda v: None if v is None else
+                                   str(v).lower() if isinstance(v, bool) else str(v))
+            if done.any():
+                recoded[col] = recoded.get(col, 0) + int(done.sum())
+                n = int(done.sum())
+                notes.append(f"{col}: {n} value{'s' if n != 1 else ''} recoded using "
+                             f"data.{name}.recode")
+        allowed = set(spec.allowed) if spec.allowed else None
+        rest, n, label = codes.apply_code_list(col, values[~done], allowed)
+        if n:
+            values[~done] = rest
+            recoded[col] = recoded.get(col, 0) + n
+            notes.append(f"{col}: {n} value{'s' if n != 1 else ''} recoded using {label}")
+        frame[col] = values
+
+
 def read_source(
     name: str, source: DataSource, params: ProjectParams
 ) -> tuple[pd.DataFrame, IntakeReport]:
@@ -440,41 +706,68 @@ def read_source(
         shown_path = path.relative_to(params.root)
     except ValueError:
         shown_path = path
-    raw = _read_raw(path, source.sheet)
-    raw.columns = [str(c).strip() for c in raw.columns]
+    params_key = f"data.{name} in {params.file.name}"
+    table = _read_raw(path, source, kind, str(shown_path))
+    raw, where_file, notes = table.frame, table.where, list(table.notes)
 
-    missing_headers = [h for h in source.columns if h not in raw.columns]
-    if missing_headers:
-        header = missing_headers[0]
-        close = difflib.get_close_matches(header, list(raw.columns), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise DataError(
-            f"{shown_path}: the column mapping in {params.file.name} (data.{name}.columns) "
-            f"names '{header}', which is not a column of the file.{hint} "
-            f"Columns in the file: {', '.join(raw.columns)}"
-        )
+    for key, named in (("columns", source.columns), ("wide", source.wide)):
+        missing_headers = [h for h in named if h not in raw.columns]
+        if missing_headers:
+            header = missing_headers[0]
+            close = difflib.get_close_matches(header, list(raw.columns), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise DataError(
+                f"{where_file}: the column mapping in {params.file.name} (data.{name}.{key}) "
+                f"names '{header}', which is not a column of the file.{hint} "
+                f"Columns in the file (headers on line {table.header_line}): "
+                f"{', '.join(raw.columns)}"
+            )
     if source.where:
-        raw = _keep_rows(raw, source.where, shown_path, params, name)
+        raw = _keep_rows(raw, source.where, where_file, params, name)
 
     # The allow-list: everything the kit's schema does not know goes now, unread.
-    headers = list(raw.columns)
+    headers = [h for h in raw.columns if h not in source.wide]
     plan = _plan(headers, name, source, kind)
+    read_headers = {*plan.keep, *source.wide}
+    uncached = [(line, h) for line, h in table.uncached_formulas if h in read_headers]
+    if uncached:
+        lines = sorted({line for line, _ in uncached})
+        columns = ", ".join(f"'{h}'" for h in dict.fromkeys(h for _, h in uncached))
+        raise DataError(
+            f"{where_file}: {len(uncached)} cell{'s' if len(uncached) > 1 else ''} of "
+            f"{columns} ({describe_rows(lines)}) hold formulas whose values were never "
+            "saved (the file was written by a program, not saved by Excel), so they would "
+            "read as empty. Open the file in Excel and save it, then run again")
+    errors = [(line, h) for line, h in table.error_cells if h in read_headers]
+    if errors:
+        lines = sorted({line for line, _ in errors})
+        columns = ", ".join(f"'{h}'" for h in dict.fromkeys(h for _, h in errors))
+        raise DataError(
+            f"{where_file}: {len(errors)} cell{'s' if len(errors) > 1 else ''} of {columns} "
+            f"({describe_rows(lines)}) hold Excel errors (such as #N/A or #DIV/0!), which "
+            "are no value. Correct the formulas, or clear the cells if there is no value")
     frame = raw[list(plan.keep)].rename(columns=plan.keep)
-    del raw
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
         raise DataError(
-            f"{shown_path}: after the column mapping, '{duplicated[0]}' appears twice. "
+            f"{where_file}: after the column mapping, '{duplicated[0]}' appears twice. "
             f"Map only one of the file's columns to it in data.{name}.columns"
         )
+    if source.wide:
+        frame = _reshape_wide(raw, frame, source, kind, notes, where_file, params_key)
+    del raw
 
     specs = {c.name: c for c in TABLES[kind]}
     absent = [c.name for c in TABLES[kind] if c.required and c.name not in frame.columns]
     if absent:
+        wide_hint = ""
+        if kind in WIDE_VALUE and absent[0] in ("measure", "timepoint", "period_start"):
+            wide_hint = (f" If the sheet is wide (one column per {absent[0]}), describe its "
+                         f"columns under data.{name}.wide instead (see docs/tables.md)")
         raise DataError(
-            f"{shown_path}: the {kind} table needs a column '{absent[0]}', which the file does "
+            f"{where_file}: the {kind} table needs a column '{absent[0]}', which the file does "
             f"not have. If the school calls it something else, add `'<their header>': "
-            f"{absent[0]}` under data.{name}.columns in {params.file.name}. "
+            f"{absent[0]}` under data.{name}.columns in {params.file.name}.{wide_hint} "
             f"Columns in the file: {', '.join(headers)}"
         )
 
@@ -492,16 +785,18 @@ def read_source(
         cleaned = values.where(~is_text, text)
         frame[col] = cleaned.mask(marker | blank | values.isna().to_numpy(bool), None)
 
-    _check_categories(frame, kind, source, name, shown_path, params)
+    recoded: dict[str, int] = {}
+    _recode(frame, kind, source, name, notes, recoded)
+    _check_categories(frame, kind, source, name, where_file, params)
 
     rounded: dict[str, int] = {}
     for col in frame.columns:
         spec = specs[col]
-        where = f"{shown_path}, column '{col}'"
+        where = f"{where_file}, column '{col}'"
         if spec.type == "str":
             frame[col] = frame[col].astype("string")
         elif spec.type == "date":
-            frame[col] = _parse_dates(frame[col], where)
+            frame[col] = _parse_dates(frame[col], where, table.date1904, notes, col)
         elif spec.type == "bool":
             frame[col] = _parse_bool(frame[col], where)
         else:
@@ -511,15 +806,16 @@ def read_source(
                 n_rounded = int((numbers.notna() & (numbers != np.round(numbers))).sum())
                 if n_rounded:
                     rounded[col] = n_rounded
-            frame[col] = _parse_number(frame[col], where, integer, source.round_counts)
+            frame[col] = _parse_number(frame[col], where, integer, source.round_counts,
+                                       source.decimal, params_key)
 
     for col in frame.columns:
         if specs[col].pseudonym:
             frame[col] = pseudonymise(frame[col], params.project.id,
                                       prefix=specs[col].pseudonym)
 
-    _validate(frame, kind, str(shown_path))
-    _cross_checks(frame, kind, str(shown_path))
+    _validate(frame, kind, where_file, params_key)
+    _cross_checks(frame, kind, where_file, params, source)
     frame = frame.reset_index(drop=True)
 
     dates = [c for c in frame.columns if specs[c].type == "date"]
@@ -543,6 +839,8 @@ def read_source(
         date_range=date_range,
         pupils=int(frame["pupil_id"].nunique()) if "pupil_id" in frame else None,
         schools=int(frame["school_id"].nunique()) if "school_id" in frame else None,
+        recoded=recoded,
+        notes=notes,
         dropped_columns=plan.dropped_headers,
     )
     return frame, report
@@ -568,9 +866,13 @@ def _cache_dir(params: ProjectParams) -> Path:
 def _dropped_headers(params: ProjectParams, name: str, source: DataSource) -> list[str]:
     """The headers the allow-list drops from a source, from its header row alone (a cached
     table does not keep them, see :meth:`IntakeReport.persistable`)."""
-    raw = _read_raw(params.resolve(source.path), source.sheet, 0)
-    headers = [str(c).strip() for c in raw.columns]
-    return _plan(headers, name, source, source.kind or name).dropped_headers
+    kind = source.kind or name
+    found = readers.read_headers(params.resolve(source.path), sheet=source.sheet,
+                                 header_row=source.header_row,
+                                 expected=_expected_headers(source, kind),
+                                 shown=str(source.path))
+    headers = [h for h in found if h not in source.wide]
+    return _plan(headers, name, source, kind).dropped_headers
 
 
 def load_data(params: ProjectParams, *, use_cache: bool = True) -> ProjectData:

@@ -78,7 +78,7 @@ TABLES: dict[str, list[Col]] = {
     "pupils": [
         _id("pupil_id", pseudonym="P"),
         _id("school_id"),
-        Col("year_group", "int", min=-1, max=14),
+        Col("year_group", "int", min=-2, max=14),  # N1 = -2, N2 = -1, Reception = 0
         Col("sex", "str", allowed=("F", "M")),
         Col("sen_status", "str", allowed=tuple(SEN_STATUSES)),
         Col("fsm", "bool"),
@@ -182,4 +182,70 @@ def categories_problem(kind: str, name: str) -> str | None:
     if col.allowed is not None and not col.free_text:
         return (f"'{name}' already has a fixed list of values ({', '.join(col.allowed)}); "
                 "remove it from categories")
+    return None
+
+
+#: Suspensions per pupil on roll in one period above which a count is refused as an entry
+#: error. The highest local-authority rate in the DfE's LAIT exclusions series 2015/16 to
+#: 2023/24 (/work/shared/reference/dfe_exclusions_la_2015-16_2023-24.csv, "SpecFixedEx")
+#: is 289.55 suspensions per 100 pupils in a year (special schools in Newham, 2017/18);
+#: the bound leaves room for a single school far above any local authority's average,
+#: while 5,000 suspensions in a school of 264 pupils (19 each) is refused. A project whose
+#: school really exceeds it sets `max_suspensions_per_pupil:` on the data source.
+SUSPENSIONS_PER_PUPIL = 5.0
+
+
+#: The column a wide sheet's cells fill when its `wide:` entries do not say (``into:``).
+WIDE_VALUE: dict[str, str] = {"scores": "score", "exclusions": "suspensions"}
+
+
+def recode_problem(kind: str, name: str) -> str | None:
+    """Why ``recode:`` cannot name ``name`` in a ``kind`` table (None if it can)."""
+    col = column(kind, name)
+    if col is None:
+        known = ", ".join(c.name for c in TABLES[kind] if not c.pseudonym)
+        return (f"'{name}' is not a column of the {kind} table (recode names the kit's "
+                f"column, after the column mapping; columns: {known})")
+    if col.pseudonym:
+        return f"'{name}' holds identifiers, which are never recoded"
+    return None
+
+
+def wide_problem(kind: str, wide: dict[str, dict], mapped: dict[str, str]) -> str | None:
+    """Why a ``wide:`` block cannot describe a ``kind`` table (None if it can): every entry
+    names kit columns with the values its cells belong to, all entries the same columns,
+    and no two entries the same values (a term entered twice would be counted twice)."""
+    if not wide:
+        return None
+    names = {c.name: c for c in TABLES[kind]}
+    keysets = set()
+    seen: dict[tuple, str] = {}
+    for header, entry in wide.items():
+        if header in mapped:
+            return (f"'{header}' is under both `columns:` and `wide:`; keep it in one")
+        if not isinstance(entry, dict) or not entry:
+            return f"'{header}': give the kit values of its cells, e.g. {{timepoint: baseline}}"
+        into = entry.get("into", WIDE_VALUE.get(kind))
+        if into is None:
+            return (f"'{header}': say which column of the {kind} table its cells fill with "
+                    "`into: <column>`")
+        for name in [*[k for k in entry if k != "into"], into]:
+            col = names.get(str(name))
+            if col is None:
+                known = ", ".join(names)
+                return f"'{header}': '{name}' is not a column of the {kind} table ({known})"
+            if col.pseudonym:
+                return f"'{header}': '{name}' holds identifiers; map it under `columns:`"
+        if into in entry:
+            return f"'{header}': '{into}' is both given a value and filled by the cells"
+        keysets.add(frozenset(k for k in entry if k != "into"))
+        key = (tuple(sorted((str(k), str(v)) for k, v in entry.items() if k != "into")), into)
+        if key in seen:
+            shown = ", ".join(f"{k}: {v}" for k, v in key[0])
+            return (f"'{seen[key]}' and '{header}' are both {shown} ({into}): a period or "
+                    "timepoint entered twice would be counted twice; keep one")
+        seen[key] = header
+    if len(keysets) > 1:
+        return ("every entry must give the same columns (e.g. each a measure and a "
+                "timepoint), so each row of the file becomes whole rows of the table")
     return None

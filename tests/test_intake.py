@@ -114,15 +114,24 @@ def test_negative_count_names_rows(tmp_path):
 
 
 def test_text_in_a_number_column(mini_project):
-    _csv(mini_project, "Pupil No,School,Year Grp\nA1,S1,3\nA2,S1,Year 4\n")
+    _csv(mini_project, "Pupil No,School,Year Grp\nA1,S1,3\nA2,S1,Year four\n")
     with pytest.raises(DataError, match=r"column 'year_group': row 3 are not numbers"):
         load_data(load_params(mini_project))
 
 
+def test_year_labels_are_read_by_the_built_in_list(mini_project):
+    _csv(mini_project, "Pupil No,School,Year Grp\nA1,S1,3\nA2,S1,Year 4\nA3,S1,R\n")
+    data = load_data(load_params(mini_project))
+    assert data["pupils"]["year_group"].tolist() == [3, 4, 0]
+    assert data.reports["pupils"].recoded == {"year_group": 2}
+
+
 def test_value_outside_allowed_list(mini_project):
-    _csv(mini_project, "Pupil No,School,SEN\nA1,S1,K\n")
-    with pytest.raises(DataError, match=r"column 'sen_status': row 2 \(for example \"K… "
-                       r"\(1 character\)\"\) hold values outside the allowed list"):
+    _csv(mini_project, "Pupil No,School,SEN\nA1,S1,Q\n")
+    with pytest.raises(DataError, match=r"column 'sen_status': row 2 \(for example \"Q… "
+                       r"\(1 character\)\"\) hold values outside the allowed list.*"
+                       r"`recode: \{sen_status: \{<their value>: <kit value>\}\}` under "
+                       r"data.pupils in mini.yaml"):
         load_data(load_params(mini_project))
 
 

@@ -213,12 +213,23 @@ def test_validate_shows_where_the_key_is_but_never_the_key(mini_project, monkeyp
 def test_validate_lists_dropped_headers_escaped(mini_project, capsys):
     raw = mini_project.parent.parent / "data" / "raw" / "mini" / "pupils.csv"
     lines = raw.read_text().splitlines()
-    lines[0] += ",Notes \x1b[2J on Amy"
+    lines[0] += ",Notes \u202e on Amy"  # a right-to-left override disguises terminal text
     raw.write_text("\n".join(line if i == 0 else line + ",x" for i, line in enumerate(lines)))
     assert main(["validate", str(mini_project)]) == 0
     out = capsys.readouterr().out
     assert "pupils: columns dropped on reading" in out and "'Date Joined'" in out
-    assert "\x1b" not in out and "'Notes \\x1b[2J on Amy'" in out
+    assert "\u202e" not in out and "'Notes \\u202e on Amy'" in out
+
+
+def test_validate_refuses_a_csv_with_terminal_control_characters(mini_project, capsys):
+    raw = mini_project.parent.parent / "data" / "raw" / "mini" / "pupils.csv"
+    lines = raw.read_text().splitlines()
+    lines[0] += ",Notes \x1b[2J on Amy"  # an escape sequence that would clear a terminal
+    raw.write_text("\n".join(line if i == 0 else line + ",x" for i, line in enumerate(lines)))
+    assert main(["validate", str(mini_project)]) == 1
+    out = capsys.readouterr()
+    assert "\x1b" not in out.out + out.err and "Amy" not in out.out + out.err
+    assert "pupils.csv" in out.err and "control characters" in out.err
 
 
 def test_validate_refuses_a_short_key_without_a_traceback(mini_project, monkeypatch, capsys):
