@@ -2,20 +2,37 @@
 
 A notebook's first code cell is ``project = open_project(params_file, results_file)``;
 everything it shows after that comes from library functions given ``project``'s tables.
+
+An analysis notebook names its analysis and passes its option parameters::
+
+    project = open_project(params_file, results_file or None, "baseline_followup",
+                           comparison=comparison, confidence=confidence)
+    options = project.options  # analyses.baseline_followup, with those not None replacing
+
+so that ``papermill -p comparison False`` changes the analysis. The overrides are checked
+by the same pydantic class as the params file (same messages), and the names papermill
+injected are checked against the notebook's parameters: papermill itself only warns
+about an unknown one ("Passed unknown parameter") and runs on without it.
 """
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+import difflib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel, ValidationError
 
 from evaluation import __version__
+from evaluation.errors import ParamsError
 from evaluation.intake import ProjectData, load_data, sha256_file
-from evaluation.params import ProjectParams, load_params
+from evaluation.params import Analyses, ProjectParams, _describe_error, load_params
 from evaluation.privacy import Disclosure
 from evaluation.pseudonyms import key_fingerprint
 from evaluation.results import Result, load_results, record_result
@@ -29,6 +46,19 @@ class Project:
     data: ProjectData
     results_file: Path
     opened: dt.datetime = field(default_factory=lambda: dt.datetime.now().replace(microsecond=0))
+    #: The analysis the notebook reports (``open_project``'s ``analysis``), if any.
+    analysis: str | None = None
+
+    @property
+    def options(self) -> Any:
+        """The options of the notebook's analysis (``analyses.<analysis>`` of the params
+        file with the notebook's parameters applied; the class defaults when the analysis
+        is not in the file)."""
+        if self.analysis is None:
+            raise ParamsError("open_project was not given an analysis, so there are no "
+                              "analysis options; pass its name, e.g. \"baseline_followup\"")
+        options = getattr(self.params.analyses, self.analysis)
+        return options if options is not None else _options_class(self.analysis)()
 
     @property
     def id(self) -> str:
@@ -110,10 +140,105 @@ def default_results_file(params: ProjectParams) -> Path:
     return params.root / "reports" / ".scratch" / params.project.id / "results.json"
 
 
-def open_project(params_file: str | Path, results_file: str | Path | None = None) -> Project:
-    """Load and check a project's parameters, theory of change and data."""
+#: The parameters every report notebook declares (``evalkit run`` injects both).
+BASE_PARAMETERS = ("params_file", "results_file")
+
+
+def _options_class(analysis: str) -> type[BaseModel]:
+    if analysis not in Analyses.model_fields:
+        raise ParamsError(f"'{analysis}' is not an analysis; analyses: "
+                          f"{', '.join(Analyses.model_fields)}")
+    annotation = Analyses.model_fields[analysis].annotation
+    return next(a for a in annotation.__args__ if a is not type(None))  # X | None -> X
+
+
+def apply_options(params: ProjectParams, analysis: str, overrides: Mapping[str, Any]) -> None:
+    """Put a notebook's option parameters in place of ``analyses.<analysis>``'s values.
+
+    ``None`` means "as in the params file" and is skipped. The result is validated by the
+    options' own pydantic class, so a bad value gets the message the params file would
+    get, naming the parameter."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    cls = _options_class(analysis)
+    current = getattr(params.analyses, analysis)
+    if not given:
+        return
+    unknown = [k for k in given if k not in cls.model_fields]
+    if unknown:  # a notebook passing a name its analysis does not have: a kit bug
+        raise ParamsError(f"{', '.join(unknown)}: not an option of analyses.{analysis}")
+    base = current.model_dump() if current is not None else {}
+    try:
+        merged = cls.model_validate(base | given)
+    except ValidationError as exc:
+        problems = [f"notebook parameter {key.partition('.')[0] or '?'} (analyses.{analysis}"
+                    f".{key}): {message}" for e in exc.errors()
+                    for key, message in _describe_error(e)]
+        raise ParamsError("; ".join(problems)) from None
+    setattr(params.analyses, analysis, merged)
+
+
+def injected_parameters() -> set[str]:
+    """The names papermill assigned in this kernel's injected-parameters cell (empty
+    outside papermill, e.g. in JupyterLab).
+
+    papermill writes that cell as a ``# Parameters`` comment followed by one assignment per
+    parameter (``papermill.translators.Translator.codify``) and runs it right after the
+    notebook's ``parameters`` cell; IPython keeps the source of every cell run in ``In``.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return set()
+    shell = get_ipython()
+    if shell is None:
+        return set()
+    names: set[str] = set()
+    for source in shell.user_ns.get("In", []):
+        if not (isinstance(source, str) and source.startswith("# Parameters\n")):
+            continue
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        names |= {target.id for node in tree.body if isinstance(node, ast.Assign)
+                  for target in node.targets if isinstance(target, ast.Name)}
+    return names
+
+
+def check_parameters(given: set[str] | list[str], declared: set[str] | list[str],
+                     notebook: str = "this notebook") -> None:
+    """Refuse parameter names a notebook does not declare (papermill only warns)."""
+    unknown = sorted(set(given) - set(declared))
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(declared), n=1)
+        hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise ParamsError(
+        f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: "
+        f"{notebook} has the parameters {', '.join(sorted(declared))}"
+    )
+
+
+def open_project(params_file: str | Path, results_file: str | Path | None = None,
+                 analysis: str | None = None, **options: Any) -> Project:
+    """Load and check a project's parameters, theory of change and data.
+
+    ``analysis`` names the notebook's analysis and ``options`` are its option parameters
+    (``None``: as in the params file), put in place of ``analyses.<analysis>``'s values
+    (see :func:`apply_options`); ``project.options`` is the result. Run by papermill, a
+    parameter that is neither ``params_file``, ``results_file`` nor one of ``options`` is
+    refused (see :func:`injected_parameters`).
+    """
+    check_parameters(injected_parameters(), [*BASE_PARAMETERS, *options])
     params = load_params(params_file)
+    if analysis is not None:
+        apply_options(params, analysis, options)
+    elif options:
+        raise ParamsError("open_project: options need the analysis they belong to")
     toc = load_toc(params.resolve(params.theory_of_change))
     data = load_data(params)
     results = Path(results_file) if results_file else default_results_file(params)
-    return Project(params=params, toc=toc, data=data, results_file=results)
+    return Project(params=params, toc=toc, data=data, results_file=results,
+                   analysis=analysis)

@@ -59,6 +59,27 @@ def test_every_notebook_runs_on_its_own_against_the_demo():
         assert not defaults["results_file"], notebook.name  # so default_results_file
 
 
+def test_notebook_parameters_are_the_options_of_their_analysis():
+    """Besides params_file and results_file, a notebook's parameters (as papermill reads
+    them) are options of its analysis, each None by default: "as in the params file"."""
+    import papermill as pm
+
+    from evaluation.project import BASE_PARAMETERS, _options_class
+
+    analysis_of = {notebook: analysis for analysis, notebook in NOTEBOOKS.items()}
+    declared_options = {}
+    for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
+        declared = pm.inspect_notebook(str(notebook))
+        assert set(BASE_PARAMETERS) <= set(declared), notebook.name
+        options = {n: p for n, p in declared.items() if n not in BASE_PARAMETERS}
+        fields = _options_class(analysis_of[notebook.name]).model_fields
+        assert set(options) <= set(fields), notebook.name
+        assert all(p["default"] == "None" for p in options.values()), notebook.name
+        declared_options[notebook.name] = set(options)
+    assert {"comparison", "confidence"} <= declared_options["10_baseline_followup.ipynb"]
+    assert {"impact", "confidence"} <= declared_options["20_exclusions_its.ipynb"]
+
+
 def test_index_and_one_page_per_notebook(demo_report, pages):
     params = load_params(REPO / "params" / "demo.yaml")
     expected = {NOTEBOOKS[a].replace(".ipynb", ".html") for a in params.enabled}
@@ -89,6 +110,11 @@ def test_pages_have_no_code_no_errors_and_a_provenance_footer(pages):
         assert "An Exception was encountered" not in page, name
         assert 'data-mime-type="application/vnd.jupyter.stderr"' not in page, name
         assert "hl-ipython3" not in page, name  # a highlighted code cell
+        # nothing the notebook shows only to the analyst (for_analysts): e.g. the columns
+        # of the results' own .summary, before disclosure control
+        assert "evalkit-analyst" not in page, name
+        for column in ("mean_change_ci_low", "n_baseline_only", "headline_term"):
+            assert column not in page, (name, column)
         assert "Provenance" in page and "SHA-256" in page, name
         assert "evalkit-contents" in page, f"{name} has no table of contents"
 
@@ -204,7 +230,7 @@ def test_each_outcome_shows_one_estimate_on_the_index_summary_and_diagram(record
         if index_rows.get(statement) != (verdict, headline):
             problems.append(f"index: {statement!r} shows {index_rows.get(statement)}")
         row = summary_rows[statement]
-        shown = (row[1], _same(row[2]), _same(row[3]))
+        shown = (row[1], _same(row[2]), " to ".join(map(_same, row[3].split(" to "))))
         wanted = (verdict, _same(estimate), f"{_same(low)} to {_same(high)}")
         if shown != wanted:
             problems.append(f"summary table: {r['outcome_id']} shows {shown}, headline {wanted}")

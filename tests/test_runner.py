@@ -149,8 +149,16 @@ def test_new_scaffolds_a_project_that_validates_its_params(tmp_path, capsys):
     assert main(["new", "trust_reading", "--root", str(tmp_path)]) == 2
 
 
+#: A notebook body that also shows the analyst a table and a figure (``for_analysts``).
+ANALYST_BODY = ("\nimport matplotlib.pyplot as plt\nimport pandas as pd\n"
+                "from evaluation.sections import for_analysts\n"
+                "fig, ax = plt.subplots()\nax.set_title('analyst figure')\n"
+                "for_analysts(pd.DataFrame({'analyst_only_column': [3]}), ax)\n")
+
+
 def test_internal_reports_keep_warnings_and_notebooks_board_reports_neither(tmp_path):
-    body = OK_BODY + "\nimport sys\nprint('a technical warning', file=sys.stderr)"
+    body = (OK_BODY + "\nimport sys\nprint('a technical warning', file=sys.stderr)"
+            + ANALYST_BODY)
     params = make_project(tmp_path, body=body)
     assert main(["run", str(params)]) == 0
     report = tmp_path / "reports" / "mini"
@@ -166,6 +174,15 @@ def test_internal_reports_keep_warnings_and_notebooks_board_reports_neither(tmp_
     page = (report / "00_overview.html").read_text()
     assert "a technical warning" in page
     assert (report / "00_overview.ipynb").is_file()
+    # what for_analysts showed (before disclosure control) stays in the executed notebook
+    # and is left out of the page, even for an internal audience
+    assert "analyst_only_column" not in page and "<img" not in page
+    executed = nbformat.read(report / "00_overview.ipynb", as_version=4)
+    analyst = [o for c in executed.cells for o in c.get("outputs", [])
+               if "evalkit-analyst" in o.get("metadata", {}).get("tags", [])]
+    assert len(analyst) == 2  # the table and the figure, once each
+    assert "analyst_only_column" in analyst[0]["data"]["text/plain"]
+    assert "image/png" in analyst[1]["data"]
     index = (report / "index.html").read_text()
     top = index[index.index("<body>"):index.index("<h2>")]
     assert "Internal report, not for circulation" in top
@@ -302,3 +319,95 @@ def test_a_notebook_run_on_its_own_never_writes_over_a_published_report(tmp_path
     scratch = default_results_file(params)
     assert scratch == tmp_path / "reports" / ".scratch" / "mini" / "results.json"
     assert tmp_path / "reports" / "mini" not in scratch.parents
+
+
+# ------------------------------------------------ notebook parameters and analyst outputs
+
+
+def _execute(notebook, tmp_path, **parameters):
+    """Execute ``notebook`` with papermill's Python API, as ``papermill -p`` does, on this
+    interpreter's kernel."""
+    import papermill as pm
+
+    from evaluation.runner import kernel_execution_options, write_kernel_spec
+
+    out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}.ipynb"
+    pm.execute_notebook(str(notebook), str(out), parameters=parameters, kernel_name="python3",
+                        progress_bar=False, cwd=str(notebook.parent),
+                        **kernel_execution_options(write_kernel_spec(tmp_path / "kernels")))
+    return nbformat.read(out, as_version=4)
+
+
+def _printed(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs if o.get("output_type") == "stream")
+
+
+def test_papermill_parameters_set_analysis_options_and_unknown_ones_are_refused(tmp_path):
+    """``papermill -p comparison False`` reaches the analysis options (None: as in the
+    params file); a name the notebook does not declare stops it with a clear message,
+    where papermill itself would only warn and run on."""
+    import papermill as pm
+
+    params = make_project(tmp_path)
+    notebook = tmp_path / "notebooks" / "10_options.ipynb"
+    nb = tiny_notebook(
+        "from evaluation.project import open_project\n"
+        "project = open_project(params_file, results_file, 'baseline_followup',\n"
+        "                       comparison=comparison, confidence=confidence)\n"
+        "print('options:', project.options.comparison, project.options.confidence)")
+    nb.cells[1].source += "\ncomparison = None\nconfidence = None"
+    nbformat.write(nb, str(notebook))
+    base = {"params_file": str(params), "results_file": str(tmp_path / "r.json")}
+    # (None keeps the params file's value: test_a_bad_option_parameter_gets_...)
+    changed = _execute(notebook, tmp_path, **base, comparison=False, confidence=0.9)
+    assert "options: False 0.9" in _printed(changed)
+    with pytest.raises(pm.PapermillExecutionError) as raised:
+        _execute(notebook, tmp_path, **base, comparisn=False)
+    assert raised.value.ename == "ParamsError"
+    assert ("unknown parameter 'comparisn' (did you mean 'comparison'?): this notebook has "
+            "the parameters comparison, confidence, params_file, results_file"
+            in raised.value.evalue)
+
+
+def test_a_bad_option_parameter_gets_the_message_of_the_params_file(tmp_path):
+    from evaluation.errors import ParamsError
+    from evaluation.params import ProblemsError, load_params
+    from evaluation.project import apply_options
+
+    params = make_project(tmp_path)
+    text = params.read_text()
+    params.write_text(text + "  baseline_followup: {subgroups: [fssm], confidence: 95}\n")
+    with pytest.raises(ProblemsError) as from_file:
+        load_params(params)
+    messages = {p.key: p.message for p in from_file.value.problems}
+    params.write_text(text)
+    loaded = load_params(params)
+    with pytest.raises(ParamsError) as from_notebook:
+        apply_options(loaded, "baseline_followup", {"subgroups": ["fssm"], "confidence": 95})
+    for key in ("subgroups", "confidence"):
+        message = messages[f"analyses.baseline_followup.{key}"]
+        assert (f"notebook parameter {key} (analyses.baseline_followup.{key}): {message}"
+                in str(from_notebook.value))
+    assert "did you mean 'fsm'" in messages["analyses.baseline_followup.subgroups"]
+    # None keeps the params file's value; nothing else changes
+    apply_options(loaded, "baseline_followup", {"subgroups": None, "comparison": False})
+    assert loaded.analyses.baseline_followup.comparison is False
+    assert loaded.analyses.baseline_followup.subgroups == ["sen_status", "fsm", "eal", "sex"]
+
+
+def test_run_and_validate_refuse_a_notebook_without_the_parameters_they_pass(tmp_path,
+                                                                           capsys):
+    """The runner passes params_file and results_file; a notebook that does not declare
+    one (papermill would warn and run it, recording nowhere the summary reads) is refused
+    before anything runs, by validate as by run."""
+    params = make_project(tmp_path)
+    nb = tiny_notebook(OK_BODY)
+    nb.cells[1].source = 'params_file = ""'
+    nbformat.write(nb, str(tmp_path / "notebooks" / "00_overview.ipynb"))
+    assert main(["validate", str(params)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown parameter 'results_file'" in err and "00_overview.ipynb" in err
+    assert main(["run", str(params)]) == 1
+    assert "unknown parameter 'results_file'" in capsys.readouterr().out
+    assert not (tmp_path / "reports" / "mini").exists()

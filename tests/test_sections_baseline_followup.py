@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evaluation.baseline_followup import ancova, paired_change, reliable_change
 from evaluation.demo import TRUE_EFFECTS
 from evaluation.intake import ProjectData
 from evaluation.measures import load_registry
@@ -31,6 +32,29 @@ COUNT_COLUMNS = {"Pupils (pairs)", "Baseline only", "Follow-up only", "Pupils",
 @pytest.fixture(scope="module")
 def project():
     return open_project(REPO / "params" / "demo.yaml", REPO / "reports" / "_test_bf.json")
+
+
+def analyse(project: Project, outcome, options=None) -> baseline_followup.Section:
+    """What notebooks/10_baseline_followup.ipynb does for one outcome: select the data,
+    call the library with the analysis options, hand the results to the section."""
+    options = options or baseline_followup._options(project)
+    data = baseline_followup.select(project, outcome, options)
+    same = dict(id="pupil_id", measure=data.measure, direction=outcome.direction,
+                confidence=options.confidence, disclosure=project.disclosure)
+    change = paired_change(data.programme, "baseline", "follow_up", **same)
+    by_group = {column: paired_change(data.programme, "baseline", "follow_up", by=column,
+                                      **same) for column in data.subgroups}
+    reliable = adjusted = None
+    if data.has_reliability:
+        reliable = reliable_change(data.programme, "baseline", "follow_up", id="pupil_id",
+                                   measure=data.measure, disclosure=project.disclosure)
+    if data.compared is not None:
+        adjusted = ancova(data.compared, "baseline", "follow_up", "group",
+                          treatment="programme", measure=data.measure,
+                          direction=outcome.direction, confidence=options.confidence,
+                          disclosure=project.disclosure)
+    return baseline_followup.outcome_section(project, data, change, reliable=reliable,
+                                             by_group=by_group, adjusted=adjusted)
 
 
 def with_audience(project: Project, audience: str) -> Project:
@@ -79,19 +103,19 @@ def small_project(project: Project) -> Project:
 
 @pytest.fixture(scope="module")
 def sections(project):
-    return {o.id: baseline_followup.outcome_section(project, o)
+    return {o.id: analyse(project, o)
             for o in project.toc.outcomes_for("baseline_followup")}
 
 
 @pytest.fixture(scope="module")
 def small(project):
-    return baseline_followup.outcome_section(small_project(project),
+    return analyse(small_project(project),
                                              project.toc.outcome("sdq_difficulties"))
 
 
 @pytest.fixture(scope="module")
 def small_internal(project):
-    return baseline_followup.outcome_section(with_audience(small_project(project), "internal"),
+    return analyse(with_audience(small_project(project), "internal"),
                                              project.toc.outcome("sdq_difficulties"))
 
 
@@ -135,6 +159,42 @@ def cells(table: pd.DataFrame, mask, col: str, coef: float = 1) -> dict:
     return {(int(r), col): coef for r in np.flatnonzero(np.asarray(mask))}
 
 
+CLINICAL, FUNCTIONAL = "clinical significance", "started on the functional side"
+
+
+def _reliable_change_equations(t: pd.DataFrame, n: int) -> list:
+    """What a reader knows of the reliable-change table: each classification's pupils add
+    up to its base (every pupil with both scores for reliable change; for the others, the
+    base that any shown count and its percentage give away), the pupils who started on
+    either side of the cut-off add up to all of them, and each reliable-change category is
+    the sum of its clinical categories and its functional-side count."""
+    rows = {k: i for i, k in enumerate(zip(t["Classification"], t["Category"], strict=True))}
+    pupils = pd.to_numeric(t["Pupils"], errors="coerce")
+    percent = pd.to_numeric(t["Percent"], errors="coerce")
+    eqs: list = []
+    for kind in t["Classification"].unique():
+        mine = t["Classification"].eq(kind)
+        shown = mine & pupils.gt(0) & percent.gt(0)
+        if kind == "reliable change":
+            eqs.append((cells(t, mine, "Pupils"), n))
+        elif shown.any():
+            base = pupils[shown].iloc[0] * 100 / percent[shown].iloc[0]
+            eqs.append((cells(t, mine, "Pupils"), float(round(base))))
+    sides = t["Classification"].isin([CLINICAL, FUNCTIONAL])
+    if sides.any():
+        eqs.append((cells(t, sides, "Pupils"), n))
+    if (CLINICAL, "recovered") in rows:
+        ties = {"reliably improved": ["recovered", "improved"],
+                "no reliable change": ["unchanged"], "reliably deteriorated": ["deteriorated"]}
+        for category, parts in ties.items():
+            terms = {(rows[("reliable change", category)], "Pupils"): 1,
+                     **{(rows[(CLINICAL, p)], "Pupils"): -1 for p in parts}}
+            if (FUNCTIONAL, category) in rows:
+                terms[(rows[(FUNCTIONAL, category)], "Pupils")] = -1
+            eqs.append((terms, 0.0))
+    return eqs
+
+
 def section_equations(section, n: int) -> dict[str, tuple[pd.DataFrame, list]]:
     """Every board table of the section with the sums a reader knows about it: totals in
     the table, the section's sentences, and the n of pupils with both scores."""
@@ -150,18 +210,7 @@ def section_equations(section, n: int) -> dict[str, tuple[pd.DataFrame, list]]:
                 eqs.append(({(0, "Baseline only"): 1, (0, "Follow-up only"): 1},
                             float(unpaired.group(1).replace(",", ""))))
         elif caption.startswith("Reliable"):
-            rows = dict(zip(t["Category"], t.index, strict=True))
-            for kind in ("reliable change", "clinical significance"):
-                eqs.append((cells(t, t["Classification"].eq(kind), "Pupils"), n))
-            if "recovered" in rows:
-                eqs += [
-                    ({(rows["reliably improved"], "Pupils"): 1, (rows["recovered"], "Pupils"): -1,
-                      (rows["improved"], "Pupils"): -1}, 0.0),
-                    ({(rows["no reliable change"], "Pupils"): 1,
-                      (rows["unchanged"], "Pupils"): -1}, 0.0),
-                    ({(rows["reliably deteriorated"], "Pupils"): 1,
-                      (rows["deteriorated"], "Pupils"): -1}, 0.0),
-                ]
+            eqs += _reliable_change_equations(t, n)
         elif "bands" in caption:
             bands = [c for c in t.columns if c not in ("Baseline band", "Total")]
             body = ~t["Baseline band"].eq("Total")
@@ -226,7 +275,7 @@ def test_adjusted_difference_recovers_the_true_effect(sections, outcome, measure
 def test_programme_change_matches_a_direct_computation(project, sections):
     from scipy import stats
 
-    data = baseline_followup.outcome_data(project, project.toc.outcome("sdq_difficulties"))
+    data = baseline_followup.select(project, project.toc.outcome("sdq_difficulties")).pupils
     paired = data[data["group"] == "programme"].dropna(subset=["baseline", "follow_up"])
     table = sections["sdq_difficulties"].tables()["Programme pupils: baseline and follow-up"]
     row = table.iloc[-1]
@@ -286,7 +335,7 @@ def test_random_small_projects_keep_every_rule(project, seed):
     sen = list(rng.choice(["none", "SEN support", "EHC plan"], n, p=[0.8, 0.15, 0.05]))
     fsm = list(rng.random(n) < 0.2)
     hand = hand_made(project, programme, comparison, sen, fsm)
-    section = baseline_followup.outcome_section(hand, project.toc.outcome("sdq_difficulties"))
+    section = analyse(hand, project.toc.outcome("sdq_difficulties"))
     for caption, (table, eqs) in section_equations(section, n=_pairs(programme)).items():
         assert recoverable(table, eqs) == [], (seed, caption, table)
         columns = [c for c in table.columns if c in COUNT_COLUMNS
@@ -316,7 +365,8 @@ def test_recovery_checker_finds_the_old_leak():
 def test_reliable_change_withholds_deteriorated_and_its_complement(sections):
     table = sections["sdq_difficulties"].tables()[
         next(c for c in sections["sdq_difficulties"].tables() if c.startswith("Reliable"))]
-    row = table.set_index("Category").loc["reliably deteriorated"]
+    row = table.set_index(["Classification", "Category"]).loc[
+        ("reliable change", "reliably deteriorated")]
     assert row["Pupils"] == WITHHELD and row["Percent"] == WITHHELD
     rc = table[table["Classification"] == "reliable change"]
     assert rc["Pupils"].eq(WITHHELD).sum() >= 2
@@ -370,7 +420,8 @@ def test_per_pupil_figures_only_for_an_internal_audience(sections, small, small_
     assert "reliably deteriorated (2)" in legend
     internal = small_internal.tables()
     rc = internal[next(c for c in internal if c.startswith("Reliable"))]
-    assert rc.set_index("Category").loc["reliably deteriorated", "Pupils"] == 2
+    assert rc.set_index(["Classification", "Category"]).loc[
+        ("reliable change", "reliably deteriorated"), "Pupils"] == 2
 
 
 def test_jacobson_legend_counts_go_through_disclosure(project):
@@ -394,8 +445,32 @@ def test_reliable_change_shown_only_with_a_reliability(sections, project):
     assert any("Reliable" in c for c in sdq.tables())
     assert not any("Reliable" in c for c in attendance.tables())
     internal = with_audience(project, "internal")
-    sdq_i = baseline_followup.outcome_section(internal, project.toc.outcome("sdq_difficulties"))
-    att_i = baseline_followup.outcome_section(internal,
+    sdq_i = analyse(internal, project.toc.outcome("sdq_difficulties"))
+    att_i = analyse(internal,
                                               project.toc.outcome("attendance_targeted"))
     assert len(sdq_i.figures()) == 2 and len(att_i.figures()) == 1
     assert all(alt for _, alt in sdq_i.figures())
+
+
+def test_notebook_parameters_change_the_analysis(sections):
+    """``papermill -p comparison False -p confidence 0.9``: open_project puts the
+    notebook's parameters in place of the params file's options, and the analysis follows
+    them (the headline becomes the programme pupils' change, with a 90% interval)."""
+    changed = open_project(REPO / "params" / "demo.yaml", REPO / "reports" / "_test_bf.json",
+                           "baseline_followup", comparison=False, confidence=0.9,
+                           subgroups=None)
+    assert changed.options.comparison is False and changed.options.confidence == 0.9
+    assert changed.options.subgroups == ["sen_status", "fsm", "eal", "sex"]  # None: the file's
+    outcome = changed.toc.outcome("sdq_difficulties")
+    section = analyse(changed, outcome, changed.options)
+    before = sections["sdq_difficulties"]
+    assert before.result.unit == "points (adjusted difference)"
+    assert section.result.unit == "points (mean change)"
+    assert not any("comparison" in caption for caption in section.tables())
+    assert "Pupils: baseline and follow-up" in section.tables()  # no comparison group
+    # the same programme pupils' change at 95%, then 90%: the same estimate, a narrower CI
+    default = analyse(changed, outcome, changed.options.model_copy(
+        update={"confidence": 0.95}))
+    assert section.result.estimate == pytest.approx(default.result.estimate)
+    assert (section.result.ci_high - section.result.ci_low
+            < default.result.ci_high - default.result.ci_low)

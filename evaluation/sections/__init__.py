@@ -1,13 +1,16 @@
 """Report sections: what a notebook shows for one theory-of-change outcome.
 
-An analysis notebook loops over the outcomes its analysis evidences and, for each, asks a
-``sections.<analysis>`` function for a :class:`Section`: a heading, the plain-English
-sentence, tables (DataFrames), figures (with alt text) and the headline
+An analysis notebook loops over the outcomes its analysis evidences and, for each, selects
+the data, calls the library's analysis functions itself (visible to a researcher reading
+it), shows their ``.summary`` and ``.plot()`` to the analyst (:func:`for_analysts`) and
+hands the results to a ``sections.<analysis>`` function for a :class:`Section`: a heading,
+the plain-English sentence, tables (DataFrames), figures (with alt text) and the headline
 :class:`~evaluation.results.Result` to record, made by the analysis result's own
 ``record(outcome)`` (:class:`~evaluation.results.AnalysisResult`), so a headline is
-computed and worded once, in the library. The notebook only displays it
-(``section.show()``) and records it (``project.record(section.result)``), so everything a
-report says is computed here and testable without Jupyter.
+computed and worded once, in the library. Sections only word, round and lay out; the
+notebook displays them (``section.show()``) and records the headline
+(``project.record(section.result)``), so everything a report says is testable without
+Jupyter.
 
 Text items are kit Markdown, rendered by :func:`evaluation.report.markdown` with raw HTML
 and links switched off, so user text in them can never become markup; put user text into
@@ -117,3 +120,33 @@ def heading(text: str, level: int = 2) -> Any:
 
     return HTML(f"<h{level} id='{slug(text)}' class='{NO_MATH}'>{html.escape(text)}"
                 f"</h{level}>")
+
+
+#: The tag of an output shown to the analyst in the notebook and left out of every HTML
+#: page (``evaluation.runner.export_html`` removes it): unsuppressed tables and figures.
+ANALYST_TAG = "evalkit-analyst"
+
+
+def for_analysts(*shown: Any) -> None:
+    """Show results to the analyst reading the notebook (e.g. ``change.summary``,
+    ``change.plot()``), never in the report: each output is tagged :data:`ANALYST_TAG`,
+    which the HTML export removes, because these tables and figures have not been through
+    disclosure control. A figure (or the figure of an axes) is shown and then closed, so
+    that the notebook does not draw it again, untagged, at the end of the cell."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+    from matplotlib.axes import Axes
+
+    for item in shown:
+        figure = item.figure if isinstance(item, Axes) else item
+        if isinstance(figure, plt.Figure):
+            # a PNG whatever the backend (a kernel on Agg has no image formatter)
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+            plt.close(figure)
+            display(Image(data=buffer.getvalue(), format="png"),
+                    metadata={"tags": [ANALYST_TAG]})
+        else:
+            display(item, metadata={"tags": [ANALYST_TAG]})

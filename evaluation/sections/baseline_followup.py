@@ -1,15 +1,19 @@
-"""The baseline-versus-follow-up report for one theory-of-change outcome.
+"""The baseline-versus-follow-up report for one theory-of-change outcome: its words.
 
-For an outcome whose measure is scored at baseline and follow-up (the ``scores`` table),
-:func:`outcome_section` builds what the notebook shows: the paired change of programme
-pupils with its effect sizes, a paired plot, reliable change per pupil with the Jacobson
-plot (where the measure has a reliability), band transitions (where it has bands), the
-subgroup table, the comparison with the comparison group by ANCOVA (where there is one),
-and the headline result recorded for the summary.
+The notebook (``notebooks/10_baseline_followup.ipynb``) shows the method: for each outcome
+whose measure is scored at baseline and follow-up (the ``scores`` table) it selects the
+data with :func:`select`, calls the library (:func:`~evaluation.baseline_followup.
+paired_change` for programme pupils, by subgroup too, :func:`~evaluation.baseline_followup.
+reliable_change` where the measure has a reliability, :func:`~evaluation.baseline_followup.
+ancova` against the comparison group where there is one) with the analysis options, and
+hands the results to :func:`outcome_section`, which only words and lays them out: the
+paired change with its effect sizes, a paired plot, reliable change per pupil with the
+Jacobson plot, band transitions (where the measure has bands), the subgroup table, the
+comparison by ANCOVA and the headline result recorded for the summary.
 
 The headline is the ANCOVA-adjusted difference between programme and comparison pupils
-when a comparison group exists (the better-controlled estimate), otherwise the programme
-pupils' mean change; its verdict comes from its confidence interval.
+when the comparison is made and shown (the better-controlled estimate), otherwise the
+programme pupils' mean change; its verdict comes from its confidence interval.
 
 Privacy: every table, sentence, figure label and legend goes through the project's one
 disclosure step (``project.disclosure``): counts below the threshold, what is worked out
@@ -20,18 +24,13 @@ plot) are drawn only for an internal audience (``Disclosure.shows_individuals``)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from evaluation.baseline_followup import (
-    PairedChange,
-    ReliableChange,
-    ancova,
-    paired_change,
-    reliable_change,
-    scores_to_wide,
-)
+from evaluation.baseline_followup import Ancova, PairedChange, ReliableChange, scores_to_wide
 from evaluation.errors import ParamsError
 from evaluation.measures import Measure, band, load_registry
 from evaluation.params import BaselineFollowupOptions
@@ -67,6 +66,9 @@ def _options(project: Project) -> BaselineFollowupOptions:
     return options if options is not None else BaselineFollowupOptions()
 
 
+NOTEBOOK = "10_baseline_followup.ipynb"
+
+
 def _measure(project: Project, outcome: Outcome) -> Measure:
     registry = load_registry(project.params.measures)
     if outcome.measure not in registry:
@@ -76,16 +78,6 @@ def _measure(project: Project, outcome: Outcome) -> Measure:
             f"measures: {', '.join(sorted(registry))}"
         )
     return registry[outcome.measure]
-
-
-def outcome_data(project: Project, outcome: Outcome) -> pd.DataFrame:
-    """One row per pupil: baseline, follow_up and the pupil characteristics."""
-    options = _options(project)
-    wide = scores_to_wide(project.table(outcome.data or options.scores), outcome.measure)
-    pupils = project.table(options.pupils) if options.pupils else None
-    if pupils is not None:
-        wide = wide.merge(pupils, on="pupil_id", how="left", validate="one_to_one")
-    return wide
 
 
 def _programme(data: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
@@ -176,25 +168,32 @@ def _board_summary(result: PairedChange, disclosure: Disclosure) -> pd.DataFrame
 def reliable_change_table(rc: ReliableChange, disclosure: Disclosure) -> pd.DataFrame:
     """Pupils by reliable change and by clinical significance, through ``disclosure``.
 
-    The categories of each classification add up to the pupils with both scores (shown
-    in the summary table), and the two classifications are tied: reliably improved =
-    recovered + improved, no reliable change = unchanged, reliably deteriorated =
-    deteriorated. Each of these sums is an additive set of the disclosure step (on the
-    table spread into one row), so no withheld count can be worked out from the others;
-    a withheld count's percentage is withheld with it."""
+    The categories of each classification add up to the pupils it covers (the pupils with
+    both scores, shown in the summary table, for reliable change; a percentage beside a
+    count gives the others away), the pupils who started on either side of the clinical
+    cut-off add up to all of them, and the classifications are tied: reliably improved =
+    recovered + improved + reliably improved of those who started on the functional side,
+    no reliable change = unchanged + its functional-side count, reliably deteriorated =
+    deteriorated + its functional-side count. Each of these sums is an additive set of the
+    disclosure step (on the table spread into one row), so no withheld count can be worked
+    out from the others; a withheld count's percentage is withheld with it."""
     summary = rc.summary.reset_index(drop=True)
     key = summary["classification"] + ": " + summary["category"]
     wide = pd.DataFrame([summary["n"].to_numpy()], columns=key.to_list())
     pct = [f"{k} %" for k in key]
     wide[pct] = summary["pct"].to_numpy()
-    sets = [key[summary["classification"] == c].to_list()
-            for c in summary["classification"].unique()]
-    if "clinical significance" in set(summary["classification"]):
+    kinds = summary["classification"].unique()
+    sets = [key[summary["classification"] == c].to_list() for c in kinds]
+    functional = "started on the functional side"
+    if "clinical significance" in kinds:
         ties = [("reliably improved", ["recovered", "improved"]),
                 ("no reliable change", ["unchanged"]),
                 ("reliably deteriorated", ["deteriorated"])]
         sets += [[f"reliable change: {a}"] + [f"clinical significance: {b}" for b in bs]
+                 + ([f"{functional}: {a}"] if functional in kinds else [])
                  for a, bs in ties]
+        if functional in kinds:  # both sides of the cut-off add up to every pupil
+            sets.append(key[summary["classification"] != "reliable change"].to_list())
     shown = disclosure.table(wide, key.to_list(), derived={k: [p] for k, p in zip(key, pct,
                                                                                   strict=True)},
                              sums_across=sets)
@@ -209,27 +208,85 @@ CHARACTERISTICS = {"sen_status": "SEN status", "fsm": "Free school meals",
                    "year_group": "Year group", "ethnicity": "Ethnicity"}
 
 
-def outcome_section(project: Project, outcome: Outcome) -> Section:
-    """Everything the baseline/follow-up report shows for one outcome."""
-    options = _options(project)
+@dataclass
+class OutcomeData:
+    """The data the notebook analyses for one outcome (made by :func:`select`)."""
+
+    outcome: Outcome
+    measure: Measure
+    #: One row per pupil: pupil_id, baseline, follow_up and the pupil characteristics.
+    pupils: pd.DataFrame
+    #: The programme pupils (every pupil when there is no comparison group).
+    programme: pd.DataFrame
+    #: Programme and comparison pupils, when the comparison is made and can be shown
+    #: (None otherwise): the data of the ANCOVA.
+    compared: pd.DataFrame | None
+    #: A comparison group exists and the options compare with it.
+    has_comparison: bool
+    #: ... but too few pupils of one group have both scores to show it without risk.
+    comparison_withheld: bool
+    #: The options' subgroups that the pupils table has.
+    subgroups: list[str]
+    #: When the scores were taken, for the results.json record.
+    period: str
+
+    @property
+    def has_reliability(self) -> bool:
+        """Whether the measure has the reliability and SD that reliable change needs."""
+        return self.measure.reliability is not None and self.measure.sd is not None
+
+
+def select(project: Project, outcome: Outcome,
+           options: BaselineFollowupOptions | None = None) -> OutcomeData:
+    """The pupils and the measure of one outcome, with the choices the options make.
+
+    Checks that the outcome's direction agrees with its measure's."""
+    options = options if options is not None else _options(project)
     measure = _measure(project, outcome)
-    direction = outcome.direction
-    higher = direction == "higher_is_better"
-    if direction != direction_of(measure.higher_is_better):
+    if outcome.direction != direction_of(measure.higher_is_better):
         raise ParamsError(
             f"Outcome '{outcome.id}' says {outcome.direction}, but the measure "
             f"'{measure.name}' is one where {'higher' if measure.higher_is_better else 'lower'}"
             " is better. Correct the direction in the theory of change"
         )
-    data = outcome_data(project, outcome)
-    programme, has_comparison = _programme(data)
+    scores = project.table(outcome.data or options.scores)
+    wide = scores_to_wide(scores, outcome.measure)
+    pupils = project.table(options.pupils) if options.pupils else None
+    if pupils is not None:
+        wide = wide.merge(pupils, on="pupil_id", how="left", validate="one_to_one")
+    programme, has_comparison = _programme(wide)
     has_comparison = has_comparison and options.comparison
-    who = "Programme pupils" if has_comparison else "Pupils"
+    compared, withheld = None, False
+    if has_comparison:
+        both = wide[wide["group"].isin([PROGRAMME, COMPARISON])]
+        sizes = both.dropna(subset=["baseline", "follow_up"])["group"].value_counts()
+        # the comparison, and a headline n that adds its pupils, would give them away
+        withheld = any(project.disclosure.is_small(sizes.get(g, 0))
+                       for g in (PROGRAMME, COMPARISON))
+        compared = None if withheld else both
+    dates = scores.loc[scores["measure"] == outcome.measure, "date"] if "date" in scores else None
+    period = (f"{dates.min():%B %Y} to {dates.max():%B %Y}"
+              if dates is not None and dates.notna().any() else project.period_text())
+    return OutcomeData(
+        outcome=outcome, measure=measure, pupils=wide, programme=programme, compared=compared,
+        has_comparison=has_comparison, comparison_withheld=withheld,
+        subgroups=[c for c in options.subgroups if c in programme.columns], period=period)
+
+
+def outcome_section(project: Project, data: OutcomeData, change: PairedChange, *,
+                    reliable: ReliableChange | None = None,
+                    by_group: dict[str, PairedChange] | None = None,
+                    adjusted: Ancova | None = None) -> Section:
+    """The words, tables and figures of one outcome, from the results the notebook
+    computed: ``change`` (the programme pupils' paired change), ``reliable`` (reliable
+    change, where the measure has a reliability), ``by_group`` (the paired change by each
+    subgroup column) and ``adjusted`` (the ANCOVA against the comparison group). The
+    section carries the headline :class:`~evaluation.results.Result` to record."""
+    outcome, measure, programme = data.outcome, data.measure, data.programme
+    higher = outcome.direction == "higher_is_better"
+    who = "Programme pupils" if data.has_comparison else "Pupils"
     disclosure = project.disclosure
 
-    change = paired_change(programme, "baseline", "follow_up", id="pupil_id",
-                           direction=direction, label=measure.label, measure=measure,
-                           disclosure=disclosure)
     section = Section(heading=outcome.statement, sentence=change.sentence)
     section.text(
         f"**Measure:** {measure.label} ({measure.min:g}–{measure.max:g}; "
@@ -250,12 +307,11 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
     else:
         section.text("Figures that show each pupil's scores (the paired plot"
                      + (" and the Jacobson plot of reliable change"
-                        if measure.reliability is not None and measure.sd is not None else "")
+                        if data.has_reliability else "")
                      + ") are in the internal report only, to protect pupils' privacy.")
 
-    if measure.reliability is not None and measure.sd is not None:
-        rc = reliable_change(programme, "baseline", "follow_up", measure=measure, id="pupil_id",
-                             disclosure=disclosure)
+    if reliable is not None:
+        rc = reliable
         section.text(
             f"**Reliable change** (Jacobson & Truax 1991): with reliability "
             f"{measure.reliability:g} and SD {measure.sd:g}, a pupil's score must change by "
@@ -285,13 +341,9 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
         section.table(band_transitions(programme, measure, disclosure),
                       f"{who}: {measure.label} bands at baseline (rows) and follow-up")
 
-    subgroups = [c for c in options.subgroups if c in programme.columns]
-    if subgroups:
+    if by_group:
         frames = []
-        for column in subgroups:
-            by = paired_change(programme, "baseline", "follow_up", id="pupil_id",
-                               direction=direction, measure=measure, by=column,
-                               disclosure=disclosure)
+        for column, by in by_group.items():
             # through disclosure with the "All" row, so the groups of one characteristic
             # cannot be subtracted from the headline n shown above
             table = _board_summary(by, disclosure)
@@ -307,45 +359,34 @@ def outcome_section(project: Project, outcome: Outcome) -> Section:
                          if disclosure.active else ""))
 
     headline = change  # the programme pupils' change, unless the comparison is shown
-    if has_comparison:
-        both = data[data["group"].isin([PROGRAMME, COMPARISON])]
-        sizes = both.dropna(subset=["baseline", "follow_up"])["group"].value_counts()
-        if any(disclosure.is_small(sizes.get(g, 0)) for g in (PROGRAMME, COMPARISON)):
-            # the comparison, and a headline n that adds its pupils, would give them away
-            section.text(
-                "**Against the comparison group.** Not shown: fewer than "
-                f"{disclosure.threshold} pupils in one of the groups had both scores, too few "
-                "to compare without risk of identifying them. The headline is the programme "
-                "pupils' change."
-            )
-        else:
-            model = ancova(both, "baseline", "follow_up", "group", treatment=PROGRAMME,
-                           direction=direction, label=measure.label, measure=measure,
-                           disclosure=disclosure)
-            section.text(
-                "**Against the comparison group.** Follow-up scores compared between "
-                "programme and comparison pupils, adjusting for baseline (ANCOVA by ordinary "
-                "least squares); Hedges' g is the adjusted difference over the pooled SD of "
-                "follow-up scores, as the EEF computes it. " + model.sentence
-            )
-            comparison = pd.DataFrame([{
-                "Adjusted difference": model.adjusted_difference, "CI low": model.ci_low,
-                "CI high": model.ci_high, "p": model.p, "Hedges' g": model.g,
-                "Programme pupils": model.n_treatment, "Comparison pupils": model.n_control,
-                "EEF months": model.eef_months, "EEF impact": model.eef_label,
-            }])
-            counts = ["Programme pupils", "Comparison pupils"]
-            section.table(disclosure.table(comparison, counts,
-                                           derived=[c for c in comparison if c not in counts]),
-                          "Programme against comparison, adjusted for baseline")
-            headline = model
+    if data.comparison_withheld:
+        section.text(
+            "**Against the comparison group.** Not shown: fewer than "
+            f"{disclosure.threshold} pupils in one of the groups had both scores, too few "
+            "to compare without risk of identifying them. The headline is the programme "
+            "pupils' change."
+        )
+    elif adjusted is not None:
+        model = adjusted
+        section.text(
+            "**Against the comparison group.** Follow-up scores compared between "
+            "programme and comparison pupils, adjusting for baseline (ANCOVA by ordinary "
+            "least squares); Hedges' g is the adjusted difference over the pooled SD of "
+            "follow-up scores, as the EEF computes it. " + model.sentence
+        )
+        comparison = pd.DataFrame([{
+            "Adjusted difference": model.adjusted_difference, "CI low": model.ci_low,
+            "CI high": model.ci_high, "p": model.p, "Hedges' g": model.g,
+            "Programme pupils": model.n_treatment, "Comparison pupils": model.n_control,
+            "EEF months": model.eef_months, "EEF impact": model.eef_label,
+        }])
+        counts = ["Programme pupils", "Comparison pupils"]
+        section.table(disclosure.table(comparison, counts,
+                                       derived=[c for c in comparison if c not in counts]),
+                      "Programme against comparison, adjusted for baseline")
+        headline = model
 
-    dates = project.table(outcome.data or options.scores)
-    dates = dates.loc[dates["measure"] == outcome.measure, "date"] if "date" in dates else None
-    period = (f"{dates.min():%B %Y} to {dates.max():%B %Y}"
-              if dates is not None and dates.notna().any() else project.period_text())
-    section.result = headline.record(outcome, period=period,
-                                     notebook="10_baseline_followup.ipynb")
+    section.result = headline.record(outcome, period=data.period, notebook=NOTEBOOK)
     if not project.disclosure.is_small(section.result.n):
         # the recorded headline, word for word, first: the summary, the index and the
         # diagram print the same figures

@@ -1,7 +1,9 @@
-"""The interrupted-time-series (ITS) report for one theory-of-change outcome.
+"""The interrupted-time-series (ITS) report for one theory-of-change outcome: its words.
 
 For an outcome whose analysis is ``its`` (counts per term, month or year, usually
-exclusions), :func:`analyse` fits, with the project's ``analyses.its`` options:
+exclusions), :func:`select` puts the data on the period scale of :func:`evaluation.its.fit`
+and gives the fit options of the project's ``analyses.its``; the notebook
+(``notebooks/20_exclusions_its.ipynb``) then fits, in cells a researcher can read:
 
 * the **programme series**: counts and pupils on roll summed over the programme units
   (``group == programme_value``; every unit when there is no group column) per period,
@@ -12,8 +14,9 @@ exclusions), :func:`analyse` fits, with the project's ``analyses.its`` options:
 * **unit by unit**: :func:`evaluation.its.fit_many` per group (programme, comparison) with
   the DerSimonian-Laird pooled estimate and I².
 
-:func:`outcome_sections` turns that into report :class:`~evaluation.sections.Section`s
-(the first carries the headline :class:`~evaluation.results.Result`).
+:func:`outcome_sections` words those results as report
+:class:`~evaluation.sections.Section`s (the first carries the headline
+:class:`~evaluation.results.Result`); it computes no statistic.
 
 The count analysed is the column named by the outcome's ``measure`` (``suspensions``,
 ``permanent_exclusions``); without a measure, ``analyses.its.outcome``.
@@ -47,7 +50,8 @@ from evaluation.results import Result
 from evaluation.sections import Section
 from evaluation.toc import Outcome
 
-__all__ = ["MANY_UNITS", "NOTEBOOK", "ItsAnalysis", "analyse", "outcome_sections", "sections"]
+__all__ = ["MANY_UNITS", "NOTEBOOK", "ItsAnalysis", "ItsData", "assemble", "outcome_sections",
+           "sections", "select"]
 
 NOTEBOOK = "20_exclusions_its.ipynb"
 #: Above this many units a forest plot with one labelled row per unit is unreadable, so
@@ -224,6 +228,11 @@ class ItsAnalysis:
 
     # -- headline -----------------------------------------------------------------
     @property
+    def pct(self) -> str:
+        """The confidence level of the intervals in words, e.g. '95%'."""
+        return f"{self.result.confidence * 100:g}%"
+
+    @property
     def label(self) -> str:
         """The measure in words, e.g. 'permanent exclusions'."""
         return self.column.replace("_", " ")
@@ -258,6 +267,8 @@ class ItsAnalysis:
             o.seasonality, f"{o.seasonality} Fourier pair(s)")
         hac = ("none (ordinary standard errors)" if o.autocorrelation is None else
                f"Newey-West standard errors, lag {o.autocorrelation}")
+        if d.get("inference_text"):  # the library says how its intervals were made
+            hac = d["inference_text"]
         impact = {"level": "level change only", "slope": "slope change only",
                   "level+slope": "level change and slope change"}[o.impact]
         ints = o.interruption if isinstance(o.interruption, list) else [o.interruption]
@@ -339,15 +350,23 @@ class ItsAnalysis:
                 f"interruption there were {self.disclosure.count(c['observed_total'])} "
                 f"{self.label}, against "
                 f"{c['counterfactual_total']:,.0f} expected had the previous trend continued: "
-                f"about {abs(d):,.0f} {word} (95% CI {a:,.0f} to {b:,.0f}")
+                f"about {abs(d):,.0f} {word} ({self.pct} CI {a:,.0f} to {b:,.0f}")
         if self.options.exposure and np.isfinite(c["per_100"]):
             text += (f"; {abs(c['per_100']):.2f} {word} per 100 pupils on roll over those "
                      f"{unit}s, with an average roll of {c['mean_exposure']:,.0f}")
         text += ("). The expected counts assume the earlier trend would have carried on "
                  "unchanged, an assumption that weighs more the further a period is from the "
-                 "interruption; the interval allows for the uncertainty of the expected count "
-                 "only (delta method), treating the observed counts as fixed.")
+                 "interruption; " + self._interval_words() + ".")
         return text
+
+    def _interval_words(self) -> str:
+        """How the cumulative interval was made, from the library's ``method``."""
+        method = str(self.result.cumulative.iloc[0].get("method", "observed totals fixed"))
+        if "observed totals fixed" in method:
+            return ("the interval allows for the uncertainty of the expected count only "
+                    "(delta method), treating the observed counts as fixed")
+        return ("the interval allows for the uncertainty of the expected count (delta "
+                "method) and for the chance variation of the observed counts")
 
     def conflict_text(self) -> str:
         """A caution when the level change and what followed point different ways (e.g. a
@@ -373,7 +392,8 @@ class ItsAnalysis:
             f"{level['estimate']:.2f}), but the trend afterwards "
             f"{'rose' if slope['estimate'] > null else 'fell'} by "
             f"{abs(slope['estimate'] - 1) * 100:.0f}% a {unit} (rate ratio "
-            f"{slope['estimate']:.2f}, 95% CI {slope['ci_low']:.2f} to {slope['ci_high']:.2f}), "
+            f"{slope['estimate']:.2f}, {self.pct} CI {slope['ci_low']:.2f} to "
+            f"{slope['ci_high']:.2f}), "
             + total +
             "The level change on its own does not tell the whole story, so the headline "
             "recorded for the summary compares all events after the interruption with what "
@@ -412,6 +432,11 @@ class ItsAnalysis:
             if short:
                 text += (f" With only {d['n_pre']} periods before and {d['n_post']} after, "
                          "these checks have little power, so this is weak reassurance.")
+        elif d.get("inference") == "ar1":
+            kind = " (negative: a high period tends to follow a low one)" if dw > 2 else ""
+            text = (f"**Some autocorrelation remains in the residuals**{kind} ({facts}); the "
+                    "standard errors allow for first-order autocorrelation in the confidence "
+                    "intervals.")
         elif lag is not None:
             kind = " (negative: a high period tends to follow a low one)" if dw > 2 else ""
             text = (f"**Some autocorrelation remains in the residuals**{kind} ({facts}); the "
@@ -529,9 +554,47 @@ class ItsAnalysis:
         return table.reset_index(drop=True)
 
 
-def analyse(project: Project, outcome: Outcome) -> ItsAnalysis:
-    """Fit the programme series, the controlled comparison and the per-unit series."""
-    options = _options(project)
+@dataclass
+class ItsData:
+    """The series the notebook fits for one ITS outcome (made by :func:`select`)."""
+
+    project: Project
+    outcome: Outcome
+    options: ItsOptions
+    column: str  # the count analysed
+    frequency: str
+    unit_word: tuple[str, str]
+    programme_units: list[str]
+    comparison_units: list[str]
+    #: The programme units' summed series: period, label, count, roll, units.
+    series: pd.DataFrame
+    #: The programme and comparison summed series stacked, ``comparison`` marking the
+    #: control (None without comparison units): the data of the controlled ITS.
+    controlled_series: pd.DataFrame | None
+    #: By group ("programme", "comparison"): each unit's usable rows (``unit`` column).
+    units: dict[str, pd.DataFrame]
+    #: By group: every unit marked with it, including units with no usable row.
+    unit_names: dict[str, list[str]]
+    dropped: pd.DataFrame  # unit, group, label, reason, in_totals
+    unit_events: pd.DataFrame  # unit, group, events
+    #: Cautions from selecting the data (worded in the report with the fit's).
+    notes: list[str]
+    #: How many units were in neither group and left out (empty if none).
+    left_out: str
+    #: The keyword arguments of :func:`evaluation.its.fit` that the options give.
+    fit_options: dict[str, Any]
+
+    @property
+    def unit_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`evaluation.its.fit_many` (unit by unit)."""
+        return {k: v for k, v in self.fit_options.items() if k != "outcome_label"}
+
+
+def select(project: Project, outcome: Outcome, options: ItsOptions | None = None) -> ItsData:
+    """The programme series, the controlled series and the per-unit rows of one outcome,
+    on the period scale of :func:`evaluation.its.fit`, with the fit options the analysis
+    options give (``options``: the project's ``analyses.its`` unless given)."""
+    options = options if options is not None else _options(project)
     if options.family == "gaussian":
         # Tables, figures and the headline are written for rate ratios of counts.
         raise ParamsError(
@@ -551,73 +614,88 @@ def analyse(project: Project, outcome: Outcome) -> ItsAnalysis:
             f"'{options.programme_value}' (values: {', '.join(sorted(map(str, groups)))}). "
             "Set analyses.its.programme_value, or group: null to analyse every unit."
         )
-    fit_kwargs: dict[str, Any] = dict(
+    fit_options: dict[str, Any] = dict(
         time="period", outcome="count", exposure="roll" if exposure else None,
         interruption=options.interruption, family=options.family,
         seasonality=options.seasonality, autocorrelation=options.autocorrelation,
         impact=options.impact, phase_in=options.phase_in, frequency=data.frequency,
+        confidence=options.confidence, inference=options.inference,
         outcome_label=column.replace("_", " "),
         intervention_label="the programme" if options.group and len(groups) > 1
         else "the change", direction=outcome.direction,
     )
-
     programme = rows[rows["group"] == options.programme_value]
     comparison = rows[rows["group"] == options.comparison_value]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         series = _aggregate(programme, exposure)
-        result = its.fit(series, **fit_kwargs, disclosure=project.disclosure)
-    # The column names in the library's messages are ours, not the user's: drop them.
-    fit_warnings = list(dict.fromkeys(_sentence_case(re.sub(r"^Column '[^']*': ", "",
-                                                            str(w.message)))
-                                      for w in caught))
     other = rows.loc[~rows["group"].isin([options.programme_value, options.comparison_value])
                      .fillna(False).astype(bool), "unit"].nunique()
-    if other:
-        fit_warnings.append(
-            f"{other} unit(s) marked neither '{options.programme_value}' nor "
-            f"'{options.comparison_value}' in column '{options.group}' were left out.")
-
-    comparison_series = controlled = None
+    left_out = (f"{other} unit(s) marked neither '{options.programme_value}' nor "
+                f"'{options.comparison_value}' in column '{options.group}' were left out."
+                if other else "")
+    controlled_series = None
     if not comparison.empty:
-        comparison_series = _aggregate(comparison, exposure)
-        stacked = pd.concat([series.assign(comparison=False),
-                             comparison_series.assign(comparison=True)], ignore_index=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the same power caveats as the programme series
-            controlled = its.fit(stacked, control="comparison", **fit_kwargs)
-
+        controlled_series = pd.concat(
+            [series.assign(comparison=False),
+             _aggregate(comparison, exposure).assign(comparison=True)], ignore_index=True)
     usable, dropped = _usable(rows[rows["group"].isin([options.programme_value,
                                                        options.comparison_value])], exposure)
-    many: dict[str, its.ManyResult] = {}
-    not_fitted = []
+    units, unit_names = {}, {}
     for group in (options.programme_value, options.comparison_value):
-        units = rows.loc[rows["group"] == group, "unit"].unique()
-        if len(units) == 0:
+        names = rows.loc[rows["group"] == group, "unit"].unique()
+        if len(names) == 0:
             continue
-        part = usable[usable["group"] == group]
-        kwargs = {k: v for k, v in fit_kwargs.items() if k != "outcome_label"}
-        m = its.fit_many(part, "unit", **kwargs)
-        errors = m.effects[m.effects["status"] == "error"]
-        for _, r in errors.iterrows():
-            not_fitted.append({"unit": r["unit"], "group": group,
-                               "reason": _short_reason(r["message"])})
-        for u in sorted(set(units) - set(part["unit"])):
-            not_fitted.append({"unit": u, "group": group,
-                               "reason": "no period with both a count and a roll"})
-        many[group] = m
-
-    return ItsAnalysis(
+        units[group] = usable[usable["group"] == group]
+        unit_names[group] = list(names)
+    return ItsData(
         project=project, outcome=outcome, options=options, column=column,
         frequency=data.frequency,
         unit_word=_unit_word(table, options.by,
                              project.params.source(outcome.data or options.data).where),
         programme_units=sorted(programme.loc[programme["count"].notna(), "unit"].unique()),
         comparison_units=sorted(comparison["unit"].unique()),
-        series=series, comparison_series=comparison_series, result=result,
-        controlled=controlled, many=many,
+        series=series, controlled_series=controlled_series, units=units,
+        unit_names=unit_names, dropped=dropped, unit_events=_unit_events(rows, options),
+        notes=[str(w.message) for w in caught], left_out=left_out, fit_options=fit_options,
+    )
+
+
+def assemble(data: ItsData, fit: its.ITSResult, *, controlled: its.ITSResult | None = None,
+             by_unit: dict[str, its.ManyResult] | None = None,
+             cautions: list[warnings.WarningMessage] | None = None) -> ItsAnalysis:
+    """The results the notebook computed for one outcome, gathered for wording: ``fit``
+    (the programme series), ``controlled`` (against the comparison series), ``by_unit``
+    (:func:`evaluation.its.fit_many` per group) and ``cautions`` (the warnings the fit
+    gave, recorded by ``warnings.catch_warnings(record=True)``)."""
+    by_unit = by_unit or {}
+    not_fitted = []
+    for group, many in by_unit.items():
+        errors = many.effects[many.effects["status"] == "error"]
+        for _, r in errors.iterrows():
+            not_fitted.append({"unit": r["unit"], "group": group,
+                               "reason": _short_reason(r["message"])})
+        for u in sorted(set(data.unit_names.get(group, []))
+                        - set(data.units[group]["unit"])):
+            not_fitted.append({"unit": u, "group": group,
+                               "reason": "no period with both a count and a roll"})
+    messages = data.notes + [str(w.message) for w in cautions or []]
+    # The column names in the library's messages are ours, not the user's: drop them.
+    fit_warnings = list(dict.fromkeys(_sentence_case(re.sub(r"^Column '[^']*': ", "", m))
+                                      for m in messages))
+    if data.left_out:
+        fit_warnings.append(data.left_out)
+    return ItsAnalysis(
+        project=data.project, outcome=data.outcome, options=data.options, column=data.column,
+        frequency=data.frequency, unit_word=data.unit_word,
+        programme_units=data.programme_units, comparison_units=data.comparison_units,
+        series=data.series, comparison_series=(
+            None if data.controlled_series is None else
+            data.controlled_series[data.controlled_series["comparison"]]
+            .drop(columns="comparison").reset_index(drop=True)),
+        result=fit, controlled=controlled, many=by_unit,
         not_fitted=pd.DataFrame(not_fitted, columns=["unit", "group", "reason"]),
-        dropped=dropped, fit_warnings=fit_warnings, unit_events=_unit_events(rows, options),
+        dropped=data.dropped, fit_warnings=fit_warnings, unit_events=data.unit_events,
     )
 
 
@@ -632,12 +710,16 @@ def _unit_events(rows: pd.DataFrame, options: ItsOptions) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- sections
 
 
-def outcome_sections(project: Project, outcome: Outcome) -> list[Section]:
-    """The report for one ITS outcome: a level-2 section with the headline and the model
-    (it carries the :class:`Result` to record), then level-3 sections for the programme
-    series, the controlled comparison (if any), the units one by one and the data notes."""
-    a = analyse(project, outcome)
-    return sections(a)
+def outcome_sections(data: ItsData, fit: its.ITSResult, *,
+                     controlled: its.ITSResult | None = None,
+                     by_unit: dict[str, its.ManyResult] | None = None,
+                     cautions: list[warnings.WarningMessage] | None = None) -> list[Section]:
+    """The report for one ITS outcome from the results the notebook computed (see
+    :func:`assemble`): a level-2 section with the headline and the model (it carries the
+    :class:`Result` to record), then level-3 sections for the programme series, the
+    controlled comparison (if any), the units one by one and the data notes."""
+    return sections(assemble(data, fit, controlled=controlled, by_unit=by_unit,
+                             cautions=cautions))
 
 
 def sections(a: ItsAnalysis) -> list[Section]:
@@ -661,7 +743,7 @@ def sections(a: ItsAnalysis) -> list[Section]:
 
     prog = Section(heading=f"{name}: {a.group_words} together", level=3)
     prog.figure(*_its_figure(a, a.result, controlled=False))
-    prog.table(a.effects_table(), f"{name}: changes at the interruption (95% CI)")
+    prog.table(a.effects_table(), f"{name}: changes at the interruption ({a.pct} CI)")
     prog.text(a.cumulative_text())
     prog.table(a.cumulative_table(), f"{name}: cumulative difference after the "
                "interruption (observed minus expected)", note=a.disclosure.note())
@@ -680,12 +762,12 @@ def sections(a: ItsAnalysis) -> list[Section]:
             f" comparison {plural} added together are the control series, and the model "
             "estimates how much more (or less) the programme series changed at the "
             f"interruption than the comparison series did. The difference in level change is "
-            f"a rate ratio of {diff['estimate']:.2f} (95% CI {diff['ci_low']:.2f} to "
+            f"a rate ratio of {diff['estimate']:.2f} ({a.pct} CI {diff['ci_low']:.2f} to "
             f"{diff['ci_high']:.2f}); below 1 means the programme {plural} fell further."
         )
         ctl.figure(*_its_figure(a, a.controlled, controlled=True))
         ctl.table(a.effects_table(a.controlled),
-                  f"{name}: programme against comparison (95% CI)")
+                  f"{name}: programme against comparison ({a.pct} CI)")
         out.append(ctl)
 
     units = Section(heading=f"{name}: {a.unit_word[0]} by {a.unit_word[0]}", level=3)
@@ -770,7 +852,7 @@ def _its_figure(a: ItsAnalysis, result: its.ITSResult, *, controlled: bool) -> t
                 "instead, its count withheld")
     alt += (f"); the solid line is the fitted model before and after the change; a "
             f"dotted vertical line marks the interruption ({when}); the dashed line with a "
-            f"shaded 95% band is the counterfactual, the count expected had the earlier trend "
+            f"shaded {a.pct} band is the counterfactual, the count expected had the earlier trend "
             f"continued.")
     observed = post["observed"].sum()
     if a.disclosure.is_small(observed):
@@ -836,15 +918,15 @@ def _forest_figure(a: ItsAnalysis) -> tuple[Any, str]:
             f"{who}: {len(part)} estimates{hidden_text}, {below} with the whole interval "
             "below 1 (fewer "
             f"{a.label}), {above} wholly above 1 and {len(part) - below - above} including 1; "
-            f"pooled rate ratio {pooled['estimate']:.2f} (95% CI {pooled['ci_low']:.2f} to "
+            f"pooled rate ratio {pooled['estimate']:.2f} ({a.pct} CI {pooled['ci_low']:.2f} to "
             f"{pooled['ci_high']:.2f}), I² {100 * pooled['I2']:.0f}%"
         )
     fig.suptitle(f"{name}: {term} by {a.unit_word[0]}")
     fig.tight_layout()
-    kind = (f"Caterpillar plot: each {a.unit_word[0]}'s rate ratio with its 95% interval, "
+    kind = (f"Caterpillar plot: each {a.unit_word[0]}'s rate ratio with its {a.pct} interval, "
             "sorted from lowest to highest, with the pooled estimate as a horizontal line and "
             "band" if many else
-            f"Forest plot: each {a.unit_word[0]}'s rate ratio with its 95% interval, sorted "
+            f"Forest plot: each {a.unit_word[0]}'s rate ratio with its {a.pct} interval, sorted "
             "from lowest (top) to highest, with the pooled random-effects estimate as a "
             "diamond at the bottom")
     cut = (f" {clipped} interval(s) run past the edge of the axis and are cut off."
