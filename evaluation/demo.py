@@ -256,6 +256,49 @@ TRUE_EFFECTS: dict = {
         "permanent_note": "not-referred pupils only; no events after a permanent exclusion",
         "consistency": "separate draw from exclusions.csv; agrees only loosely",
     },
+    # Pupil survey: two anonymous waves in the 21 programme schools (Year 6 in primaries,
+    # Year 7 in secondaries). Graded-response model: each respondent has a latent score per
+    # subscale, theta ~ N(mean[wave], 1) (correlation 0.5 between subscales); an item's
+    # latent answer is sign * loading * theta + sqrt(1 - loading^2) * noise (sign -1 for a
+    # reverse-keyed item) and its level is the number of thresholds below it. The values
+    # the analyses estimate (% agreeing, mean scores, Hedges' g, probability of
+    # superiority, alpha) follow exactly from this model: survey_truth() computes them.
+    "survey": {
+        "waves": {"before": "Autumn 2021", "after": "Summer 2022"},
+        "year_groups": {"primary": 6, "secondary": 7},
+        "response_rate": {"Autumn 2021": 0.70, "Summer 2022": 0.60},  # Binomial per school
+        "latent_mean": {  # by subscale and wave: the documented true shift
+            "belonging": {"Autumn 2021": 0.0, "Summer 2022": 0.35},
+            "learning": {"Autumn 2021": 0.0, "Summer 2022": 0.0},
+            "coping": {"Autumn 2021": 0.0, "Summer 2022": 0.15},
+        },
+        "latent_correlation": 0.5,
+        "item_missing": 0.03,  # MCAR, per item
+        "levels": ["Strongly disagree", "Disagree", "Agree", "Strongly agree"],
+        "scoring": "mean item score 1-4 (reverse-keyed items scored backwards), given when "
+        "at least 3 of 5 (or 3 of 4) items are answered",
+        "clustering": "none: respondents independent (no school effect)",
+    },
+    # School audit: the 21 programme schools rate five areas (an academy trust's SEND
+    # review) at baseline and follow-up on Not evident < Developing < Secure; each school
+    # chooses two areas at random to work on. A rating moves up one level with probability
+    # up_chosen / up_other (if not already Secure) and down one level with probability down
+    # (if not Not evident), never both. audit_truth() gives the implied per-area values.
+    "audit": {
+        "schools": 21,
+        "levels": ["Not evident", "Developing", "Secure"],
+        "baseline_probs": {
+            "leadership": [0.15, 0.55, 0.30],
+            "identification": [0.25, 0.50, 0.25],
+            "tracking": [0.40, 0.45, 0.15],
+            "teaching": [0.20, 0.55, 0.25],
+            "provision": [0.35, 0.50, 0.15],
+        },
+        "areas_chosen_per_school": 2,
+        "up_chosen": 0.55,
+        "up_other": 0.20,
+        "down": 0.05,
+    },
 }
 
 COLUMN_MAPPING: dict[str, dict[str, str]] = {
@@ -331,6 +374,20 @@ COLUMN_MAPPING: dict[str, dict[str, str]] = {
         "Category": "kind",
         "Length (days)": "days",
     },
+    # One row per completed questionnaire; the statement columns are mapped to item ids by
+    # SURVEY_WIDE (each cell fills `response`).
+    "survey_responses": {
+        "Response ID": "response_id",
+        "School ID": "school_id",
+        "Survey Round": "wave",
+    },
+    "audit_ratings": {
+        "School ID": "school_id",
+        "Area": "area",
+        "Timepoint": "timepoint",
+        "Rating": "rating",
+        "Priority Area": "chosen",
+    },
 }
 
 FILE_NAMES: dict[str, str] = {
@@ -342,6 +399,64 @@ FILE_NAMES: dict[str, str] = {
     "reviews": "reviews.csv",
     "attendance": "attendance.csv",
     "suspensions": "suspensions.csv",
+    "survey_responses": "pupil_survey.csv",
+    "audit_ratings": "school_audit.csv",
+}
+
+#: The demo pupil survey: a definition that ``evaluation.surveys.Survey.model_validate``
+#: accepts (so params or a registry entry can copy it). Each item: id, the statement (also
+#: the column header of pupil_survey.csv), subscale, reverse keying, and the generating
+#: model's loading and thresholds (kit definitions ignore the last two: see SURVEY).
+_SURVEY_ITEMS: tuple[tuple[str, str, str, bool, float, tuple[float, float, float]], ...] = (
+    ("belong_1", "I feel I belong at this school", "belonging", False, 0.75,
+     (-1.6, -0.6, 0.7)),
+    ("belong_2", "There is an adult at school I can talk to", "belonging", False, 0.65,
+     (-1.5, -0.5, 0.6)),
+    ("belong_3", "Other pupils accept me as I am", "belonging", False, 0.70,
+     (-1.7, -0.7, 0.8)),
+    ("belong_4", "I often feel left out at school", "belonging", True, 0.65,
+     (-0.4, 0.6, 1.6)),
+    ("belong_5", "I am proud to be at this school", "belonging", False, 0.70,
+     (-1.4, -0.4, 0.9)),
+    ("learn_1", "I enjoy learning at school", "learning", False, 0.70, (-1.5, -0.4, 0.8)),
+    ("learn_2", "My teachers help me when I find work hard", "learning", False, 0.65,
+     (-1.8, -0.8, 0.5)),
+    ("learn_3", "I keep trying even when work is hard", "learning", False, 0.70,
+     (-1.6, -0.6, 0.7)),
+    ("learn_4", "I know what I need to do to improve", "learning", False, 0.60,
+     (-1.7, -0.7, 0.6)),
+    ("cope_1", "When something goes wrong I can bounce back", "coping", False, 0.70,
+     (-1.3, -0.3, 1.0)),
+    ("cope_2", "I know who to ask for help when I feel worried", "coping", False, 0.60,
+     (-1.7, -0.8, 0.5)),
+    ("cope_3", "I can calm myself down when I am upset", "coping", False, 0.70,
+     (-1.2, -0.2, 1.0)),
+    ("cope_4", "I often feel worried", "coping", True, 0.60, (-0.6, 0.4, 1.4)),
+)
+
+SURVEY: dict = {
+    "id": "pupil_survey",
+    "title": "Pupil belonging and wellbeing survey (synthetic)",
+    "subscale_labels": {"belonging": "belonging", "learning": "learning",
+                        "coping": "coping"},
+    "items": [{"id": i, "statement": st, "subscale": sub, "reverse": rev}
+              for i, st, sub, rev, _, _ in _SURVEY_ITEMS],
+}
+#: pupil_survey.csv's statement columns -> the kit's item ids (a params ``wide:`` block).
+SURVEY_WIDE: dict[str, dict[str, str]] = {st: {"item": i} for i, st, *_ in _SURVEY_ITEMS}
+
+#: The demo school audit (``evaluation.audits.Audit.model_validate`` accepts it).
+AUDIT: dict = {
+    "id": "send_review",
+    "title": "SEND review",
+    "levels": ["Not evident", "Developing", "Secure"],
+    "areas": [
+        {"id": "leadership", "label": "Leadership"},
+        {"id": "identification", "label": "Identification"},
+        {"id": "tracking", "label": "Tracking and monitoring progress"},
+        {"id": "teaching", "label": "High-quality teaching and intervention"},
+        {"id": "provision", "label": "Developing provision and wider access"},
+    ],
 }
 
 # (major group, minor group, share of pupils in England, P(EAL)), roughly 2023/24 census.
@@ -1104,6 +1219,170 @@ def _suspensions(
     )
 
 
+# --------------------------------------------------------------------------- survey, audit
+
+
+def _survey(rng: np.random.Generator, schools: pd.DataFrame) -> pd.DataFrame:
+    """Two anonymous waves of the pupil survey in the programme schools (wide, one row per
+    completed questionnaire, statements as column headers, blank = not answered)."""
+    cfg = TRUE_EFFECTS["survey"]
+    levels = np.array(cfg["levels"])
+    subs = list(cfg["latent_mean"])
+    corr = np.full((len(subs), len(subs)), cfg["latent_correlation"])
+    np.fill_diagonal(corr, 1.0)
+    prog = schools[schools["group"] == "programme"]
+    eligible = survey_eligible(schools)
+    frames = []
+    first = 1
+    for wave in (cfg["waves"]["before"], cfg["waves"]["after"]):
+        n_school = rng.binomial(eligible.to_numpy(), cfg["response_rate"][wave])
+        school = np.repeat(prog["school_id"].to_numpy(), n_school)
+        n = int(n_school.sum())
+        mean = np.array([cfg["latent_mean"][sub][wave] for sub in subs])
+        theta = rng.multivariate_normal(mean, corr, n)
+        out = {"Response ID": [f"R{k:05d}" for k in range(first, first + n)],
+               "School ID": school, "Survey Round": wave}
+        for _item, statement, sub, reverse, loading, cuts in _SURVEY_ITEMS:
+            sign = -1.0 if reverse else 1.0
+            latent = sign * loading * theta[:, subs.index(sub)] + np.sqrt(
+                1 - loading**2) * rng.normal(size=n)
+            answer = levels[np.searchsorted(np.array(cuts), latent)]
+            out[statement] = np.where(rng.random(n) < cfg["item_missing"], "", answer)
+        frames.append(pd.DataFrame(out))
+        first += n
+    return pd.concat(frames, ignore_index=True)
+
+
+def survey_eligible(schools: pd.DataFrame | None = None) -> pd.Series:
+    """Pupils invited to the survey in each programme school (its surveyed year group:
+    roll / 7 in a primary, roll / 5 in a secondary), the same in both waves."""
+    if schools is None:
+        streams = np.random.SeedSequence(DEFAULT_SEED).spawn(1)
+        schools = _schools(np.random.default_rng(streams[0]))
+    prog = schools[schools["group"] == "programme"]
+    years = np.where(prog["phase"] == "primary", 7, 5)
+    return pd.Series(np.round(prog["roll"].to_numpy() / years).astype(int),
+                     index=prog["school_id"].to_numpy(), name="eligible")
+
+
+def survey_truth(subscale: str) -> dict:
+    """The true values of the demo survey's subscale, exactly from the generating model.
+
+    Per wave: ``pct_agree`` (item id -> % answering Agree or Strongly agree, marginal
+    P(latent >= threshold 2) = Phi(sign * loading * mean - threshold)), ``mean`` and ``sd``
+    of the complete-response subscale score (mean item score 1-4, reverse items scored
+    backwards) and ``alpha`` (population Cronbach's alpha of the item scores); between the
+    waves ``difference`` (after - before), ``g`` (difference / root mean of the two
+    variances) and ``superiority`` (P(after > before) + P(tie)/2 for the subscale score).
+    Items are independent given the respondent's latent score, so every moment and the
+    score's distribution come from 1-D Gauss-Hermite quadrature over it (120 nodes).
+    """
+    from scipy import stats
+
+    cfg = TRUE_EFFECTS["survey"]
+    items = [it for it in _SURVEY_ITEMS if it[2] == subscale]
+    k = len(items)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(120)
+    weights = weights / weights.sum()
+    out: dict = {"waves": {}}
+    dists = {}
+    for wave in (cfg["waves"]["before"], cfg["waves"]["after"]):
+        mu = cfg["latent_mean"][subscale][wave]
+        theta = mu + nodes
+        cond_mean, cond_var, pmfs, pct = [], [], [], {}
+        for item, _, _, reverse, loading, cuts in items:
+            sign = -1.0 if reverse else 1.0
+            # P(level >= j | theta) for j = 1, 2, 3 (levels 0-3)
+            above = stats.norm.cdf((sign * loading * theta[:, None] - np.array(cuts))
+                                   / np.sqrt(1 - loading**2))
+            p = np.column_stack([1 - above[:, 0], above[:, 0] - above[:, 1],
+                                 above[:, 1] - above[:, 2], above[:, 2]])
+            if reverse:
+                p = p[:, ::-1]  # scored backwards
+            score = np.arange(1, 5)
+            m = p @ score
+            cond_mean.append(m)
+            cond_var.append(p @ score**2 - m**2)
+            pmfs.append(p)
+            pct[item] = float(100 * stats.norm.cdf(sign * loading * mu - cuts[1]))
+        cm, cv = np.array(cond_mean), np.array(cond_var)
+        mean_item = cm @ weights
+        cov = np.cov(cm, aweights=weights, bias=True) + np.diag(cv @ weights)
+        alpha = k / (k - 1) * (1 - np.trace(cov) / cov.sum())
+        total_mean = float(mean_item.sum() / k)
+        total_var = float(cov.sum() / k**2)
+        # distribution of the sum of item scores (k..4k), averaged over theta
+        dist = np.zeros(3 * k + 1)
+        for t, w in enumerate(weights):
+            conv = np.array([1.0])
+            for p in pmfs:
+                conv = np.convolve(conv, p[t])
+            dist += w * conv
+        dists[wave] = dist
+        out["waves"][wave] = {"pct_agree": pct, "mean": total_mean,
+                              "sd": float(np.sqrt(total_var)), "alpha": float(alpha)}
+    b, a = cfg["waves"]["before"], cfg["waves"]["after"]
+    wb, wa = out["waves"][b], out["waves"][a]
+    out["difference"] = wa["mean"] - wb["mean"]
+    out["g"] = out["difference"] / float(np.sqrt((wb["sd"] ** 2 + wa["sd"] ** 2) / 2))
+    cdf_b = np.cumsum(dists[b])
+    below = np.concatenate([[0.0], cdf_b[:-1]])
+    out["superiority"] = float(dists[a] @ (below + dists[b] / 2))
+    return out
+
+
+def _audit(rng: np.random.Generator, schools: pd.DataFrame) -> pd.DataFrame:
+    """Baseline and follow-up ratings of the five SEND-review areas in each programme
+    school (long: one row per school, area and timepoint)."""
+    cfg = TRUE_EFFECTS["audit"]
+    levels = np.array(cfg["levels"])
+    prog = schools[schools["group"] == "programme"].reset_index(drop=True)
+    areas = list(cfg["baseline_probs"])
+    names = {a["id"]: a["label"] for a in AUDIT["areas"]}
+    rows = []
+    for _, sch in prog.iterrows():
+        chosen = set(rng.choice(areas, cfg["areas_chosen_per_school"], replace=False))
+        for area in areas:
+            base = int(rng.choice(3, p=cfg["baseline_probs"][area]))
+            up = cfg["up_chosen"] if area in chosen else cfg["up_other"]
+            u = rng.random()
+            follow = (base + 1 if base < 2 and u < up else
+                      base - 1 if base > 0 and u > 1 - cfg["down"] else base)
+            for timepoint, level in (("baseline", base), ("follow_up", follow)):
+                rows.append({"School ID": sch["school_id"], "School Name": sch["name"],
+                             "Area": names[area], "Timepoint": timepoint,
+                             "Rating": levels[level],
+                             "Priority Area": "Y" if area in chosen else "N"})
+    return pd.DataFrame(rows)
+
+
+def audit_truth() -> dict:
+    """The true values of the demo audit, exactly from the generating model.
+
+    Per area: ``mean_change`` (expected change in level, levels coded 0-2) and
+    ``up_share`` (P(moved up) / P(moved up or down): the sign test's estimand); overall
+    ``mean_change`` (mean over areas: each school's mean change has this expectation) and
+    ``chosen_minus_other`` (expected difference between a school's mean change in its
+    chosen areas and in its others). Choice is at random, so a chosen area is any area
+    with probability 2/5.
+    """
+    cfg = TRUE_EFFECTS["audit"]
+    share = cfg["areas_chosen_per_school"] / len(cfg["baseline_probs"])
+    up_any = share * cfg["up_chosen"] + (1 - share) * cfg["up_other"]
+    out: dict = {"areas": {}}
+    gaps = []
+    for area, p in cfg["baseline_probs"].items():
+        can_up, can_down = p[0] + p[1], p[1] + p[2]
+        p_up = up_any * can_up
+        # one uniform draw: up if below `up`, down if above 1 - `down` (never both)
+        p_down = cfg["down"] * can_down
+        out["areas"][area] = {"mean_change": p_up - p_down, "up_share": p_up / (p_up + p_down)}
+        gaps.append((cfg["up_chosen"] - cfg["up_other"]) * can_up)
+    out["mean_change"] = float(np.mean([v["mean_change"] for v in out["areas"].values()]))
+    out["chosen_minus_other"] = float(np.mean(gaps))
+    return out
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -1115,7 +1394,10 @@ def generate(out_dir: Path, seed: int = DEFAULT_SEED) -> dict[str, Path]:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = ("schools", "pupils", "scores", "exclusions", "referrals", "attendance", "suspensions")
+    # New tables take new streams at the end: SeedSequence children are numbered, so the
+    # earlier tables' streams (and files) are unchanged by adding one.
+    names = ("schools", "pupils", "scores", "exclusions", "referrals", "attendance", "suspensions",
+             "survey", "audit")
     streams = np.random.SeedSequence(seed).spawn(len(names))
     rng = {name: np.random.default_rng(s) for name, s in zip(names, streams, strict=True)}
     days = school_days()
@@ -1126,6 +1408,8 @@ def generate(out_dir: Path, seed: int = DEFAULT_SEED) -> dict[str, Path]:
     ref, interv, rev = _referral_tables(rng["referrals"], pupils, days)
     attendance = _attendance(rng["attendance"], ref, days)
     suspensions = _suspensions(rng["suspensions"], pupils, ref, days)
+    survey = _survey(rng["survey"], schools)
+    audit = _audit(rng["audit"], schools)
     # interventions and reviews share the referrals stream: they are drawn together.
 
     paths = {name: out_dir / fname for name, fname in FILE_NAMES.items()}
@@ -1181,6 +1465,8 @@ def generate(out_dir: Path, seed: int = DEFAULT_SEED) -> dict[str, Path]:
     _write_csv(rev, paths["reviews"])
     _write_csv(attendance, paths["attendance"])
     _write_csv(suspensions, paths["suspensions"])
+    _write_csv(survey, paths["survey_responses"])
+    _write_csv(audit, paths["audit_ratings"])
     return paths
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
+from scipy import stats
 
 from evaluation import demo
 from evaluation.tracking import MENU
@@ -34,6 +35,8 @@ REQUIRED = {
     "reviews": {"review_id", "referral_id", "review_date"},
     "attendance": {"pupil_id", "week_start", "possible_sessions", "attended_sessions"},
     "suspensions": {"pupil_id", "date"},
+    "survey_responses": {"response_id", "wave"},  # item and response: SURVEY_WIDE
+    "audit_ratings": {"school_id", "area", "timepoint", "rating"},
 }
 
 
@@ -295,3 +298,137 @@ def test_suspension_hazard_lower_after_some_interventions() -> None:
     hr = (sums["post"] / sums["post_days"]) / (sums["pre"] / sums["pre_days"])
     assert 0.55 < hr[True] < 0.85
     assert 0.8 < hr[False] < 1.3
+
+
+# ------------------------------------------------------------------ survey and audit
+
+
+def _survey_long() -> pd.DataFrame:
+    """pupil_survey.csv as the kit's survey_responses table (what intake makes of it)."""
+    raw = _csv("survey_responses")
+    fixed = list(demo.COLUMN_MAPPING["survey_responses"])
+    long = raw.melt(id_vars=fixed, var_name="statement", value_name="response")
+    long["item"] = long["statement"].map({k: v["item"] for k, v in demo.SURVEY_WIDE.items()})
+    long["response"] = long["response"].replace("", None)
+    return long.rename(columns=demo.COLUMN_MAPPING["survey_responses"])
+
+
+def _audit_long() -> pd.DataFrame:
+    # the file names areas as the audit does ("Leadership"): the analysis matches names
+    return _csv("audit_ratings").rename(columns=demo.COLUMN_MAPPING["audit_ratings"])
+
+
+def test_survey_file_format() -> None:
+    raw = _csv("survey_responses")
+    assert raw["Response ID"].is_unique
+    assert set(raw["Survey Round"]) == set(TE["survey"]["waves"].values())
+    assert set(raw["School ID"]) == {f"SCH{i:02d}" for i in range(1, 22)}
+    statements = [c for c in raw.columns if c in demo.SURVEY_WIDE]
+    assert len(statements) == len(demo.SURVEY["items"]) == 13
+    answers = set(np.unique(raw[statements].to_numpy()))
+    assert answers == set(TE["survey"]["levels"]) | {""}
+    blank = (raw[statements] == "").to_numpy().mean()
+    assert abs(blank - TE["survey"]["item_missing"]) < 0.01
+    eligible = demo.survey_eligible()
+    assert len(eligible) == 21
+    rates = raw.groupby("Survey Round").size() / eligible.sum()
+    for wave, rate in TE["survey"]["response_rate"].items():
+        assert abs(rates[wave] - rate) < 0.03, wave
+
+
+def test_survey_truth_matches_a_simulation_of_the_model() -> None:
+    # survey_truth integrates the model numerically; a large direct simulation checks it
+    rng = np.random.default_rng(11)
+    cfg = TE["survey"]
+    items = [it for it in demo._SURVEY_ITEMS if it[2] == "belonging"]
+    truth = demo.survey_truth("belonging")
+    scores = {}
+    for wave, mu in cfg["latent_mean"]["belonging"].items():
+        theta = rng.normal(mu, 1, 200_000)
+        cols = []
+        for item, _, _, reverse, loading, cuts in items:
+            sign = -1 if reverse else 1
+            latent = sign * loading * theta + np.sqrt(1 - loading**2) * rng.normal(size=theta.size)
+            level = np.searchsorted(cuts, latent)
+            assert abs(100 * (level >= 2).mean() - truth["waves"][wave]["pct_agree"][item]) < 0.5
+            cols.append(4 - level if reverse else level + 1)
+        x = np.column_stack(cols).astype(float)
+        scores[wave] = x.mean(axis=1)
+        assert abs(scores[wave].mean() - truth["waves"][wave]["mean"]) < 0.005
+        assert abs(scores[wave].std() - truth["waves"][wave]["sd"]) < 0.005
+        cov = np.cov(x, rowvar=False)
+        alpha = 5 / 4 * (1 - np.trace(cov) / cov.sum())
+        assert abs(alpha - truth["waves"][wave]["alpha"]) < 0.005
+    before, after = (scores[w] for w in cfg["waves"].values())
+    ps = stats.mannwhitneyu(after[:20_000], before[:20_000]).statistic / 20_000**2
+    assert abs(ps - truth["superiority"]) < 0.01
+
+
+def test_survey_analyses_recover_the_true_shift() -> None:
+    from evaluation.surveys import Survey, compare_waves, reliability
+
+    survey = Survey.model_validate(demo.SURVEY)
+    data = _survey_long()
+    before, after = TE["survey"]["waves"]["before"], TE["survey"]["waves"]["after"]
+    invited = int(demo.survey_eligible().sum())
+    eligible = {before: invited, after: invited}
+    for sub in ("belonging", "learning", "coping"):
+        truth = demo.survey_truth(sub)
+        res = compare_waves(data, survey, sub, before=before, after=after, eligible=eligible)
+        if sub == "learning":
+            # no true shift, but in the committed files the Summer 2022 sample happens to
+            # score 0.05 lower (95% CI -0.10 to -0.01): a chance false alarm, documented in
+            # the README (one 95% interval in twenty misses); the 99% interval covers 0
+            assert res.ci_high < 0 and res.headline()["verdict"] == "worsened"
+            wide = compare_waves(data, survey, sub, before=before, after=after,
+                                 confidence=0.99)
+            assert wide.ci_low < truth["difference"] == 0 < wide.ci_high
+            continue
+        assert res.ci_low < truth["difference"] < res.ci_high, sub
+        assert res.g_ci_low < truth["g"] < res.g_ci_high, sub
+        assert res.superiority_ci_low < truth["superiority"] < res.superiority_ci_high, sub
+        for wave in (before, after):
+            rel = reliability(data, survey, sub, wave=wave)
+            assert rel.alpha_ci_low < truth["waves"][wave]["alpha"] < rel.alpha_ci_high
+        if sub == "belonging":
+            assert res.headline()["verdict"] == "improved"
+            for item in truth["waves"][before]["pct_agree"]:
+                change = (truth["waves"][after]["pct_agree"][item]
+                          - truth["waves"][before]["pct_agree"][item])
+                it = compare_waves(data, survey, item, before=before, after=after)
+                assert it.ci_low_pp < change < it.ci_high_pp, item
+    assert abs(res.rate_before - TE["survey"]["response_rate"][before]) < 0.03
+
+
+def test_audit_analyses_recover_the_true_movement() -> None:
+    from evaluation.audits import ALL_AREAS, Audit, audit_change, chosen_vs_others
+
+    audit = Audit.model_validate(demo.AUDIT)
+    data = _audit_long()
+    assert len(data) == 21 * 5 * 2
+    assert set(data["area"]) == {a["label"] for a in demo.AUDIT["areas"]}
+    chosen = data[data["timepoint"] == "baseline"].groupby("school_id")["chosen"]
+    assert (chosen.apply(lambda s: (s == "Y").sum()) == 2).all()
+    truth = demo.audit_truth()
+    res = audit_change(data, audit)
+    for area, t in truth["areas"].items():
+        row = res.row(area)
+        assert row["mean_change_ci_low"] < t["mean_change"] < row["mean_change_ci_high"], area
+        assert row["up_share_ci_low"] < t["up_share"] < row["up_share_ci_high"], area
+    overall = res.row(ALL_AREAS)
+    assert overall["mean_change_ci_low"] < truth["mean_change"] < overall["mean_change_ci_high"]
+    assert res.headline()["verdict"] == "improved"
+    ch = chosen_vs_others(data, audit)
+    assert ch.ci_low < truth["chosen_minus_other"] < ch.ci_high
+
+
+def test_readme_documents_the_survey_and_audit_truth() -> None:
+    readme = (DEMO_DIR / "README.md").read_text(encoding="utf-8")
+    assert "pupil_survey.csv" in readme and "school_audit.csv" in readme
+    bel = demo.survey_truth("belonging")
+    for figure in (f"{bel['difference']:.3f}", f"{bel['g']:.3f}",
+                   f"{bel['superiority']:.3f}"):
+        assert figure in readme, figure
+    audit = demo.audit_truth()
+    assert f"{audit['mean_change']:.3f}" in readme
+    assert f"{audit['chosen_minus_other']:.3f}" in readme
