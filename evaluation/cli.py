@@ -1,6 +1,7 @@
 """The ``evalkit`` command: run, validate and start evaluation projects.
 
     evalkit run params/demo.yaml            # execute a project's reports
+    evalkit run params/demo.yaml --pdf      # ... and the board pack, board_pack.pdf
     evalkit run params/ --workers 2         # every project in a folder, two at a time
     evalkit validate params/demo.yaml       # check parameters, theory of change and data
     evalkit new my_project                  # scaffold params/my_project.yaml and its ToC
@@ -64,7 +65,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not files:
         print("evalkit: no parameters files found", file=sys.stderr)
         return 2
-    outcomes = run_projects(files, workers=args.workers)
+    outcomes = run_projects(files, workers=args.workers, pdf=args.pdf)
     failed = 0
     for o in outcomes:
         status = "ok    " if o.ok else "FAILED"
@@ -116,6 +117,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             # What intake dropped, by header: shown here, in the user's terminal, and never
             # written to any report or processed file.
             dropped = data.dropped_columns()
+            reading = data.notes()
         except ProblemsError as exc:
             _print_problems(f, exc)
             failed += 1
@@ -134,6 +136,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             # drive the terminal
             print(f"        {name}: columns dropped on reading (not used by the kit): "
                   + ", ".join(repr(str(h)) for h in headers))
+        for name, notes in reading.items():  # encoding, title lines, recoding: no values
+            for note in notes:
+                print(f"        {name}: {_shown(note)}")
     return 1 if failed else 0
 
 
@@ -188,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="execute the reports of one or more projects")
     run.add_argument("params", nargs="+", help="parameters files or folders of them")
     run.add_argument("--workers", type=int, default=1, help="projects run in parallel")
+    run.add_argument("--pdf", action="store_true",
+                     help="also write reports/<project>/board_pack.pdf (needs WeasyPrint)")
     run.set_defaults(func=_cmd_run)
 
     validate = sub.add_parser("validate", help="check parameters, theory of change and data")

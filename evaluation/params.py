@@ -51,14 +51,30 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from evaluation.errors import ParamsError
 from evaluation.filters import FilterError, parse_filter
-from evaluation.tables import CLOSURE_OUTCOMES, TABLE_KINDS, TABLES, categories_problem
+from evaluation.tables import (
+    CLOSURE_OUTCOMES,
+    SUSPENSIONS_PER_PUPIL,
+    TABLE_KINDS,
+    TABLES,
+    categories_problem,
+    recode_problem,
+    wide_problem,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -169,9 +185,27 @@ class _Problems(ValueError):
         self.items = items
 
 
+def _uk_date(value: Any) -> Any:
+    """A date written the UK way (``09/01/2024``, ``9-1-2024``) read as 9 January; ISO
+    dates and YAML dates pass through to pydantic."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*", value)
+        if match:
+            day, month, year = (int(g) for g in match.groups())
+            try:
+                return dt.date(year, month, day)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a date (read as day/month/year)") from None
+    return value
+
+
+#: A date in the parameters: ISO (2024-01-09) or UK (09/01/2024, day first).
+UkDate = Annotated[dt.date, BeforeValidator(_uk_date)]
+
+
 class Period(_Strict):
-    start: dt.date
-    end: dt.date
+    start: UkDate
+    end: UkDate
 
     @model_validator(mode="after")
     def _ordered(self) -> Period:
@@ -212,6 +246,43 @@ class DataSource(_Strict):
     #: Free-text columns kept as coded categories: kit column -> its allowed values, e.g.
     #: {reason: [anxiety, attendance, behaviour]}. Values are matched ignoring case.
     categories: dict[str, list[str]] = Field(default_factory=dict)
+    #: The file's line that holds the headers (1 = the first line); left out, intake finds
+    #: it below any title lines.
+    header_row: int | None = Field(default=None, ge=1)
+    #: The decimal mark of numbers stored as text: "." (the default; "1,234" is then one
+    #: thousand two hundred and thirty-four) or "," ("225,00"). A decimal comma in a file
+    #: that does not declare it is refused, never read as a thousands separator.
+    decimal: Literal[".", ","] = "."
+    #: Suspensions per pupil on roll in one period above which a count is refused as an
+    #: entry error (see evaluation.tables.SUSPENSIONS_PER_PUPIL for the default's source).
+    max_suspensions_per_pupil: float = Field(default=SUSPENSIONS_PER_PUPIL, gt=0)
+    #: Per kit column: the school's value -> the kit's value (empty: missing), matched
+    #: ignoring case and spaces, applied before the kit's built-in code lists.
+    recode: dict[str, dict[str, str | int | float | bool | None]] = Field(default_factory=dict)
+    #: A wide sheet: file header -> the kit values its cells belong to, e.g.
+    #: {"SDQ Total (Autumn)": {measure: sdq_teacher_total, timepoint: baseline}}; the cells
+    #: fill the table's value column (score, suspensions) or the column named by `into:`.
+    wide: dict[str, dict[str, str | int | float | dt.date | None]] = Field(
+        default_factory=dict)
+
+    @field_validator("recode", mode="before")
+    @classmethod
+    def _recode_keys(cls, value: Any) -> Any:
+        """Values are matched as text; YAML reads Yes/No/True/False as booleans, which
+        would no longer match the cells, so they must be quoted."""
+        if not isinstance(value, dict):
+            return value
+        out: dict[Any, Any] = {}
+        for col, mapping in value.items():
+            if not isinstance(mapping, dict):
+                raise ValueError(f"'{col}': give a mapping of file value -> kit value")
+            for key in mapping:
+                if isinstance(key, bool) or key is None:
+                    raise ValueError(f"'{col}': the value {key!r} was read by YAML as "
+                                     f"{'true/false' if key is not None else 'empty'}: put "
+                                     "the file's value in quotes, e.g. 'Yes': ...")
+            out[col] = {str(k): v for k, v in mapping.items()}
+        return out
 
     @field_validator("categories")
     @classmethod
@@ -239,6 +310,9 @@ class BaselineFollowupOptions(_Strict):
     subgroups: list[str] = Field(default_factory=lambda: ["sen_status", "fsm", "eal", "sex"])
     #: Compare the programme with the comparison group (pupils.group) by ANCOVA.
     comparison: bool = True
+    #: Confidence level of every interval. Left out of ``model_dump()`` at its default, so
+    #: the provenance of a project that does not set it reads as before.
+    confidence: float = Field(default=0.95, gt=0, lt=1, exclude_if=lambda v: v == 0.95)
 
     @field_validator("subgroups")
     @classmethod
@@ -263,7 +337,7 @@ class ItsOptions(_Strict):
     outcome: str = "suspensions"
     exposure: str | None = "roll"
     time: str = "period_start"
-    interruption: dt.date | list[dt.date]
+    interruption: UkDate | list[UkDate]
     family: Literal["poisson", "negative_binomial", "gaussian"] = "poisson"
     seasonality: Literal["term"] | int | None = None
     autocorrelation: int | None = None
@@ -277,6 +351,13 @@ class ItsOptions(_Strict):
     comparison_value: str = "comparison"
     #: Why this impact model was chosen a priori (shown in the report).
     rationale: str = ""
+    #: Confidence level of every interval (left out of ``model_dump()`` at its default).
+    confidence: float = Field(default=0.95, gt=0, lt=1, exclude_if=lambda v: v == 0.95)
+    #: How the intervals allow for autocorrelation (``evaluation.its``, "Inference"):
+    #: "wald" reproduces published figures (Lopez Bernal et al. 2017). Left out of
+    #: ``model_dump()`` at its default.
+    inference: Literal["auto", "ar1", "newey-west", "wald"] = Field(
+        default="auto", exclude_if=lambda v: v == "auto")
 
     @model_validator(mode="after")
     def _exclusions_columns(self) -> ItsOptions:
@@ -298,7 +379,11 @@ class ItsOptions(_Strict):
 
 class KpiTarget(_Strict):
     """RAG thresholds of one KPI: green at or beyond ``green``, amber at or beyond ``amber``
-    (beyond = above when higher is better, below when lower is better)."""
+    (beyond = above when higher is better, below when lower is better).
+
+    These are RAG thresholds for the KPI table, not outcome targets: an outcome's target is
+    structured data in the theory of change (``evaluation.targets.Target``), and a
+    ``needs_met`` threshold must agree with it (:func:`check_project`)."""
 
     green: float
     amber: float
@@ -400,6 +485,8 @@ class ReportOptions(_Strict):
     audience: Literal["board", "internal"] = "board"
     #: Counts below this are withheld from board-facing tables.
     min_count: int = Field(default=5, ge=1)
+    #: Also write reports/<project>/board_pack.pdf (as ``evalkit run --pdf`` does).
+    pdf: bool = False
 
     @field_validator("audience", mode="before")
     @classmethod
@@ -469,6 +556,13 @@ class ProjectParams(_Strict):
                 problem = categories_problem(str(source.kind), col)
                 if problem:
                     raise ValueError(f"data.{name}.categories: {problem}")
+            for col in source.recode:
+                problem = recode_problem(str(source.kind), col)
+                if problem:
+                    raise ValueError(f"data.{name}.recode: {problem}")
+            problem = wide_problem(str(source.kind), source.wide, source.columns)
+            if problem:
+                raise ValueError(f"data.{name}.wide: {problem}")
         return value
 
     @property
@@ -722,8 +816,45 @@ def check_project(params: ProjectParams, toc: TheoryOfChange,
         problem = _source_problem(params, source, kind)
         if problem:
             add("data", problem)
+    problems += _toc_target_problems(params, toc)
     if data is not None:
         problems += _data_problems(params, toc, data)
+    return problems
+
+
+def _toc_target_problems(params: ProjectParams, toc: TheoryOfChange) -> list[Problem]:
+    """Targets the run could not judge, which the theory of change alone cannot see: on an
+    interrupted time series the family decides what is estimated (a ratio for counts, a
+    difference for gaussian), and a needs-met target must agree with the green threshold
+    of a ``needs_met`` KPI target in the parameters (a board must not see two targets)."""
+    toc_file = params.resolve(params.theory_of_change)
+    problems: list[Problem] = []
+    its, rt = params.analyses.its, params.analyses.referral_tracking
+    for o in toc.outcomes:
+        t, key = o.target, f"outcome '{o.id}', key 'target'"
+        if t is None or o.analysis not in params.enabled:
+            continue
+        if o.analysis == "its" and its is not None:
+            wanted = "difference" if its.family == "gaussian" else "ratio"
+            if t.kind != wanted:
+                way = "fall" if o.direction == "lower_is_better" else "rise"
+                example = (f"{{change: {way}, value: 2, unit: points}}" if wanted == "difference"
+                           else f"{{change: {way}, value: 20, unit: percent}}")
+                estimate = ("a difference in the series' own units" if wanted == "difference"
+                            else "a ratio (observed to expected events)")
+                problems.append(Problem(toc_file, key, (
+                    f"'{t.words}' cannot be judged: analyses.its.family is {its.family} in "
+                    f"{params.file.name}, which estimates {estimate}; write e.g. "
+                    f"target: {example}")))
+        if (o.analysis == "referral_tracking" and o.measure == "needs_met" and rt is not None
+                and t.kind == "proportion"):
+            for name in ("needs_met", "pct_needs_met"):
+                kpi = rt.targets.get(name)
+                if kpi is not None and abs(kpi.green - t.value) > 1e-9:
+                    problems.append(Problem(toc_file, key, (
+                        f"{t.value:g}%, but the green threshold of analyses.referral_tracking."
+                        f"targets.{name} in {params.file.name} is {kpi.green:g}%: make the two "
+                        "agree")))
     return problems
 
 

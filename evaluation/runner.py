@@ -9,8 +9,11 @@ For each project the runner
    runs evalkit (not whichever ``python`` is first on PATH): the analyses all at once, each
    in its own kernel and recording into its own results file, merged into ``results.json``
    for the summary, which runs last; the notebooks load the tables cached by step 1;
-3. exports each executed notebook to HTML with all code hidden, through the nbconvert
-   template ``templates/evalkit_report`` (style sheet, table of contents), writes ``index.html``
+3. exports each executed notebook to HTML with all code hidden, and without what the
+   notebook shows only to the analyst (outputs and cells tagged
+   :data:`evaluation.sections.ANALYST_TAG`: results before disclosure control), through the
+   nbconvert template ``templates/evalkit_report`` (style sheet, table of contents), writes
+   ``index.html``
    (summary first, then the other reports, then a provenance footer) and
    ``provenance.json``; the executed notebooks are published only for ``audience:
    internal``;
@@ -107,7 +110,28 @@ def validate_project(params_file: str | Path
                 f"{params.file}: analyses.{analysis}: its notebook "
                 f"{NOTEBOOKS[analysis]} is not in {notebooks}"
             )
+        check_notebook_parameters(notebooks / NOTEBOOKS[analysis], INJECTED)
     return params, toc, data
+
+
+#: The parameters ``evalkit run`` passes to every notebook.
+INJECTED = ("params_file", "results_file")
+
+
+def check_notebook_parameters(notebook: Path, names: Iterable[str]) -> None:
+    """Refuse parameters that ``notebook`` does not declare in its ``parameters`` cell
+    (``papermill.inspect_notebook``): papermill only warns ("Passed unknown parameter")
+    and runs the notebook without them."""
+    import papermill as pm
+
+    from evaluation.project import check_parameters
+
+    try:
+        declared = pm.inspect_notebook(str(notebook))
+    except Exception as exc:  # an unreadable notebook: one line, not a traceback
+        raise EvalKitError(f"cannot read the parameters of {notebook.name}: "
+                           f"{_first_line(str(exc))}") from None
+    check_parameters(list(names), list(declared), notebook.name)
 
 
 def _strip_stderr(nb) -> None:
@@ -201,12 +225,15 @@ def _text(value: str | list[str]) -> str:
     return value if isinstance(value, str) else "".join(value)
 
 
-def export_html(notebook_path: Path, html_path: Path, *, keep_warnings: bool = False) -> None:
+def export_html(notebook_path: Path, html_path: Path, *, keep_warnings: bool = False,
+                project_title: str = "") -> None:
     """Export an executed notebook to HTML with no code and no prompts, through the
     ``evalkit_report`` template (style sheet, contents, no scripts from other servers).
 
     Warnings printed by the analyses (stderr) are kept for an internal audience and left
-    out for a board, for whom each report states its caveats in words.
+    out for a board, for whom each report states its caveats in words. Outputs and cells
+    tagged for the analyst (:func:`evaluation.sections.for_analysts`) are left out for
+    every audience; the executed notebook keeps them.
     """
     import nbformat
     from nbconvert import HTMLExporter
@@ -214,6 +241,10 @@ def export_html(notebook_path: Path, html_path: Path, *, keep_warnings: bool = F
     nb = nbformat.read(notebook_path, as_version=4)
     if not keep_warnings:
         _strip_stderr(nb)
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    from evaluation.sections import ANALYST_TAG
+
     exporter = HTMLExporter(
         template_name="evalkit_report",
         extra_template_basedirs=[str(Path(__file__).parent / "templates")],
@@ -221,8 +252,13 @@ def export_html(notebook_path: Path, html_path: Path, *, keep_warnings: bool = F
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
+    # What the notebook shows only to the analyst (before disclosure control) never
+    # reaches a page, for any audience.
+    exporter.register_preprocessor(TagRemovePreprocessor(
+        remove_cell_tags={ANALYST_TAG}, remove_single_output_tags={ANALYST_TAG}), enabled=True)
     exporter.register_preprocessor(collect_contents, enabled=True)
-    body, _ = exporter.from_notebook_node(nb)
+    # the printed footer names the project on every page (the template escapes it)
+    body, _ = exporter.from_notebook_node(nb, resources={"evalkit_project_title": project_title})
     html_path.write_text(body, encoding="utf-8")
 
 
@@ -646,8 +682,12 @@ def run_project(
     *,
     reports_root: Path | None = None,
     progress: Callable[[str], None] = print,
+    pdf: bool = False,
 ) -> RunOutcome:
     """Run one project end to end. Never raises for a project's own failure.
+
+    ``pdf`` (or the parameters' ``report: pdf: true``) also writes the board pack,
+    ``board_pack.pdf`` (:mod:`evaluation.pdf`), into the published report.
 
     The project's lock is held from the intake to the publication, so a second run of the
     same project stops at once, and what a killed run left is cleaned up here.
@@ -678,7 +718,8 @@ def run_project(
             return _failure(params_file, name, (
                 f"cannot write {exc.filename} ({exc.strerror or exc}): make the folder "
                 "writable for your user"), start)
-        return _build_and_publish(params_file, params, data, root, progress, start)
+        return _build_and_publish(params_file, params, data, root, progress, start,
+                                  pdf=pdf or params.report.pdf)
     finally:
         lock.release()
 
@@ -695,11 +736,13 @@ def _execute(source: Path, executed: Path, params: ProjectParams, results_file: 
     import papermill as pm
 
     t0 = time.perf_counter()
+    parameters = {"params_file": str(params.file), "results_file": str(results_file)}
+    check_notebook_parameters(source, parameters)  # papermill would only warn
     try:
         pm.execute_notebook(
             str(source),
             str(executed),
-            parameters={"params_file": str(params.file), "results_file": str(results_file)},
+            parameters=parameters,
             kernel_name=KERNEL_NAME,
             language="python",
             resources={"metadata": {"path": str(source.parent)}},
@@ -710,12 +753,14 @@ def _execute(source: Path, executed: Path, params: ProjectParams, results_file: 
             **({"km": km} if km is not None else {}),
         )
     except pm.PapermillExecutionError as exc:
-        export_html(executed, executed.with_suffix(".html"), keep_warnings=True)
+        export_html(executed, executed.with_suffix(".html"), keep_warnings=True,
+                    project_title=params.project.title)
         raise EvalKitError(
             f"{source.name} failed at cell {exc.exec_count or exc.cell_index}: "
             f"{exc.ename}: {_first_line(exc.evalue)}"
         ) from None
-    export_html(executed, executed.with_suffix(".html"), keep_warnings=keep_warnings)
+    export_html(executed, executed.with_suffix(".html"), keep_warnings=keep_warnings,
+                project_title=params.project.title)
     return time.perf_counter() - t0
 
 
@@ -761,7 +806,8 @@ def _merge_results(parts: list[Path], target: Path) -> None:
 
 
 def _build_and_publish(params_file: str | Path, params: ProjectParams, data, root: Path,
-                       progress: Callable[[str], None], start: float) -> RunOutcome:
+                       progress: Callable[[str], None], start: float, *,
+                       pdf: bool = False) -> RunOutcome:
     name = params.project.id
     notebooks_dir = params.root / "notebooks"
     final = root / name
@@ -837,6 +883,11 @@ def _build_and_publish(params_file: str | Path, params: ProjectParams, data, roo
         headlines = _headlines_html(params, build / "results.json")
         (build / "index.html").write_text(_index_html(params, pages, provenance, headlines),
                                           "utf-8")
+        if pdf:
+            from evaluation.pdf import write_project_pack
+
+            progress(f"[{name}] board pack (PDF) ...")
+            write_project_pack(params, build)
         # What is published: the pages, index, provenance and results; the executed
         # notebooks (every table unsuppressed) only in an internal report.
         shutil.rmtree(build / ".kernels")
@@ -876,10 +927,10 @@ def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def _run_quiet(args: tuple[str, Path | None]) -> RunOutcome:
-    params_file, reports_root = args
-    return run_project(params_file, reports_root=reports_root, progress=lambda m: print(m,
-                       flush=True))
+def _run_quiet(args: tuple[str, Path | None, bool]) -> RunOutcome:
+    params_file, reports_root, pdf = args
+    return run_project(params_file, reports_root=reports_root, pdf=pdf,
+                       progress=lambda m: print(m, flush=True))
 
 
 def run_projects(
@@ -888,10 +939,12 @@ def run_projects(
     workers: int = 1,
     reports_root: Path | None = None,
     progress: Callable[[str], None] = print,
+    pdf: bool = False,
 ) -> list[RunOutcome]:
     """Run several projects; each one's failure is reported, not raised."""
     files = [str(p) for p in params_files]
     if workers <= 1 or len(files) <= 1:
-        return [run_project(f, reports_root=reports_root, progress=progress) for f in files]
+        return [run_project(f, reports_root=reports_root, progress=progress, pdf=pdf)
+                for f in files]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_run_quiet, [(f, reports_root) for f in files]))
+        return list(pool.map(_run_quiet, [(f, reports_root, pdf) for f in files]))
