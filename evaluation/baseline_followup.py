@@ -52,6 +52,8 @@ from evaluation.results import (
     Result,
     check_direction,
     direction_of,
+    format_figure,
+    format_interval,
     make_record,
     repr_html,
     verdict,
@@ -62,6 +64,7 @@ __all__ = [
     "SINGLE_GROUP",
     "TOO_FEW",
     "MIN_PAIRS",
+    "RETEST_RANGE",
     "ComparisonUnavailable",
     "RtmAdjustment",
     "headline_change",
@@ -90,6 +93,12 @@ TOO_FEW = "too few to judge"
 #: Default minimum number of pupils with both scores for a verdict and an effect size:
 #: below it an interval is too unstable to act on (issue #19; a project may change it).
 MIN_PAIRS = 10
+#: The kit's sensitivity range for the test-retest correlation of the regression-to-the-mean
+#: adjustment (:func:`headline_change`). NOT a published range: the kit's own choice around
+#: the registry's SDQ stand-in (0.62, the mean retest r over all SDQ scales and informants
+#: in Goodman 2001's abstract), because the adjustment is very sensitive to the retest value
+#: and the total's own retest r could not be re-found. The interval is the union over it.
+RETEST_RANGE = (0.5, 0.75)
 
 
 class ComparisonUnavailable(DataError):
@@ -535,8 +544,11 @@ class PairedChange:
             out.update(estimate=float(self.rtm.adjusted_change), ci_low=lo, ci_high=hi,
                        unit=f"{self.unit} (change allowing for regression to the mean)",
                        rtm_expected_change=float(self.rtm.expected_rtm))
+        # without an adjustment for regression to the mean, a single group's change cannot
+        # be attributed to the work: "better, cause unclear", never "improved"
         out["verdict"] = (TOO_FEW if n < self.min_pairs else
-                          verdict(lo, hi, null=0.0, direction=self.direction))
+                          verdict(lo, hi, null=0.0, direction=self.direction,
+                                  attributable=self.rtm is not None))
         return out
 
     def with_rtm(self, adjustment: RtmAdjustment) -> PairedChange:
@@ -563,9 +575,11 @@ class PairedChange:
                n: int | None = None, notebook: str = "") -> Result:
         """The results.json record: the headline change of all pupils, with its design."""
         h = self.headline()
-        return make_record(self, outcome, analysis="baseline_followup",
-                           headline=_headline_text(self.label, h["estimate"], h["ci_low"],
-                                                   h["ci_high"], self._design_text()),
+        text = (_too_few_text(self.label, self.min_pairs, self._design_text())
+                if h["verdict"] == TOO_FEW else
+                _headline_text(self.label, h["estimate"], h["ci_low"], h["ci_high"],
+                               self._design_text(), self.unit))
+        return make_record(self, outcome, analysis="baseline_followup", headline=text,
                            period=period, n=n, notebook=notebook)
 
     def _design_text(self) -> str:
@@ -593,11 +607,19 @@ class PairedChange:
                            sums_across=[["n_baseline_only", "n_follow_up_only"]])
 
 
-def _headline_text(label: str, estimate: float, lo: float, hi: float, design: str) -> str:
+def _headline_text(label: str, estimate: float, lo: float, hi: float, design: str,
+                   unit: str = "points") -> str:
     """E.g. 'Attendance +2.4 points (+1.3 to +3.5); single group before–after': the headline
-    line of every page, with the design it comes from."""
-    return (f"{label[:1].upper() + label[1:]} {estimate:+.1f} points ({lo:+.1f} to {hi:+.1f})"
-            f"; {design}")
+    line of every page, with the design it comes from (figures as every page prints them,
+    with the true minus sign)."""
+    return (f"{label[:1].upper() + label[1:]} {format_figure(estimate, 'points')} {unit} "
+            f"({format_interval(lo, hi, 'points')}); {design}")
+
+
+def _too_few_text(label: str, min_pairs: int, design: str) -> str:
+    """The headline line when too few pupils have both scores: no figure to act on."""
+    return (f"{label[:1].upper() + label[1:]}: too few pupils with both scores to judge "
+            f"(fewer than {min_pairs}); {design}")
 
 
 #: What a single group's change cannot rule out, in plain words.
@@ -605,7 +627,7 @@ SINGLE_GROUP_CAUTION = (
     "This is a before-and-after change in one group, with no comparison group, so it shows "
     "how scores changed, not what the work caused: pupils chosen because their scores were "
     "of concern tend to score nearer the average next time without any help (regression to "
-    "the mean), and children change as they grow.")
+    "the mean), and children change as they grow (normal development).")
 
 
 def _sentence(row: pd.Series, result: PairedChange) -> str:
@@ -834,7 +856,8 @@ class ReliableChange:
         lo, hi = proportion_confint(k, self.n_pairs, alpha=1 - self.confidence, method="wilson")
         null = float(stats.norm.sf(self.z))
         said = (TOO_FEW if self.n_pairs < self.min_pairs else
-                verdict(float(lo), float(hi), null=null, direction="higher_is_better"))
+                verdict(float(lo), float(hi), null=null, direction="higher_is_better",
+                        attributable=False))  # one group: the cause is unclear
         return {"estimate": k / self.n_pairs, "ci_low": float(lo), "ci_high": float(hi),
                 "unit": "share of pupils reliably improved", "null": null, "n": self.n_pairs,
                 "design": self.design, "verdict": said}
@@ -1175,7 +1198,7 @@ class PairedOrdinal:
         ok = np.isfinite(lo) and np.isfinite(hi)
         said = (TOO_FEW if self.n_pairs < self.min_pairs else
                 verdict(lo if ok else None, hi if ok else None, null=0.5,
-                        direction=self.direction))
+                        direction=self.direction, attributable=False))  # one group
         return {"estimate": self.up_share, "ci_low": lo, "ci_high": hi,
                 "unit": "share of pupils who changed level that moved up", "null": 0.5,
                 "n": self.n_pairs, "design": self.design, "verdict": said}
@@ -1406,7 +1429,7 @@ class PairedBinary:
         """Change in % yes, its CI, n, design and the verdict against 0."""
         lo, hi = self.change_ci_low_pp, self.change_ci_high_pp
         said = (TOO_FEW if self.n_pairs < self.min_pairs else
-                verdict(lo, hi, null=0.0, direction=self.direction))
+                verdict(lo, hi, null=0.0, direction=self.direction, attributable=False))
         return {"estimate": self.change_pp, "ci_low": lo, "ci_high": hi,
                 "unit": "percentage points (change in % answering yes)", "null": 0.0,
                 "n": self.n_pairs, "design": self.design, "verdict": said}
@@ -1551,6 +1574,7 @@ class Ancova:
     min_pairs: int = MIN_PAIRS
     attainment: bool = False
     design: str = COMPARISON
+    unit: str = "points"  # "percentage points" for a percentage measure (e.g. attendance)
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -1571,7 +1595,8 @@ class Ancova:
         against 0."""
         few = min(self.n_treatment, self.n_control) < self.min_pairs
         return {"estimate": self.adjusted_difference, "ci_low": self.ci_low,
-                "ci_high": self.ci_high, "unit": "points (adjusted difference)", "null": 0.0,
+                "ci_high": self.ci_high, "unit": f"{self.unit} (adjusted difference)",
+                "null": 0.0,
                 "n": self.n_treatment + self.n_control, "design": self.design,
                 "verdict": TOO_FEW if few else verdict(self.ci_low, self.ci_high, null=0.0,
                                                        direction=self.direction)}
@@ -1590,9 +1615,12 @@ class Ancova:
     def record(self, outcome: OutcomeLike, *, period: str | None = None,
                n: int | None = None, notebook: str = "") -> Result:
         """The results.json record: the adjusted difference, with its design."""
-        return make_record(self, outcome, analysis="baseline_followup",
-                           headline=_headline_text(self.label, self.adjusted_difference,
-                                                   self.ci_low, self.ci_high, self.design),
+        design = f"{self.design}, adjusted for baseline"
+        text = (_too_few_text(self.label, self.min_pairs, design)
+                if self.headline()["verdict"] == TOO_FEW else
+                _headline_text(self.label, self.adjusted_difference, self.ci_low,
+                               self.ci_high, design, self.unit))
+        return make_record(self, outcome, analysis="baseline_followup", headline=text,
                            period=period, n=n, notebook=notebook)
 
 
@@ -1699,7 +1727,9 @@ def ancova(
     return Ancova(diff, lo, hi, float(res.pvalues[2]), g, glo, ghi, months, mlabel, n1, n0,
                   int((~keep).sum()), str(treatment), str(control), sentence, res,
                   direction=direction, label=label, confidence=confidence,
-                  min_pairs=min_pairs, attainment=attainment)
+                  min_pairs=min_pairs, attainment=attainment,
+                  unit="percentage points" if measure is not None
+                  and measure.name.endswith("_pct") else "points")
 
 
 # ---------------------------------------------------------------------------------------
@@ -1751,8 +1781,10 @@ def headline_change(
     disclosure: Disclosure | None = None,
     min_pairs: int = MIN_PAIRS,
     attainment: bool | None = None,
+    retest_range: tuple[float, float] | None = RETEST_RANGE,
 ) -> Ancova | PairedChange:
-    """The outcome's headline in the design the parameters ask for.
+    """The outcome's headline in the design the parameters ask for (what notebook 10 and
+    the verdict simulation test call).
 
     ``comparison=True``: :func:`ancova` of ``treatment`` against ``control`` pupils (column
     ``group``; pupils in neither group are left out, pupils without a group are counted as
@@ -1767,6 +1799,17 @@ def headline_change(
     ``comparison=False``: :func:`paired_change` of the ``treatment`` pupils when the data
     hold comparison pupils too, otherwise of all pupils. ``data`` has one row per pupil
     (or several rows with ``id``, for the single-group design only).
+
+    A single-group headline is adjusted for regression to the mean
+    (:func:`evaluation.rtm.rtm_adjust`, Barnett, van der Pols & Dobson 2005) when the
+    ``measure``'s registry entry has a population mean and a test-retest correlation and at
+    least ``min_pairs`` pupils have both scores: the adjusted change, with its interval
+    widened over ``retest_range`` (default :data:`RETEST_RANGE`, the kit's sensitivity
+    range, not a published one: the adjustment is very sensitive to the retest value; None:
+    the registry value alone), supplies the estimate and the verdict. Without those inputs
+    the headline is the plain change, whose verdict can only be "better/worse, cause
+    unclear" (:func:`evaluation.results.verdict` with ``attributable=False``), and its
+    sentence says the change may be regression to the mean or normal development.
     """
     _need(data, baseline, follow_up)
     paired = ~np.isnan(_numeric(data, baseline, measure)) & ~np.isnan(
@@ -1777,7 +1820,8 @@ def headline_change(
     programme = (data[data[group].eq(treatment).to_numpy()]
                  if has_group and data[group].eq(control).any() else data)
     if not comparison:
-        return paired_change(programme, baseline, follow_up, id=id, **common)
+        return _with_rtm(paired_change(programme, baseline, follow_up, id=id, **common),
+                         measure, retest_range, confidence)
     problem = _comparison_problem(data, paired, group, treatment, control, disclosure)
     if problem:
         if not allow_single_group:
@@ -1788,14 +1832,37 @@ def headline_change(
                 "fallback explicitly (allow_single_group) so the report says so.")
         if has_group and data[group].eq(treatment).any():
             programme = data[data[group].eq(treatment).to_numpy()]
-        return paired_change(programme, baseline, follow_up, id=id, comparison_note=problem,
-                             **common)
+        return _with_rtm(paired_change(programme, baseline, follow_up, id=id,
+                                       comparison_note=problem, **common),
+                         measure, retest_range, confidence)
     if id is not None and data[id].duplicated().any():
         raise DataError(f"Column '{id}': the comparison needs one row per pupil; some pupils "
                         "have several rows. Make the table wide first (scores_to_wide).")
     both = data[data[group].isin([treatment, control]).to_numpy() | data[group].isna()
                 .to_numpy()]
     return ancova(both, baseline, follow_up, group, treatment=treatment, **common)
+
+
+def _with_rtm(result: PairedChange, measure: Measure | None,
+              retest_range: tuple[float, float] | None, confidence: float) -> PairedChange:
+    """``result`` adjusted for regression to the mean where the measure allows it."""
+    from evaluation.rtm import rtm_adjust, rtm_inputs_missing
+
+    if measure is None or rtm_inputs_missing(measure):
+        return result
+    if int(result._all()["n_pairs"]) < result.min_pairs:
+        return result  # too few to judge: no verdict to adjust
+    rho = float(measure.retest)  # type: ignore[arg-type]
+    if retest_range is not None and not retest_range[0] <= rho <= retest_range[1]:
+        raise DataError(
+            f"The registry's test-retest correlation of {measure.name} ({rho:g}) lies outside "
+            f"retest_range ({retest_range[0]:g} to {retest_range[1]:g}). Set retest_range "
+            "under analyses.baseline_followup to a range that includes it.")
+    pairs = result.pairs[result.pairs["status"] == "paired"]
+    adjustment = rtm_adjust(pairs["baseline"], pairs["follow_up"], measure=measure,
+                            retest_range=retest_range, direction=result.direction,
+                            label=result.label, confidence=confidence)
+    return result.with_rtm(adjustment)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1906,6 +1973,7 @@ def subgroup_effects(
     disclosure: Disclosure | None = None,
     min_pairs: int = MIN_PAIRS,
     names: dict[str, str] | None = None,
+    rtm: Any = None,
 ) -> Subgroups:
     """Estimates per subgroup, adjusted like the headline, and a test of effect modification.
 
@@ -1922,6 +1990,14 @@ def subgroup_effects(
       ``OLSResults.t_test``), and the test is the F-test of the interaction terms
       (``compare_f_test`` against the model without them). Levels without two pupils in
       each group are left out of the model (they are below ``min_pairs`` anyway).
+
+    * :data:`SINGLE_GROUP` with ``rtm`` (the headline's
+      :class:`evaluation.rtm.RTMAdjustment`, i.e. ``result.rtm``): adjusted like the
+      headline, each level's estimate and interval are :func:`evaluation.rtm.rtm_adjust` of
+      that level's pupils with the headline's population mean, retest correlation and
+      ``retest_range``; its p and the test of effect modification use the adjusted changes
+      ``e = (follow_up - baseline) + (1 - retest)(baseline - population_mean)`` at the
+      registry's retest value.
 
     Pupils with a missing characteristic form the level "Missing". A level with fewer than
     ``min_pairs`` pupils with both scores (in either group) gets no estimate. The
@@ -1958,6 +2034,8 @@ def subgroup_effects(
         nan4 = (np.nan,) * 4
         if design == SINGLE_GROUP:
             change = f - b
+            if rtm is not None:  # the change beyond what regression to the mean predicts
+                change = change + (1 - rtm.retest) * (b - rtm.population_mean)
             usable = [k for k in range(len(levels)) if (codes == k).sum() >= 2]
             for k, level in enumerate(levels):
                 sel = codes == k
@@ -1973,6 +2051,14 @@ def subgroup_effects(
                     ci = tt.confidence_interval(confidence)
                     row.update(estimate=float(change[sel].mean()), ci_low=float(ci.low),
                                ci_high=float(ci.high), p=float(tt.pvalue))
+                    if rtm is not None:  # the interval over the headline's retest range
+                        from evaluation.rtm import rtm_adjust
+
+                        adj = rtm_adjust(b[sel], f[sel], population_mean=rtm.population_mean,
+                                         retest=rtm.retest, retest_range=rtm.retest_range,
+                                         confidence=confidence)
+                        row.update(estimate=adj.adjusted_change, ci_low=adj.ci_low,
+                                   ci_high=adj.ci_high)
                 out.append(row)
             if len(usable) >= 2:
                 sel = np.isin(codes, usable)
@@ -2050,8 +2136,12 @@ def subgroup_effects(
             findings[column] = f"There is no clear evidence that {what} differs by {name}."
     unit = "percentage points" if measure is not None and measure.name.endswith("_pct") \
         else "points"
+    if design == SINGLE_GROUP and rtm is not None:
+        what_unit = f"{unit}, allowing for regression to the mean"
+    else:
+        what_unit = unit
     return Subgroups(summary=summary, totals=totals, findings=findings, design=design,
-                     label=label, unit=unit, confidence=confidence, min_pairs=min_pairs,
+                     label=label, unit=what_unit, confidence=confidence, min_pairs=min_pairs,
                      disclosure=disclosure if disclosure is not None else Disclosure())
 
 

@@ -89,6 +89,9 @@ NOTEBOOKS = {
     "baseline_followup": "10_baseline_followup.ipynb",
     "its": "20_exclusions_its.ipynb",
     "referral_tracking": "30_referral_tracking.ipynb",
+    # one notebook reports both (its parameters are the survey's options)
+    "audit": "40_surveys_audits.ipynb",
+    "survey": "40_surveys_audits.ipynb",
     "summary": "90_summary.ipynb",
 }
 
@@ -313,6 +316,25 @@ class BaselineFollowupOptions(_Strict):
     #: Confidence level of every interval. Left out of ``model_dump()`` at its default, so
     #: the provenance of a project that does not set it reads as before.
     confidence: float = Field(default=0.95, gt=0, lt=1, exclude_if=lambda v: v == 0.95)
+    #: Fewer pupils with both scores than this: no verdict and no effect size (issue #19).
+    min_pairs: int = Field(default=10, ge=2, exclude_if=lambda v: v == 10)
+    #: With ``comparison: true``, a comparison group that cannot be used stops the run;
+    #: true reports the programme pupils' change instead, and its headline says so.
+    allow_single_group: bool = Field(default=False, exclude_if=lambda v: v is False)
+    #: The retest correlations over which a single group's regression-to-the-mean
+    #: adjustment is widened: the kit's sensitivity range around the SDQ stand-in 0.62, not
+    #: a published range (evaluation.baseline_followup.RETEST_RANGE); null: the registry's
+    #: value alone.
+    retest_range: tuple[float, float] | None = Field(
+        default=(0.5, 0.75), exclude_if=lambda v: v is not None and tuple(v) == (0.5, 0.75))
+
+    @field_validator("retest_range")
+    @classmethod
+    def _retest_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 < value[0] <= value[1] < 1:
+            raise ValueError("retest_range must be two correlations, low then high, between "
+                             f"0 and 1 (exclusive); got {list(value)}")
+        return value
 
     @field_validator("subgroups")
     @classmethod
@@ -354,7 +376,10 @@ class ItsOptions(_Strict):
     #: Confidence level of every interval (left out of ``model_dump()`` at its default).
     confidence: float = Field(default=0.95, gt=0, lt=1, exclude_if=lambda v: v == 0.95)
     #: How the intervals allow for autocorrelation (``evaluation.its``, "Inference"):
-    #: "wald" reproduces published figures (Lopez Bernal et al. 2017). Left out of
+    #: "wald" reproduces published figures (Lopez Bernal et al. 2017). With comparison
+    #: units the controlled ITS (``evaluation.controlled_its``) uses "auto" / "ar1" as its
+    #: simulation-chosen AR(1) inference and "newey-west" / "wald" as Linden's ``itsa``
+    #: formulas (Newey-West with ``autocorrelation`` lags, or none). Left out of
     #: ``model_dump()`` at its default.
     inference: Literal["auto", "ar1", "newey-west", "wald"] = Field(
         default="auto", exclude_if=lambda v: v == "auto")
@@ -411,6 +436,10 @@ class ReferralTrackingOptions(_Strict):
     #: A row filter of the pupils table naming the focus group for disproportionality, in
     #: the safe grammar of :mod:`evaluation.filters` (parsed here, never run as Python).
     disproportionality_group: str | None = None
+    #: What boards read for that group, e.g. "Black Caribbean boys": reports never show
+    #: the filter itself. Without it a name is made from the filter's values.
+    disproportionality_label: str | None = Field(default=None, min_length=1, max_length=80,
+                                                 exclude_if=lambda v: v is None)
 
     @field_validator("targets")
     @classmethod
@@ -470,11 +499,117 @@ class SummaryOptions(_Strict):
     pass
 
 
+def _definition_problem(kind: str, value: dict[str, Any]) -> str | None:
+    """Why a survey or audit definition would be refused by its analysis (None if not)."""
+    # imported here: the parameters must load without the analyses' numerical stack
+    if kind == "survey":
+        from evaluation.surveys import Survey as model
+    else:
+        from evaluation.audits import Audit as model
+    try:
+        model.model_validate(value)
+    except ValidationError as exc:
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or kind}: "
+                         f"{str(e['msg']).removeprefix('Value error, ')}"
+                         for e in exc.errors())
+    return None
+
+
+class SurveyOptions(_Strict):
+    """A pupil, parent or staff survey compared between two waves (``evaluation.surveys``).
+
+    ``survey`` is the survey's definition (``evaluation.surveys.Survey``: items with their
+    statement, subscale and reverse keying, response scales); an outcome's ``measure`` is
+    one of its subscales or item ids. ``design``: "independent" for anonymous waves
+    (different respondents), "paired" when respondents are identified by ``pupil_id``.
+    ``eligible``: pupils invited in each wave, for response rates."""
+
+    data: str = "survey_responses"
+    survey: dict[str, Any]
+    before: str
+    after: str
+    design: Literal["independent", "paired"] = "independent"
+    eligible: dict[str, int] = Field(default_factory=dict)
+    #: Fewest respondents in each wave for a verdict.
+    min_responses: int = Field(default=10, ge=2)
+    #: Confidence level of every interval (left out of ``model_dump()`` at its default).
+    confidence: float = Field(default=0.95, gt=0, lt=1, exclude_if=lambda v: v == 0.95)
+
+    @field_validator("survey")
+    @classmethod
+    def _survey(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = _definition_problem("survey", value)
+        if problem:
+            raise ValueError(f"not a survey definition the kit accepts ({problem})")
+        return value
+
+    @model_validator(mode="after")
+    def _waves(self) -> SurveyOptions:
+        if self.before == self.after:
+            raise ValueError(f"before and after are both '{self.before}': name two waves")
+        bad = [w for w, n in self.eligible.items() if n < 1]
+        if bad:
+            raise ValueError(f"eligible: give a positive number of pupils invited in {bad[0]}")
+        return self
+
+    @property
+    def definition(self) -> Any:
+        """The survey as ``evaluation.surveys.Survey``."""
+        from evaluation.surveys import Survey
+
+        return Survey.model_validate(self.survey)
+
+    def measures(self) -> list[str]:
+        """What an outcome can measure: the survey's subscales and item ids."""
+        d = self.definition
+        return [*d.subscales, *(i.id for i in d.items)]
+
+
+#: The audit measure of an outcome about every area together.
+ALL_AUDIT_AREAS = "all_areas"
+
+
+class AuditOptions(_Strict):
+    """A school self-evaluation audit rated at baseline and follow-up across schools
+    (``evaluation.audits``). ``audit`` is its definition (``evaluation.audits.Audit``:
+    ordered levels and areas); an outcome's ``measure`` is an area id, or ``all_areas``."""
+
+    data: str = "audit_ratings"
+    audit: dict[str, Any]
+    #: Fewest schools rated at both times for a verdict.
+    min_schools: int = Field(default=5, ge=2)
+    #: Compare the areas schools chose to work on with the others (needs `chosen`).
+    chosen: bool = True
+    #: Confidence level of every interval (left out of ``model_dump()`` at its default).
+    confidence: float = Field(default=0.95, gt=0, lt=1, exclude_if=lambda v: v == 0.95)
+
+    @field_validator("audit")
+    @classmethod
+    def _audit(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = _definition_problem("audit", value)
+        if problem:
+            raise ValueError(f"not an audit definition the kit accepts ({problem})")
+        return value
+
+    @property
+    def definition(self) -> Any:
+        """The audit as ``evaluation.audits.Audit``."""
+        from evaluation.audits import Audit
+
+        return Audit.model_validate(self.audit)
+
+    def measures(self) -> list[str]:
+        """What an outcome can measure: an area id, or all areas together."""
+        return [ALL_AUDIT_AREAS, *(a["id"] for a in self.audit.get("areas", []))]
+
+
 class Analyses(_Strict):
     overview: OverviewOptions | None = None
     baseline_followup: BaselineFollowupOptions | None = None
     its: ItsOptions | None = None
     referral_tracking: ReferralTrackingOptions | None = None
+    survey: SurveyOptions | None = None
+    audit: AuditOptions | None = None
     summary: SummaryOptions | None = None
 
 
@@ -735,6 +870,10 @@ def _wanted_sources(params: ProjectParams) -> list[tuple[str, str | None, str]]:
             ("referral_tracking.suspensions", rt.suspensions, "suspensions"),
             ("referral_tracking.pupils", rt.pupils, "pupils"),
         ]
+    if a.survey:
+        wanted.append(("survey.data", a.survey.data, "survey_responses"))
+    if a.audit:
+        wanted.append(("audit.data", a.audit.data, "audit_ratings"))
     return wanted
 
 
@@ -811,6 +950,16 @@ def check_project(params: ProjectParams, toc: TheoryOfChange,
                 add("measure", f"'{o.measure}' is not a measure the referral-tracking "
                     f"analysis can evidence; use {usable}")
                 continue
+        elif (o.analysis == "survey" and a.survey) or (o.analysis == "audit" and a.audit):
+            options = a.survey if o.analysis == "survey" else a.audit
+            kind = "survey_responses" if o.analysis == "survey" else "audit_ratings"
+            source = o.data or options.data
+            usable = options.measures()
+            if o.measure not in usable:
+                what = ("a subscale or statement id of the survey" if o.analysis == "survey"
+                        else f"an area id of the audit or {ALL_AUDIT_AREAS}")
+                add("measure", f"'{o.measure}' is not {what} under analyses.{o.analysis} in "
+                    f"{params.file.name}; use one of {', '.join(usable)}")
         else:
             continue
         problem = _source_problem(params, source, kind)
@@ -819,6 +968,36 @@ def check_project(params: ProjectParams, toc: TheoryOfChange,
     problems += _toc_target_problems(params, toc)
     if data is not None:
         problems += _data_problems(params, toc, data)
+        problems += _survey_audit_problems(params, data)
+    return problems
+
+
+def _survey_audit_problems(params: ProjectParams,
+                           data: Mapping[str, pd.DataFrame] | ProjectData) -> list[Problem]:
+    """What the survey and audit analyses would stop on, found by their own reading of the
+    tables: statements or areas the definition does not name, answers or ratings that are
+    not one of its levels, an answer given twice. (A wave with no responses yet is not a
+    problem: its outcomes are reported as not yet measured.)"""
+    from evaluation.errors import DataError
+
+    problems: list[Problem] = []
+    survey, audit = params.analyses.survey, params.analyses.audit
+    if survey is not None and survey.data in data:
+        from evaluation.surveys import scale_scores
+
+        try:
+            scale_scores(data[survey.data], survey.definition)
+        except DataError as exc:
+            problems.append(Problem(params.file, "analyses.survey", (
+                f"the {survey.data} table does not fit the survey's definition: {exc}")))
+    if audit is not None and audit.data in data:
+        from evaluation.audits import school_changes
+
+        try:
+            school_changes(data[audit.data], audit.definition)
+        except DataError as exc:
+            problems.append(Problem(params.file, "analyses.audit", (
+                f"the {audit.data} table does not fit the audit's definition: {exc}")))
     return problems
 
 
@@ -883,6 +1062,16 @@ def _data_problems(params: ProjectParams, toc: TheoryOfChange,
                     "measure here or the values in the file")))
     if a.its and a.its.data in data and a.its.time in data[a.its.data]:
         problems += _interruption_problems(params, data[a.its.data][a.its.time])
+    its_table = data[a.its.data] if a.its and a.its.data in data else None
+    if (its_table is not None and isinstance(a.its.interruption, list)
+            and len(a.its.interruption) > 1 and a.its.group in its_table
+            and its_table[a.its.group].astype("string").str.strip()
+            .eq(a.its.comparison_value).any()):
+        # evaluation.sections.its: comparison units make the headline a controlled ITS
+        problems.append(Problem(params.file, "analyses.its.interruption", (
+            "the comparison units are analysed as a controlled interrupted time series, "
+            "which models one interruption; give one date, or set group: null to analyse "
+            "every unit as one series")))
     return problems
 
 

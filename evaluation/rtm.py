@@ -38,7 +38,10 @@ values. ``mu`` comes from a large survey (for the teacher SDQ, 8,208 children), 
 sampling error is negligible next to a project's; ``rho`` is the weaker input, so
 ``retest_range=(low, high)`` gives a sensitivity interval instead: the union of the
 intervals for every ``rho`` in the range (a grid of 41 values), which is what the verdict
-then uses. What the adjustment does not cover: a school population whose own mean differs
+then uses. A report's headline uses the kit's sensitivity range
+(:data:`evaluation.baseline_followup.RETEST_RANGE`, 0.5 to 0.75 around the SDQ stand-in
+0.62; the kit's own choice, not a published range; ``retest_range`` in the options).
+What the adjustment does not cover: a school population whose own mean differs
 from the national norm, scores far from normal, and change that would have happened anyway
 (normal development, other help); only a comparison group covers those.
 """
@@ -61,6 +64,8 @@ from evaluation.results import (
     Result,
     check_direction,
     direction_of,
+    format_figure,
+    format_interval,
     make_record,
     repr_html,
     verdict,
@@ -220,17 +225,20 @@ class RTMAdjustment:
             "no clear change": "not clearly different from what regression to the mean alone "
                                "would give",
         }[v]
+        change = format_figure(self.adjusted_change, "points")
+        interval = format_interval(self.ci_low, self.ci_high, "points")
         return (f"{first} Allowing for that (expected {move} {abs(self.expected_rtm):.1f} "
-                f"{self.unit}, from {basis}), the change is {self.adjusted_change:+.1f} "
-                f"{self.unit} ({pct} CI {self.ci_low:+.1f} to {self.ci_high:+.1f}): {tail}. "
+                f"{self.unit}, from {basis}), the change is {change} {self.unit} ({pct} CI "
+                f"{interval}): {tail}. "
                 "Without a comparison group this does not show that the work caused the "
                 "change: normal development or other help may also have changed the scores.")
 
     def headline_text(self) -> str:
         """A short headline: the adjusted change with its interval."""
         pct = f"{self.confidence * 100:g}%"
-        return (f"{self.label}: {self.adjusted_change:+.1f} {self.unit} allowing for regression "
-                f"to the mean ({pct} CI {self.ci_low:+.1f} to {self.ci_high:+.1f})")
+        return (f"{self.label}: {format_figure(self.adjusted_change, 'points')} {self.unit} "
+                f"allowing for regression to the mean ({pct} CI "
+                f"{format_interval(self.ci_low, self.ci_high, 'points')})")
 
     def plot(self, ax: Any = None) -> Any:
         """Observed change, expected RTM change and adjusted change, with intervals."""
@@ -270,11 +278,14 @@ def _as_float(values: Any, what: str) -> np.ndarray:
     return x
 
 
-def _t_interval(e: np.ndarray, confidence: float) -> tuple[float, float, float]:
+def _t_interval(e: np.ndarray, confidence: float,
+                t_crit: float | None = None) -> tuple[float, float, float]:
     n = e.size
     m = float(e.mean())
     se = float(e.std(ddof=1)) / math.sqrt(n)
-    half = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1)) * se
+    if t_crit is None:
+        t_crit = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1))
+    half = t_crit * se
     return m, m - half, m + half
 
 
@@ -362,8 +373,9 @@ def rtm_adjust(
     obs, obs_lo, obs_hi = _t_interval(d, confidence)
     adj, lo, hi = _t_interval(d + (1 - rho) * (x - mu), confidence)
     if retest_range is not None:
+        t_crit = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1))  # once for the grid
         for r in np.linspace(retest_range[0], retest_range[1], _GRID):
-            _, lo_r, hi_r = _t_interval(d + (1 - r) * (x - mu), confidence)
+            _, lo_r, hi_r = _t_interval(d + (1 - r) * (x - mu), confidence, t_crit)
             lo, hi = min(lo, lo_r), max(hi, hi_r)
     xbar = float(x.mean())
     at_cut = None

@@ -16,6 +16,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 
 from evaluation.baseline_followup import (
     COMPARISON,
+    RETEST_RANGE,
     SINGLE_GROUP,
     TOO_FEW,
     ComparisonUnavailable,
@@ -36,7 +37,14 @@ from evaluation.baseline_followup import (
 from evaluation.errors import DataError
 from evaluation.measures import load_registry
 from evaluation.privacy import WITHHELD, Disclosure
-from evaluation.results import VERDICTS, AnalysisResult, Result, verdict
+from evaluation.results import (
+    BETTER_CAUSE_UNCLEAR,
+    VERDICTS,
+    WORSE_CAUSE_UNCLEAR,
+    AnalysisResult,
+    Result,
+    verdict,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -303,13 +311,14 @@ def test_sentence_direction_words():
     assert "improvement" in res.sentence
     g = res.summary.iloc[0]["g_av"]
     assert g < 0 and f"Hedges' g = {-g:.2f}" in res.sentence  # reported in improvement terms
-    assert res.headline()["verdict"] == "improved"
+    # one group, no adjustment for regression to the mean: better, but not attributed
+    assert res.headline()["verdict"] == BETTER_CAUSE_UNCLEAR
     by_measure = paired_change(d, "b", "f", measure=load_registry()["sdq_teacher_total"])
-    assert by_measure.headline()["verdict"] == "improved"
+    assert by_measure.headline()["verdict"] == BETTER_CAUSE_UNCLEAR
     assert by_measure.sentence.startswith("Pupils' teacher-rated SDQ total difficulties fell")
     worse = paired_change(d, "b", "f", direction="higher_is_better")
     assert "fell" in worse.sentence and "deterioration" in worse.sentence
-    assert worse.headline()["verdict"] == "worsened"
+    assert worse.headline()["verdict"] == WORSE_CAUSE_UNCLEAR
     flat = pd.DataFrame({"b": [10, 12, 11, 9, 13, 10, 12, 11, 9, 13],
                          "f": [11, 11, 12, 9, 12, 11, 11, 12, 9, 12]})
     res = paired_change(flat, "b", "f")
@@ -581,7 +590,8 @@ def test_no_months_for_measures_that_are_not_attainment():
 def test_single_group_states_its_design_and_claims_no_cause():
     res = paired_change(_sdq_like(), "b", "f", direction="lower_is_better", label="SDQ")
     h = res.headline()
-    assert h["design"] == SINGLE_GROUP == res.design and h["verdict"] == "improved"
+    assert h["design"] == SINGLE_GROUP == res.design
+    assert h["verdict"] == BETTER_CAUSE_UNCLEAR  # never "improved" without an adjustment
     assert h["adjusted_for_rtm"] is False
     assert "not what the work caused" in res.sentence
     assert "regression to the mean" in res.sentence
@@ -609,7 +619,7 @@ def test_rtm_adjustment_supplies_the_headline_and_verdict():
     assert "regression to the mean" in h["unit"]
     assert "would lower the mean by about 2.5" in adjusted.sentence
     assert "not what the work caused" not in adjusted.sentence
-    assert res.headline()["verdict"] == "improved"  # the original is unchanged
+    assert res.headline()["verdict"] == BETTER_CAUSE_UNCLEAR  # the original is unchanged
     rec = adjusted.record(SimpleNamespace(id="o", measure="m", direction="lower_is_better"))
     assert rec.verdict == "no clear change" and "allowing for regression" in rec.headline
     assert adjusted.with_rtm(_Rtm(-2.0, -3.0, -1.0)).headline()["verdict"] == "improved"
@@ -650,7 +660,8 @@ def test_too_few_pairs_give_no_verdict_and_no_effect_size():
     assert "fewer than the 10 needed" in res.sentence and "Hedges" not in res.sentence
     assert "only 9 pupils" in res.sentence
     ten = paired_change(_sdq_like(n=10), "b", "f", direction="lower_is_better")
-    assert ten.headline()["verdict"] in ("improved", "no clear change", "worsened")
+    assert ten.headline()["verdict"] in (BETTER_CAUSE_UNCLEAR, "no clear change",
+                                         WORSE_CAUSE_UNCLEAR)
     assert np.isfinite(ten.summary.iloc[0]["g_av"])
     assert paired_change(d, "b", "f", min_pairs=5).headline()["verdict"] != TOO_FEW
     with pytest.raises(DataError, match="min_pairs"):
@@ -685,7 +696,7 @@ def test_headline_change_uses_the_comparison_group():
     ref = ancova(d, "baseline", "follow_up", "group", direction="lower_is_better")
     assert res.design == COMPARISON and res.headline()["estimate"] == ref.adjusted_difference
     rec = res.record(SimpleNamespace(id="o", measure="m", direction="lower_is_better"))
-    assert rec.headline.endswith("; comparison group")
+    assert rec.headline.endswith("; comparison group, adjusted for baseline")
     single = headline_change(d, comparison=False, direction="lower_is_better")
     assert single.design == SINGLE_GROUP
     assert single.headline()["n"] == (d["group"] == "programme").sum()
@@ -814,8 +825,9 @@ def test_paired_ordinal_and_binary_follow_the_protocol():
         h = res.headline()
         assert (h["estimate"], h["ci_low"], h["ci_high"], h["null"]) == pytest.approx(
             (est, lo, hi, null))
-        assert h["verdict"] == verdict(lo, hi, null=null, direction="higher_is_better")
-        assert h["verdict"] == "improved" and h["design"] == SINGLE_GROUP
+        assert h["verdict"] == verdict(lo, hi, null=null, direction="higher_is_better",
+                                       attributable=False)
+        assert h["verdict"] == BETTER_CAUSE_UNCLEAR and h["design"] == SINGLE_GROUP
         assert "not what the work caused" in res.sentence
         assert isinstance(res.summary, pd.DataFrame) and len(res.summary) == 1
         assert "<table" in res._repr_html_()
@@ -828,7 +840,7 @@ def test_paired_ordinal_and_binary_follow_the_protocol():
         assert rec.headline.endswith(SINGLE_GROUP)
     flipped = paired_binary(pd.DataFrame({"b": xb >= 1, "f": xf >= 1}), "b", "f",
                             direction="lower_is_better")
-    assert flipped.headline()["verdict"] == "worsened"
+    assert flipped.headline()["verdict"] == WORSE_CAUSE_UNCLEAR
     few = paired_binary(pd.DataFrame({"b": [1, 0, 1, 0], "f": [1, 1, 1, 1]}), "b", "f")
     assert few.headline()["verdict"] == TOO_FEW and "fewer than the 10" in few.sentence
     board = binary.board_table(Disclosure(5))
@@ -842,3 +854,80 @@ def test_ordinal_and_binary_sentences_withhold_small_counts():
     yn = paired_binary(pd.DataFrame({"b": [True] * 3 + [False] * 20,
                                      "f": [True] * 23}), "b", "f")
     assert "withheld" in yn.sentence and "%" not in yn.sentence
+
+
+# ---------------------------------------------------------------- regression to the mean
+
+
+def _selected_sdq(n: int = 60, seed: int = 3, effect: float = 0.0) -> pd.DataFrame:
+    """Pupils chosen for a high teacher SDQ from a population with the registry's norms."""
+    rng = np.random.default_rng(seed)
+    mu, sd, rho = 6.6, 6.0, 0.62
+    x = mu + sd * rng.standard_normal(20 * n)
+    y = mu + rho * (x - mu) + sd * math.sqrt(1 - rho**2) * rng.standard_normal(20 * n)
+    keep = np.flatnonzero(x >= 15)[:n]
+    return pd.DataFrame({"baseline": np.clip(x[keep].round(), 0, 40),
+                         "follow_up": np.clip((y[keep] + effect).round(), 0, 40)})
+
+
+def test_single_group_headline_is_adjusted_for_regression_to_the_mean():
+    from evaluation.rtm import rtm_adjust
+
+    d = _selected_sdq()
+    sdq = load_registry()["sdq_teacher_total"]
+    res = headline_change(d, comparison=False, measure=sdq)
+    ref = rtm_adjust(d["baseline"], d["follow_up"], population_mean=6.6, retest=0.62,
+                     retest_range=RETEST_RANGE, direction="lower_is_better")
+    h = res.headline()
+    assert h["adjusted_for_rtm"] and h["design"] == SINGLE_GROUP
+    assert (h["estimate"], h["ci_low"], h["ci_high"]) == pytest.approx(
+        (ref.adjusted_change, ref.ci_low, ref.ci_high))
+    assert h["verdict"] == ref.verdict
+    # the plain change "fell", but once regression to the mean is allowed for it is no
+    # effect at all (the data have none)
+    assert res.summary.iloc[-1]["mean_change"] < -2 and h["verdict"] == "no clear change"
+    rec = res.record(SimpleNamespace(id="o", measure="m", direction="lower_is_better"))
+    assert rec.headline.endswith("; single group before–after, allowing for regression to "
+                                 "the mean")
+    assert "from 0.5 to 0.75" in res.sentence
+    # without the range: the registry value alone gives a narrower interval
+    point = headline_change(d, comparison=False, measure=sdq, retest_range=None).headline()
+    assert point["ci_high"] - point["ci_low"] < h["ci_high"] - h["ci_low"]
+    with pytest.raises(DataError, match="outside retest_range"):
+        headline_change(d, comparison=False, measure=sdq, retest_range=(0.7, 0.8))
+
+
+def test_single_group_without_norms_is_never_improved():
+    d = _selected_sdq().assign(follow_up=lambda t: t["baseline"] - 5)
+    d.loc[::3, "follow_up"] += 2
+    plain = _measure_like("sdq_teacher_total", population_mean=None, retest=None)
+    res = headline_change(d, comparison=False, measure=plain)
+    h = res.headline()
+    assert not h["adjusted_for_rtm"] and h["verdict"] == BETTER_CAUSE_UNCLEAR
+    assert "regression to the mean" in res.sentence and "normal development" in res.sentence
+
+
+def test_too_few_pairs_are_not_adjusted_and_get_no_verdict():
+    d = _selected_sdq(n=8)
+    res = headline_change(d, comparison=False, measure=load_registry()["sdq_teacher_total"])
+    assert res.rtm is None and res.headline()["verdict"] == TOO_FEW
+
+
+def test_subgroups_are_adjusted_like_a_single_group_headline():
+    from evaluation.rtm import rtm_adjust
+
+    d = _selected_sdq(n=80).assign(fsm=lambda t: np.arange(len(t)) % 3 == 0)
+    res = headline_change(d, comparison=False, measure=load_registry()["sdq_teacher_total"])
+    sub = subgroup_effects(d, ["fsm"], design=res.design, rtm=res.rtm)
+    for level, rows in d.groupby("fsm"):
+        ref = rtm_adjust(rows["baseline"], rows["follow_up"], population_mean=6.6,
+                         retest=0.62, retest_range=RETEST_RANGE)
+        row = sub.summary.set_index("level").loc[level]
+        assert (row["estimate"], row["ci_low"], row["ci_high"]) == pytest.approx(
+            (ref.adjusted_change, ref.ci_low, ref.ci_high))
+    # the test of effect modification: one-way ANOVA of the adjusted changes
+    e = d["follow_up"] - 6.6 - 0.62 * (d["baseline"] - 6.6)
+    anova = stats.f_oneway(*[e[d["fsm"] == v] for v in (False, True)])
+    assert sub.summary["interaction_p"].iloc[0] == pytest.approx(anova.pvalue)
+    assert "regression to the mean" in sub.unit
+    assert "p" not in sub.board_table().columns

@@ -2,18 +2,24 @@
 
 The notebook (``notebooks/10_baseline_followup.ipynb``) shows the method: for each outcome
 whose measure is scored at baseline and follow-up (the ``scores`` table) it selects the
-data with :func:`select`, calls the library (:func:`~evaluation.baseline_followup.
-paired_change` for programme pupils, by subgroup too, :func:`~evaluation.baseline_followup.
-reliable_change` where the measure has a reliability, :func:`~evaluation.baseline_followup.
-ancova` against the comparison group where there is one) with the analysis options, and
-hands the results to :func:`outcome_section`, which only words and lays them out: the
-paired change with its effect sizes, a paired plot, reliable change per pupil with the
-Jacobson plot, band transitions (where the measure has bands), the subgroup table, the
-comparison by ANCOVA and the headline result recorded for the summary.
+data with :func:`select`, calls the library with the analysis options and hands the results
+to :func:`outcome_section`, which only words and lays them out:
 
-The headline is the ANCOVA-adjusted difference between programme and comparison pupils
-when the comparison is made and shown (the better-controlled estimate), otherwise the
-programme pupils' mean change; its verdict comes from its confidence interval.
+* the headline, from :func:`~evaluation.baseline_followup.headline_change` (the one function
+  that decides the design): with a comparison group, the ANCOVA-adjusted difference between
+  programme and comparison pupils; with a single group, the change allowing for regression
+  to the mean where the measure's registry entry has population norms and a test-retest
+  correlation, otherwise the plain change with a verdict that says only "better/worse,
+  cause unclear". The headline states its design; a ``comparison: true`` that cannot be
+  used stops the run (or, with ``allow_single_group: true``, the headline says so);
+* below ``min_pairs`` pupils with both scores: no verdict, no effect size, one sentence;
+* the programme pupils' paired change as a description, reliable change (Jacobson & Truax
+  1991; "recovered" only from the concerning side of the cut-off), band transitions, and
+  subgroups as effect modification (:func:`~evaluation.baseline_followup.subgroup_effects`,
+  adjusted like the headline, without p-values, with the exploratory caution).
+
+EEF months' progress is shown only for attainment measures, and called "additional" only
+against a comparison group.
 
 Privacy: every table, sentence, figure label and legend goes through the project's one
 disclosure step (``project.disclosure``): counts below the threshold, what is worked out
@@ -30,7 +36,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from evaluation.baseline_followup import Ancova, PairedChange, ReliableChange, scores_to_wide
+from evaluation.baseline_followup import COMPARISON as COMPARISON_DESIGN
+from evaluation.baseline_followup import (
+    SINGLE_GROUP,
+    TOO_FEW,
+    Ancova,
+    PairedChange,
+    ReliableChange,
+    Subgroups,
+    scores_to_wide,
+)
 from evaluation.errors import ParamsError
 from evaluation.measures import Measure, band, load_registry
 from evaluation.params import BaselineFollowupOptions
@@ -42,6 +57,8 @@ from evaluation.sections import Item, Section
 from evaluation.toc import Outcome
 
 PROGRAMME, COMPARISON = "programme", "comparison"
+__all__ = ["SINGLE_GROUP", "CHARACTERISTICS", "OutcomeData", "select", "outcome_section",
+           "paired_plot", "jacobson_plot", "band_transitions", "reliable_change_table"]
 
 SUMMARY_COLUMNS = {
     "group": "Group",
@@ -214,17 +231,13 @@ class OutcomeData:
 
     outcome: Outcome
     measure: Measure
-    #: One row per pupil: pupil_id, baseline, follow_up and the pupil characteristics.
+    #: One row per pupil: pupil_id, baseline, follow_up and the pupil characteristics
+    #: (with ``group`` when the pupils table has it): the data of the headline.
     pupils: pd.DataFrame
     #: The programme pupils (every pupil when there is no comparison group).
     programme: pd.DataFrame
-    #: Programme and comparison pupils, when the comparison is made and can be shown
-    #: (None otherwise): the data of the ANCOVA.
-    compared: pd.DataFrame | None
-    #: A comparison group exists and the options compare with it.
+    #: The data hold comparison pupils beside the programme pupils.
     has_comparison: bool
-    #: ... but too few pupils of one group have both scores to show it without risk.
-    comparison_withheld: bool
     #: The options' subgroups that the pupils table has.
     subgroups: list[str]
     #: When the scores were taken, for the results.json record.
@@ -238,9 +251,11 @@ class OutcomeData:
 
 def select(project: Project, outcome: Outcome,
            options: BaselineFollowupOptions | None = None) -> OutcomeData:
-    """The pupils and the measure of one outcome, with the choices the options make.
+    """The pupils and the measure of one outcome.
 
-    Checks that the outcome's direction agrees with its measure's."""
+    Checks that the outcome's direction agrees with its measure's. Whether the comparison
+    group is used is the headline's business (:func:`~evaluation.baseline_followup.
+    headline_change`, which stops when ``comparison: true`` cannot be honoured)."""
     options = options if options is not None else _options(project)
     measure = _measure(project, outcome)
     if outcome.direction != direction_of(measure.higher_is_better):
@@ -255,46 +270,117 @@ def select(project: Project, outcome: Outcome,
     if pupils is not None:
         wide = wide.merge(pupils, on="pupil_id", how="left", validate="one_to_one")
     programme, has_comparison = _programme(wide)
-    has_comparison = has_comparison and options.comparison
-    compared, withheld = None, False
-    if has_comparison:
-        both = wide[wide["group"].isin([PROGRAMME, COMPARISON])]
-        sizes = both.dropna(subset=["baseline", "follow_up"])["group"].value_counts()
-        # the comparison, and a headline n that adds its pupils, would give them away
-        withheld = any(project.disclosure.is_small(sizes.get(g, 0))
-                       for g in (PROGRAMME, COMPARISON))
-        compared = None if withheld else both
     dates = scores.loc[scores["measure"] == outcome.measure, "date"] if "date" in scores else None
     period = (f"{dates.min():%B %Y} to {dates.max():%B %Y}"
               if dates is not None and dates.notna().any() else project.period_text())
     return OutcomeData(
-        outcome=outcome, measure=measure, pupils=wide, programme=programme, compared=compared,
-        has_comparison=has_comparison, comparison_withheld=withheld,
+        outcome=outcome, measure=measure, pupils=wide, programme=programme,
+        has_comparison=has_comparison,
         subgroups=[c for c in options.subgroups if c in programme.columns], period=period)
 
 
-def outcome_section(project: Project, data: OutcomeData, change: PairedChange, *,
+SUBGROUP_COLUMNS = {"level": "Group", "n": "Pupils (pairs)", "n_comparison": "Comparison pupils",
+                    "estimate": "Estimate", "ci_low": "CI low", "ci_high": "CI high",
+                    "note": "Note"}
+
+
+def _design_text(headline: Ancova | PairedChange, measure: Measure) -> str:
+    """What the headline's design is and what it can and cannot show, in plain words."""
+    if isinstance(headline, Ancova):
+        return ("**Design: comparison group.** The headline compares programme pupils' "
+                "follow-up scores with those of comparison pupils, adjusting for baseline "
+                "scores (ANCOVA by ordinary least squares), so changes that would have "
+                "happened anyway (regression to the mean, normal development) are allowed "
+                "for as far as the two groups are alike.")
+    lead = "**Design: single group before and after** (no comparison group)."
+    if headline.comparison_note:
+        lead += (" The parameters ask for a comparison group, but it could not be used ("
+                 f"{escape_markdown(headline.comparison_note)}); `allow_single_group` is set, "
+                 "so the headline is the programme pupils' own change.")
+    rtm = headline.rtm
+    if rtm is not None:
+        spread = ""
+        if getattr(rtm, "retest_range", None) is not None:
+            low, high = rtm.retest_range
+            spread = (f" Its interval covers any retest correlation from {low:g} to {high:g}: "
+                      "the kit's sensitivity range, not a published one, because the "
+                      "adjustment depends strongly on this value.")
+        return (f"{lead} The headline allows for regression to the mean (Barnett, van der "
+                f"Pols & Dobson 2005) using the registry's average for children generally "
+                f"({rtm.population_mean:g}) and a test-retest correlation of {rtm.retest:g}."
+                f"{spread} It does not allow for normal development or other help.")
+    return (f"{lead} The registry has no population norms and test-retest correlation for "
+            f"{measure.label}, so regression to the mean cannot be allowed for: the change may "
+            "be regression to the mean or normal development rather than the work, and the "
+            "verdict says only whether scores got better or worse, not why.")
+
+
+def _rtm_table(headline: PairedChange) -> pd.DataFrame:
+    """Observed change, the part regression to the mean explains and what is left."""
+    table = headline.rtm.summary  # type: ignore[union-attr]
+    return pd.DataFrame({"Quantity": table["quantity"], "Change": table["estimate"],
+                         "CI low": table["ci_low"], "CI high": table["ci_high"]})
+
+
+def outcome_section(project: Project, data: OutcomeData, headline: Ancova | PairedChange,
+                    change: PairedChange | None = None, *,
                     reliable: ReliableChange | None = None,
-                    by_group: dict[str, PairedChange] | None = None,
-                    adjusted: Ancova | None = None) -> Section:
+                    subgroups: Subgroups | None = None) -> Section:
     """The words, tables and figures of one outcome, from the results the notebook
-    computed: ``change`` (the programme pupils' paired change), ``reliable`` (reliable
-    change, where the measure has a reliability), ``by_group`` (the paired change by each
-    subgroup column) and ``adjusted`` (the ANCOVA against the comparison group). The
-    section carries the headline :class:`~evaluation.results.Result` to record."""
+    computed: ``headline`` (:func:`~evaluation.baseline_followup.headline_change`: the
+    ANCOVA, or the single group's change adjusted for regression to the mean where the
+    registry allows), ``change`` (the programme pupils' paired change, shown as a
+    description; default the headline when it is one), ``reliable`` (reliable change, where
+    the measure has a reliability) and ``subgroups``
+    (:func:`~evaluation.baseline_followup.subgroup_effects`, adjusted like the headline).
+    The section carries the headline :class:`~evaluation.results.Result` to record."""
     outcome, measure, programme = data.outcome, data.measure, data.programme
+    if change is None:
+        if not isinstance(headline, PairedChange):
+            raise TypeError("outcome_section: give the programme pupils' paired change")
+        change = headline
     higher = outcome.direction == "higher_is_better"
     who = "Programme pupils" if data.has_comparison else "Pupils"
     disclosure = project.disclosure
-
-    section = Section(heading=outcome.statement, sentence=change.sentence)
+    section = Section(heading=outcome.statement, sentence=headline.sentence)
+    section.result = headline.record(outcome, period=data.period, notebook=NOTEBOOK)
+    result = section.result
+    if result.verdict == TOO_FEW:  # no verdict, no effect size: one sentence says why
+        section.items.insert(0, Item("text", (
+            f"**Headline:** {escape_markdown(result.headline.rpartition('; ')[2])}: too few "
+            f"pupils had both scores to judge a change — verdict: **{result.verdict}**.")))
+        return section
+    if not disclosure.is_small(result.n):
+        # the recorded headline, word for word, first: the summary, the index and the
+        # diagram print the same figures; the headline names its design
+        section.text(f"**Headline:** {escape_markdown(result.headline)} — verdict: "
+                     f"**{result.verdict}**.")
+    section.text(_design_text(headline, measure))
+    months = (" Months' progress follows the EEF Teaching and Learning Toolkit, shown because "
+              "this is an attainment measure." if getattr(measure, "attainment", False) else "")
     section.text(
         f"**Measure:** {measure.label} ({measure.min:g}–{measure.max:g}; "
         f"{'higher' if higher else 'lower'} is better). "
-        + (f"**Target:** {outcome.target}. " if outcome.target else "")
-        + "Changes are follow-up minus baseline; effect sizes follow Lakens (2013) and "
-        "months' progress the EEF Teaching and Learning Toolkit."
+        + (f"**Target:** {escape_markdown(str(outcome.target))}. " if outcome.target else "")
+        + "Changes are follow-up minus baseline; effect sizes follow Lakens (2013)." + months
     )
+    if isinstance(headline, Ancova):
+        comparison = {
+            "Adjusted difference": headline.adjusted_difference, "CI low": headline.ci_low,
+            "CI high": headline.ci_high, "Hedges' g": headline.g,
+            "Programme pupils": headline.n_treatment, "Comparison pupils": headline.n_control,
+        }
+        if headline.attainment:
+            comparison |= {"EEF months": headline.eef_months, "EEF impact": headline.eef_label}
+        frame = pd.DataFrame([comparison])
+        counts = ["Programme pupils", "Comparison pupils"]
+        section.table(disclosure.table(frame, counts,
+                                       derived=[c for c in frame if c not in counts]),
+                      "Programme against comparison, adjusted for baseline")
+        section.text(f"**{who}' own change** (a description, not the effect of the work): "
+                     + change.sentence)
+    elif headline.rtm is not None and not disclosure.is_small(result.n):
+        section.table(_rtm_table(headline), f"{who}: change allowing for regression to the mean")
     section.table(_board_summary(change, disclosure), f"{who}: baseline and follow-up")
     all_row = change.summary.iloc[-1]
     if disclosure.shows_individuals:
@@ -316,8 +402,11 @@ def outcome_section(project: Project, data: OutcomeData, change: PairedChange, *
             f"**Reliable change** (Jacobson & Truax 1991): with reliability "
             f"{measure.reliability:g} and SD {measure.sd:g}, a pupil's score must change by "
             f"at least {rc.points_needed:.1f} points to be more than measurement noise."
-            + (f" The clinical cut-off is {rc.cutoff:.1f} (criterion {rc.criterion})."
-               if rc.cutoff is not None else "")
+            + (f" The clinical cut-off is {rc.cutoff:.1f} (criterion {rc.criterion}). "
+               "\"Recovered\" counts only pupils who started on the concerning side of it "
+               "and ended reliably improved on the other side; pupils who started on the "
+               "typical side cannot recover and are counted apart (\"started on the "
+               "functional side\")." if rc.cutoff is not None else "")
         )
         section.table(reliable_change_table(rc, disclosure),
                       "Reliable and clinically significant change"
@@ -341,56 +430,17 @@ def outcome_section(project: Project, data: OutcomeData, change: PairedChange, *
         section.table(band_transitions(programme, measure, disclosure),
                       f"{who}: {measure.label} bands at baseline (rows) and follow-up")
 
-    if by_group:
-        frames = []
-        for column, by in by_group.items():
-            # through disclosure with the "All" row, so the groups of one characteristic
-            # cannot be subtracted from the headline n shown above
-            table = _board_summary(by, disclosure)
-            table = table[table["Group"] != "All"].copy()
-            table["Group"] = table["Group"].astype(str).replace({"True": "yes", "False": "no"})
-            table.insert(0, "Characteristic", CHARACTERISTICS.get(column, column))
-            table = table.drop(columns=["Baseline only", "Follow-up only", "EEF impact"],
-                               errors="ignore")
-            frames.append(table)
-        section.table(pd.concat(frames, ignore_index=True),
-                      f"{who} by characteristic"
+    if subgroups is not None and len(subgroups.summary):
+        table = subgroups.board_table(disclosure)
+        table["characteristic"] = table["characteristic"].map(
+            lambda c: CHARACTERISTICS.get(c, c))
+        table["level"] = table["level"].astype(str).replace({"True": "yes", "False": "no"})
+        table = table.rename(columns={"characteristic": "Characteristic", **SUBGROUP_COLUMNS})
+        what = ("adjusted difference, programme minus comparison"
+                if subgroups.design == COMPARISON_DESIGN else f"change ({subgroups.unit})")
+        section.text("**Subgroups** (does the result differ between groups of pupils?). "
+                     + subgroups.sentence)
+        section.table(table, f"{who} by characteristic: {what}"
                       + (f" (groups under {disclosure.threshold} pupils withheld)"
                          if disclosure.active else ""))
-
-    headline = change  # the programme pupils' change, unless the comparison is shown
-    if data.comparison_withheld:
-        section.text(
-            "**Against the comparison group.** Not shown: fewer than "
-            f"{disclosure.threshold} pupils in one of the groups had both scores, too few "
-            "to compare without risk of identifying them. The headline is the programme "
-            "pupils' change."
-        )
-    elif adjusted is not None:
-        model = adjusted
-        section.text(
-            "**Against the comparison group.** Follow-up scores compared between "
-            "programme and comparison pupils, adjusting for baseline (ANCOVA by ordinary "
-            "least squares); Hedges' g is the adjusted difference over the pooled SD of "
-            "follow-up scores, as the EEF computes it. " + model.sentence
-        )
-        comparison = pd.DataFrame([{
-            "Adjusted difference": model.adjusted_difference, "CI low": model.ci_low,
-            "CI high": model.ci_high, "p": model.p, "Hedges' g": model.g,
-            "Programme pupils": model.n_treatment, "Comparison pupils": model.n_control,
-            "EEF months": model.eef_months, "EEF impact": model.eef_label,
-        }])
-        counts = ["Programme pupils", "Comparison pupils"]
-        section.table(disclosure.table(comparison, counts,
-                                       derived=[c for c in comparison if c not in counts]),
-                      "Programme against comparison, adjusted for baseline")
-        headline = model
-
-    section.result = headline.record(outcome, period=data.period, notebook=NOTEBOOK)
-    if not project.disclosure.is_small(section.result.n):
-        # the recorded headline, word for word, first: the summary, the index and the
-        # diagram print the same figures
-        section.items.insert(0, Item("text", (
-            f"**Headline:** {escape_markdown(section.result.headline)} — verdict: "
-            f"**{section.result.verdict}**.")))
     return section
