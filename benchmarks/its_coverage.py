@@ -30,6 +30,40 @@ mu0 without). Effects: level -0.2 and slope -0.01 (log scale; gaussian -1 and -0
 Run: python benchmarks/its_coverage.py [--reps 1000] [--methods ar1,newey-west,wald]
 [--margin 0.5] (the last tries another ``its.AR1_RHO_MARGIN``)
 (about 6 minutes for 400 replicates per cell on one core).
+
+Controlled ITS (``--controlled``; issue 19, items 2 and 3): the inference of
+:func:`evaluation.controlled_its.fit` for its default. ``simulate_panel`` makes termly
+suspensions as ``evaluation.demo`` does (21 terms, interruption after 12, school effects,
+term seasonality, a common -10% change at the interruption, a log-normal overdispersion
+multiplier with SD 0.22 following a latent AR(1) with lag-1 correlation ``rho`` within
+each school), for the demo's 21 programme and 12 comparison schools (two thirds primary)
+and for 1 or 3 programme schools against 5 to 20 (secondary, or mixed); the programme
+level change is 0.75 (0 for the false-verdict column). ``fit_panel`` fits each replicate
+once per design and applies each candidate of :data:`PANEL_METHODS` (Linden's ``itsa``
+as published; ``itsa`` with unit effects; cluster-robust by unit with t on G - 1 df;
+the kit's AR(1) with each unit's dispersion), using the kit's own functions.
+Run: OMP_NUM_THREADS=1 python benchmarks/its_coverage.py --controlled --reps 300
+(about 9 minutes on one core; with several BLAS threads on a shared machine it is far
+slower). Result (300 replicates per cell, Monte Carlo SE 0.013; coverage of the difference
+in level change, the difference in slope change and the headline ratio, false verdicts):
+
+======================  =========================  ==============
+method                  coverage (min - max)       false verdicts
+======================  =========================  ==============
+ar1 (the default)       0.93 - 1.00                0.013 - 0.070
+itsa (Linden)           0.80 - 0.96 (1 programme)  0.047 - 0.18
+                        0.97 - 1.00 (3 or 21)      0.000 - 0.020
+itsa + unit effects     0.75 - 0.95                0.063 - 0.23
+cluster by unit         0.81 - 0.93 (3 or 21)      0.060 - 0.16
+                        0.29 - 0.69 (1)            0.32 - 0.65
+======================  =========================  ==============
+
+A gaussian outcome (``schools="gaussian"``: a rate per unit and term with AR(1) errors and
+each unit its own SD, :func:`simulate_gaussian_panel`; 200 replicates per cell, shapes
+1/5, 1/20, 3/20 and 21/12, rho 0 and 0.4): ``ar1`` covered 0.94 - 1.00 with 1.5% - 5.5%
+false verdicts; ``itsa`` 0.83 - 1.00 (0.83 - 0.87 and 10% false verdicts with one
+programme unit against 20 at rho 0.4); ``itsa`` with unit effects 0.70 - 0.97;
+``cluster`` 0.38 - 0.74 with one programme unit and 0.85 - 0.99 with 3 or 21.
 """
 
 from __future__ import annotations
@@ -37,11 +71,14 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from evaluation import its
+from evaluation import controlled_its, its
+from evaluation.results import verdict
 
 QUANTITIES = ("level", "slope", "ratio", "cumulative")
 
@@ -134,6 +171,203 @@ def run_cell(kind: str, n: int, rho: float, method: str, reps: int, seed: int,
     return out
 
 
+# ----------------------------------------------------------------------------- controlled
+
+#: Inference methods of a controlled ITS compared (evaluation.controlled_its): Linden's
+#: itsa as published, itsa with unit effects, cluster-robust by unit and AR(1) by unit.
+PANEL_METHODS = {"itsa": ("itsa", False), "itsa+unit": ("itsa", True),
+                 "cluster": ("cluster", True), "ar1": ("ar1", True)}
+PANEL_QUANTITIES = ("level", "slope", "ratio")
+PANEL_PERIODS, PANEL_PRE = 21, 12  # the demo's termly series: 12 terms before, 9 after
+
+
+@dataclass
+class PanelDraw:
+    """One simulated panel: rows in (unit, period) order, true effects, the design."""
+
+    y: np.ndarray
+    offset: np.ndarray
+    z: np.ndarray
+    unit_id: np.ndarray
+    codes: np.ndarray
+    truth: dict
+    family: str = "poisson"
+
+
+def simulate_panel(rng: np.random.Generator, n_prog: int, n_comp: int, rho: float,
+                   level: float, schools: str = "mixed") -> PanelDraw:
+    """Termly suspensions of ``n_prog`` programme and ``n_comp`` comparison schools over
+    21 terms, the interruption after 12, as ``evaluation.demo`` makes them: roll 200-400
+    (primary, 0.5 suspensions per 100 a term) or 650-1,100 (secondary, 4.3 per 100),
+    two thirds primary (``schools="mixed"``; ``"secondary"``: all secondary), a school
+    effect N(0, 0.35) on the log rate (+0.15 for programme schools), a trend of 3% a
+    year, term seasonality 1 / 1.1 / 0.85, a common change of -10% at the interruption
+    (so that the comparison matters) and a programme level change ``level`` (log scale).
+    Overdispersion: a log-normal multiplier per school and term, SD 0.22 on the log
+    scale (the demo's gamma shape 20), following a stationary AR(1) with lag-1
+    correlation ``rho`` within each school."""
+    n_units = n_prog + n_comp
+    T = PANEL_PERIODS
+    z = np.r_[np.ones(n_prog, dtype=np.int64), np.zeros(n_comp, dtype=np.int64)]
+    secondary = (rng.random(n_units) < 1 / 3) if schools == "mixed" else np.ones(n_units, bool)
+    roll = np.where(secondary, rng.integers(650, 1101, n_units), rng.integers(200, 401, n_units))
+    base = np.where(secondary, 13.0, 1.5) / 100 / 3
+    re = rng.normal(0.0, 0.35, n_units) + 0.15 * z
+    t = np.arange(T)
+    season = np.array([1.0, 1.1, 0.85])[t % 3]
+    post = (t >= PANEL_PRE).astype(float)
+    log_mu0 = (np.log(roll * base)[:, None] + re[:, None] + np.log(1.03) * t / 3
+               + np.log(season) + np.log(0.9) * post)
+    log_mu1 = log_mu0 + level * z[:, None] * post
+    sd = 0.22
+    u = np.empty((n_units, T))
+    u[:, 0] = rng.normal(0, sd, n_units)
+    innov = rng.normal(0, sd * np.sqrt(1 - rho**2), (n_units, T))
+    for i in range(1, T):
+        u[:, i] = rho * u[:, i - 1] + innov[:, i]
+    y = rng.poisson(np.exp(log_mu1 + u - sd**2 / 2))
+    truth = {"level": np.exp(level), "slope": 1.0, "ratio": np.exp(level)}
+    return PanelDraw(y=y.ravel().astype(float), offset=np.repeat(np.log(roll), T).astype(float),
+                     z=np.repeat(z, T), unit_id=np.repeat(np.arange(n_units), T),
+                     codes=np.tile(t, n_units), truth=truth)
+
+
+def simulate_gaussian_panel(rng: np.random.Generator, n_prog: int, n_comp: int, rho: float,
+                            level: float, periods: int = PANEL_PERIODS) -> PanelDraw:
+    """A rate (e.g. attendance %) per unit and term: 90 + a unit effect N(0, 3) + a trend of
+    -0.05 a term + term seasonality (0, -0.5, +0.3) + a common change of -1 at the
+    interruption + the programme's ``level`` change, with AR(1) errors of lag-1
+    correlation ``rho`` and a unit's own SD (log-normal around 1, SD 0.5 on the log
+    scale: units of different sizes are differently noisy). ``periods`` terms, the
+    interruption after the first ``PANEL_PRE``."""
+    n_units = n_prog + n_comp
+    z = np.r_[np.ones(n_prog, dtype=np.int64), np.zeros(n_comp, dtype=np.int64)]
+    t = np.arange(periods)
+    post = (t >= PANEL_PRE).astype(float)
+    mean = (90 + rng.normal(0, 3, n_units)[:, None] - 0.05 * t
+            + np.array([0.0, -0.5, 0.3])[t % 3] - 1.0 * post + level * z[:, None] * post)
+    sd = np.exp(rng.normal(0, 0.5, n_units))[:, None]
+    e = np.empty((n_units, periods))
+    e[:, 0] = rng.normal(0, 1, n_units)
+    for i in range(1, periods):
+        e[:, i] = rho * e[:, i - 1] + np.sqrt(1 - rho**2) * rng.normal(0, 1, n_units)
+    y = mean + sd * e
+    return PanelDraw(y=y.ravel(), offset=np.zeros(y.size), z=np.repeat(z, periods),
+                     unit_id=np.repeat(np.arange(n_units), periods),
+                     codes=np.tile(t, n_units),
+                     truth={"level": level, "slope": 0.0, "ratio": level},
+                     family="gaussian")
+
+
+def _panel_design(d: PanelDraw, unit_effects: bool) -> np.ndarray:
+    X = controlled_its._design(d.codes, d.z, 0, PANEL_PRE)
+    term = d.codes % 3
+    X = np.column_stack([X, term == 1, term == 2]).astype(float)
+    if unit_effects:
+        X = np.column_stack([X, controlled_its._unit_effects(d.unit_id, d.z)[0]])
+    return X
+
+
+def fit_panel(d: PanelDraw, methods: list[str], confidence: float = 0.95) -> dict:
+    """Per method of :data:`PANEL_METHODS`: the intervals of the difference in level
+    change, the difference in slope change and the headline ratio (observed over
+    controlled-expected events), and the verdict, with the kit's own functions
+    (``evaluation.controlled_its``: the estimate, the covariance and the headline's delta
+    method). Each model is fitted once and shared by the methods that use it."""
+    out: dict = {}
+    fitted: dict = {}
+    count = d.family == "poisson"
+    inv = np.exp if count else (lambda v: v)
+    for method in methods:
+        inference, unit_effects = PANEL_METHODS[method]
+        if unit_effects not in fitted:
+            X = _panel_design(d, unit_effects)
+            fitted[unit_effects] = (X, *controlled_its._estimate(d.family, d.y, X, d.offset))
+        X, _, b, mu, w = fitted[unit_effects]
+        V, df, _ = controlled_its._covariance(inference, d.family, d.y, X, mu, w, 1,
+                                              d.unit_id, d.codes)
+        crit = float(stats.t.ppf(1 - (1 - confidence) / 2, df))
+        res = {}
+        for q, j in (("level", 6), ("slope", 7)):
+            se = np.sqrt(V[j, j])
+            res[q] = (inv(b[j] - crit * se), inv(b[j] + crit * se))
+        sel = (d.z == 1) & (d.codes >= PANEL_PRE)
+        Xs = X[sel]
+        Xcf = Xs.copy()
+        Xcf[:, [6, 7]] = 0.0
+        if count:  # the headline: observed over controlled-expected events
+            m1, m0 = np.exp(Xs @ b + d.offset[sel]), np.exp(Xcf @ b + d.offset[sel])
+            grad = (m1 @ Xs) / m1.sum() - (m0 @ Xcf) / m0.sum()
+            est = np.log(m1.sum() / m0.sum())
+        else:  # the mean difference from the controlled counterfactual
+            grad = (Xs - Xcf).mean(axis=0)
+            est = grad @ b
+        half = crit * np.sqrt(grad @ V @ grad)
+        lo, hi = inv(est - half), inv(est + half)
+        res["ratio"] = (lo, hi)
+        res["verdict"] = verdict(lo, hi, null=1.0 if count else 0.0,
+                                 direction="lower_is_better")
+        out[method] = res
+    return out
+
+
+def run_panel_cell(n_prog: int, n_comp: int, rho: float, methods: list[str], reps: int,
+                   seed: int, schools: str = "mixed", null: bool = False) -> dict:
+    """Per method: the coverage of each quantity (effect present: the demo's level change
+    of 0.75, or -3 points for ``schools="gaussian"``) or the false-verdict rate (null);
+    the same draws for every method."""
+    rng = np.random.default_rng(seed)
+    gaussian = schools == "gaussian"
+    level = 0.0 if null else (-3.0 if gaussian else np.log(0.75))
+    hits = {m: dict.fromkeys(PANEL_QUANTITIES, 0) for m in methods}
+    false = dict.fromkeys(methods, 0)
+    done = 0
+    while done < reps:
+        d = (simulate_gaussian_panel(rng, n_prog, n_comp, rho, level) if gaussian
+             else simulate_panel(rng, n_prog, n_comp, rho, level, schools))
+        try:
+            fits = fit_panel(d, methods)
+        except Exception:  # e.g. a Poisson fit that does not converge: draw again
+            continue
+        done += 1
+        for m, res in fits.items():
+            for q in PANEL_QUANTITIES:
+                lo, hi = res[q]
+                hits[m][q] += lo <= d.truth[q] <= hi
+            false[m] += res["verdict"] != "no clear change"
+    return {m: {**{q: hits[m][q] / reps for q in PANEL_QUANTITIES},
+                "false_verdict": false[m] / reps} for m in methods}
+
+
+PANEL_SHAPES = ((21, 12, "mixed"), (1, 5, "secondary"), (1, 20, "secondary"),
+                (3, 5, "secondary"), (3, 20, "secondary"), (1, 12, "mixed"),
+                (21, 12, "gaussian"), (1, 5, "gaussian"), (1, 20, "gaussian"),
+                (3, 20, "gaussian"))
+
+
+def main_controlled(reps: int, methods: list[str], rhos: list[float]) -> None:
+    rows = []
+    start = time.perf_counter()
+    for n_prog, n_comp, schools in PANEL_SHAPES:
+        for rho in rhos:
+            seed = 100_000 + 1000 * n_prog + 10 * n_comp + int(rho * 10)
+            cov = run_panel_cell(n_prog, n_comp, rho, methods, reps, seed, schools)
+            nul = run_panel_cell(n_prog, n_comp, rho, methods, reps, seed + 1, schools, True)
+            for m in methods:
+                rows.append({"method": m, "programme": n_prog, "comparison": n_comp,
+                             "schools": schools, "rho": rho, **cov[m],
+                             "false_verdict": nul[m]["false_verdict"]})
+                print(pd.DataFrame(rows[-1:]).to_string(index=False, header=False),
+                      flush=True)
+    table = pd.DataFrame(rows)
+    mc = np.sqrt(0.95 * 0.05 / reps)
+    print(f"\n{reps} replicates per cell; Monte Carlo SE of a coverage near 0.95: "
+          f"{mc:.3f}. {time.perf_counter() - start:.0f} s.\n")
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(table.sort_values(["method", "programme", "comparison", "rho"]).to_string(
+            index=False, float_format=lambda v: f"{v:.3f}"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=400)
@@ -143,7 +377,14 @@ def main() -> None:
     ap.add_argument("--kinds", default="poisson,overdispersed,gaussian")
     ap.add_argument("--margin", type=float, default=its.AR1_RHO_MARGIN,
                     help="AR1_RHO_MARGIN to try (default: the kit's)")
+    ap.add_argument("--controlled", action="store_true",
+                    help="the controlled ITS grid (methods: " + ", ".join(PANEL_METHODS) + ")")
     a = ap.parse_args()
+    if a.controlled:
+        methods = (list(PANEL_METHODS) if a.methods == "ar1,newey-west,wald"
+                   else a.methods.split(","))
+        main_controlled(a.reps, methods, [float(r) for r in a.rhos.split(",")])
+        return
     its.AR1_RHO_MARGIN = a.margin  # read at each fit, so this tries another margin
     rows = []
     start = time.perf_counter()

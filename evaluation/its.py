@@ -30,18 +30,13 @@ Model (single series, one interruption at period ``T0``)::
   in R (Lopez Bernal et al. 2017, model 3). A sine column that is identically zero
   (``2k = L``) is dropped.
 * ``autocorrelation=L``: the number of Newey-West lags for ``inference="newey-west"``
-  and ``"wald"`` (and for a controlled ITS, statsmodels ``"hac-panel"``, one panel per
-  series); the default ``"ar1"`` inference models first-order autocorrelation itself.
-* Controlled ITS (Linden 2015): the intervention (``Z = 1``) and comparison (``Z = 0``)
-  series are stacked and every term is interacted with ``Z``::
-
-      y = b0 + b1 t + b2 Z + b3 Z t + b4 D + b5 P + b6 Z D + b7 Z P
-
-  ``b6`` and ``b7`` are the differences in level and slope change (intervention minus
-  comparison); ``b4 + b6`` and ``b5 + b7`` the intervention series' own changes.
+  and ``"wald"``; the default ``"ar1"`` inference models first-order autocorrelation
+  itself.
+* A controlled ITS (programme units against comparison units) is
+  :func:`evaluation.controlled_its.fit`, Linden's (2015) multiple-group model on a panel.
 
 The counterfactual is the model's prediction with the intervention terms set to zero
-(``b2 = b3 = 0``; in a controlled ITS ``b6 = b7 = 0``), with a pointwise interval
+(``b2 = b3 = 0``), with a pointwise interval
 ``g^-1(x'b +/- crit sqrt(x' V x))``. The cumulative effect is ``sum(observed) -
 sum(counterfactual)`` over the post-interruption periods. Its estimand is the expected
 number of events the change made (``sum(mu_with) - sum(mu_without)``), so its interval
@@ -56,8 +51,7 @@ earlier interval, which treats the observed counts as fixed.)
 Inference (``inference=``; chosen by the coverage simulation in
 ``benchmarks/its_coverage.py``, checked in ``tests/test_its_coverage.py``):
 
-* ``"auto"`` (default): ``"ar1"`` for a single series of every family and length; a
-  controlled ITS keeps ``"wald"`` (its panel model is specified separately).
+* ``"auto"`` (default): ``"ar1"`` for every family and length.
 * ``"ar1"``: the point estimates of OLS or the (quasi-)Poisson / NB GLM, with a
   covariance that allows for first-order autocorrelation of the errors
   (:func:`_ar1_covariance`): the lag-1 autocorrelation is estimated from the residuals
@@ -367,7 +361,6 @@ class _Parts:
     offset: np.ndarray | None
     expo: np.ndarray | None
     fit_mask: np.ndarray
-    z: np.ndarray
     codes: np.ndarray
     int_codes: list[int]
     starts: list[int]
@@ -416,7 +409,6 @@ class ITSResult:
     headline_term: str
     impact: str
     n: int
-    controlled: bool
     effects_data: dict = field(repr=False)
     sentence_args: tuple = field(repr=False)
     # Everything but the effects is built on first access, so that fit_many over hundreds
@@ -449,11 +441,6 @@ class ITSResult:
         """Per period: period, label, observed, fitted, counterfactual (+ CI), exposure,
         post, in_fit (False for phase-in periods), segment."""
         return _period_frame(self.counterfactual_data)
-
-    @cached_property
-    def control_series(self) -> pd.DataFrame | None:
-        """The comparison series' periods (controlled ITS only), as ``counterfactual``."""
-        return None if self.control_data is None else _period_frame(self.control_data)
 
     @cached_property
     def cumulative(self) -> pd.DataFrame:
@@ -510,11 +497,7 @@ class ITSResult:
 
     @cached_property
     def counterfactual_data(self) -> dict:
-        return self._series_data(self.parts.z == 1)
-
-    @cached_property
-    def control_data(self) -> dict | None:
-        return self._series_data(self.parts.z != 1) if self.controlled else None
+        return self._series_data(np.ones(len(self.parts.codes), dtype=bool))
 
     @cached_property
     def cumulative_data(self) -> dict:
@@ -523,7 +506,7 @@ class ITSResult:
         ``inference="wald"``; see the module docstring)."""
         f, pr = self.parts, self._predictions
         count = self.family != "gaussian"
-        sel = (f.z == 1) & (f.codes >= f.int_codes[0])
+        sel = f.codes >= f.int_codes[0]
         cf, Xcf = pr["counterfactual"][sel], pr["Xcf"][sel]
         obs_total = float(f.y[sel].sum())
         cf_total = float(cf.sum())
@@ -596,11 +579,10 @@ class ITSResult:
         p is below :data:`LJUNG_BOX_ALPHA`."""
         f = self.parts
         count = self.family != "gaussian"
-        mask, tr = f.fit_mask, f.z == 1
+        mask = f.fit_mask
         yf, mu_fit = f.y[mask], self._predictions["fitted"][mask]
-        resid = ((yf - mu_fit) / np.sqrt(_variance(self.family, mu_fit, f.params)) if count
-                 else yf - mu_fit)
-        r = resid[tr[mask]]
+        r = ((yf - mu_fit) / np.sqrt(_variance(self.family, mu_fit, f.params)) if count
+             else yf - mu_fit)
         n_r = len(r)
         acf = sm_acf(r, nlags=int(min(12, n_r - 1)))[1:]
         lb_lags = int(min(10, max(1, n_r // 4)))
@@ -615,9 +597,9 @@ class ITSResult:
                        else self.family),
             "frequency": self.frequency,
             "n": int(mask.sum()),
-            "n_pre": int(((f.codes < first) & tr & mask).sum()),
-            "n_post": int(((f.codes >= first) & tr & mask).sum()),
-            "n_phase_in_excluded": int((~mask & tr).sum()),
+            "n_pre": int(((f.codes < first) & mask).sum()),
+            "n_post": int(((f.codes >= first) & mask).sum()),
+            "n_phase_in_excluded": int((~mask).sum()),
             "missing_periods": f.missing_labels,
             "durbin_watson": dw,
             "ljung_box_lags": lb_lags,
@@ -711,11 +693,14 @@ class ITSResult:
         return repr_html(self)
 
     def record(self, outcome: OutcomeLike, *, period: str | None = None,
-               n: int | None = None, notebook: str = "") -> Result:
+               n: int | None = None, notebook: str = "", design: str | None = None) -> Result:
         """The results.json record of :meth:`headline`; ``n`` and ``period`` default to the
-        fit's periods and its post-interruption periods."""
-        return make_record(self, outcome, analysis="its", headline=self.headline_text(),
-                           period=period, n=n, notebook=notebook)
+        fit's periods and its post-interruption periods; ``design``, the design in words,
+        ends the headline (e.g. "interrupted time series of 152 local authorities added
+        together, against their own earlier trend (no comparison series)")."""
+        text = self.headline_text() + (f"; {design}" if design else "")
+        return make_record(self, outcome, analysis="its", headline=text, period=period, n=n,
+                           notebook=notebook)
 
     def level_and_trend_disagree(self) -> bool:
         """Whether the level change and what followed point different ways (e.g. a drop in
@@ -754,19 +739,10 @@ class ITSResult:
         else:
             fig = ax.figure
         cf = self.counterfactual
-        withheld = []
-        if self.control_series is not None:
-            cs = self.control_series
-            small = _small(cs["observed"], disclosure)
-            withheld.append(cs.loc[small, "period"])
-            ax.scatter(cs.loc[~small, "period"], cs.loc[~small, "observed"], s=14,
-                       color="0.6", label="comparison")
-            ax.plot(cs["period"], cs["fitted"], color="0.6", lw=1)
         small = _small(cf["observed"], disclosure)
-        withheld.append(cf.loc[small, "period"])
         ax.scatter(cf.loc[~small, "period"], cf.loc[~small, "observed"], s=16, color="C0",
                    label="observed", zorder=3)
-        hidden = pd.concat(withheld)
+        hidden = cf.loc[small, "period"]
         if disclosure is not None and len(hidden):
             band = disclosure.threshold
             ax.axhspan(0, band, color="0.88", zorder=0,
@@ -809,7 +785,6 @@ def fit(
     period: int | None = None,
     autocorrelation: int | None = None,
     impact: str = "level+slope",
-    control: str | None = None,
     group: str | None = None,
     phase_in: int | None = None,
     confidence: float = 0.95,
@@ -843,26 +818,26 @@ def fit(
     change, observed/expected ratio and cumulative effect cover at least 0.92 for series
     of 12 to 60 points with autocorrelation up to 0.4. ``"newey-west"`` is Stata
     ``newey`` with ``autocorrelation`` lags (``n/(n-k)`` factor, t on ``n - k`` df);
-    ``"wald"`` reproduces published z-based (count) and OLS-t (gaussian) intervals. A
-    controlled ITS (``control=``) accepts only ``"auto"`` and ``"wald"``, which are both
-    its unchanged inference. ``autocorrelation`` is the number of Newey-West lags; the
-    ``"ar1"`` inference does not use it.
+    ``"wald"`` reproduces published z-based (count) and OLS-t (gaussian) intervals.
+    ``autocorrelation`` is the number of Newey-West lags; the ``"ar1"`` inference does not
+    use it. A controlled ITS (programme against comparison units) is
+    :func:`evaluation.controlled_its.fit`.
     """
     check_direction(direction)
     if group is not None:
         return fit_many(
             data, group, time=time, outcome=outcome, interruption=interruption,
             exposure=exposure, family=family, seasonality=seasonality, period=period,
-            autocorrelation=autocorrelation, impact=impact, control=control,
-            phase_in=phase_in, confidence=confidence, overdispersion=overdispersion,
+            autocorrelation=autocorrelation, impact=impact, phase_in=phase_in,
+            confidence=confidence, overdispersion=overdispersion,
             frequency=frequency, outcome_label=outcome_label,
             intervention_label=intervention_label, exposure_label=exposure_label,
             direction=direction, disclosure=disclosure, inference=inference,
         )
     _check_options(family, impact, seasonality, period, autocorrelation, phase_in, confidence,
                    frequency)
-    method = _resolve_inference(inference, control is not None, autocorrelation)
-    needed = [time, outcome] + [c for c in (exposure, control) if c is not None]
+    method = _resolve_inference(inference, autocorrelation)
+    needed = [time, outcome] + [c for c in (exposure,) if c is not None]
     missing = [c for c in needed if c not in data.columns]
     if missing:
         raise DataError(
@@ -880,34 +855,28 @@ def fit(
     frequency = periods.frequency
     codes = periods.codes(dates)
     n_rows = len(codes)
-    if control is not None:
-        z = _control_flag(data[control], control)
-    else:
-        z = np.ones(n_rows, dtype=np.int64)
     y = _numeric(data[outcome])
     expo = _numeric(data[exposure]) if exposure is not None else None
     _check_values(index, y, expo, outcome, exposure, family)
 
-    order = np.lexsort((codes, -z))
-    key = z * 10_000_000 + codes
-    if (np.diff(key[order]) == 0).any():  # sorted by series then period: repeats are adjacent
-        dup = pd.Series(key).duplicated(keep=False).to_numpy()
+    order = np.argsort(codes, kind="stable")
+    if (np.diff(codes[order]) == 0).any():  # sorted by period: repeats are adjacent
+        dup = pd.Series(codes).duplicated(keep=False).to_numpy()
         raise DataError(
             f"Column '{time}': {describe_rows(_rows(index[dup]))} repeat a period "
-            f"({frequency} data){' within a series' if control else ''}. Keep one row per "
+            f"({frequency} data). Keep one row per "
             "period (sum or drop duplicates) or use group= for several units."
             + (" Terms follow the DfE school census: autumn 1 August to 31 December, "
                "spring 1 January to Easter Sunday, summer Easter Monday to 31 July, so a "
                "summer term dated before Easter Monday counts as spring: date each term "
                "by a day inside it." if frequency == "termly" else "")
         )
-    codes, z, y = codes[order], z[order], y[order]
+    codes, y = codes[order], y[order]
     expo = expo[order] if expo is not None else None
 
     ints = interruption if isinstance(interruption, (list, tuple)) else [interruption]
     int_dates = sorted(_as_date_scalar(v, periods) for v in ints)
     int_codes = [periods.code(d) for d in int_dates]
-    treated_codes = codes[z == 1]
     lo_code, hi_code = int(codes.min()), int(codes.max())
     for d, c in zip(int_dates, int_codes, strict=True):
         if c <= lo_code or c > hi_code:
@@ -928,12 +897,12 @@ def fit(
     excluded = np.zeros(n_rows, dtype=bool)
     for c in int_codes:
         excluded |= (codes >= c) & (codes < c + k)
-    _check_segments(codes, z, excluded, int_codes, starts, time, periods)
+    _check_segments(codes, excluded, int_codes, starts, time, periods)
 
-    # gaps in the intervention series
-    steps = np.diff(treated_codes)
+    # gaps in the series
+    steps = np.diff(codes)
     gaps = (np.concatenate([np.arange(a + 1, a + d) for a, d in
-                            zip(treated_codes[:-1][steps > 1], steps[steps > 1], strict=True)])
+                            zip(codes[:-1][steps > 1], steps[steps > 1], strict=True)])
             if (steps > 1).any() else np.array([], dtype=np.int64))
     missing_labels = periods.labels(gaps)
     if len(gaps):
@@ -946,22 +915,21 @@ def fit(
         )
 
     t = (codes - lo_code + 1).astype(float)
-    zf = z.astype(float)
-    X, names, cf_cols, contrasts = _design(t, zf, codes, starts, impact, seasonality, period,
-                                           periods, control is not None, lo_code)
+    X, names, cf_cols, contrasts = _design(t, codes, starts, impact, seasonality, period,
+                                           periods, lo_code)
     offset = np.log(expo) if (expo is not None and family != "gaussian") else None
     fit_mask = ~excluded
     if family != "gaussian":
-        _check_some_events(y, z, fit_mask, outcome)
+        _check_some_events(y, fit_mask, outcome)
     model = _fit_model(family, y[fit_mask], X[fit_mask],
                        None if offset is None else offset[fit_mask], autocorrelation,
-                       overdispersion, zf[fit_mask] if control is not None else None, method)
+                       overdispersion, method)
     if family != "gaussian":
         _check_estimable(model, X, offset, fit_mask, codes, outcome, periods)
     result = _build_result(
-        model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask, zf, codes, int_codes,
-        starts, family, outcome, periods, confidence, impact,
-        control is not None, missing_labels, autocorrelation, seasonality, period, k,
+        model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask, codes, int_codes,
+        starts, family, outcome, periods, confidence, impact, missing_labels, autocorrelation,
+        seasonality, period, k,
         outcome_label or outcome.replace("_", " "), intervention_label, exposure_label,
         method, t, overdispersion,
     )
@@ -1007,37 +975,6 @@ def _check_options(family, impact, seasonality, period, autocorrelation, phase_i
         raise DataError(f"confidence={confidence!r} must be between 0 and 1, e.g. 0.95.")
 
 
-def _control_flag(values: pd.Series, column: str) -> np.ndarray:
-    """1 for the intervention series, 0 for the comparison series (``control`` truthy)."""
-    if pd.api.types.is_bool_dtype(values):
-        flag = values.astype(bool)
-    elif pd.api.types.is_numeric_dtype(values):
-        bad = ~values.isin([0, 1])
-        if bad.any():
-            raise DataError(
-                f"Column '{column}': {describe_rows(_rows(values.index[bad]))} are not 0/1. "
-                "Mark comparison rows 1 (or True) and intervention rows 0."
-            )
-        flag = values.astype(bool)
-    else:
-        text = values.astype("string").str.strip().str.lower()
-        yes = text.isin(["comparison", "control", "true", "yes", "1"])
-        no = text.isin(["programme", "intervention", "treated", "false", "no", "0"])
-        bad = ~(yes | no).fillna(False).astype(bool)
-        if bad.any():
-            raise DataError(
-                f"Column '{column}': {describe_rows(_rows(values.index[bad]))} are neither "
-                "'comparison' nor 'programme'. Mark each row's series."
-            )
-        flag = yes.fillna(False).astype(bool)
-    if flag.all() or not flag.any():
-        raise DataError(
-            f"Column '{column}' must mark both a comparison series (True/'comparison') and an "
-            "intervention series; one of them has no rows."
-        )
-    return (~flag).astype(int).to_numpy()
-
-
 def _check_values(index, y, expo, outcome, exposure, family) -> None:
     bad = np.isnan(y)
     if bad.any():
@@ -1062,16 +999,15 @@ def _check_values(index, y, expo, outcome, exposure, family) -> None:
             )
 
 
-def _check_some_events(y, z, fit_mask, outcome) -> None:
+def _check_some_events(y, fit_mask, outcome) -> None:
     """A count series with no events at all has no rate to model (the GLM cannot start)."""
-    for flag, name in ((1, "series"), (0, "comparison series")):
-        part = y[(z == flag) & fit_mask]
-        if len(part) and not part.any():
-            raise DataError(
-                f"Column '{outcome}': every period of the {name} has 0 events, so there is no "
-                "rate whose change could be estimated. Use a larger unit (e.g. combine "
-                "schools) or a longer period."
-            )
+    part = y[fit_mask]
+    if len(part) and not part.any():
+        raise DataError(
+            f"Column '{outcome}': every period of the series has 0 events, so there is no "
+            "rate whose change could be estimated. Use a larger unit (e.g. combine "
+            "schools) or a longer period."
+        )
 
 
 # A fitted mean this small in a count model means the estimates ran off to a boundary.
@@ -1102,8 +1038,8 @@ def _have(mask: np.ndarray, one: str = "has", many: str = "have") -> str:
     return one if int(np.sum(mask)) == 1 else many
 
 
-def _check_segments(codes, z, excluded, int_codes, starts, time, periods) -> None:
-    keep = (z == 1) & ~excluded
+def _check_segments(codes, excluded, int_codes, starts, time, periods) -> None:
+    keep = ~excluded
     lower = [-np.inf] + starts
     upper = int_codes + [np.inf]
     for j, (lo, hi) in enumerate(zip(lower, upper, strict=True)):
@@ -1127,13 +1063,10 @@ def _check_segments(codes, z, excluded, int_codes, starts, time, periods) -> Non
             )
 
 
-def _design(t, z, codes, starts, impact, seasonality, period, periods, controlled, lo_code):
+def _design(t, codes, starts, impact, seasonality, period, periods, lo_code):
     """Design matrix, column names, counterfactual-zeroed columns and named contrasts."""
     cols: list[np.ndarray] = [np.ones_like(t), t]
     names = ["const", "time"]
-    if controlled:
-        cols += [z, z * t]
-        names += ["treated", "treated:time"]
     effect_cols: list[tuple[int, str, str]] = []  # (interruption number, kind, name)
     for j, s in enumerate(starts, start=1):
         ts = s - lo_code + 1
@@ -1146,10 +1079,6 @@ def _design(t, z, codes, starts, impact, seasonality, period, periods, controlle
             cols.append(np.maximum(t - ts, 0.0))
             names.append(f"slope{suffix}")
             effect_cols.append((j, "slope", f"slope{suffix}"))
-    if controlled:
-        for _, _, nm in list(effect_cols):
-            cols.append(z * cols[names.index(nm)])
-            names.append(f"treated:{nm}")
     if seasonality == "term":
         if periods.frequency == "yearly":
             raise DataError("seasonality='term' needs termly or monthly data, not yearly.")
@@ -1190,37 +1119,16 @@ def _design(t, z, codes, starts, impact, seasonality, period, periods, controlle
     contrasts: list[tuple[str, int, np.ndarray]] = []
     for j, kind, nm in effect_cols:
         tail = "" if len(starts) == 1 else f" {j}"
-        if controlled:
-            contrasts.append((f"{kind} change{tail}", j, e(nm, f"treated:{nm}")))
-            contrasts.append((f"{kind} change (comparison){tail}", j, e(nm)))
-            contrasts.append((f"difference in {kind} change{tail}", j, e(f"treated:{nm}")))
-        else:
-            contrasts.append((f"{kind} change{tail}", j, e(nm)))
-    if controlled:
-        contrasts.append(("baseline level difference", 0, e("treated")))
-        contrasts.append(("baseline trend difference", 0, e("treated:time")))
-        cf_cols = [idx[f"treated:{nm}"] for _, _, nm in effect_cols]
-    else:
-        cf_cols = [idx[nm] for _, _, nm in effect_cols]
+        contrasts.append((f"{kind} change{tail}", j, e(nm)))
+    cf_cols = [idx[nm] for _, _, nm in effect_cols]
     return X, names, cf_cols, contrasts
 
 
-def _resolve_inference(inference: str, controlled: bool, lags: int | None) -> str:
-    """The inference method a fit uses (see the module docstring, "Inference").
-
-    ``"auto"`` is ``"ar1"`` for a single series (chosen by the coverage simulation in
-    ``benchmarks/its_coverage.py``) and ``"wald"`` for a controlled ITS, whose inference
-    is unchanged here (Newey-West within each series when ``autocorrelation`` is given)."""
+def _resolve_inference(inference: str, lags: int | None) -> str:
+    """The inference method a fit uses (see the module docstring, "Inference"): ``"auto"``
+    is ``"ar1"`` (chosen by the coverage simulation in ``benchmarks/its_coverage.py``)."""
     if inference not in INFERENCES:
         raise DataError(f"inference={inference!r} is not one of {', '.join(INFERENCES)}.")
-    if controlled:
-        if inference not in ("auto", "wald"):
-            raise DataError(
-                f"inference={inference!r} is for a single series; a controlled ITS "
-                "(control=) uses inference='auto' (z intervals for counts, t for gaussian, "
-                "Newey-West within each series when autocorrelation= is given)."
-            )
-        return "wald"
     if inference == "newey-west" and lags is None:
         raise DataError(
             "inference='newey-west' needs autocorrelation= (the number of Newey-West lags, "
@@ -1229,7 +1137,7 @@ def _resolve_inference(inference: str, controlled: bool, lags: int | None) -> st
     return "ar1" if inference == "auto" else inference
 
 
-def _fit_model(family, y, X, offset, lags, overdispersion, z, method="wald"):
+def _fit_model(family, y, X, offset, lags, overdispersion, method="wald"):
     if method == "ar1":
         lags = None  # the covariance is computed afterwards (_ar1_covariance)
     if method == "newey-west":
@@ -1237,11 +1145,7 @@ def _fit_model(family, y, X, offset, lags, overdispersion, z, method="wald"):
         cov = {"cov_type": "HAC", "use_t": True,
                "cov_kwds": {"maxlags": int(lags), "use_correction": True}}
     elif lags is not None:
-        if z is None:
-            cov = {"cov_type": "HAC", "cov_kwds": {"maxlags": int(lags)}}
-        else:
-            cov = {"cov_type": "hac-panel",
-                   "cov_kwds": {"groups": (1 - z).astype(int), "maxlags": int(lags)}}
+        cov = {"cov_type": "HAC", "cov_kwds": {"maxlags": int(lags)}}
     else:
         cov = {}
     if family == "gaussian":
@@ -1277,9 +1181,9 @@ def _period_frame(data: dict) -> pd.DataFrame:
     return pd.DataFrame(first | {k: v for k, v in data.items() if k != "_codes"})
 
 
-def _build_result(model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask, z, codes,
+def _build_result(model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask, codes,
                   int_codes, starts, family, outcome, periods, confidence,
-                  impact, controlled, missing_labels, lags, seasonality, period, phase_in,
+                  impact, missing_labels, lags, seasonality, period, phase_in,
                   outcome_label, intervention_label, exposure_label, method="wald",
                   t=None, overdispersion=True) -> ITSResult:
     p = X.shape[1]
@@ -1332,20 +1236,18 @@ def _build_result(model, X, names, cf_cols, contrasts, y, offset, expo, fit_mask
         "scale": ["rate ratio" if count else "difference"] * len(est), "coef": est, "se": se,
         "df": df_c if use_t else np.full(len(est), np.inf),
     }
-    head = ("difference in " if controlled else "") + (
-        "level change" if impact in ("level", "level+slope") else "slope change")
+    head = "level change" if impact in ("level", "level+slope") else "slope change"
     headline_term = next(t for t, _, _ in contrasts if t.startswith(head))
     parts = _Parts(
         X=X, params=params, V=V, crit=crit, df_resid=df_resid, cf_cols=cf_cols, y=y,
-        offset=offset, expo=expo, fit_mask=fit_mask, z=z, codes=codes, int_codes=int_codes,
+        offset=offset, expo=expo, fit_mask=fit_mask, codes=codes, int_codes=int_codes,
         starts=starts, periods=periods, names=names, missing_labels=missing_labels, lags=lags,
         seasonality=seasonality, period=period, phase_in=phase_in, inference=method, **lin,
     )
     return ITSResult(
         model=model, family=family, outcome=outcome, frequency=periods.frequency,
         interruptions=[periods.start(c) for c in int_codes], confidence=confidence,
-        headline_term=headline_term, impact=impact, n=int(fit_mask.sum()), controlled=controlled,
-        effects_data=effects,
+        headline_term=headline_term, impact=impact, n=int(fit_mask.sum()), effects_data=effects,
         sentence_args=(labels[1], outcome_label, intervention_label,
                        exposure_label if expo is not None else None),
         parts=parts,
@@ -1504,10 +1406,8 @@ def _sentence(res: ITSResult, when: str, what: str, who: str, per: str | None, *
     terms = eff["term"]
     pct = round(res.confidence * 100)
     unit = {"monthly": "month", "termly": "term", "yearly": "year"}[res.frequency]
-    versus = ("compared with the comparison series" if res.controlled
-              else "compared with what the previous trend predicted")
-    predicted = ("the comparison series' change predicted" if res.controlled
-                 else "the previous trend predicted")
+    versus = "compared with what the previous trend predicted"
+    predicted = "the previous trend predicted"
     rr = eff["scale"][0] == "rate ratio"
 
     def describe(j: int) -> tuple[str, bool]:

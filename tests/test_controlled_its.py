@@ -31,6 +31,11 @@ from tests.conftest import DATA  # noqa: E402
 PROP99 = DATA / "its_prop99_cigsales.csv"
 
 
+def _itsa(data: pd.DataFrame, **kw) -> cits.ControlledITSResult:
+    """Linden's ``itsa`` as published (Newey-West within unit, no unit effects)."""
+    return cits.fit(data, **({"inference": "itsa"} | kw))
+
+
 @pytest.fixture(scope="module")
 def prop99() -> pd.DataFrame:
     return pd.read_csv(PROP99)
@@ -38,7 +43,7 @@ def prop99() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def fitted(prop99) -> cits.ControlledITSResult:
-    return cits.fit(prop99, unit="state", time="year", outcome="cigsale",
+    return _itsa(prop99, unit="state", time="year", outcome="cigsale",
                     treated="California", interruption=1989, lags=1,
                     outcome_label="cigarette sales", direction="lower_is_better")
 
@@ -309,7 +314,7 @@ def _hac_by_period(scores, unit, time, lag):
 
 def test_poisson_matches_independent_newton_and_hac():
     d = _count_panel(effect=0.5)
-    r = cits.fit(d, unit="school", time="year", outcome="exclusions", treated="T1",
+    r = _itsa(d, unit="school", time="year", outcome="exclusions", treated="T1",
                  interruption=2012, family="poisson", exposure="roll", lags=2)
     d = d.sort_values(["school", "year"])
     y, off = d["exclusions"].to_numpy(float), np.log(d["roll"].to_numpy())
@@ -359,7 +364,7 @@ def test_poisson_matches_independent_newton_and_hac():
 
 def test_several_treated_units_are_stacked_and_equal_the_summed_arms():
     d = _count_panel(seed=3, treated=("T1", "T2", "T3"), n_comp=8)
-    r = cits.fit(d, unit="school", time="year", outcome="exclusions",
+    r = _itsa(d, unit="school", time="year", outcome="exclusions",
                  treated=["T1", "T2", "T3"], interruption=2012, family="poisson",
                  exposure="roll")
     assert (r.n_treated, r.n_comparison) == (3, 8)
@@ -372,7 +377,7 @@ def test_several_treated_units_are_stacked_and_equal_the_summed_arms():
     assert r.coefficients["coef"].to_numpy() == pytest.approx(m.params, rel=1e-7, abs=1e-9)
     # gaussian: the arms' unweighted means
     d["rate"] = 100 * d["exclusions"] / d["roll"]
-    g = cits.fit(d, unit="school", time="year", outcome="rate", treated=["T1", "T2", "T3"],
+    g = _itsa(d, unit="school", time="year", outcome="rate", treated=["T1", "T2", "T3"],
                  interruption=2012)
     means = d.assign(z=arm).groupby(["z", "year"], as_index=False)["rate"].mean()
     X = _itsa_design(means["year"].to_numpy(), means["z"].to_numpy(), 2000, 2012)
@@ -382,7 +387,7 @@ def test_several_treated_units_are_stacked_and_equal_the_summed_arms():
 
 
 def test_lags_none_is_regress_and_quasi_poisson(prop99):
-    g = cits.fit(prop99, unit="state", time="year", outcome="cigsale", treated="California",
+    g = _itsa(prop99, unit="state", time="year", outcome="cigsale", treated="California",
                  interruption=1989, lags=None)
     d = prop99.sort_values(["state", "year"])
     X = _itsa_design(d["year"].to_numpy(), (d["state"] == "California").to_numpy(float),
@@ -390,7 +395,7 @@ def test_lags_none_is_regress_and_quasi_poisson(prop99):
     m = sm.OLS(d["cigsale"].to_numpy(float), X).fit()
     assert g.coefficients["se"].to_numpy() == pytest.approx(m.bse, rel=1e-10)
     c = _count_panel(seed=11)
-    q = cits.fit(c, unit="school", time="year", outcome="exclusions", treated="T1",
+    q = _itsa(c, unit="school", time="year", outcome="exclusions", treated="T1",
                  interruption=2012, family="poisson", exposure="roll", lags=None)
     c = c.sort_values(["school", "year"])
     X = _itsa_design(c["year"].to_numpy(), (c["school"] == "T1").to_numpy(float), 2000, 2012)
@@ -403,7 +408,7 @@ def test_lags_none_is_regress_and_quasi_poisson(prop99):
 def test_lags_are_counted_in_periods_across_a_gap(prop99):
     gap = prop99[prop99["year"] != 1980]
     with pytest.warns(ITSMissingPeriodsWarning, match="1980"):
-        r = cits.fit(gap, unit="state", time="year", outcome="cigsale", treated="California",
+        r = _itsa(gap, unit="state", time="year", outcome="cigsale", treated="California",
                      interruption=1989, lags=2)
     d = gap.sort_values(["state", "year"])
     X = _itsa_design(d["year"].to_numpy(), (d["state"] == "California").to_numpy(float),
@@ -419,7 +424,7 @@ def test_count_headline_withheld_by_disclosure():
     d = _count_panel(seed=5)
     d.loc[(d["school"] == "T1") & (d["year"] >= 2012), "exclusions"] = 0
     d.loc[(d["school"] == "T1") & (d["year"] == 2015), "exclusions"] = 2
-    r = cits.fit(d, unit="school", time="year", outcome="exclusions", treated="T1",
+    r = _itsa(d, unit="school", time="year", outcome="exclusions", treated="T1",
                  interruption=2012, family="poisson", exposure="roll",
                  disclosure=Disclosure(threshold=5))
     h = r.headline()
@@ -434,7 +439,7 @@ def test_count_headline_withheld_by_disclosure():
 def _fit(d, **kw):
     args = {"unit": "state", "time": "year", "outcome": "cigsale", "treated": "California",
             "interruption": 1989} | kw
-    return cits.fit(d, **args)
+    return _itsa(d, **args)
 
 
 def test_error_no_comparison_units(prop99):
@@ -495,7 +500,7 @@ def test_one_comparison_unit_and_academic_years(prop99):
             .mean().assign(state="others"))
     both = pd.concat([ca, rest], ignore_index=True)
     both["academic_year"] = both["year"].map(lambda y: f"{y}/{str(y + 1)[-2:]}")
-    r = cits.fit(both, unit="state", time="academic_year", outcome="cigsale", treated="CA",
+    r = _itsa(both, unit="state", time="academic_year", outcome="cigsale", treated="CA",
                  interruption="1989/90")
     assert r.n_comparison == 1 and r.headline()["period"] == "1989/90 to 2000/01"
     both = both.sort_values(["state", "year"])
@@ -509,7 +514,7 @@ def test_one_comparison_unit_and_academic_years(prop99):
 
 
 def test_unit_effects_gaussian_keep_estimates_and_match_independent_dummies(fitted, prop99):
-    r = cits.fit(prop99, unit="state", time="year", outcome="cigsale", treated="California",
+    r = _itsa(prop99, unit="state", time="year", outcome="cigsale", treated="California",
                  interruption=1989, unit_effects=True)
     # balanced panel: the same coefficients (arm averages for _cons and _z)
     assert r.coefficients["coef"].to_numpy() == pytest.approx(
@@ -535,7 +540,7 @@ def test_unit_effects_gaussian_keep_estimates_and_match_independent_dummies(fitt
 
 def test_unit_effects_poisson_match_independent_newton():
     d = _count_panel(seed=13, n_comp=6)
-    r = cits.fit(d, unit="school", time="year", outcome="exclusions", treated="T1",
+    r = _itsa(d, unit="school", time="year", outcome="exclusions", treated="T1",
                  interruption=2012, family="poisson", exposure="roll", unit_effects=True)
     d = d.sort_values(["school", "year"])
     y, off = d["exclusions"].to_numpy(float), np.log(d["roll"].to_numpy())
@@ -574,7 +579,7 @@ def test_term_seasonality_matches_independent_design():
             rows.append({"school": u, "term_start": s,
                          "rate": level + season - 0.05 * k + rng.normal(0, 0.5)})
     d = pd.DataFrame(rows)
-    r = cits.fit(d, unit="school", time="term_start", outcome="rate", treated="P",
+    r = _itsa(d, unit="school", time="term_start", outcome="rate", treated="P",
                  interruption="2018-09-01", seasonality="term", frequency="termly")
     assert r.frequency == "termly" and r.diagnostics["terms"][-2:] == ["term_spring",
                                                                         "term_summer"]
@@ -592,3 +597,122 @@ def test_term_seasonality_matches_independent_design():
     assert co["coef"].to_numpy() == pytest.approx(b, rel=1e-9, abs=1e-12)
     assert co["se"].to_numpy() == pytest.approx(np.sqrt(np.diag(V)), rel=1e-9)
     assert list(co["term"])[-2:] == ["term_spring", "term_summer"]
+
+
+# ------------------------------------------------------------ inference chosen by simulation
+
+
+def _dense_ar1(y, X, offset, unit, period):
+    """The "ar1" covariance written with dense n x n matrices, loop by loop, as the module
+    docstring states it: weighted moment equation for rho (weights: each unit's share of the
+    variance of the difference in level change at rho = 0), the margin, each unit's own
+    dispersion, the sandwich and Satterthwaite's df; a check of the block-wise algebra."""
+    from scipy import optimize
+
+    from evaluation.its import AR1_MAX_RHO, AR1_RHO_MARGIN
+
+    b = _poisson_newton(y, X, offset)
+    mu = np.exp(X @ b + offset)
+    n, k = X.shape
+    r = (y - mu) / np.sqrt(mu)
+    Xw = X * np.sqrt(mu)[:, None]
+    B = np.linalg.inv(Xw.T @ Xw)
+    M = np.eye(n) - Xw @ B @ Xw.T
+    same = unit[:, None] == unit[None, :]
+    dist = np.where(same, np.abs(period[:, None] - period[None, :]), 10**6).astype(float)
+    A = (dist == 1).astype(float)
+    units = np.unique(unit)
+    blocks = [np.flatnonzero(unit == u) for u in units]
+
+    def moments(rho):
+        R = np.where(same, rho**np.minimum(dist, 10**3), 0.0)
+        MRM = M @ R @ M
+        e_sq = np.array([np.trace(MRM[np.ix_(i, i)]) for i in blocks])
+        e_lag = np.array([np.sum(A[np.ix_(i, i)] * MRM[np.ix_(i, i)]) / 2 for i in blocks])
+        return R, e_sq, e_lag
+
+    sq = np.array([r[i] @ r[i] for i in blocks])
+    lag1 = np.array([r[i] @ A[np.ix_(i, i)] @ r[i] / 2 for i in blocks])
+    _, e0, _ = moments(0.0)
+    a6 = B[:, 6]
+    wgt = np.array([sq[g] / e0[g] * (a6 @ Xw[i].T @ Xw[i] @ a6) for g, i in enumerate(blocks)])
+    wgt /= wgt.sum()
+
+    def excess(rho):
+        _, e_sq, e_lag = moments(rho)
+        return wgt @ (e_lag / e_sq - lag1 / sq)
+
+    rho = (0.0 if excess(0.0) >= 0 else
+           optimize.brentq(excess, 0.0, AR1_MAX_RHO, xtol=1e-10))
+    T = len(blocks[0])
+    pairs = 1 / np.sum(wgt**2) * (T - 1) - k / len(blocks) / np.sum(wgt**2)
+    rho = min(AR1_MAX_RHO, rho + AR1_RHO_MARGIN * np.sqrt((1 - rho**2) / pairs))
+    R, e_sq, _ = moments(rho)
+    phi = sq / e_sq
+    Omega = R * np.array([phi[np.searchsorted(units, u)] for u in unit])[:, None]
+    V = B @ Xw.T @ Omega @ Xw @ B
+    H = Xw @ B @ Xw.T
+    nu = np.array([T - np.trace(H[np.ix_(i, i)]) for i in blocks]) * (1 - rho**2) / (1 + rho**2)
+    dfs = []
+    for j in (6, 7):
+        a = B[:, j]
+        share = np.array([phi[g] * a @ Xw[i].T @ R[np.ix_(i, i)] @ Xw[i] @ a
+                          for g, i in enumerate(blocks)])
+        dfs.append(share.sum() ** 2 / np.sum(share**2 / nu))
+    return b, V, int(np.clip(np.floor(min(dfs)), 1, n - k)), rho
+
+
+@pytest.mark.parametrize("treated", [("T1",), ("T1", "T2", "T3")])
+def test_default_ar1_matches_a_dense_implementation(treated):
+    d = _count_panel(seed=21, treated=treated, n_comp=6, periods=16, start=8)
+    r = cits.fit(d, unit="school", time="year", outcome="exclusions", treated=list(treated),
+                 interruption=2008, family="poisson", exposure="roll")
+    assert r.inference == "ar1" and r.diagnostics["unit_effects"]  # the default
+    d = d.sort_values(["school", "year"])
+    z = d["school"].isin(treated).to_numpy(float)
+    X = _itsa_design(d["year"].to_numpy(), z, 2000, 2008)
+    # the unit intercepts, effect-coded within each arm (the kit's parameterisation)
+    unit = d["school"].to_numpy()
+    cols = []
+    for flag in (1.0, 0.0):
+        arm = sorted(set(unit[z == flag]))
+        cols += [(unit == u).astype(float) - (unit == arm[-1]) for u in arm[:-1]]
+    X = np.column_stack([X, *cols]) if cols else X
+    b, V, df, rho = _dense_ar1(d["exclusions"].to_numpy(float), X,
+                               np.log(d["roll"].to_numpy()), unit,
+                               d["year"].to_numpy())
+    co = r.coefficients
+    assert co["coef"].to_numpy() == pytest.approx(b[:8], rel=1e-7, abs=1e-9)
+    assert co["se"].to_numpy() == pytest.approx(np.sqrt(np.diag(V))[:8], rel=1e-6)
+    assert (co["df"] == df).all() and r.diagnostics["rho"] == pytest.approx(rho, abs=1e-5)
+    assert 1 <= df < len(d) - X.shape[1]  # few programme units: few df
+
+
+def test_cluster_matches_statsmodels_cluster_robust():
+    d = _count_panel(seed=4, treated=("T1", "T2", "T3", "T4"), n_comp=9)
+    r = cits.fit(d, unit="school", time="year", outcome="exclusions",
+                 treated=["T1", "T2", "T3", "T4"], interruption=2012, family="poisson",
+                 exposure="roll", inference="cluster", unit_effects=False)
+    d = d.sort_values(["school", "year"])
+    X = _itsa_design(d["year"].to_numpy(), d["school"].str.startswith("T").to_numpy(float),
+                     2000, 2012)
+    groups = pd.factorize(d["school"])[0]
+    m = sm.GLM(d["exclusions"].to_numpy(float), X, family=sm.families.Poisson(),
+               offset=np.log(d["roll"].to_numpy())).fit(
+        cov_type="cluster", cov_kwds={"groups": groups, "use_correction": True,
+                                      "df_correction": True})
+    # use_correction: G/(G-1) (n-1)/(n-k), Stata's factor
+    assert r.coefficients["se"].to_numpy() == pytest.approx(m.bse, rel=1e-6)
+    assert (r.coefficients["df"] == 13 - 1).all()
+
+
+def test_inference_options():
+    d = _count_panel(seed=8)
+    with pytest.raises(DataError, match="inference="):
+        cits.fit(d, unit="school", time="year", outcome="exclusions", treated="T1",
+                 interruption=2012, family="poisson", exposure="roll", inference="hac")
+    r = cits.fit(d, unit="school", time="year", outcome="exclusions", treated="T1",
+                 interruption=2012, family="poisson", exposure="roll")
+    assert "autocorrelation within each unit" in r.inference_text()
+    assert r.headline_text().endswith(
+        "controlled interrupted time series, 1 programme and 12 comparison units")

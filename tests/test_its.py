@@ -421,56 +421,16 @@ def test_phase_in_drops_periods_and_matches_direct_fit():
     assert r.counterfactual["in_fit"].sum() == 38
 
 
-# --------------------------------------------------------------- controlled ITS (prop99)
+# --------------------------------------------------------------- controlled ITS
 
 
-def test_controlled_its_prop99_matches_interacted_ols():
+def test_controlled_its_is_the_panel_module():
+    # one way to fit a controlled ITS: evaluation.controlled_its.fit (a long table with a
+    # unit column); the single-series fit takes no comparison series
     d = pd.read_csv(DATA / "its_prop99_cigsales.csv")
-    ca = d[d["state"] == "California"][["year", "cigsale"]].assign(comparison=False)
-    others = (d[d["state"] != "California"].groupby("year", as_index=False)["cigsale"].mean()
-              .assign(comparison=True))
-    both = pd.concat([ca, others], ignore_index=True)
-    r = its.fit(both, time="year", outcome="cigsale", interruption=1989, family="gaussian",
-                control="comparison", autocorrelation=1)
-    # direct: y = b0 + b1 t + b2 Z + b3 Z t + b4 D + b5 P + b6 Z D + b7 Z P (Linden 2015)
-    both = both.sort_values(["comparison", "year"])
-    t = (both["year"] - 1969).to_numpy(float)
-    zt = (~both["comparison"]).to_numpy(float)
-    dd = (t >= 20).astype(float)
-    pp = np.maximum(t - 20, 0)
-    X = np.column_stack([np.ones_like(t), t, zt, zt * t, dd, pp, zt * dd, zt * pp])
-    y = both["cigsale"].to_numpy(float)
-    m = sm.OLS(y, X).fit(cov_type="hac-panel", use_t=True,
-                         cov_kwds={"groups": both["comparison"].astype(int).to_numpy(),
-                                   "maxlags": 1})
-    e = r.effects.set_index("term")
-    assert e.loc["difference in level change", "estimate"] == pytest.approx(m.params[6])
-    assert e.loc["difference in slope change", "estimate"] == pytest.approx(m.params[7])
-    assert e.loc["difference in slope change", "se"] == pytest.approx(m.bse[7], rel=1e-10)
-    assert e.loc["baseline trend difference", "estimate"] == pytest.approx(m.params[3])
-    # the treated series' own slope change equals a separate fit to California alone
-    sep = sm.OLS(ca["cigsale"].to_numpy(float), _itsa_X(31, 20)).fit()
-    assert e.loc["slope change", "estimate"] == pytest.approx(sep.params[3], rel=1e-9)
-    assert r.headline_term == "difference in level change"
-    assert len(r.counterfactual) == 31 and len(r.control_series) == 31
-
-
-def test_controlled_its_keeps_its_inference():
-    # the controlled path is unchanged: "auto" is "wald" there, the single-series methods
-    # are refused rather than silently ignored
-    d = pd.read_csv(DATA / "its_prop99_cigsales.csv")
-    ca = d[d["state"] == "California"][["year", "cigsale"]].assign(comparison=False)
-    others = (d[d["state"] != "California"].groupby("year", as_index=False)["cigsale"].mean()
-              .assign(comparison=True))
-    both = pd.concat([ca, others], ignore_index=True)
-    kw = dict(time="year", outcome="cigsale", interruption=1989, family="gaussian",
-              control="comparison", autocorrelation=1)
-    auto, wald = its.fit(both, **kw), its.fit(both, inference="wald", **kw)
-    pd.testing.assert_frame_equal(auto.effects, wald.effects)
-    assert auto.diagnostics["inference"] == "wald"
-    for method in ("ar1", "newey-west"):
-        with pytest.raises(DataError, match="controlled ITS"):
-            its.fit(both, inference=method, **kw)
+    with pytest.raises(TypeError, match="control"):
+        its.fit(d, time="year", outcome="cigsale", interruption=1989, family="gaussian",
+                control="comparison")
 
 
 # --------------------------------------------------------------- many units and pooling

@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 import statsmodels.api as sm  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from evaluation import its, privacy  # noqa: E402
+from evaluation import controlled_its, its, privacy  # noqa: E402
 from evaluation.errors import ParamsError  # noqa: E402
 from evaluation.project import Project, open_project  # noqa: E402
 from evaluation.sections import its as its_sections  # noqa: E402
@@ -36,10 +36,10 @@ def analyse(project: Project, outcome, options=None) -> its_sections.ItsAnalysis
         warnings.simplefilter("always")
         fit = its.fit(data.series, **data.fit_options, disclosure=project.disclosure)
     controlled = None
-    if data.controlled_series is not None:
+    if data.panel is not None:
         with warnings.catch_warnings(action="ignore"):
-            controlled = its.fit(data.controlled_series, control="comparison",
-                                 **data.fit_options)
+            controlled = controlled_its.fit(data.panel, **data.controlled_options,
+                                            disclosure=project.disclosure)
     by_unit = {group: its.fit_many(rows, "unit", **data.unit_options)
                for group, rows in data.units.items()}
     return its_sections.assemble(data, fit, controlled=controlled, by_unit=by_unit,
@@ -102,16 +102,24 @@ def test_demo_programme_series_recovers_the_true_level_change(demo):
 
 def test_demo_comparison_shows_no_change_and_controlled_difference(demo):
     _, a, sections = demo
-    e = a.controlled.effects.set_index("term")
-    comparison = e.loc["level change (comparison)"]
-    assert comparison["ci_low"] < 1 < comparison["ci_high"]
-    diff = e.loc["difference in level change"]
+    c = a.controlled
+    assert (c.n_treated, c.n_comparison, c.inference) == (21, 12, "ar1")
+    comparison = c.effect("comparison", "level change")
+    assert comparison["ci_low"] < 1 < comparison["ci_high"]  # no true change there
+    diff = c.effect("difference", "difference in level change")
     assert diff["ci_low"] < TRUE_LEVEL_RR < diff["ci_high"]
-    assert diff["ci_high"] < 1
     headings = [s.heading for s in sections]
     assert "Suspensions: against the comparison schools" in headings
     ctl = next(s for s in sections if "comparison schools" in s.heading)
-    assert len(ctl.figures()) == 1 and "comparison" in ctl.figures()[0][1]
+    assert len(ctl.figures()) == 1 and "controlled counterfactual" in ctl.figures()[0][1]
+    # both counterfactuals, each named, with the library's numbers
+    cf = _table(sections, "against each counterfactual")
+    assert [v.split(":")[0] for v in cf["Counterfactual"]] == ["controlled", "own"]
+    assert cf["Ratio"].tolist() == pytest.approx(c.counterfactuals["estimate"].tolist())
+    arms = _table(sections, "each arm's changes and the differences")
+    assert len(arms) == 15 and arms["p"].isna().sum() == 2  # no p for a level
+    text = " ".join(i.payload for i in ctl.items if i.kind == "text")
+    assert "**controlled counterfactual**" in text and "**own counterfactual**" in text
 
 
 def test_demo_per_school_table_and_pooled_estimate(demo):
@@ -146,47 +154,104 @@ def test_demo_tables_hold_no_pupil_ids(demo):
 
 
 def test_demo_result_record(demo):
+    """With comparison schools the headline is the controlled ITS's: observed over
+    controlled-expected events, its design named, its truth (0.75) inside the interval."""
     project, a, sections = demo
     r = sections[0].result
-    cu = a.result.cumulative.iloc[0]
+    cf = a.controlled.counterfactuals.set_index("counterfactual").loc["controlled"]
     assert (r.outcome_id, r.analysis, r.measure) == ("suspensions", "its", "suspensions")
-    # level+slope: the headline is observed over expected events after the interruption
-    ratio = cu["observed_total"] / cu["counterfactual_total"]
-    assert r.estimate == pytest.approx(ratio)
-    assert r.ci_low < 0.75 < r.ci_high  # the true level change, with no true slope change
-    # with Wald inference, its CI is the delta method on the log of the expected total
-    with_wald = _wald(project, "suspensions")
-    wald, w = with_wald.headline(), with_wald.result.cumulative.iloc[0]
-    half = 1.959964 * w["se"] / w["counterfactual_total"]
-    assert (wald.ci_low, wald.ci_high) == (pytest.approx(ratio * np.exp(-half)),
-                                           pytest.approx(ratio * np.exp(half)))
-    assert wald.verdict == "improved"
-    assert r.unit == "ratio of observed to expected events after the interruption"
-    assert (r.null, r.n) == (1.0, 21)
+    assert r.estimate == pytest.approx(cf["observed"] / cf["expected"])
+    assert (r.ci_low, r.ci_high) == (pytest.approx(cf["ci_low"]), pytest.approx(cf["ci_high"]))
+    assert r.ci_low < TRUE_LEVEL_RR < r.ci_high  # the true level change, no slope change
+    assert r.verdict == ("improved" if r.ci_high < 1 else "worsened" if r.ci_low > 1
+                         else "no clear change")
+    assert r.unit == controlled_its.CONTROLLED_RATIO_UNIT
+    assert (r.null, r.n) == (1.0, 33)
     assert r.period == "2017/18 autumn to 2023/24 summer"  # evaluation.calendar.term_label
     assert r.direction == "lower_is_better"
     pct = round((1 - r.estimate) * 100)
-    assert r.headline == (f"Suspensions −{pct}% against the prior trend, ratio "
-                          f"{r.estimate:.2f} ({r.ci_low:.2f} to {r.ci_high:.2f})")
-    assert r.sentence == a.result.sentence and r.notebook == "20_exclusions_its.ipynb"
+    assert r.headline == (
+        f"Suspensions −{pct}% against the controlled counterfactual, ratio {r.estimate:.2f} "
+        f"({r.ci_low:.2f} to {r.ci_high:.2f}); controlled interrupted time series, 21 "
+        "programme and 12 comparison schools")
+    assert r.sentence == a.controlled.sentence and r.notebook == "20_exclusions_its.ipynb"
     assert sections[0].sentence == r.sentence
-    # the page's sentence leads with the same number as the Headline line and the record
+    # the page's sentence leads with the same number and names its counterfactual
     assert r.sentence.startswith(
-        f"After the programme began in 2021/22 autumn, there were {pct}% fewer suspensions "
-        f"than the previous trend predicted (ratio of observed to expected {r.estimate:.2f}, "
-        f"95% CI {r.ci_low:.2f} to {r.ci_high:.2f}")
-    h = a.result.headline()
-    assert (r.estimate, r.ci_low, r.ci_high, r.verdict) == (
-        h["estimate"], h["ci_low"], h["ci_high"], h["verdict"])
+        f"After the programme (21 schools) began in 2021/22 autumn, there were {pct}% fewer "
+        f"suspensions over 9 terms than the controlled counterfactual expected (ratio of "
+        f"observed to expected {r.estimate:.2f}, 95% CI {r.ci_low:.2f} to {r.ci_high:.2f}")
+    assert "Against the programme schools' own earlier trend alone" in r.sentence
+    assert "in the programme schools was" in r.sentence  # the baseline difference
     texts = [i.payload for i in sections[0].items if i.kind == "text"]
     assert texts[0].startswith(f"**Headline:** {r.headline} — verdict: **{r.verdict}**")
+    assert "21 programme schools with the 12 comparison schools" in texts[0]
+    # with Wald inference (the published formulas) the controlled fit is Linden's itsa,
+    # and the programme series' ratio interval is the delta method on the expected total
+    with_wald = _wald(project, "suspensions")
+    assert with_wald.controlled.inference == "itsa"
+    assert with_wald.controlled.diagnostics["hac_lags"] is None  # no autocorrelation: set
+    assert "as the parameters ask" in with_wald.intervals_text()
+    w = with_wald.result.cumulative.iloc[0]
+    h = with_wald.result.headline()
+    ratio = w["observed_total"] / w["counterfactual_total"]
+    half = 1.959964 * w["se"] / w["counterfactual_total"]
+    assert (h["ci_low"], h["ci_high"]) == (pytest.approx(ratio * np.exp(-half)),
+                                           pytest.approx(ratio * np.exp(half)))
+
+
+def test_controlled_options_phase_in_and_no_unit_column(demo):
+    project, _, _ = demo
+    outcome = project.toc.outcome("suspensions")
+    base = project.params.analyses.its
+    # phase-in: the programme's first term is left out of the controlled fit too
+    data = its_sections.select(project, outcome, base.model_copy(update={"phase_in": 1}))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        c = controlled_its.fit(data.panel, **data.controlled_options)
+    assert c.diagnostics["missing_periods"] == ["2021/22 autumn"]
+    assert (c.diagnostics["n_pre"], c.diagnostics["n_post"], c.n) == (12, 8, 33)
+    # no unit column: the two groups' summed series are the two units (Linden's
+    # single-comparison-series case), the summed counts as in the programme series
+    data = its_sections.select(project, outcome, base.model_copy(update={"by": None}))
+    assert set(data.panel["unit"]) == {"programme", "comparison"}
+    prog = data.panel[data.panel["group"] == "programme"].reset_index(drop=True)
+    assert prog["count"].tolist() == data.series["count"].tolist()
+    c = controlled_its.fit(data.panel, **data.controlled_options)
+    assert (c.n_treated, c.n_comparison) == (1, 1)
+    assert c.design_text() == ("controlled interrupted time series, 1 programme and 1 "
+                               "comparison series")
+    # several interruptions cannot be a controlled ITS: one clear line
+    two = base.model_copy(update={"interruption": [base.interruption,
+                                                   pd.Timestamp("2022-09-01").date()]})
+    with pytest.raises(ParamsError, match="models one interruption"):
+        its_sections.select(project, outcome, two)
+    # ... and validate says so first (evaluation.params.check_project)
+    from evaluation.params import check_project
+
+    params = project.params.model_copy(deep=True)
+    params.analyses.its = two
+    found = [p for p in check_project(params, project.toc, project.data)
+             if p.key == "analyses.its.interruption"]
+    assert len(found) == 1 and "models one interruption" in found[0].message
 
 
 def test_demo_model_and_diagnostics_tables(demo):
     _, a, sections = demo
     model = _table(sections, "the model used").set_index("Choice")["Used"]
     # how the intervals allow for autocorrelation, as the library states it
-    assert model["Autocorrelation"] == a.result.diagnostics["inference_text"]
+    assert model["Autocorrelation (programme schools together)"] == (
+        a.result.diagnostics["inference_text"])
+    assert model["Headline intervals"] == a.controlled.inference_text()
+    assert model["Headline design"] == ("controlled interrupted time series, 21 programme "
+                                        "and 12 comparison schools")
+    # the page says in plain words which inference the headline uses, and why
+    how = next(i.payload for i in sections[0].items
+               if i.kind == "text" and i.payload.startswith("**How the intervals"))
+    assert "autocorrelation" in how and "Newey-West" in how and "Turner et al. 2021" in how
+    assert f"{a.controlled.panel.df_resid} degrees of freedom" in how
+    page = " ".join(i.payload for s in sections for i in s.items if i.kind == "text")
+    assert "lag 1" not in page  # the demo uses no Newey-West lag
     assert model["Periods before / after"] == "12 / 9"
     assert model["Seasonality"].startswith("term of year")
     checks = _table(sections, "model checks").set_index("Check")["Value"]
@@ -277,6 +342,11 @@ def test_dfe_result_record(dfe):
     assert r.period == "2006/07 to 2016/17"
     assert r.n == len(a.programme_units) >= 150
     assert r.headline.startswith("Permanent exclusions ")
+    # no comparison units: the programme series' headline, its design named
+    assert a.controlled is None and r.estimate == a.result.headline()["estimate"]
+    assert r.headline.endswith(
+        f"; interrupted time series of the {len(a.programme_units)} local authorities added "
+        "together, against their own earlier trend (no comparison series)")
     assert r.verdict in ("improved", "no clear change", "worsened")
     assert "the change" in r.sentence  # no programme/comparison design: not "the programme"
 
@@ -557,6 +627,9 @@ def test_notebook_parameters_change_the_model():
     assert a.result.confidence == 0.9
     model = a.model_table().set_index("Choice")["Used"]
     assert model["Impact model"] == "level change only"
+    # the controlled model (the headline) keeps both changes and says so
+    assert "(both changes, whatever the impact model below)" in model["Headline model"]
+    assert a.controlled.confidence == 0.9
     sections = its_sections.sections(a)
     captions = list(_tables(sections))
     assert any(c.endswith("changes at the interruption (90% CI)") for c in captions)

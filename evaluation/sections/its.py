@@ -8,9 +8,11 @@ and gives the fit options of the project's ``analyses.its``; the notebook
 * the **programme series**: counts and pupils on roll summed over the programme units
   (``group == programme_value``; every unit when there is no group column) per period,
   fitted by :func:`evaluation.its.fit`;
-* the **controlled comparison**, where comparison units exist: the comparison units' summed
-  series as the control in a controlled ITS (Linden 2015), giving the difference in level
-  and slope change;
+* the **controlled comparison**, where comparison units exist: every programme and
+  comparison unit's rows in :func:`evaluation.controlled_its.fit` (Linden's 2015
+  multiple-group model on a panel, with the inference its coverage simulation chose); it
+  gives the outcome's headline (observed over controlled-expected events), with the
+  design named in it;
 * **unit by unit**: :func:`evaluation.its.fit_many` per group (programme, comparison) with
   the DerSimonian-Laird pooled estimate and I².
 
@@ -41,7 +43,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from evaluation import its
+from evaluation import controlled_its, its
 from evaluation.errors import DataError, ParamsError
 from evaluation.params import ItsOptions
 from evaluation.privacy import Disclosure, withheld_cells
@@ -72,6 +74,7 @@ class _Series:
 
     rows: pd.DataFrame  # unit, group, period, code, label, count, roll
     frequency: str
+    periods: its.Periods
 
 
 def _options(project: Project) -> ItsOptions:
@@ -149,7 +152,7 @@ def _series(table: pd.DataFrame, options: ItsOptions, column: str) -> _Series:
         "count": pd.to_numeric(table[column], errors="coerce").astype(float).to_numpy(),
         "roll": roll.to_numpy(),
     })
-    return _Series(rows, periods.frequency)
+    return _Series(rows, periods.frequency, periods)
 
 
 def _usable(rows: pd.DataFrame, exposure: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -193,9 +196,8 @@ class ItsAnalysis:
     programme_units: list[str]
     comparison_units: list[str]
     series: pd.DataFrame  # the programme units' summed series
-    comparison_series: pd.DataFrame | None
     result: its.ITSResult
-    controlled: its.ITSResult | None
+    controlled: controlled_its.ControlledITSResult | None
     many: dict[str, its.ManyResult]  # by group ("programme", "comparison")
     not_fitted: pd.DataFrame  # unit, group, reason (including units with no usable row)
     dropped: pd.DataFrame  # unit, group, label, reason, in_totals
@@ -223,8 +225,19 @@ class ItsAnalysis:
 
     @property
     def sentence(self) -> str:
-        """The plain-English summary (the library leaves the totals out if withheld)."""
-        return self.result.sentence
+        """The plain-English summary of the headline's design: the controlled comparison's
+        sentences where comparison units exist, else the programme series' (the library
+        words both and leaves the totals out if withheld)."""
+        return self.controlled.sentence if self.controlled is not None else self.result.sentence
+
+    @property
+    def design(self) -> str:
+        """The headline's design in words, as the headline states it."""
+        if self.controlled is not None:
+            return self.controlled.design_text()
+        n = len(self.programme_units)
+        return (f"interrupted time series of the {n} {self.group_words} added together, "
+                "against their own earlier trend (no comparison series)")
 
     # -- headline -----------------------------------------------------------------
     @property
@@ -244,15 +257,117 @@ class ItsAnalysis:
         return f"programme {plural}" if self.comparison_units else plural
 
     def headline(self) -> Result:
-        """The headline result for the project summary: the programme series'
-        :meth:`its.ITSResult.record` (computed and worded in the library), counting
-        programme units and covering every period of the series."""
+        """The headline result for the project summary, covering every period of the
+        series: where comparison units exist, the controlled ITS's
+        :meth:`~evaluation.controlled_its.ControlledITSResult.record` (observed over
+        controlled-expected events, counting the units of both arms), else the programme
+        series' :meth:`its.ITSResult.record` (counting programme units) with its design
+        stated; both computed and worded in the library."""
         cf = self.result.counterfactual
+        period = f"{cf['label'].iloc[0]} to {cf['label'].iloc[-1]}"
         # the count column analysed is the measure recorded (the outcome may name none)
         outcome = self.outcome.model_copy(update={"measure": self.column})
-        return self.result.record(outcome, n=len(self.programme_units),
-                                  period=f"{cf['label'].iloc[0]} to {cf['label'].iloc[-1]}",
-                                  notebook=NOTEBOOK)
+        if self.controlled is not None:
+            return self.controlled.record(outcome, period=period, notebook=NOTEBOOK,
+                                          n=self.controlled.n)
+        return self.result.record(outcome, n=len(self.programme_units), period=period,
+                                  notebook=NOTEBOOK, design=self.design)
+
+    def design_words(self) -> str:
+        """What the headline compares, in words (ends before the period)."""
+        n, plural = len(self.programme_units), self.unit_word[1]
+        if self.controlled is not None:
+            return (f"It compares the {n} programme {plural} with the "
+                    f"{len(self.comparison_units)} comparison {plural}: the expected count "
+                    f"is the programme {plural}' earlier trend plus the change the "
+                    f"comparison {plural} saw at the same time. The count is {self.label},")
+        return (f"The count is {self.label} in the {n} {self.group_words} added together, "
+                "against their own earlier trend (there is no comparison series, so a change "
+                "that happened everywhere at the same time would look like an effect),")
+
+    def intervals_text(self) -> str:
+        """Which inference the headline's interval uses and why, in plain words."""
+        unit = _UNIT_WORDS[self.frequency]
+        n = (self.controlled.n_periods if self.controlled is not None
+             else self.result.diagnostics["n"])
+        why = (f"A short series of {unit}ly counts has two traps for confidence intervals: "
+               f"counts in neighbouring {unit}s tend to move together (autocorrelation), and "
+               f"with only {n} {unit}s the usual correction for that (Newey-West) makes "
+               "intervals too narrow (Turner et al. 2021; in the kit's simulations of such "
+               "series its 95% intervals missed the true effect in up to 30% of them, not "
+               "5%). ")
+        if self.controlled is not None:
+            c = self.controlled
+            if c.inference == "ar1":
+                how = (f"So the interval allows for autocorrelation within each "
+                       f"{self.unit_word[0]} with a model of it (taken as "
+                       f"{c.panel.info['rho']:.2f}, with a margin for the short series) and "
+                       f"for each {self.unit_word[0]}'s own variability, and uses t "
+                       f"intervals on {c.panel.df_resid} degrees of freedom; in simulations "
+                       "like this project (benchmarks/its_coverage.py) such 95% intervals "
+                       "held the true effect in at least 93% of them.")
+            else:
+                why = ""
+                how = (f"The interval uses {c.inference_text()}, as the parameters ask "
+                       "(analyses.its.inference); in the kit's simulations of short series "
+                       "these intervals were too narrow with one programme unit and far too "
+                       "wide with many (benchmarks/its_coverage.py).")
+        else:
+            how = ("So the interval uses " + self.result.diagnostics["inference_text"]
+                   + "; in simulations of series of 12 to 60 points such 95% intervals held "
+                   "the true effect in at least 93% of them (benchmarks/its_coverage.py).")
+            if n < 12:
+                how += (f" With fewer than 12 {unit}s the autocorrelation cannot be estimated "
+                        "well, so the margin for it dominates and the interval is wide: the "
+                        "honest answer for so short a series.")
+        if self.controlled is None and self.result.diagnostics.get("inference") != "ar1":
+            why = ""
+        return f"**How the intervals were made.** {why}{how}"
+
+    def controlled_counterfactual_table(self) -> pd.DataFrame:
+        """The programme units after the interruption against the controlled and their own
+        counterfactual: observed and expected events and the ratio, through the project's
+        disclosure step (a withheld observed total withholds what would give it away)."""
+        cf = self.controlled.counterfactuals
+        unit = _UNIT_WORDS[self.frequency]
+        table = pd.DataFrame({
+            "Counterfactual": ["controlled: " + d if n == "controlled" else "own: " + d
+                               for n, d in zip(cf["counterfactual"], cf["description"],
+                                               strict=True)],
+            f"{unit.capitalize()}s after": cf["periods"].astype(int),
+            "Observed": cf["observed"].round().astype(int),
+            "Expected": cf["expected"].round().astype(int),
+            "Ratio": cf["estimate"], "CI low": cf["ci_low"], "CI high": cf["ci_high"],
+        })
+        return self.disclosure.table(table, ["Observed"],
+                                     derived=["Expected", "Ratio", "CI low", "CI high"])
+
+    def controlled_effects_table(self) -> pd.DataFrame:
+        """Each arm's level in the first period, trends and changes, and the differences
+        (rate ratios; the first row of the differences is the baseline difference)."""
+        e = self.controlled.effects
+        unit = _UNIT_WORDS[self.frequency]
+        arms = {"programme": f"programme {self.unit_word[1]}",
+                "comparison": f"comparison {self.unit_word[1]}",
+                "difference": "programme ÷ comparison"}
+        terms = {"intercept": "rate per 100 pupils, first period", "pre-trend":
+                 f"trend per {unit} before", "level change": "change in level",
+                 "slope change": f"change in trend per {unit}", "post-trend":
+                 f"trend per {unit} after", "baseline level difference":
+                 "rate in the first period", "pre-trend difference": f"trend per {unit} before",
+                 "difference in level change": "change in level",
+                 "difference in slope change": f"change in trend per {unit}",
+                 "post-trend difference": f"trend per {unit} after"}
+        scale = np.where(e["term"] == "intercept", 100.0 if self.options.exposure else 1.0, 1.0)
+        if not self.options.exposure:
+            terms["intercept"] = "events per unit, first period"
+        # a p-value for a level (is the rate zero?) answers no question anyone asked
+        p = e["p"].where(e["term"] != "intercept")
+        return pd.DataFrame({
+            "Arm": e["arm"].map(arms), "Effect": e["term"].map(terms),
+            "Estimate": e["estimate"] * scale, "CI low": e["ci_low"] * scale,
+            "CI high": e["ci_high"] * scale, "p": p,
+        })
 
     # -- tables -------------------------------------------------------------------
     def model_table(self) -> pd.DataFrame:
@@ -287,22 +402,34 @@ class ItsAnalysis:
             ("Phase-in periods left out", str(o.phase_in or 0)),
             ("Periods before / after", f"{d['n_pre']} / {d['n_post']}"),
         ]
+        if self.controlled is not None:
+            # the headline's model first; the rows above then describe the programme
+            # series added together (the section after the headline)
+            c = self.controlled
+            together = f" ({self.group_words} together)"
+            rows = [(name + together if name in ("Units in the series", "Model family",
+                                                 "Autocorrelation") else name, used)
+                    for name, used in rows]
+            many = self.unit_word[1]
+            rows[1:1] = [
+                ("Headline design", self.design),
+                ("Headline model", f"Poisson regression of every {self.unit_word[0]}'s "
+                 f"{_UNIT_WORDS[self.frequency]}ly counts (Linden's multiple-group model): "
+                 f"each {self.unit_word[0]} its own level; the programme and comparison "
+                 f"{many} each their own trend, change in level and change in trend "
+                 "(both changes, whatever the impact model below)"),
+                ("Headline intervals", c.inference_text()),
+            ]
         return pd.DataFrame(rows, columns=["Choice", "Used"])
 
-    def effects_table(self, result: its.ITSResult | None = None) -> pd.DataFrame:
-        result = result or self.result
+    def effects_table(self) -> pd.DataFrame:
+        """The programme series' changes at the interruption."""
         unit = _UNIT_WORDS[self.frequency]
         names = {
             "level change": "Level change (immediate)",
             "slope change": f"Slope change (per {unit})",
-            "level change (comparison)": "Level change, comparison series",
-            "slope change (comparison)": f"Slope change per {unit}, comparison series",
-            "difference in level change": "Difference in level change (programme ÷ comparison)",
-            "difference in slope change": "Difference in slope change (programme ÷ comparison)",
-            "baseline level difference": "Baseline level (programme ÷ comparison)",
-            "baseline trend difference": f"Baseline trend per {unit} (programme ÷ comparison)",
         }
-        e = result.effects
+        e = self.result.effects
         out = pd.DataFrame({
             "Effect": [names.get(t, t) for t in e["term"]],
             "Rate ratio" if e["scale"].iloc[0] == "rate ratio" else "Difference": e["estimate"],
@@ -350,7 +477,7 @@ class ItsAnalysis:
                 f"interruption there were {self.disclosure.count(c['observed_total'])} "
                 f"{self.label}, against "
                 f"{c['counterfactual_total']:,.0f} expected had the previous trend continued: "
-                f"about {abs(d):,.0f} {word} ({self.pct} CI {a:,.0f} to {b:,.0f}")
+                f"about {abs(d):,.0f} {word} ({self.pct} CI {_minus(a)} to {_minus(b)}")
         if self.options.exposure and np.isfinite(c["per_100"]):
             text += (f"; {abs(c['per_100']):.2f} {word} per 100 pupils on roll over those "
                      f"{unit}s, with an average roll of {c['mean_exposure']:,.0f}")
@@ -397,7 +524,8 @@ class ItsAnalysis:
             + total +
             "The level change on its own does not tell the whole story, so the headline "
             "recorded for the summary compares all events after the interruption with what "
-            "the earlier trend predicted."
+            + ("the controlled counterfactual expected." if self.controlled is not None
+               else "the earlier trend predicted.")
         )
 
     def diagnostics_table(self) -> pd.DataFrame:
@@ -568,9 +696,9 @@ class ItsData:
     comparison_units: list[str]
     #: The programme units' summed series: period, label, count, roll, units.
     series: pd.DataFrame
-    #: The programme and comparison summed series stacked, ``comparison`` marking the
-    #: control (None without comparison units): the data of the controlled ITS.
-    controlled_series: pd.DataFrame | None
+    #: Every programme and comparison unit's rows (unit, group, period, label, count, roll),
+    #: the long table of the controlled ITS (None without comparison units).
+    panel: pd.DataFrame | None
     #: By group ("programme", "comparison"): each unit's usable rows (``unit`` column).
     units: dict[str, pd.DataFrame]
     #: By group: every unit marked with it, including units with no usable row.
@@ -583,6 +711,9 @@ class ItsData:
     left_out: str
     #: The keyword arguments of :func:`evaluation.its.fit` that the options give.
     fit_options: dict[str, Any]
+    #: The keyword arguments of :func:`evaluation.controlled_its.fit` (with ``panel``);
+    #: empty without comparison units.
+    controlled_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def unit_options(self) -> dict[str, Any]:
@@ -634,11 +765,46 @@ def select(project: Project, outcome: Outcome, options: ItsOptions | None = None
     left_out = (f"{other} unit(s) marked neither '{options.programme_value}' nor "
                 f"'{options.comparison_value}' in column '{options.group}' were left out."
                 if other else "")
-    controlled_series = None
+    panel = None
+    controlled_options: dict[str, Any] = {}
+    unit_word = _unit_word(table, options.by,
+                           project.params.source(outcome.data or options.data).where)
     if not comparison.empty:
-        controlled_series = pd.concat(
-            [series.assign(comparison=False),
-             _aggregate(comparison, exposure).assign(comparison=True)], ignore_index=True)
+        _check_controlled(project, options)
+        interruption = (options.interruption[0] if isinstance(options.interruption, list)
+                        else options.interruption)
+        if options.by is None:  # no unit column: each group's summed series is one unit
+            parts = [(options.programme_value, series),
+                     (options.comparison_value, _aggregate(comparison, exposure))]
+            panel = pd.concat([agg.assign(unit=g, group=g) for g, agg in parts],
+                              ignore_index=True)
+            panel["code"] = data.periods.codes(panel["period"].to_numpy())
+        else:
+            panel = pd.concat([programme, comparison], ignore_index=True)
+        if options.phase_in:
+            # the phase-in periods are left out, as in the programme series' fit; the
+            # changes are still measured from the interruption
+            first = data.periods.code(pd.Timestamp(interruption))
+            panel = panel[~panel["code"].between(first, first + options.phase_in - 1)]
+        panel = panel[["unit", "group", "period", "label", "count", "roll"]]
+        _check_panel(panel, exposure, unit_word)
+        controlled_options = dict(
+            unit="unit", time="period", outcome="count",
+            treated=sorted(panel.loc[panel["group"] == options.programme_value, "unit"]
+                           .dropna().unique()),
+            interruption=interruption, family="poisson",
+            exposure="roll" if exposure else None, seasonality=options.seasonality,
+            frequency=data.frequency, confidence=options.confidence,
+            inference=CONTROLLED_INFERENCE[options.inference],
+            lags=(options.autocorrelation if options.inference == "wald"
+                  else options.autocorrelation or 1),
+            outcome_label=column.replace("_", " "), intervention_label="the programme",
+            comparison_label=("the comparison series" if options.by is None
+                              else f"the comparison {unit_word[1]}"),
+            # without a unit column the units are the groups' summed series
+            unit_label=("series", "series") if options.by is None else unit_word,
+            direction=outcome.direction,
+        )
     usable, dropped = _usable(rows[rows["group"].isin([options.programme_value,
                                                        options.comparison_value])], exposure)
     units, unit_names = {}, {}
@@ -650,22 +816,61 @@ def select(project: Project, outcome: Outcome, options: ItsOptions | None = None
         unit_names[group] = list(names)
     return ItsData(
         project=project, outcome=outcome, options=options, column=column,
-        frequency=data.frequency,
-        unit_word=_unit_word(table, options.by,
-                             project.params.source(outcome.data or options.data).where),
+        frequency=data.frequency, unit_word=unit_word,
         programme_units=sorted(programme.loc[programme["count"].notna(), "unit"].unique()),
         comparison_units=sorted(comparison["unit"].unique()),
-        series=series, controlled_series=controlled_series, units=units,
+        series=series, panel=panel, units=units,
         unit_names=unit_names, dropped=dropped, unit_events=_unit_events(rows, options),
         notes=[str(w.message) for w in caught], left_out=left_out, fit_options=fit_options,
+        controlled_options=controlled_options,
     )
 
 
-def assemble(data: ItsData, fit: its.ITSResult, *, controlled: its.ITSResult | None = None,
+#: The controlled ITS's inference for each ``analyses.its.inference``
+#: (:mod:`evaluation.controlled_its`): "auto" chooses by the numbers of units (the coverage
+#: simulation); "newey-west" and "wald" are the published formulas of Stata's ``itsa``.
+CONTROLLED_INFERENCE = {"auto": "auto", "ar1": "ar1", "newey-west": "itsa", "wald": "itsa"}
+
+
+def _check_panel(panel: pd.DataFrame, exposure: bool, unit_word: tuple[str, str]) -> None:
+    """Every programme and comparison unit needs a count (and a roll) in every period for
+    the controlled ITS (a balanced panel, as Stata's ``itsa``): one clear line otherwise."""
+    bad = panel["count"].isna() | ((panel["roll"].isna() | (panel["roll"] <= 0)) if exposure
+                                   else False)
+    n_periods = panel["period"].nunique()
+    short = panel.groupby("unit")["period"].nunique() < n_periods
+    units = sorted(set(panel.loc[bad, "unit"]) | set(short[short].index))
+    if units:
+        shown = ", ".join(map(str, units[:5])) + (" ..." if len(units) > 5 else "")
+        raise DataError(
+            f"The controlled interrupted time series needs every programme and comparison "
+            f"{unit_word[0]} in every period with a count{' and a roll' if exposure else ''}; "
+            f"{len(units)} {unit_word[0] if len(units) == 1 else unit_word[1]} lack some "
+            f"({shown}). Complete their rows, or leave those {unit_word[1]} out of the "
+            "programme and comparison groups."
+        )
+
+
+def _check_controlled(project: Project, options: ItsOptions) -> None:
+    """The controlled ITS models one interruption; several stop the run (no silent change
+    of design). (Its model always has a level and a slope change, Linden's, whatever
+    ``impact`` says for the programme series: the page's model table says so, and its
+    headline, observed over expected events after the interruption, counts both.)"""
+    if isinstance(options.interruption, list) and len(options.interruption) > 1:
+        raise ParamsError(
+            f"{project.params.file}: analyses.its: the comparison units are analysed as a "
+            "controlled interrupted time series, which models one interruption; give one "
+            "date, or set group: null to analyse every unit as one series"
+        )
+
+
+def assemble(data: ItsData, fit: its.ITSResult, *,
+             controlled: controlled_its.ControlledITSResult | None = None,
              by_unit: dict[str, its.ManyResult] | None = None,
              cautions: list[warnings.WarningMessage] | None = None) -> ItsAnalysis:
     """The results the notebook computed for one outcome, gathered for wording: ``fit``
-    (the programme series), ``controlled`` (against the comparison series), ``by_unit``
+    (the programme series), ``controlled`` (:func:`evaluation.controlled_its.fit` of the
+    programme and comparison units: the headline where it exists), ``by_unit``
     (:func:`evaluation.its.fit_many` per group) and ``cautions`` (the warnings the fit
     gave, recorded by ``warnings.catch_warnings(record=True)``)."""
     by_unit = by_unit or {}
@@ -689,11 +894,7 @@ def assemble(data: ItsData, fit: its.ITSResult, *, controlled: its.ITSResult | N
         project=data.project, outcome=data.outcome, options=data.options, column=data.column,
         frequency=data.frequency, unit_word=data.unit_word,
         programme_units=data.programme_units, comparison_units=data.comparison_units,
-        series=data.series, comparison_series=(
-            None if data.controlled_series is None else
-            data.controlled_series[data.controlled_series["comparison"]]
-            .drop(columns="comparison").reset_index(drop=True)),
-        result=fit, controlled=controlled, many=by_unit,
+        series=data.series, result=fit, controlled=controlled, many=by_unit,
         not_fitted=pd.DataFrame(not_fitted, columns=["unit", "group", "reason"]),
         dropped=data.dropped, fit_warnings=fit_warnings, unit_events=data.unit_events,
     )
@@ -711,7 +912,7 @@ def _unit_events(rows: pd.DataFrame, options: ItsOptions) -> pd.DataFrame:
 
 
 def outcome_sections(data: ItsData, fit: its.ITSResult, *,
-                     controlled: its.ITSResult | None = None,
+                     controlled: controlled_its.ControlledITSResult | None = None,
                      by_unit: dict[str, its.ManyResult] | None = None,
                      cautions: list[warnings.WarningMessage] | None = None) -> list[Section]:
     """The report for one ITS outcome from the results the notebook computed (see
@@ -730,19 +931,19 @@ def sections(a: ItsAnalysis) -> list[Section]:
     head.result = a.headline()
     head.text(
         f"**Headline:** {head.result.headline} — verdict: **{head.result.verdict}**. "
-        f"The count is {a.label} in the {len(a.programme_units)} {a.group_words} added "
-        f"together, {head.result.period}"
+        + a.design_words() + f" {head.result.period}"
         + (f"; **target:** {a.outcome.target}" if a.outcome.target else "") + "."
     )
     if a.options.rationale:
         head.text(f"**Why this model.** {a.options.rationale}")
+    head.text(a.intervals_text())
     conflict = a.conflict_text()
     if conflict:
         head.text(conflict)
     head.table(a.model_table(), f"{name}: the model used")
 
     prog = Section(heading=f"{name}: {a.group_words} together", level=3)
-    prog.figure(*_its_figure(a, a.result, controlled=False))
+    prog.figure(*_its_figure(a, a.result))
     prog.table(a.effects_table(), f"{name}: changes at the interruption ({a.pct} CI)")
     prog.text(a.cumulative_text())
     prog.table(a.cumulative_table(), f"{name}: cumulative difference after the "
@@ -755,19 +956,25 @@ def sections(a: ItsAnalysis) -> list[Section]:
     out = [head, prog]
 
     if a.controlled is not None:
+        c = a.controlled
         ctl = Section(heading=f"{name}: against the comparison {plural}", level=3)
-        diff = a.controlled.effects.set_index("term").loc[a.controlled.headline_term]
         ctl.text(
-            f"A controlled interrupted time series (Linden 2015): the {len(a.comparison_units)}"
-            f" comparison {plural} added together are the control series, and the model "
-            "estimates how much more (or less) the programme series changed at the "
-            f"interruption than the comparison series did. The difference in level change is "
-            f"a rate ratio of {diff['estimate']:.2f} ({a.pct} CI {diff['ci_low']:.2f} to "
-            f"{diff['ci_high']:.2f}); below 1 means the programme {plural} fell further."
+            f"The headline comes from a controlled interrupted time series (Linden 2015, "
+            f"multiple-group model): every programme and comparison {a.unit_word[0]}'s "
+            f"{_UNIT_WORDS[a.frequency]}ly counts in one regression, each {a.unit_word[0]} "
+            f"with its own level, the programme and comparison {plural} each with their own "
+            "trend, change in level and change in trend. The **controlled counterfactual** "
+            f"is what the programme {plural} would have seen had they followed their earlier "
+            f"trend plus the change the comparison {plural} saw at the same time; their "
+            "**own counterfactual** is their earlier trend alone, which ignores whatever "
+            "else changed then. " + c.sentences["baseline"]
         )
-        ctl.figure(*_its_figure(a, a.controlled, controlled=True))
-        ctl.table(a.effects_table(a.controlled),
-                  f"{name}: programme against comparison ({a.pct} CI)")
+        ctl.figure(*_controlled_figure(a))
+        ctl.table(a.controlled_counterfactual_table(),
+                  f"{name}: programme {plural} after the interruption against each "
+                  f"counterfactual ({a.pct} CI)", note=a.disclosure.note())
+        ctl.table(a.controlled_effects_table(),
+                  f"{name}: each arm's changes and the differences ({a.pct} CI)")
         out.append(ctl)
 
     units = Section(heading=f"{name}: {a.unit_word[0]} by {a.unit_word[0]}", level=3)
@@ -825,12 +1032,11 @@ def _units_text(a: ItsAnalysis) -> str:
 # ----------------------------------------------------------------------------- figures
 
 
-def _its_figure(a: ItsAnalysis, result: its.ITSResult, *, controlled: bool) -> tuple[Any, str]:
+def _its_figure(a: ItsAnalysis, result: its.ITSResult) -> tuple[Any, str]:
     name = a.label[:1].upper() + a.label[1:]
     unit = _UNIT_WORDS[a.frequency]
     when = result.effects["interruption"].iloc[0]  # the first period after it, in words
-    title = (f"{name} per {unit}: programme and comparison {a.unit_word[1]}" if controlled
-             else f"{name} per {unit}, {a.group_words} together")
+    title = f"{name} per {unit}, {a.group_words} together"
     fig = result.plot(title=title, disclosure=a.disclosure)
     ax = fig.axes[0]
     ax.set_xlabel({"termly": "Term (start date)", "yearly": "Academic year (start)",
@@ -861,10 +1067,33 @@ def _its_figure(a: ItsAnalysis, result: its.ITSResult, *, controlled: bool) -> t
     else:
         alt += (f" After the interruption {count(observed)} {a.label} were observed against "
                 f"{post['counterfactual'].sum():,.0f} expected.")
-    if controlled:
-        alt += (f" Grey dots and line show the {len(a.comparison_units)} comparison "
-                f"{a.unit_word[1]} added together; here the counterfactual assumes the "
-                "programme series changed as the comparison series did.")
+    return fig, alt
+
+
+def _controlled_figure(a: ItsAnalysis) -> tuple[Any, str]:
+    """The controlled ITS's figure (the library's plot, through the disclosure control the
+    fit was given) and its alt text."""
+    c = a.controlled
+    name = a.label[:1].upper() + a.label[1:]
+    unit, plural = _UNIT_WORDS[a.frequency], a.unit_word[1]
+    rate = f"per 100 pupils per {unit}" if a.options.exposure else f"per {a.unit_word[0]}"
+    fig = c.plot(title=f"{name} {rate}: programme and comparison {plural}")
+    tr = c.treated_series
+    cf = c.counterfactuals.iloc[0]
+    alt = (f"Chart of {a.label} {rate} in the {c.n_treated} programme {plural} (blue dots and "
+           f"fitted line) and the {c.n_comparison} comparison {plural} (grey), "
+           f"{tr['label'].iloc[0]} to {tr['label'].iloc[-1]}; a dotted vertical line marks "
+           f"the interruption ({c.labels['when']}). After it, the dashed line with a shaded "
+           f"{a.pct} band is the controlled counterfactual (the programme {plural}' earlier "
+           f"trend plus the comparison {plural}' change) and the dotted line their own "
+           "earlier trend.")
+    if c.total_withheld:
+        alt += (f" After the interruption fewer than {a.disclosure.threshold} {a.label} were "
+                f"observed in the programme {plural}.")
+    else:
+        alt += (f" After the interruption {a.disclosure.count(cf['observed'])} {a.label} were "
+                f"observed in the programme {plural} against {cf['expected']:,.0f} expected "
+                "on the controlled counterfactual.")
     return fig, alt
 
 
@@ -978,6 +1207,12 @@ def _caterpillar(ax: Any, part: pd.DataFrame, pooled: pd.Series, title: str,
 
 def _sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def _minus(value: float) -> str:
+    """A whole number with a true minus sign (a hyphen is easy to miss)."""
+    text = f"{abs(value):,.0f}"
+    return f"−{text}" if value < 0 and text != "0" else text
 
 
 def _signed_pct(rate_ratio: float) -> str:
