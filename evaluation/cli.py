@@ -4,7 +4,9 @@
     evalkit run params/demo.yaml --pdf      # ... and the board pack, board_pack.pdf
     evalkit run params/ --workers 2         # every project in a folder, two at a time
     evalkit validate params/demo.yaml       # check parameters, theory of change and data
-    evalkit new my_project                  # scaffold params/my_project.yaml and its ToC
+    evalkit inspect export.xlsx             # what the kit would read, and a data: block
+    evalkit new my_project                  # scaffold params/my_project.yaml, its ToC and
+                                            # a data-entry workbook
 
 Problems the user can fix are printed as one line each, never as a traceback, and the
 command exits non-zero if any project failed.
@@ -39,6 +41,10 @@ theory_of_change: toc_templates/{name}.yaml
 # One entry per data file. The entry's name is the kind of table (pupils, scores,
 # exclusions, referrals, interventions, reviews, attendance, suspensions); `columns` maps
 # the school's own headers to the kit's names (docs/tables.md lists them).
+# `evalkit inspect <file>` prints this block for a school's export, ready to paste. For new
+# data, fill in data/raw/{name}/{name}_data_entry.xlsx (the kit's own headers: no
+# `columns:` needed) and give each sheet as a source, e.g.
+#   scores: {{path: data/raw/{name}/{name}_data_entry.xlsx, sheet: scores}}
 data:
   pupils:
     path: data/raw/{name}/pupils.csv
@@ -108,8 +114,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
     for f in find_params(args.params):
         try:
-            # every problem of the parameters and theory of change at once; then the data
-            # (intake stops at its first problem), its links and the notebooks
+            # every problem at once: parameters, theory of change, every data file (all
+            # the problems of each), their links and the notebooks
             params, toc, data = validate_project(f)
             project_id = params.project.id
             fingerprint = key_fingerprint(project_id)  # creates the key file if need be
@@ -140,6 +146,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             for note in notes:
                 print(f"        {name}: {_shown(note)}")
     return 1 if failed else 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from evaluation.inspect import inspect_file, render
+
+    inspection = inspect_file(args.file, sheet=args.sheet, header_row=args.header_row)
+    print("\n".join(_shown(line) for line in render(inspection).splitlines()))
+    return 0
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
@@ -179,30 +193,82 @@ def _cmd_new(args: argparse.Namespace) -> int:
     raw.mkdir(parents=True, exist_ok=True)
     if not (raw / "pupils.csv").exists():
         (raw / "pupils.csv").write_text(NEW_PUPILS, encoding="utf-8")
+    from evaluation.entry_templates import write_entry_workbook
+
+    workbook = write_entry_workbook(toc_file, raw / f"{name}_data_entry.xlsx")
     print(f"created {params_file}\ncreated {toc_file}\ncreated {raw}/pupils.csv (headers only)")
+    if workbook is not None:
+        print(f"created {workbook} (a data-entry workbook: one sheet per table the theory "
+              "of change needs, with the kit's headers and drop-down lists)")
     print(f"Next: put the school's exports in {raw}/, edit both files, then "
           f"`evalkit validate {params_file}`.")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evalkit", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+#: The examples ``evalkit --help`` ends with (the module docstring's, without markup).
+EXAMPLES = """examples:
+  evalkit run params/demo.yaml            execute a project's reports
+  evalkit run params/demo.yaml --pdf      ... and the board pack, board_pack.pdf
+  evalkit run params/ --workers 2         every project in a folder, two at a time
+  evalkit validate params/demo.yaml       check parameters, theory of change and data
+  evalkit inspect export.xlsx             what the kit would read; a data: block to paste
+  evalkit new my_project                  start params/my_project.yaml and its theory of change
 
-    run = sub.add_parser("run", help="execute the reports of one or more projects")
+'evalkit <command> --help' explains each command."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="evalkit", formatter_class=raw, epilog=EXAMPLES,
+        description="evalkit: run, validate and start evaluation projects.")
+    parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    run = sub.add_parser(
+        "run", help="execute the reports of one or more projects", formatter_class=raw,
+        description="Validate each project, run its notebooks and publish its reports in "
+                    "reports/<project>/ (index.html opens them).",
+        epilog="examples:\n"
+               "  evalkit run params/demo.yaml\n"
+               "  evalkit run params/demo.yaml --pdf      also write board_pack.pdf\n"
+               "  evalkit run params/ --workers 2         every project in params/")
     run.add_argument("params", nargs="+", help="parameters files or folders of them")
     run.add_argument("--workers", type=int, default=1, help="projects run in parallel")
     run.add_argument("--pdf", action="store_true",
                      help="also write reports/<project>/board_pack.pdf (needs WeasyPrint)")
     run.set_defaults(func=_cmd_run)
 
-    validate = sub.add_parser("validate", help="check parameters, theory of change and data")
-    validate.add_argument("params", nargs="+")
+    validate = sub.add_parser(
+        "validate", help="check parameters, theory of change and data", formatter_class=raw,
+        description="Check everything a run would check, and print every problem found, one "
+                    "line each, without running any report.",
+        epilog="examples:\n"
+               "  evalkit validate params/demo.yaml\n"
+               "  evalkit validate params/                every project in params/")
+    validate.add_argument("params", nargs="+", help="parameters files or folders of them")
     validate.set_defaults(func=_cmd_validate)
 
-    new = sub.add_parser("new", help="scaffold a new project")
-    new.add_argument("name")
+    inspect = sub.add_parser(
+        "inspect", help="show what the kit would read from a file", formatter_class=raw,
+        description="Show a CSV file's or workbook's sheets (and which are hidden), the header "
+                    "row found, each column's type and the kit column it matches (values only "
+                    "where a column cannot hold identifiers), and suggest the parameters' "
+                    "data: block that reads it.",
+        epilog="example:\n  evalkit inspect data/raw/my_project/export.xlsx")
+    inspect.add_argument("file", help="a CSV file or Excel workbook")
+    inspect.add_argument("--sheet", help="only this sheet (default: every visible sheet)")
+    inspect.add_argument("--header-row", type=int, default=None,
+                         help="the line that holds the headers (default: found)")
+    inspect.set_defaults(func=_cmd_inspect)
+
+    new = sub.add_parser(
+        "new", help="start a new project from a template", formatter_class=raw,
+        description="Write params/<name>.yaml, a theory of change to fill in and a "
+                    "data-entry workbook for the tables it needs.",
+        epilog="example:\n"
+               "  evalkit new nurture_groups              then edit params/nurture_groups.yaml")
+    new.add_argument("name", help="the project's id: letters, digits and underscores")
     new.add_argument("--root", default=".", help="the kit folder (default: here)")
     new.set_defaults(func=_cmd_new)
     return parser

@@ -29,9 +29,14 @@ For each data source of a project this module
    roll, no period entered twice, no baseline after its follow-up, scores within the
    measure's range).
 
-Any failure stops with one :class:`~evaluation.errors.DataError` naming the file, the
-column, up to five offending rows (as line numbers of the file) and what to do; a value is
-quoted only when it holds no letters, else masked (:func:`~evaluation.errors.masked`). Raw
+Problems are collected rather than stopping at the first: every problem of a source (and,
+in :func:`load_data`, of every source) is raised at once as :class:`DataProblems`, each
+naming the file, the sheet, the column, up to five offending rows (as line numbers of the
+file), the values found and what to do; a value is quoted only when it holds no letters,
+else masked (:func:`~evaluation.errors.masked`). A source stops early only where going on
+would be guessing: a file that cannot be read at all, or headers the parameters name that
+the file lacks (its columns are then unknown); a column whose values fail is left out of the
+checks that need it, so one bad column gives one message, not a cascade. Raw
 files are only ever read; cleaned tables are written to ``data/processed/<project>/`` with
 spreadsheet formulas neutralised.
 """
@@ -72,6 +77,22 @@ IDENTIFYING_COLUMNS = frozenset(
 )
 
 _DTYPES = {"str": "string", "date": "datetime64[ns]", "bool": "boolean", "int": "Int64"}
+
+
+class DataProblems(DataError):
+    """Every problem found in one or more data files, at once: (file, message) each.
+
+    The file is the data file's resolved path, so ``evalkit validate`` can group the
+    messages by file; each message also names the sheet, column and the file's lines.
+    """
+
+    def __init__(self, problems: list[tuple[Path, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(m for _, m in self.problems))
+
+
+def _messages(exc: DataError) -> list[str]:
+    return [m for _, m in exc.problems] if isinstance(exc, DataProblems) else [str(exc)]
 
 
 @dataclass
@@ -380,46 +401,51 @@ def _explain(check: str, col: Col | None) -> str:
     return f"fail the check {check}"
 
 
-def _validate(frame: pd.DataFrame, kind: str, where: str, recode_hint: str = "") -> None:
+def _validate(frame: pd.DataFrame, kind: str, where: str, recode_hint: str = "",
+              failed: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """The schema's problems, one message per column and kind of check (columns in
+    ``failed`` already have their message from type conversion and are not repeated)."""
     try:
         _schema(kind).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
-        first = cases.iloc[0]
-        check = str(first["check"])
-        same = cases[(cases["check"] == first["check"]) & (cases["column"] == first["column"])]
-        column = str(first["column"])
-        if check == "multiple_fields_uniqueness":
-            column = " + ".join(UNIQUE[kind])
-        spec = next((c for c in TABLES[kind] if c.name == column), None)
-        rows = _line_numbers(pd.Index(same["index"].dropna().astype(int).unique()))
-        examples = same["failure_case"].dropna().astype(str).unique()[:3]
-        shown = f" (for example {', '.join(masked(e) for e in examples)})" if len(examples) else ""
-        others = len(cases.groupby(["column", "check"], dropna=False)) - 1
-        more = f" There are {others} other kinds of problem too." if others > 0 else ""
-        hint = ""
-        if check.startswith("isin") and recode_hint:
-            hint = (f" To map the school's codes once, add `recode: {{{column}: {{<their "
-                    f"value>: <kit value>}}}}` under {recode_hint}")
-            if column == "timepoint" and any(
-                    str(e).strip().casefold() in SEASON_WORDS for e in examples):
-                # words of a fixed vocabulary identify no one: quoted so the user sees them
-                shown = " (for example " + ", ".join(
-                    repr(str(e)) if str(e).strip().casefold() in SEASON_WORDS else masked(e)
-                    for e in examples) + ")"
-                hint = (f" Terms are not guessed: say which is the baseline, e.g. `recode: "
-                        f"{{timepoint: {{Autumn: baseline, Summer: follow_up}}}}` under "
-                        f"{recode_hint}")
-        raise DataError(
-            f"{where}, column '{column}': {describe_rows(rows)}{shown} "
-            f"{_explain(check, spec)}.{hint}{more}"
-        ) from None
+        cases = cases[~cases["column"].astype(str).isin(failed)]
+        return [_schema_message(group, kind, where, recode_hint)
+                for _, group in cases.groupby(["column", "check"], dropna=False, sort=False)]
+    return []
 
 
+def _schema_message(same: pd.DataFrame, kind: str, where: str, recode_hint: str) -> str:
+    """One message for the failures of one check on one column."""
+    first = same.iloc[0]
+    check = str(first["check"])
+    column = str(first["column"])
+    if check == "multiple_fields_uniqueness":
+        column = " + ".join(UNIQUE[kind])
+    spec = next((c for c in TABLES[kind] if c.name == column), None)
+    rows = _line_numbers(pd.Index(same["index"].dropna().astype(int).unique()))
+    examples = same["failure_case"].dropna().astype(str).unique()[:3]
+    shown = f" (for example {', '.join(masked(e) for e in examples)})" if len(examples) else ""
+    hint = ""
+    if check.startswith("isin") and recode_hint:
+        hint = (f" To map the school's codes once, add `recode: {{{column}: {{<their "
+                f"value>: <kit value>}}}}` under {recode_hint}")
+        if column == "timepoint" and any(
+                str(e).strip().casefold() in SEASON_WORDS for e in examples):
+            # words of a fixed vocabulary identify no one: quoted so the user sees them
+            shown = " (for example " + ", ".join(
+                repr(str(e)) if str(e).strip().casefold() in SEASON_WORDS else masked(e)
+                for e in examples) + ")"
+            hint = (f" Terms are not guessed: say which is the baseline, e.g. `recode: "
+                    f"{{timepoint: {{Autumn: baseline, Summer: follow_up}}}}` under "
+                    f"{recode_hint}")
+    return (f"{where}, column '{column}': {describe_rows(rows)}{shown} "
+            f"{_explain(check, spec)}.{hint}")
 
 
-def _refuse_rows(where: str, column: str, rows: pd.Index, problem: str) -> None:
-    raise DataError(f"{where}, column '{column}': {describe_rows(_line_numbers(rows))} "
+def _refuse_rows(where: str, column: str, rows: pd.Index, problem: str,
+                 problems: list[str]) -> None:
+    problems.append(f"{where}, column '{column}': {describe_rows(_line_numbers(rows))} "
                     f"{problem}")
 
 
@@ -436,34 +462,41 @@ def _period_labels(dates: pd.Series) -> tuple[pd.Series, str]:
 
 
 def _cross_checks(frame: pd.DataFrame, kind: str, where: str, params: ProjectParams,
-                  source: DataSource) -> None:
+                  source: DataSource, failed: frozenset[str] | set[str] = frozenset()
+                  ) -> list[str]:
     """Plausibility: what passes every column's own check but cannot be true, refused with
-    one message rather than turned into a wrong report."""
-    if kind == "attendance":
+    one message each rather than turned into a wrong report. A check that needs a column
+    in ``failed`` (its values could not be read) is skipped: that column has its message."""
+    problems: list[str] = []
+    if any(c in failed for c in frame.columns):
+        frame = frame.drop(columns=[c for c in frame.columns if c in failed])
+    has = frame.columns.__contains__
+    if kind == "attendance" and has("attended_sessions") and has("possible_sessions"):
         over = (frame["attended_sessions"] > frame["possible_sessions"]).fillna(False)
         if over.any():
             _refuse_rows(where, "attended_sessions", frame.index[over],
                          "are above possible_sessions (attendance above 100%). Correct the "
-                         "counts")
-    if kind == "exclusions":
+                         "counts", problems)
+    if kind == "exclusions" and has("roll") and has("period_start"):
         # A roll of 0 is how official statistics show a local authority before it existed
         # (its counts then belong to its predecessor): no roll to compare with.
         roll = frame["roll"].where(frame["roll"] > 0)
-        if "permanent_exclusions" in frame:
+        if has("permanent_exclusions"):
             over = (frame["permanent_exclusions"] > roll).fillna(False)
             if over.any():
                 _refuse_rows(where, "permanent_exclusions", frame.index[over],
                              "are above the roll (more pupils excluded than on roll). "
-                             "Correct the counts or the roll")
+                             "Correct the counts or the roll", problems)
         limit = source.max_suspensions_per_pupil
-        over = (frame["suspensions"] > limit * roll).fillna(False)
+        over = (frame["suspensions"] > limit * roll).fillna(False) if has("suspensions") \
+            else pd.Series(False, index=frame.index)
         if over.any():
             _refuse_rows(where, "suspensions", frame.index[over],
                          f"are more than {limit:g} suspensions per pupil on roll in one "
                          "period, which is almost certainly an entry error (a total typed "
                          "into a term, or the roll in the wrong column). Correct the counts; "
                          "if they are right, set `max_suspensions_per_pupil:` on this data "
-                         "source")
+                         "source", problems)
         keys = [c for c in ("school_id", "group") if c in frame]
         labels, unit = _period_labels(frame["period_start"])
         twice = frame.assign(_period=labels).duplicated([*keys, "_period"], keep=False)
@@ -472,8 +505,8 @@ def _cross_checks(frame: pd.DataFrame, kind: str, where: str, params: ProjectPar
             _refuse_rows(where, "period_start", frame.index[twice],
                          f"fall in the same {unit} for the same school: a period entered "
                          "twice would be counted twice. Keep one row per school and "
-                         f"{unit}")
-    if kind == "scores":
+                         f"{unit}", problems)
+    if kind == "scores" and has("score") and has("measure") and has("timepoint"):
         from evaluation.measures import load_registry
 
         registry = load_registry(params.measures)
@@ -486,7 +519,7 @@ def _cross_checks(frame: pd.DataFrame, kind: str, where: str, params: ProjectPar
                 _refuse_rows(where, "score", rows.index[out.fillna(False)],
                              f"hold scores of '{measure}' outside its range {spec.min:g} to "
                              f"{spec.max:g}. Correct them, or check that the right column "
-                             "is mapped to this measure")
+                             "is mapped to this measure", problems)
         if "date" in frame:
             dated = frame.dropna(subset=["date"])
             base = dated[dated["timepoint"] == "baseline"]
@@ -498,7 +531,8 @@ def _cross_checks(frame: pd.DataFrame, kind: str, where: str, params: ProjectPar
             if len(late):
                 _refuse_rows(where, "date", pd.Index([*late["index_b"], *late["index_f"]]),
                              "date a baseline after its follow-up (same pupil and "
-                             "measure). Correct the dates or the timepoints")
+                             "measure). Correct the dates or the timepoints", problems)
+    return problems
 
 
 def _keep_rows(raw: pd.DataFrame, where: dict, shown_path: str | Path, params: ProjectParams,
@@ -568,22 +602,26 @@ def _plan(headers: list[str], name: str, source: DataSource, kind: str) -> _Plan
 
 
 def _check_categories(frame: pd.DataFrame, kind: str, source: DataSource, name: str,
-                      shown_path: str | Path, params: ProjectParams) -> None:
+                      shown_path: str | Path, params: ProjectParams
+                      ) -> list[tuple[str, str]]:
     """Keep free-text columns only as coded categories: values are matched to the allowed
     list ignoring case and surrounding spaces and written in the list's spelling; any
     other value stops intake with a message that names the rows but never quotes them
-    (free text can hold a name, a phone number or an address)."""
+    (free text can hold a name, a phone number or an address). Returns (column, message)
+    for each column that fails."""
+    problems: list[tuple[str, str]] = []
     for col, allowed in _categories(source, kind).items():
         if col not in frame.columns:
             continue
         if allowed is None:  # a required free-text column without a declared list
-            raise DataError(
+            problems.append((col,
                 f"{shown_path}, column '{col}': this column is free text, which the kit "
                 f"keeps only as a coded category. Declare the allowed values in "
                 f"{params.file.name} under data.{name}.categories, e.g. "
                 f"`categories: {{{col}: [first value, second value]}}`, and recode the file "
                 "to use only those values"
-            )
+            ))
+            continue
         lookup = {v.strip().casefold(): v for v in allowed}
         text = frame[col].astype("string").str.strip()
         coded = text.str.casefold().map(lookup)
@@ -594,13 +632,15 @@ def _check_categories(frame: pd.DataFrame, kind: str, source: DataSource, name: 
                    else f"the kit's list for {col}; declare your own under "
                    f"data.{name}.categories in {params.file.name} if the school codes it "
                    "differently")
-            raise DataError(
+            problems.append((col,
                 f"{shown_path}, column '{col}': {describe_rows(_line_numbers(text.index[bad]))} "
                 f"hold values outside the allowed categories ({', '.join(allowed)}; "
                 f"{key}). This column is kept only as a coded category, never as free text: "
                 "recode those cells to one of the values"
-            )
+            ))
+            continue
         frame[col] = coded.astype("string")
+    return problems
 
 
 def _reshape_wide(raw: pd.DataFrame, frame: pd.DataFrame, source: DataSource, kind: str,
@@ -710,20 +750,34 @@ def read_source(
     table = _read_raw(path, source, kind, str(shown_path))
     raw, where_file, notes = table.frame, table.where, list(table.notes)
 
+    problems: list[str] = []  # every problem of this source, reported together
     for key, named in (("columns", source.columns), ("wide", source.wide)):
         missing_headers = [h for h in named if h not in raw.columns]
-        if missing_headers:
-            header = missing_headers[0]
-            close = difflib.get_close_matches(header, list(raw.columns), n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise DataError(
+        if missing_headers:  # one message for them all: one cause (a wrong file, sheet...)
+            close = {h: m[0] for h in missing_headers
+                     if (m := difflib.get_close_matches(h, list(raw.columns), n=1))}
+            if len(missing_headers) == 1:
+                header = missing_headers[0]
+                hint = f" Did you mean '{close[header]}'?" if header in close else ""
+                names = f"'{header}', which is not a column"
+            else:
+                hint = (" Did you mean " + ", ".join(f"'{m}' for '{h}'"
+                                                     for h, m in close.items()) + "?"
+                        if close else "")
+                names = (", ".join(f"'{h}'" for h in missing_headers)
+                         + ", which are not columns")
+            problems.append(
                 f"{where_file}: the column mapping in {params.file.name} (data.{name}.{key}) "
-                f"names '{header}', which is not a column of the file.{hint} "
-                f"Columns in the file (headers on line {table.header_line}): "
-                f"{', '.join(raw.columns)}"
+                f"names {names} of the file.{hint} Columns in the file (headers on line "
+                f"{table.header_line}): {', '.join(raw.columns)}"
             )
     if source.where:
-        raw = _keep_rows(raw, source.where, where_file, params, name)
+        try:
+            raw = _keep_rows(raw, source.where, where_file, params, name)
+        except DataError as exc:
+            problems += _messages(exc)
+    if problems:  # the file's columns are not what the parameters say: nothing to check
+        raise DataProblems([(path, m) for m in problems])
 
     # The allow-list: everything the kit's schema does not know goes now, unread.
     headers = [h for h in raw.columns if h not in source.wide]
@@ -733,7 +787,7 @@ def read_source(
     if uncached:
         lines = sorted({line for line, _ in uncached})
         columns = ", ".join(f"'{h}'" for h in dict.fromkeys(h for _, h in uncached))
-        raise DataError(
+        problems.append(
             f"{where_file}: {len(uncached)} cell{'s' if len(uncached) > 1 else ''} of "
             f"{columns} ({describe_rows(lines)}) hold formulas whose values were never "
             "saved (the file was written by a program, not saved by Excel), so they would "
@@ -742,34 +796,46 @@ def read_source(
     if errors:
         lines = sorted({line for line, _ in errors})
         columns = ", ".join(f"'{h}'" for h in dict.fromkeys(h for _, h in errors))
-        raise DataError(
+        problems.append(
             f"{where_file}: {len(errors)} cell{'s' if len(errors) > 1 else ''} of {columns} "
             f"({describe_rows(lines)}) hold Excel errors (such as #N/A or #DIV/0!), which "
             "are no value. Correct the formulas, or clear the cells if there is no value")
+    # Cells that hold no value (an unsaved formula, an error) are named above; their
+    # columns are not checked again, so one problem gives one message.
+    failed: set[str] = {plan.keep.get(h, h) for _, h in [*uncached, *errors]}
     frame = raw[list(plan.keep)].rename(columns=plan.keep)
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
-    if duplicated:
-        raise DataError(
-            f"{where_file}: after the column mapping, '{duplicated[0]}' appears twice. "
+    duplicated = list(dict.fromkeys(frame.columns[frame.columns.duplicated()]))
+    for column in duplicated:
+        problems.append(
+            f"{where_file}: after the column mapping, '{column}' appears twice. "
             f"Map only one of the file's columns to it in data.{name}.columns"
         )
+    if duplicated:
+        raise DataProblems([(path, m) for m in problems])
     if source.wide:
-        frame = _reshape_wide(raw, frame, source, kind, notes, where_file, params_key)
+        try:
+            frame = _reshape_wide(raw, frame, source, kind, notes, where_file, params_key)
+        except DataError as exc:
+            raise DataProblems([(path, m) for m in [*problems, *_messages(exc)]]) from None
+        failed |= {str(e.get("into", WIDE_VALUE.get(kind))) for e in source.wide.values()
+                   if any(h in failed for h in source.wide)}
     del raw
 
     specs = {c.name: c for c in TABLES[kind]}
     absent = [c.name for c in TABLES[kind] if c.required and c.name not in frame.columns]
-    if absent:
+    for missing in absent:
         wide_hint = ""
-        if kind in WIDE_VALUE and absent[0] in ("measure", "timepoint", "period_start"):
-            wide_hint = (f" If the sheet is wide (one column per {absent[0]}), describe its "
+        if kind in WIDE_VALUE and missing in ("measure", "timepoint", "period_start"):
+            wide_hint = (f" If the sheet is wide (one column per {missing}), describe its "
                          f"columns under data.{name}.wide instead (see docs/tables.md)")
-        raise DataError(
-            f"{where_file}: the {kind} table needs a column '{absent[0]}', which the file does "
+        problems.append(
+            f"{where_file}: the {kind} table needs a column '{missing}', which the file does "
             f"not have. If the school calls it something else, add `'<their header>': "
-            f"{absent[0]}` under data.{name}.columns in {params.file.name}.{wide_hint} "
+            f"{missing}` under data.{name}.columns in {params.file.name}.{wide_hint} "
             f"Columns in the file: {', '.join(headers)}"
         )
+    if absent:
+        raise DataProblems([(path, m) for m in problems])
 
     suppressed: dict[str, int] = {}
     for col in frame.columns:
@@ -787,35 +853,47 @@ def read_source(
 
     recoded: dict[str, int] = {}
     _recode(frame, kind, source, name, notes, recoded)
-    _check_categories(frame, kind, source, name, where_file, params)
+    for col, message in _check_categories(frame, kind, source, name, where_file, params):
+        problems.append(message)
+        failed.add(col)
 
     rounded: dict[str, int] = {}
     for col in frame.columns:
         spec = specs[col]
         where = f"{where_file}, column '{col}'"
-        if spec.type == "str":
-            frame[col] = frame[col].astype("string")
-        elif spec.type == "date":
-            frame[col] = _parse_dates(frame[col], where, table.date1904, notes, col)
-        elif spec.type == "bool":
-            frame[col] = _parse_bool(frame[col], where)
-        else:
-            integer = spec.type == "int"
-            if integer and source.round_counts:
-                numbers = pd.to_numeric(frame[col], errors="coerce")
-                n_rounded = int((numbers.notna() & (numbers != np.round(numbers))).sum())
-                if n_rounded:
-                    rounded[col] = n_rounded
-            frame[col] = _parse_number(frame[col], where, integer, source.round_counts,
-                                       source.decimal, params_key)
+        try:
+            if spec.type == "str":
+                frame[col] = frame[col].astype("string")
+            elif spec.type == "date":
+                frame[col] = _parse_dates(frame[col], where, table.date1904, notes, col)
+            elif spec.type == "bool":
+                frame[col] = _parse_bool(frame[col], where)
+            else:
+                integer = spec.type == "int"
+                if integer and source.round_counts:
+                    numbers = pd.to_numeric(frame[col], errors="coerce")
+                    n_rounded = int((numbers.notna() & (numbers != np.round(numbers))).sum())
+                    if n_rounded:
+                        rounded[col] = n_rounded
+                frame[col] = _parse_number(frame[col], where, integer, source.round_counts,
+                                           source.decimal, params_key)
+        except DataError as exc:
+            # Go on with the other columns: this one is left empty, of its type, and
+            # kept out of the checks below (its problem is named once, here).
+            problems += _messages(exc)
+            failed.add(col)
+            frame[col] = pd.Series(None, index=frame.index,
+                                   dtype=_DTYPES.get(spec.type, "float64"))
 
     for col in frame.columns:
         if specs[col].pseudonym:
             frame[col] = pseudonymise(frame[col], params.project.id,
                                       prefix=specs[col].pseudonym)
 
-    _validate(frame, kind, where_file, params_key)
-    _cross_checks(frame, kind, where_file, params, source)
+    problems += _validate(frame, kind, where_file, params_key, failed)
+    problems += _cross_checks(frame, kind, where_file, params, source, failed)
+    if problems:
+        raise DataProblems([(path, m) for m in problems])
     frame = frame.reset_index(drop=True)
 
     dates = [c for c in frame.columns if specs[c].type == "date"]
@@ -875,14 +953,21 @@ def _dropped_headers(params: ProjectParams, name: str, source: DataSource) -> li
     return _plan(headers, name, source, kind).dropped_headers
 
 
-def load_data(params: ProjectParams, *, use_cache: bool = True) -> ProjectData:
+def load_data(params: ProjectParams, *, use_cache: bool = True,
+              problems: list[tuple[Path, str]] | None = None) -> ProjectData:
     """Read every data source of a project (nothing is written).
+
+    Every problem of every source is raised at once (:class:`DataProblems`); given a
+    ``problems`` list instead, they are appended to it and the sources that failed are left
+    out of the result, so that the checks needing the other tables can still run
+    (``evalkit validate``).
 
     With ``use_cache``, a table that :func:`write_processed` cached from the very same raw
     file (same SHA-256), column mapping, pseudonym key and kit version is loaded from the
     cache instead of being read again; anything else is read and checked afresh.
     """
     tables, reports = {}, {}
+    found: list[tuple[Path, str]] = []
     for name, source in params.data.items():
         cached = None
         if use_cache:
@@ -899,7 +984,16 @@ def load_data(params: ProjectParams, *, use_cache: bool = True) -> ProjectData:
             report = replace(report, dropped_columns=_dropped_headers(params, name, source))
             tables[name], reports[name] = frame, report
         else:
-            tables[name], reports[name] = read_source(name, source, params)
+            try:
+                tables[name], reports[name] = read_source(name, source, params)
+            except DataProblems as exc:
+                found += exc.problems
+            except DataError as exc:  # the file cannot be read at all
+                found.append((params.resolve(source.path), str(exc)))
+    if found and problems is None:
+        raise DataProblems(found)
+    if problems is not None:
+        problems += found
     return ProjectData(tables, reports)
 
 

@@ -95,22 +95,77 @@ def find_params(paths: Iterable[str | Path]) -> list[Path]:
 def validate_project(params_file: str | Path
                      ) -> tuple[ProjectParams, TheoryOfChange, ProjectData]:
     """Everything a run would reject, checked without executing anything (``evalkit
-    validate`` and ``evalkit run`` both start here): every problem of the parameters and
-    the theory of change at once, then the data (intake stops at its first problem), the
-    links between the theory of change and the data, and the notebooks."""
-    params, toc = load_project_files(params_file)
-    data = load_data(params, use_cache=False)
-    problems = check_project(params, toc, data)
-    if problems:
-        raise ProblemsError(problems)
+    validate`` and ``evalkit run`` both start here), every problem at once in one
+    :class:`ProblemsError`: the parameters and the theory of change, then (whenever the
+    parameters can be read, even if the theory of change cannot) every data file (all the
+    problems of each, see :func:`evaluation.intake.load_data`), the links between the
+    theory of change and the data, and the notebooks."""
+    from evaluation.params import Problem
+
+    problems: list[Problem] = []
+    toc: TheoryOfChange | None = None
+    try:
+        params, toc = load_project_files(params_file)
+    except ProblemsError as exc:
+        problems += exc.problems
+        try:  # the data can still be checked if only the theory of change is wrong
+            params = load_params(params_file)
+        except EvalKitError:
+            raise ProblemsError(problems) from None
+    found: list[tuple[Path, str]] = []
+    data = load_data(params, use_cache=False, problems=found)
+    problems += [Problem(file, "", message) for file, message in found]
+    if toc is not None:
+        # a measure or an interruption is checked against the tables that could be read
+        problems += check_project(params, toc, data)
     notebooks = params.root / "notebooks"
     for analysis in params.enabled:
-        if not (notebooks / NOTEBOOKS[analysis]).is_file():
-            raise EvalKitError(
-                f"{params.file}: analyses.{analysis}: its notebook "
-                f"{NOTEBOOKS[analysis]} is not in {notebooks}"
-            )
-        check_notebook_parameters(notebooks / NOTEBOOKS[analysis], INJECTED)
+        notebook = notebooks / NOTEBOOKS[analysis]
+        if not notebook.is_file():
+            problems.append(Problem(params.file, f"analyses.{analysis}", (
+                f"its notebook {NOTEBOOKS[analysis]} is not in {notebooks}")))
+            continue
+        try:
+            check_notebook_parameters(notebook, INJECTED)
+        except EvalKitError as exc:
+            problems.append(Problem(notebook, "", str(exc)))
+    # What only the analyses can tell (comparison: true that the data cannot honour, fewer
+    # than two pupils with both scores, no attendance around the referrals): computed here
+    # as the notebooks compute it, with the same library calls, so that the run cannot stop
+    # on it later.
+    from evaluation.project import Project
+
+    if not problems and toc is not None and params.analyses.referral_tracking:
+        from evaluation.sections.tracking import tracking_data
+
+        project = Project(params=params, toc=toc, data=data, results_file=Path(os.devnull),
+                          analysis="referral_tracking")
+        try:
+            tracking_data(project).pupil.attendance_change("higher_is_better")
+        except EvalKitError as exc:
+            problems.append(Problem(params.file, "analyses.referral_tracking", str(exc)))
+    if not problems and toc is not None and params.analyses.baseline_followup:
+        from evaluation.baseline_followup import headline_change
+        from evaluation.sections import baseline_followup as words
+
+        options = params.analyses.baseline_followup
+        project = Project(params=params, toc=toc, data=data, results_file=Path(os.devnull),
+                          analysis="baseline_followup")
+        for outcome in toc.outcomes_for("baseline_followup"):
+            try:
+                chosen = words.select(project, outcome, options)
+                headline_change(chosen.pupils, "baseline", "follow_up",
+                                comparison=options.comparison,
+                                allow_single_group=options.allow_single_group,
+                                retest_range=options.retest_range, measure=chosen.measure,
+                                direction=outcome.direction, confidence=options.confidence,
+                                disclosure=project.disclosure, min_pairs=options.min_pairs)
+            except EvalKitError as exc:
+                problems.append(Problem(params.resolve(params.theory_of_change),
+                                        f"outcome '{outcome.id}'", str(exc)))
+    if problems:
+        raise ProblemsError(problems)
+    assert toc is not None
     return params, toc, data
 
 
@@ -263,23 +318,48 @@ def export_html(notebook_path: Path, html_path: Path, *, keep_warnings: bool = F
 
 
 def _headlines_html(params: ProjectParams, results_file: Path) -> str:
-    """The recorded headline of each outcome, in theory-of-change order, for the index."""
+    """The index's verdict table: each measured outcome (theory-of-change order) with its
+    before/after verdict, its target verdict in the target's own words and the headline
+    figure with its 95% CI, printed as the summary prints them. A result resting on a
+    count below the report's threshold shows neither figure nor target verdict."""
+    from evaluation.privacy import NOT_APPLICABLE, WITHHELD, Disclosure
+    from evaluation.sections.summary import _result_cell
+    from evaluation.targets import judge
+
     results = load_results(results_file)
     if results.empty:
         return ""
     toc = load_toc(params.resolve(params.theory_of_change))
+    disclosure = Disclosure(params.report.min_count, params.report.audience)
     by_id = {r["outcome_id"]: r for r in results.to_dict("records")}
-    rows = "".join(
-        f"<tr><td>{html.escape(o.statement)}</td>"
-        f"<td>{html.escape(by_id[o.id]['verdict'])}</td>"
-        f"<td>{html.escape(by_id[o.id]['headline'] or '')}</td></tr>"
-        for o in toc.outcomes if o.id in by_id
-    )
+    rows, withheld = [], False
+    for o in toc.outcomes:
+        if o.id not in by_id:
+            continue
+        r = {k: (None if isinstance(v, float) and v != v else v)
+             for k, v in by_id[o.id].items()}
+        if disclosure.is_small(r.get("n")):
+            figure = target = WITHHELD
+            withheld = True
+        else:
+            figure = _result_cell(r)
+            try:
+                target = (f"{judge(o.target, r).word} ({o.target.short})"
+                          if o.target is not None else "no target set")
+            except EvalKitError:
+                target = NOT_APPLICABLE
+        rows.append(f"<tr><td>{html.escape(o.statement)}</td>"
+                    f"<td>{html.escape(str(r['verdict']))}</td><td>{html.escape(target)}</td>"
+                    f"<td>{html.escape(figure)}</td></tr>")
+    note = (f"<p class='note'>{html.escape(disclosure.note())}</p>" if withheld else "")
     return (
-        "<h2>Headline results</h2><table class='headlines'><tr><th>Outcome</th>"
-        f"<th>Verdict</th><th>Headline (95% CI)</th></tr>{rows}</table>"
-        "<p>Verdicts are decided from 95% confidence intervals; the summary explains them "
-        "and lists the outcomes not yet measured.</p>"
+        "<h2>Headline results</h2>"
+        "<table class='headlines'><caption>Outcomes: verdicts and results</caption>"
+        "<tr><th>Outcome</th><th>Verdict</th><th>Target</th><th>Result (95% CI)</th></tr>"
+        f"{''.join(rows)}</table>{note}"
+        "<p>Verdicts are decided from 95% confidence intervals (the range of values the "
+        "data are consistent with); targets are judged apart, as met, not met or not yet "
+        "clear. The summary explains both and lists the outcomes not yet measured.</p>"
     )
 
 
@@ -306,11 +386,22 @@ def _index_html(params: ProjectParams, pages: list[tuple[str, str]], provenance:
         f"<li><a href='{html.escape(href)}'>{html.escape(label)}</a></li>" for label, href in pages
     )
     inputs = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(Path(v['path']).name)}</td>"
+        f"<tr><td>{html.escape(k.replace('.', ': ', 1).replace('_', ' '))}</td>"
+        f"<td>{html.escape(Path(v['path']).name)}</td>"
         f"<td><code>{html.escape(v['sha256'])}</code></td></tr>"
         for k, v in provenance["inputs"].items()
     )
-    params_yaml = html.escape(yaml.safe_dump(provenance["parameters"], sort_keys=False))
+    # The parameters (option names, filters) are an appendix of the internal report only.
+    params_yaml = (
+        "<details><summary>Appendix: the parameters of this run</summary><pre>"
+        + html.escape(yaml.safe_dump(provenance["parameters"], sort_keys=False))
+        + "</pre></details>" if params.report.audience == "internal" else "")
+    from evaluation.glossary import glossary_html
+
+    # The verdict table opens the page (the first screen at 1366 x 768); the reports
+    # follow; the glossary explains the terms the page uses.
+    glossary = glossary_html(headlines)
+    reports_heading = "<h2>Reports</h2>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -322,25 +413,32 @@ body {{ max-width: 50rem; margin: 2rem auto; padding: 0 1rem; font-family: syste
 .internal {{ border: 2px solid #b2182b; background: #fdecea; padding: 0.5em 1em; }}
 footer {{ margin-top: 3rem; font-size: 0.85rem; color: #444; border-top: 1px solid #ccc; }}
 footer table {{ border-collapse: collapse; }} footer td {{ padding: 2px 8px; }}
-table.headlines {{ border-collapse: collapse; }}
-table.headlines td, table.headlines th {{ border-bottom: 1px solid #ddd; padding: 4px 8px;
+table.headlines {{ border-collapse: collapse; font-size: 0.9rem; margin-top: 0.5rem; }}
+table.headlines caption {{ text-align: left; font-weight: bold; padding-bottom: 0.3em; }}
+table.headlines td, table.headlines th {{ border-bottom: 1px solid #ddd; padding: 3px 8px;
   text-align: left; vertical-align: top; }}
+h1 {{ font-size: 1.6rem; margin: 0 0 0.2em; line-height: 1.25; }}
+h2 {{ font-size: 1.25rem; margin: 0.8em 0 0.3em; }}
+.meta {{ margin: 0 0 0.6em; }}
+.synthetic, .internal {{ margin: 0.4em 0; }}
+.evalkit-glossary dt {{ font-weight: bold; }} .evalkit-glossary dd {{ margin: 0 0 0.5em 1.5em; }}
 code {{ font-size: 0.8rem; word-break: break-all; }}
 @media print {{ @page {{ size: A4; margin: 15mm; }} }}
 </style></head>
 <body>
 {internal}
 <h1>{title}</h1>
-<p>{org}{' · ' if org and when else ''}{when}</p>
+<p class="meta">{org}{' · ' if org and when else ''}{when}</p>
 {synthetic}
-<h2>Reports</h2>
-<ol>{links}</ol>
 {headlines}
+{reports_heading}
+<ol>{links}</ol>
+{glossary}
 <footer>
 <p><strong>Provenance.</strong> Generated {html.escape(provenance['generated'])} by evalkit
 {html.escape(provenance['kit_version'])}.</p>
 <table><tr><th>input</th><th>file</th><th>SHA-256</th></tr>{inputs}</table>
-<details><summary>Parameters</summary><pre>{params_yaml}</pre></details>
+{params_yaml}
 </footer>
 </body></html>
 """
@@ -376,6 +474,7 @@ def _page_label(notebook: str) -> str:
         "10_baseline_followup.ipynb": "Baseline and follow-up",
         "20_exclusions_its.ipynb": "Exclusions: interrupted time series",
         "30_referral_tracking.ipynb": "Referral pathway tracking",
+        "40_surveys_audits.ipynb": "Surveys and school audits",
         "90_summary.ipynb": "Summary for the board",
     }
     return labels.get(notebook, notebook)
@@ -814,7 +913,8 @@ def _build_and_publish(params_file: str | Path, params: ProjectParams, data, roo
     failed_dir = root / f"{name}.failed"
     internal = params.report.audience == "internal"
     build = _new_build(root, name)
-    notebooks = [NOTEBOOKS[analysis] for analysis in params.enabled]
+    # survey and audit share one notebook: run each notebook once
+    notebooks = list(dict.fromkeys(NOTEBOOKS[analysis] for analysis in params.enabled))
     summary = NOTEBOOKS["summary"]
     try:
         for notebook in notebooks:

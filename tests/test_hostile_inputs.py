@@ -36,8 +36,21 @@ def base_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             lines = lines[: ROWS_KEPT + 1]
         (raw / csv.name).write_text("".join(lines), "utf-8")
     pupils = pd.read_excel(REPO / "data" / "raw" / "demo" / "pupils.xlsx", sheet_name="Pupils",
-                           engine="calamine", dtype=str).head(ROWS_KEPT)
+                           engine="calamine", dtype=str)
+    # Pupils with scores, half in each group, with all their scores, and the referred
+    # pupils' whole attendance: validate computes what the analyses need (pairs in each
+    # group, attendance around referrals), so the cut project must have them.
+    scores = pd.read_csv(REPO / "data" / "raw" / "demo" / "scores.csv", dtype=str,
+                         keep_default_na=False)
+    pupils = (pupils[pupils["UPN"].isin(scores["UPN"])]
+              .groupby("Programme Group", group_keys=False).head(ROWS_KEPT // 2).sort_index())
     pupils.to_csv(raw / "pupils.csv", index=False)
+    scores[scores["UPN"].isin(pupils["UPN"])].to_csv(raw / "scores.csv", index=False)
+    referrals = pd.read_csv(raw / "referrals.csv", dtype=str, keep_default_na=False)
+    attendance = pd.read_csv(REPO / "data" / "raw" / "demo" / "attendance.csv", dtype=str,
+                             keep_default_na=False)
+    attendance[attendance["UPN"].isin(referrals["UPN"])].to_csv(raw / "attendance.csv",
+                                                                 index=False)
     (root / "params").mkdir()
     (root / "toc_templates").mkdir()
     shutil.copy(REPO / "toc_templates" / "demo.yaml", root / "toc_templates" / "demo.yaml")

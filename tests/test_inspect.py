@@ -1,0 +1,136 @@
+"""`evalkit inspect FILE`: sheets (hidden ones marked), the header row, each column's type
+and kit column, values only where a column cannot hold identifiers, and a `data:` block
+that intake reads as suggested."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import openpyxl
+import pytest
+import yaml
+
+from evaluation import cli
+from evaluation.inspect import inspect_file, match_kit_column, personal, render
+
+PLANTED = ["Zebedee", "Quilliam-Nobody", "Flat 9 Nowhere Row", "07700 900123",
+           "Worried about Zebedee"]
+
+
+def _workbook(path: Path) -> Path:
+    """An export with title lines, a hidden sheet, names and notes planted in columns whose
+    headers do (and, for "Column X", do not) say so."""
+    book = openpyxl.Workbook()
+    hidden = book.active
+    hidden.title = "Stale"
+    hidden.append(["Adno", "SEN"])
+    hidden.sheet_state = "hidden"
+    sheet = book.create_sheet("Export")
+    sheet.append(["Pupil tracker"])
+    sheet.append([])
+    sheet.append(["Adno", "Legal Surname", "Forename", "Address", "Contact phone",
+                  "Key worker", "Column X", "School", "Gender", "SEN", "FSM", "Year",
+                  "SDQ Total (Autumn)", "SDQ Total (Summer)", "Notes"])
+    for i in range(8):
+        sheet.append([f"{1000 + i}", PLANTED[1], PLANTED[0], PLANTED[2], PLANTED[3],
+                      PLANTED[0], PLANTED[0], f"S{i % 2}", "M" if i % 2 else "F",
+                      ["N", "K", "E", PLANTED[0]][i % 4], "Y" if i % 3 else "N",
+                      f"Year {3 + i % 3}", 10 + i, 8 + i, PLANTED[4]])
+    book.active = 1
+    book.save(path)
+    return path
+
+
+def test_no_planted_name_reaches_the_terminal(tmp_path: Path) -> None:
+    path = _workbook(tmp_path / "export.xlsx")
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = cli.main(["inspect", str(path)])
+    text = out.getvalue() + err.getvalue()
+    assert code == 0, text
+    for planted in [*PLANTED, "Zebedee", "Quilliam", "Nowhere", "900123", "Worried"]:
+        assert planted not in text, planted
+    # ... while coded columns show their codes, and the name typed into SEN is counted
+    sen = next(line for line in text.splitlines() if "'SEN'" in line)
+    assert "N, K, E" in sen and "1 other value (not shown" in sen
+    assert "F, M" in next(line for line in text.splitlines() if "'Gender'" in line)
+    assert "10 to 17" in next(line for line in text.splitlines()
+                              if "'SDQ Total (Autumn)'" in line)
+
+
+def test_sheets_hidden_and_header_row_are_shown(tmp_path: Path) -> None:
+    inspection = inspect_file(_workbook(tmp_path / "export.xlsx"))
+    text = render(inspection)
+    assert "'Stale' (hidden: never read unless named" in text
+    [report] = inspection.reports  # the hidden sheet is not inspected
+    assert report.sheet == "Export" and report.header_line == 3 and report.rows == 8
+    kinds = {c.header: c.type for c in report.columns}
+    assert kinds["FSM"] == "yes/no" and kinds["SDQ Total (Autumn)"] == "whole number"
+    assert kinds["Legal Surname"] == "text"
+
+
+def test_the_suggested_block_is_read_by_intake(tmp_path: Path) -> None:
+    from evaluation.intake import load_data
+    from evaluation.params import load_params
+
+    root = tmp_path / "project"
+    (root / "params").mkdir(parents=True)
+    (root / "data" / "raw").mkdir(parents=True)
+    path = _workbook(root / "data" / "raw" / "export.xlsx")
+    wb = openpyxl.load_workbook(path)
+    wb["Export"]["J7"] = wb["Export"]["J11"] = "E"  # the names planted in SEN, corrected
+    wb.save(path)
+    inspection = inspect_file(path, root=root)
+    suggested = yaml.safe_load(inspection.suggestion)["data"]
+    assert suggested["pupils"]["columns"] == {"Adno": "pupil_id", "School": "school_id",
+                                              "Gender": "sex",
+                                              "SEN": "sen_status", "FSM": "fsm",
+                                              "Year": "year_group"}
+    assert suggested["scores"]["wide"] == {
+        "SDQ Total (Autumn)": {"measure": "sdq_teacher_total", "timepoint": "baseline"},
+        "SDQ Total (Summer)": {"measure": "sdq_teacher_total", "timepoint": "follow_up"}}
+    assert suggested["pupils"]["sheet"] == "Export" and suggested["pupils"]["header_row"] == 3
+    (root / "toc.yaml").write_text("title: x\n", "utf-8")
+    (root / "params" / "p.yaml").write_text(yaml.safe_dump({
+        "project": {"id": "inspect_test", "title": "Inspect"}, "theory_of_change": "toc.yaml",
+        "data": suggested, "analyses": {"overview": {}}}), "utf-8")
+    data = load_data(load_params(root / "params" / "p.yaml"), use_cache=False)
+    assert len(data["pupils"]) == 8 and len(data["scores"]) == 16
+    assert set(data["pupils"]["sen_status"]) == {"none", "SEN support", "EHC plan"}
+    assert data["scores"]["score"].between(8, 17).all()
+
+
+@pytest.mark.parametrize(("header", "kit"), [
+    ("Adno", "pupil_id"), ("UPN", "pupil_id"), ("Gender", "sex"), ("NC Year", "year_group"),
+    ("SEN Status", "sen_status"), ("Free school meals", "fsm"), ("School", "school_id"),
+    ("pupil_id", "pupil_id"), ("Legal Surname", None), ("Reg", None), ("Notes", None)])
+def test_headers_match_the_kit_names(header: str, kit: str | None) -> None:
+    assert match_kit_column(header) == kit
+
+
+@pytest.mark.parametrize("header", ["Legal Surname", "Forename", "Preferred name", "DOB",
+                                    "Date of birth", "Postcode", "Parent email", "Notes",
+                                    "Key worker", "UPN", "Adno", "Reason for referral"])
+def test_personal_headers_are_recognised(header: str) -> None:
+    assert personal(header)
+
+
+@pytest.mark.parametrize("header", ["SEN", "Gender", "Year", "FSM", "SDQ Total (Autumn)"])
+def test_coded_headers_are_not_personal(header: str) -> None:
+    assert not personal(header)
+
+
+def test_a_csv_with_a_semicolon_and_title_lines(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_bytes("Fixed term exclusions by term\n\nSchool;Term start;Roll;Suspensions\n"
+                     "S1;01/09/2022;200;3\nS1;04/01/2023;200;4\n".encode("cp1252"))
+    inspection = inspect_file(path)
+    [report] = inspection.reports
+    assert report.header_line == 3
+    assert any("semicolon" in n for n in report.notes)
+    block = yaml.safe_load(inspection.suggestion)["data"]
+    assert block["exclusions"]["columns"] == {"School": "school_id",
+                                              "Term start": "period_start", "Roll": "roll",
+                                              "Suspensions": "suspensions"}
