@@ -387,7 +387,7 @@ def _audit_sentence(r: AuditChange) -> str:
     pct = f"{r.confidence * 100:g}%"
     text += (f": of the schools whose rating changed, {row['up_share']:.0%} moved up ({pct} "
              f"CI {row['up_share_ci_low']:.0%} to {row['up_share_ci_high']:.0%}; sign test "
-             f"p = {row['sign_test_p']:.3f}, Wilcoxon p = {row['wilcoxon_p']:.3f}).")
+             f"{_p(row['sign_test_p'])}, Wilcoxon {_p(row['wilcoxon_p'])}).")
     if r.focus == ALL_AREAS:
         areas = r.summary[r.summary["area"] != ALL_AREAS]
         most = areas.loc[areas["n_up"] - areas["n_down"] == (areas["n_up"]
@@ -395,6 +395,11 @@ def _audit_sentence(r: AuditChange) -> str:
         text += (" Most movement up: "
                  + ", ".join(r.area_names.get(a, a) for a in most) + ".")
     return f"{text} {SELF_EVALUATION_CAUTION}"
+
+
+def _p(p: float) -> str:
+    """A p-value in words: "p = 0.012", or "p < 0.001" rather than a misleading 0.000."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def audit_change(ratings: pd.DataFrame, audit: Audit, *, area: str | None = None,
@@ -565,7 +570,7 @@ def _chosen_sentence(r: ChosenComparison) -> str:
             f"moved {r.mean_chosen:+.2f} levels on average and its other areas "
             f"{r.mean_others:+.2f}, a difference of {r.difference:+.2f} levels ({pct} CI "
             f"{interval}); in {r.n_more} schools the chosen areas moved more, in {r.n_same} "
-            f"the same and in {r.n_less} less (sign test p = {r.sign_test_p:.3f}). Schools "
+            f"the same and in {r.n_less} less (sign test {_p(r.sign_test_p)}). Schools "
             "chose these areas themselves, often where they expected to make progress, and "
             "rated them themselves. " + SELF_EVALUATION_CAUTION)
 

@@ -75,7 +75,6 @@ from evaluation.baseline_followup import (
 from evaluation.errors import DataError
 from evaluation.privacy import WITHHELD, Disclosure
 from evaluation.results import (
-    MINUS,
     Direction,
     OutcomeLike,
     Result,
@@ -726,17 +725,12 @@ class ScaleComparison:
                notebook: str = "") -> Result:
         h = self.headline()
         label = self.label[:1].upper() + self.label[1:]
-        # mean scores on a 1-4 scale need two decimals (the kit prints points with one)
-        figure = (f"{_signed(h['estimate'])} ({_signed(h['ci_low'])} to "
-                  f"{_signed(h['ci_high'])})")
+        # the kit's one formatter for the unit, so the summary, index and diagram print the
+        # estimate exactly as this headline does
+        figure = format_estimate(h["estimate"], h["ci_low"], h["ci_high"], h["unit"])
         text = (f"{label} {figure} points between {self.before} and {self.after}; {self.design}")
         return make_record(self, outcome, analysis="survey", headline=text, period=period,
                            n=n, notebook=notebook)
-
-
-def _signed(x: float) -> str:
-    """E.g. "+0.21", "−0.05" (two decimals, the kit's minus sign)."""
-    return f"{x:+.2f}".replace("-", MINUS)
 
 
 def _scale_sentence(c: ScaleComparison) -> str:
@@ -750,13 +744,15 @@ def _scale_sentence(c: ScaleComparison) -> str:
                 "too few to judge a change, so no verdict is given.")
     pct = f"{c.confidence * 100:g}%"
     said = c.headline()["verdict"]
-    moved = ("higher" if c.difference > 0 else "lower") if c.difference else "the same"
     clear = "not a clear change either way" if said == "no clear change" else "a clear change"
-    interval = f"{_signed(c.ci_low)} to {_signed(c.ci_high)}"
+    # the difference as the headline and every other page print it (the kit's formatter)
+    unit = c.headline()["unit"]
+    change = format_figure(c.difference, unit)
+    interval = format_interval(c.ci_low, c.ci_high, unit)
     g = format_estimate(c.g, c.g_ci_low, c.g_ci_high, "Hedges' g", signed=True)
     return (f"{rates[:1].upper() + rates[1:]}. The mean {c.label} score{c.scale_text} was "
-            f"{c.mean_before:.2f} in {c.before} and {c.mean_after:.2f} in {c.after}, "
-            f"{moved} by {abs(c.difference):.2f} ({pct} CI {interval}), Hedges' g {g}:"
+            f"{c.mean_before:.2f} in {c.before} and {c.mean_after:.2f} in {c.after}, a "
+            f"change of {change} ({pct} CI {interval}), Hedges' g {g}:"
             f" {clear}. A pupil answering in {c.after} had a {c.superiority:.0%} chance of "
             f"scoring higher than one answering in {c.before} (ties counted as half; {pct} CI "
             f"{c.superiority_ci_low:.0%} to {c.superiority_ci_high:.0%}). "

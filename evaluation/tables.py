@@ -20,6 +20,8 @@ TABLE_KINDS: tuple[str, ...] = (
     "reviews",
     "attendance",
     "suspensions",
+    "survey_responses",
+    "audit_ratings",
 )
 
 SEN_STATUSES = ["none", "SEN support", "EHC plan"]
@@ -150,6 +152,33 @@ TABLES: dict[str, list[Col]] = {
         Col("kind", "str", allowed=("suspension", "permanent")),
         Col("days", "float", min=0),
     ],
+    # One row per answer: `response_id` ties the answers of one questionnaire together (a
+    # form's row, not a person); `response` holds a level of the item's response scale
+    # (checked against the survey's definition by evaluation.surveys). Free-text answers
+    # have no kit column, so they are dropped at intake and never read.
+    "survey_responses": [
+        _id("response_id"),
+        Col("wave", "str", required=True, nullable=False),
+        Col("item", "str", required=True, nullable=False),
+        Col("response", "str"),
+        Col("school_id", "str"),
+        # only in identified surveys (the paired design): a keyed pseudonym like other ids
+        Col("pupil_id", "str", pseudonym="P", identifier=True),
+        Col("survey", "str"),
+        Col("date", "date"),
+    ],
+    # One row per school, area (and statement) and timepoint of a self-evaluation audit;
+    # `rating` is a level the audit names (evaluation.audits checks it).
+    "audit_ratings": [
+        _id("school_id"),
+        Col("area", "str", required=True, nullable=False),
+        Col("timepoint", "str", required=True, nullable=False, allowed=("baseline", "follow_up")),
+        Col("rating", "str", required=True, nullable=False),
+        Col("item", "str"),
+        Col("chosen", "bool"),
+        Col("audit", "str"),
+        Col("date", "date"),
+    ],
 }
 
 # Rows that must be unique in each table (a duplicate pupil is an error, not a guess).
@@ -161,6 +190,7 @@ UNIQUE: dict[str, list[str]] = {
     "interventions": ["intervention_id"],
     "reviews": ["review_id"],
     "attendance": ["pupil_id", "week_start"],
+    "survey_responses": ["wave", "response_id", "item"],
 }
 
 
@@ -196,7 +226,8 @@ SUSPENSIONS_PER_PUPIL = 5.0
 
 
 #: The column a wide sheet's cells fill when its `wide:` entries do not say (``into:``).
-WIDE_VALUE: dict[str, str] = {"scores": "score", "exclusions": "suspensions"}
+WIDE_VALUE: dict[str, str] = {"scores": "score", "exclusions": "suspensions",
+                               "survey_responses": "response"}
 
 
 def recode_problem(kind: str, name: str) -> str | None:

@@ -365,6 +365,10 @@ def estimate_kinds(analysis: str | None, measure: str | None) -> tuple[EstimateK
     if analysis == "referral_tracking":
         return {"needs_met": ("proportion",), "attendance_pct": ("difference",)}.get(
             str(measure), ())
+    if analysis == "survey":  # a subscale's mean score or a statement's % agreeing
+        return ("difference",)
+    if analysis == "audit":  # the share of schools whose rating changed that moved up
+        return ("proportion",)
     return ()
 
 
