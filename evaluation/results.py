@@ -150,12 +150,15 @@ def _verdict(ci_low: float | None, ci_high: float | None, *, null: float,
 
 # ------------------------------------------------------------------ printing figures
 
-FigureKind = Literal["proportion", "percent", "points", "ratio", "count", "number"]
+FigureKind = Literal["proportion", "percent", "score", "points", "ratio", "count", "number"]
 
 #: How each kind of figure is printed: (decimals, suffix, signed, scale).
 _KINDS: dict[str, tuple[int, str, bool, float]] = {
     "proportion": (0, "%", False, 100.0),  # a share 0-1 printed as a percentage
     "percent": (0, "%", False, 1.0),  # already 0-100
+    # a change in a mean item score (1-4 survey scales, audit levels): 0.1 is a real
+    # difference there, so 2 decimals; signed like points
+    "score": (2, "", True, 1.0),
     "points": (1, "", True, 1.0),  # a change or difference: always signed
     "ratio": (2, "", False, 1.0),  # rate, risk and odds ratios; effect sizes
     "count": (0, "", False, 1.0),
@@ -166,7 +169,8 @@ def figure_kind(unit: str | None) -> FigureKind:
     """The kind of figure a recorded ``unit`` names (the words the analyses record).
 
     In this order: "proportion"/"share" -> proportion; "ratio"/"effect size"/"Hedges"/
-    "Cohen" -> ratio; "point"/"difference"/"change" -> points (before "percent":
+    "Cohen" -> ratio; "mean score"/"levels" (survey scales, audit levels) -> score, 2
+    decimals; "point"/"difference"/"change" -> points (before "percent":
     "percentage points" are points); "%"/"percent" -> percent; "count"/"number of" ->
     count; anything else -> number.
     """
@@ -175,6 +179,8 @@ def figure_kind(unit: str | None) -> FigureKind:
         return "proportion"
     if "ratio" in u or "effect size" in u or "hedges" in u or "cohen" in u:
         return "ratio"
+    if "mean score" in u or "levels" in u:
+        return "score"
     if "point" in u or "difference" in u or "change" in u:
         return "points"
     if "%" in u or "percent" in u:

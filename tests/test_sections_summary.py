@@ -62,6 +62,7 @@ EXPECTED = {
     "referral_attendance": "no clear change",
     "needs_met": NOT_YET_MEASURED,
     "belonging": NOT_YET_MEASURED,
+    "inclusive_provision": NOT_YET_MEASURED,  # its analysis (the audit) records nothing here
 }
 
 
@@ -76,7 +77,21 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     results_file = tmp_path_factory.mktemp("summary") / "results.json"
     for record in RECORDS:
         record_result(results_file, record, project="demo")
-    return open_project(DEMO, results_file)
+    project = open_project(DEMO, results_file)
+    # belonging without a measure: the "no measure yet" path (the demo's own ToC may give
+    # it one), whatever other outcomes the demo adds (they are not yet measured here)
+    toc = project.toc.model_copy(update={"outcomes": [
+        o.model_copy(update={"measure": None, "analysis": None, "target": None})
+        if o.id == "belonging" else o for o in project.toc.outcomes]})
+    return dataclasses.replace(project, toc=toc)
+
+
+def _expected(project: Project) -> dict[str, str]:
+    return {o.id: EXPECTED.get(o.id, NOT_YET_MEASURED) for o in project.toc.outcomes}
+
+
+def _count(project: Project, verdict: str) -> int:
+    return list(_expected(project).values()).count(verdict)
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +123,13 @@ def _by_statement(project: Project) -> dict[str, str]:
 
 def test_outcome_status_verdicts_and_reasons(project: Project) -> None:
     statuses = {s.outcome.id: s for s in summary.outcome_status(project)}
-    assert {k: s.verdict for k, s in statuses.items()} == EXPECTED
+    assert {k: s.verdict for k, s in statuses.items()} == _expected(project)
     assert "does not yet name a measure" in statuses["belonging"].reason
     assert "has not recorded a result" in statuses["needs_met"].reason
-    assert "30_referral_tracking.ipynb" in statuses["needs_met"].reason
+    assert "referral tracking analysis" in statuses["needs_met"].reason
+    # board text: no file names, option paths or ids
+    for status in statuses.values():
+        assert ".ipynb" not in status.reason and "analyses." not in status.reason
     assert statuses["suspensions"].result["headline"].startswith("Suspensions −23%")
 
 
@@ -123,7 +141,7 @@ def test_disabled_analysis_is_not_yet_measured_even_with_a_stale_result(
     without_its = dataclasses.replace(project, params=params)
     status = {s.outcome.id: s for s in summary.outcome_status(without_its)}["suspensions"]
     assert status.verdict == NOT_YET_MEASURED
-    assert "not enabled" in status.reason and "analyses.its" in status.reason
+    assert "not switched on" in status.reason and "analyses." not in status.reason
 
 
 def test_the_tocs_own_analysis_wins_when_two_analyses_record_an_outcome(
@@ -143,10 +161,13 @@ def test_the_tocs_own_analysis_wins_when_two_analyses_record_an_outcome(
 
 def test_verdict_count_sentence(project: Project) -> None:
     section = summary.at_a_glance(project)
-    assert section.sentence == (
-        "Of 6 outcomes, 2 improved, 1 showed no clear change, 1 worsened and 2 are not "
-        "yet measured."
+    statuses = summary.outcome_status(project)
+    n, waiting = len(statuses), _count(project, NOT_YET_MEASURED)
+    assert summary.verdict_count_sentence(statuses) == (
+        f"Of {n} outcomes, 2 improved, 1 showed no clear change, 1 worsened and {waiting} "
+        "are not yet measured."
     )
+    assert summary.verdict_count_sentence(statuses) in _texts(section)
     # The wording in the brief: singular verbs for one outcome, zero counts left out.
     toc = project.toc
     fake = [
@@ -164,14 +185,15 @@ def test_verdict_count_sentence(project: Project) -> None:
     assert "**Worsened:** Targeted pupils\\' attendance improves." in _markdown(section)
     text = _texts(section)
     assert "Worsened: Targeted pupils' attendance improves." in text
-    assert "'kpi_response'" in text and "not counted" in text
+    assert "1 outcome that the theory of change does not list" in text
+    assert "not counted" in text and "kpi_response" not in text
 
 
 def test_outcome_table_withholds_small_n(project: Project) -> None:
     table = summary.outcome_table(project)
     ids = table["Outcome"].map(_by_statement(project))
     assert list(ids) == [o.id for o in project.toc.outcomes]
-    assert list(table["Verdict"]) == [EXPECTED[i] for i in ids]
+    assert list(table["Verdict"]) == [_expected(project)[i] for i in ids]
     # n = 3: the same withheld mark as every other page, and no estimate for the group
     row = table[ids == "referral_attendance"].iloc[0]
     assert (row["n"], row["Estimate"], row["95% CI"]) == (privacy.WITHHELD,) * 3
@@ -196,7 +218,7 @@ def test_outcome_table_as_shown_explains_the_mark_once(project: Project, monkeyp
     assert page.count(html.escape(project.disclosure.note())) == 1
     assert "fewer than" not in page
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", page)
-    assert privacy.WITHHELD in cells and "21" in cells and "234" in cells
+    assert privacy.WITHHELD in cells and "ratio 0.77 (0.65 to 0.91)" in cells
 
 
 def test_a_withheld_n_never_reappears_on_the_summary(project: Project, tmp_path: Path,
@@ -324,16 +346,17 @@ def test_reporting_periods_with_their_fields(project: Project) -> None:
         assert outcome.statement in latest_text
         if outcome.target:
             assert str(outcome.target).rstrip(".") in latest_text
-    assert "Of 6 outcomes, 2 improved" in latest_text
+    assert f"Of {len(project.toc.outcomes)} outcomes, 2 improved" in latest_text
     assert "Suspensions −23%, RR 0.77 (0.65 to 0.91) (improved)" in latest_text
     assert "Pupils feel they belong in school: not yet measured." in latest_text
     assert f"As listed under {periods[-1].period}" in _texts(earlier)
 
 
-def test_no_reporting_periods_says_how_to_add_them(project: Project) -> None:
+def test_no_reporting_periods_says_so_in_plain_words(project: Project) -> None:
     toc = project.toc.model_copy(update={"reporting_periods": []})
     [section] = summary.reporting_period_sections(dataclasses.replace(project, toc=toc))
-    assert "reporting_periods:" in section.sentence
+    assert "lists no reporting periods yet" in section.sentence
+    assert "`" not in section.sentence and "reporting_periods" not in section.sentence
 
 
 # --------------------------------------------------------------------------- the rest
@@ -354,12 +377,16 @@ def test_conditions_and_how_to_read(project: Project) -> None:
 
 
 def test_results_provenance_names_each_report(project: Project) -> None:
-    section = summary.results_provenance(project)
+    assert summary.results_provenance(project).tables() == {}  # a board: no record table
+    internal = dataclasses.replace(project, params=project.params.model_copy(update={
+        "report": project.params.report.model_copy(update={"audience": "internal"})}))
+    section = summary.results_provenance(internal)
     table = section.tables()["Recorded results by report"]
+    # the pages' titles as the index lists them, never file names
     assert set(table["Report"]) == {
-        "10_baseline_followup.ipynb", "20_exclusions_its.ipynb", "30_referral_tracking.ipynb"
-    }
-    assert "results.json" in section.sentence
+        "Baseline and follow-up", "Exclusions: interrupted time series",
+        "Referral pathway tracking"}
+    assert "results.json" not in section.sentence
 
 
 def test_show_body_displays_no_heading(project: Project, monkeypatch) -> None:
@@ -380,19 +407,22 @@ def test_summary_with_no_results(empty_project: Project, tmp_path: Path, exists:
         empty_project, results_file=tmp_path / "missing.json"
     )
     glance = summary.at_a_glance(project)
-    assert glance.sentence == (
-        "No analysis results have been recorded yet: all 6 outcomes are not yet measured."
-    )
+    n = len(project.toc.outcomes)
+    assert (f"No analysis results have been recorded yet: all {n} outcomes are not yet "
+            "measured.") in _texts(glance)
     assert "run the analysis reports first" in _texts(glance)
-    table = glance.tables()["Outcomes: verdict and estimate"]
-    assert set(table["Verdict"]) == {NOT_YET_MEASURED} and table["n"].isna().all()
+    table = glance.tables()["Outcomes: verdicts and results"]
+    assert set(table["Verdict"]) == {NOT_YET_MEASURED}
+    assert set(table["Result (95% CI)"]) == {privacy.NOT_APPLICABLE}
+    detail = summary.figures_section(project).tables()["Outcomes: verdict and estimate"]
+    assert detail["n"].isna().all()
     for section in summary.outcome_sections(project):
         assert section.sentence == f"Verdict: {NOT_YET_MEASURED}"
     [(_, alt)] = summary.diagram_section(project).figures()
     assert "verdict:" not in alt
     latest = _texts(summary.reporting_period_sections(project)[0])
-    assert latest.count(": not yet measured.") == 6
-    assert "holds no records" in _texts(summary.results_provenance(project))
+    assert latest.count(": not yet measured.") == n
+    assert "No analysis has recorded a result yet" in _texts(summary.results_provenance(project))
     assert isinstance(project.results(), pd.DataFrame)
 
 
@@ -435,3 +465,59 @@ def test_the_outcome_table_prints_each_record_with_the_one_formatter(project: Pr
     for oid, (estimate, ci) in shown.items():
         recorded = load_results(results_file).set_index("outcome_id").loc[oid, "headline"]
         assert f"{estimate} ({ci.replace(chr(0xa0), ' ')})" in recorded
+
+
+# --------------------------------------------------------------------------- board words
+
+
+def test_verdict_table_leads_with_verdicts_targets_and_results(project: Project) -> None:
+    """The first table: outcome, before/after verdict, the target verdict in the target's
+    own words, and the figure with its CI as results.format_estimate prints it."""
+    table = summary.verdict_table(project).set_index("Outcome")
+    by_id = {o.id: o.statement for o in project.toc.outcomes}
+    assert list(table.columns) == ["Verdict", "Target", "Result (95% CI)"]
+    sdq = table.loc[by_id["sdq_difficulties"]]
+    # −2.0 (−3.1 to −0.9) against "a fall of at least 2 points": the CI straddles −2
+    assert sdq["Result (95% CI)"] == "\u22122.0 points (\u22123.1 to \u22120.9)"
+    assert sdq["Target"] == "not yet clear (fall ≥ 2 points)"
+    assert table.loc[by_id["suspensions"], "Result (95% CI)"] == "ratio 0.77 (0.65 to 0.91)"
+    small = table.loc[by_id["referral_attendance"]]  # n = 3: nothing of it is shown
+    assert (small["Result (95% CI)"], small["Target"]) == (privacy.WITHHELD,) * 2
+    waiting = table.loc[by_id["needs_met"]]
+    assert waiting["Result (95% CI)"] == privacy.NOT_APPLICABLE
+
+
+def test_board_text_has_no_code_ids_or_option_paths(project: Project, monkeypatch) -> None:
+    shown: list = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    sections = [summary.at_a_glance(project), *summary.outcome_sections(project),
+                summary.figures_section(project), summary.action_plan(project),
+                *summary.reporting_period_sections(project), summary.conditions_section(project),
+                summary.how_to_read(project), summary.results_provenance(project)]
+    for section in sections:
+        section.show()
+    page = html.unescape(re.sub(r"<[^>]+>", " ", " ".join(o.data for o in shown)))
+    # (the hand-made records' own sentences name their ids: they are the analyses' words)
+    page = re.sub(r"(Sentence found|Headline) for \w+", "", page)
+    ids = [o.id for o in project.toc.outcomes if "_" in o.id]
+    assert not [i for i in ids if i in page]
+    assert "`" not in page and "analyses." not in page and ".ipynb" not in page
+    assert "==" not in page and "True" not in page and "False" not in page
+
+
+def test_the_index_opens_with_the_verdict_table(project: Project, tmp_path: Path) -> None:
+    from evaluation import runner
+
+    headlines = runner._headlines_html(project.params, project.results_file)
+    assert "<th>Verdict</th><th>Target</th>" in headlines
+    assert "ratio 0.77 (0.65 to 0.91)" in headlines
+    assert "7.25" not in headlines and privacy.WITHHELD in headlines  # n = 3 withheld
+    provenance = {"generated": "2026-12-05T10:00:00", "kit_version": "0",
+                  "inputs": {"data.pupils": {"path": "pupils.csv", "sha256": "ab"}},
+                  "parameters": {"analyses": {"referral_tracking": {
+                      "disproportionality_group": "sex == 'M'"}}}}
+    page = runner._index_html(project.params, [("Summary for the board", "90_summary.html")],
+                              provenance, headlines)
+    assert page.index("<th>Verdict</th>") < page.index("90_summary.html")
+    assert "disproportionality_group" not in page  # the parameters: internal reports only
+    assert "data: pupils" in page and "Glossary" in page and "Confidence interval" in page

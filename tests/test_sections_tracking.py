@@ -23,7 +23,7 @@ from evaluation.demo import TRUE_EFFECTS  # noqa: E402
 from evaluation.errors import DataError, ParamsError  # noqa: E402
 from evaluation.params import KpiTarget, ReferralTrackingOptions  # noqa: E402
 from evaluation.project import open_project  # noqa: E402
-from evaluation.results import NOT_A_CHANGE, load_results  # noqa: E402
+from evaluation.results import BETTER_CAUSE_UNCLEAR, NOT_A_CHANGE, load_results  # noqa: E402
 from evaluation.sections import Section  # noqa: E402
 from evaluation.sections import tracking as S  # noqa: E402
 from evaluation.toc import Outcome  # noqa: E402
@@ -176,8 +176,9 @@ def test_results_have_outcome_ids_units_and_verdicts(project, sections):
     assert (att.outcome_id, att.analysis, att.measure) == (
         "referral_attendance", "referral_tracking", "attendance_pct")
     assert att.unit == "percentage points" and att.null == 0
-    assert att.verdict == "improved" and att.notebook == S.NOTEBOOK
-    assert att.headline.startswith("Attendance +3.5 points")
+    # a before/after change with no comparison group cannot be put down to the work
+    assert att.verdict == BETTER_CAUSE_UNCLEAR and att.notebook == S.NOTEBOOK
+    assert att.headline.startswith("Attendance +3.5 percentage points (+2.6 to +4.4); single group")
     nm = sections["needs_met"].result
     assert (nm.outcome_id, nm.measure, nm.unit) == ("needs_met", "needs_met",
                                                     "proportion of closed referrals")
@@ -191,7 +192,7 @@ def test_results_have_outcome_ids_units_and_verdicts(project, sections):
         project.record(sec.result)
     recorded = load_results(project.results_file).set_index("outcome_id")
     assert recorded.loc["needs_met", "verdict"] == NOT_A_CHANGE
-    assert recorded.loc["referral_attendance", "verdict"] == "improved"
+    assert recorded.loc["referral_attendance", "verdict"] == BETTER_CAUSE_UNCLEAR
 
 
 def test_needs_met_target_comes_from_the_parameters_never_the_toc_text(project):
@@ -751,3 +752,36 @@ def test_each_outcome_page_prints_its_headline_figures_as_the_headline_does(sect
                                                      result.unit)
         assert est in result.sentence and f"{low} to {high}" in result.sentence, outcome_id
         assert "-" not in est + low + high  # the one minus sign, never a hyphen
+
+
+def test_board_text_names_the_focus_group_never_its_filter(project):
+    """The focus group reads as the label the parameters give it; no filter, option path
+    or backticked code reaches the page's words; risks print to 1 decimal and ratios to 2
+    (the one format of every page)."""
+    assert project.params.analyses.referral_tracking.disproportionality_label == (
+        "Black Caribbean boys")
+    sec = S.disproportionality_section(project)
+    words = " ".join([sec.sentence, *(i.payload for i in sec.items if i.kind == "text")])
+    assert "Black Caribbean boys" in words
+    assert "==" not in words and "ethnicity_minor" not in words and "`" not in words
+    assert "analyses." not in words
+    named = sec.tables()["The named group against all other pupils"].set_index("Event")
+    shown = named.loc["suspension"]
+    assert re.fullmatch(r"\d+\.\d", shown["Group risk (%)"])
+    assert re.fullmatch(r"\d+\.\d\d", shown["Risk ratio"])
+    raw = float(shown["Group with event"]) / float(shown["Pupils in group"]) * 100
+    assert shown["Group risk (%)"] == f"{raw:.1f}"
+
+
+def test_the_named_group_reads_as_its_label_else_as_its_values(project):
+    def with_label(label):
+        params = project.params.model_copy(deep=True)
+        params.analyses.referral_tracking = params.analyses.referral_tracking.model_copy(
+            update={"disproportionality_label": label})
+        return S.disproportionality_section(dataclasses.replace(project, params=params))
+
+    labelled = with_label("Boys of Black Caribbean heritage")
+    assert labelled.sentence.startswith("Boys of Black Caribbean heritage")
+    named = labelled.tables()["The named group against all other pupils"]
+    assert set(named["Group"]) == {"Boys of Black Caribbean heritage"}
+    assert with_label(None).sentence.startswith("Black Caribbean boys")  # from the values

@@ -937,7 +937,7 @@ def test_survival_headline_is_the_pooled_kaplan_meier_with_log_log_interval():
     lo, hi = s ** np.exp(h_ll), s ** np.exp(-h_ll)
     h = res.headline()
     assert (h["estimate"], h["ci_low"], h["ci_high"]) == pytest.approx((s, lo, hi))
-    assert h["n"] == 6 and np.isnan(h["null"]) and h["verdict"] == "no clear change"
+    assert h["n"] == 6 and np.isnan(h["null"]) and h["verdict"] == NOT_A_CHANGE
     # before the first event every case is without one
     early = T.SurvivalResult(res.table, res.test, res.data, horizon=5)
     assert early.headline()["estimate"] == 1.0

@@ -4,7 +4,8 @@ The summary notebook runs last. It reads the headline results the analysis noteb
 recorded (``project.results()``, one :class:`~evaluation.results.Result` per outcome) and
 lays them against the theory of change:
 
-* :func:`at_a_glance` - the overall verdict count and a table of outcomes;
+* :func:`at_a_glance` - the verdict table first (outcome, before/after verdict, target
+  verdict, headline figure with its 95% CI), then the verdict and target counts;
 * :func:`diagram_section` - the theory-of-change diagram annotated with the evidence;
 * :func:`outcome_sections` - one plain-English paragraph per outcome;
 * :func:`action_plan` - activities with owner, due date and RAG status;
@@ -12,6 +13,11 @@ lays them against the theory of change:
 * :func:`conditions_section` - moderating factors with their status, and assumptions;
 * :func:`how_to_read` - what the verdicts mean;
 * :func:`results_provenance` - which report recorded each result.
+
+Board text names things as a reader knows them: statements, measure names and page
+titles, never ids, option paths or file names; the statistical terms a page uses are
+explained in its glossary (:mod:`evaluation.glossary`, shown by
+:func:`evaluation.report.provenance`).
 
 Every function takes the :class:`~evaluation.project.Project` and, optionally, the
 results table (read from ``project.results()`` when not given). An outcome without a
@@ -35,6 +41,8 @@ from typing import Any
 import pandas as pd
 
 from evaluation import privacy
+from evaluation.errors import DataError
+from evaluation.measures import load_registry
 from evaluation.params import NOTEBOOKS
 from evaluation.project import Project
 from evaluation.report import escape_markdown as esc
@@ -44,10 +52,13 @@ from evaluation.results import (
     TOO_FEW,
     VERDICTS,
     WORSE_CAUSE_UNCLEAR,
+    figure_kind,
+    format_estimate,
     format_figure,
     format_interval,
 )
 from evaluation.sections import Section
+from evaluation.targets import TargetJudgement, count_sentence, judge
 from evaluation.toc import NOT_YET_MEASURED, Outcome, diagram_alt_text
 
 __all__ = [
@@ -57,14 +68,17 @@ __all__ = [
     "at_a_glance",
     "conditions_section",
     "diagram_section",
+    "figures_section",
     "how_to_read",
     "outcome_sections",
     "outcome_status",
     "outcome_table",
+    "target_count_sentence",
     "reporting_period_sections",
     "results_provenance",
     "show_body",
     "verdict_count_sentence",
+    "verdict_table",
 ]
 
 #: What each analysis is called in a board report.
@@ -72,6 +86,8 @@ ANALYSIS_LABELS = {
     "baseline_followup": "baseline and follow-up",
     "its": "interrupted time series",
     "referral_tracking": "referral tracking",
+    "survey": "survey",
+    "audit": "school audit",
 }
 
 #: The verdict in words: why an outcome got it.
@@ -153,6 +169,16 @@ def _label(analysis: str) -> str:
     return ANALYSIS_LABELS.get(analysis, analysis.replace("_", " "))
 
 
+def _measure_name(project: Project, measure: str) -> str:
+    """A measure as a reader knows it: its registry label ('teacher-rated SDQ total
+    difficulties'), else its name with underscores read as spaces ('needs met')."""
+    try:
+        found = load_registry(project.params.measures).get(measure)
+    except Exception:  # a registry problem is validation's to report, not the summary's
+        found = None
+    return found.label if found is not None else measure.replace("_", " ")
+
+
 def outcome_status(project: Project, results: pd.DataFrame | None = None) -> list[OutcomeStatus]:
     """Every ToC outcome (file order) with its verdict, or why it is not yet measured.
 
@@ -171,23 +197,22 @@ def outcome_status(project: Project, results: pd.DataFrame | None = None) -> lis
         if o.analysis is None:
             out.append(OutcomeStatus(
                 o, NOT_YET_MEASURED,
-                f"the theory of change names its measure ({o.measure}) but no analysis to "
-                "evidence it"))
+                f"the theory of change names its measure ({_measure_name(project, o.measure)}) "
+                "but no analysis to evidence it"))
             continue
         if o.analysis not in enabled:
             out.append(OutcomeStatus(
                 o, NOT_YET_MEASURED,
-                f"the {_label(o.analysis)} analysis is not enabled in this project's "
-                f"parameters (analyses.{o.analysis})"))
+                f"the {_label(o.analysis)} analysis is not switched on in this project's "
+                "parameters"))
             continue
         mine = [r for r in records if r["outcome_id"] == o.id and r["analysis"] in enabled]
         if not mine:
-            notebook = NOTEBOOKS.get(o.analysis, "")
             out.append(OutcomeStatus(
                 o, NOT_YET_MEASURED,
-                f"the {_label(o.analysis)} analysis has not recorded a result for it (its "
-                f"report{f' {notebook}' if notebook else ''} has not been run, or could "
-                "not estimate it)"))
+                f"the {_label(o.analysis)} analysis has not recorded a result for its "
+                f"measure, {_measure_name(project, o.measure)} (its report has not been "
+                "run, or could not estimate it)"))
             continue
         # Prefer the analysis the ToC names; otherwise the most recently recorded.
         chosen = next((r for r in mine if r["analysis"] == o.analysis), mine[-1])
@@ -288,6 +313,46 @@ def _found(project: Project, status: OutcomeStatus) -> str:
     return _sentence(f"The estimate is {est} (95% CI {ci})")
 
 
+def _judgement(status: OutcomeStatus) -> TargetJudgement | None:
+    """The outcome's target judged against its recorded result (met / not met / not yet
+    clear, :func:`evaluation.targets.judge`); None without a target or a result, or when
+    the record cannot be compared with the target (validation refuses such targets)."""
+    if status.outcome.target is None or not status.measured:
+        return None
+    try:
+        return judge(status.outcome.target, status.result or {})
+    except DataError:
+        return None
+
+
+def _target_cell(project: Project, status: OutcomeStatus) -> str:
+    """The target verdict for a table, in the target's own words: 'not yet clear (fall ≥ 2
+    points)'; 'no target set'; :data:`~evaluation.privacy.NOT_APPLICABLE` with no result."""
+    target = status.outcome.target
+    if target is None:
+        return "no target set"
+    judged = _judgement(status)
+    if judged is None:
+        return privacy.NOT_APPLICABLE
+    return f"{judged.word} ({target.short})"
+
+
+def _result_cell(r: dict[str, Any]) -> str:
+    """The headline figure with its 95% CI as :func:`evaluation.results.format_estimate`
+    prints it, with the unit a reader needs to read it: '−2.0 points (−3.1 to −0.9)',
+    'ratio 0.78 (0.59 to 1.04)', '65% (59% to 70%)'."""
+    unit = r.get("unit")
+    figures = format_estimate(r.get("estimate"), r.get("ci_low"), r.get("ci_high"), unit)
+    kind = figure_kind(unit)
+    if kind == "points":
+        word = "percentage points" if "percentage" in str(unit).lower() else "points"
+        head, _, rest = figures.partition(" (")
+        return f"{head} {word}" + (f" ({rest}" if rest else "")
+    if kind == "ratio":
+        return f"ratio {figures}"
+    return figures
+
+
 def _target_text(o: Outcome) -> str:
     if o.target and o.timescale:
         return f"Target: {_sentence(o.target)[:-1]} (timescale: {o.timescale})."
@@ -301,8 +366,31 @@ def _target_text(o: Outcome) -> str:
 # --------------------------------------------------------------------------- sections
 
 
+def verdict_table(project: Project, results: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The table a board reads first: one row per outcome with its before/after verdict,
+    its target verdict in the target's own words and the headline figure with its 95% CI
+    (:func:`_result_cell`). A result resting on a count below the threshold shows neither
+    its figure nor its target verdict (:data:`~evaluation.privacy.WITHHELD`)."""
+    rows = []
+    for s in outcome_status(project, results):
+        r = s.result or {}
+        rows.append({
+            "Outcome": s.outcome.statement,
+            "Verdict": s.verdict,
+            "Target": _target_cell(project, s),
+            "Result (95% CI)": _result_cell(r) if s.measured else privacy.NOT_APPLICABLE,
+            "n": r.get("n") if s.measured else float("nan"),
+        })
+    table = pd.DataFrame(rows, columns=["Outcome", "Verdict", "Target", "Result (95% CI)",
+                                        "n"])
+    table["n"] = pd.to_numeric(table["n"], errors="coerce")
+    shown = project.disclosure.table(table, "n", derived=["Result (95% CI)", "Target"])
+    return shown.drop(columns="n")  # the n is in the detailed table, after the paragraphs
+
+
 def outcome_table(project: Project, results: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per outcome: verdict, estimate, 95% CI, unit, n and data period.
+    """One row per outcome: verdict, estimate, 95% CI, unit, n, data period and target
+    verdict (the figures behind the verdicts).
 
     The estimate and interval are printed from the record's numbers by
     :func:`evaluation.results.format_figure` (:func:`_figures`), the formatter every
@@ -325,37 +413,50 @@ def outcome_table(project: Project, results: pd.DataFrame | None = None) -> pd.D
             "Unit": (r.get("unit") or "–") if measured else "–",
             "n": r.get("n") if measured else float("nan"),
             "Data period": (r.get("period") or "–") if measured else "–",
+            "Target": _target_cell(project, s),
         })
     table = pd.DataFrame(rows, columns=["Outcome", "Verdict", "Estimate", "95% CI", "Unit",
-                                        "n", "Data period"])
+                                        "n", "Data period", "Target"])
     table["n"] = pd.to_numeric(table["n"], errors="coerce")
-    return project.disclosure.table(table, "n", derived=["Estimate", "95% CI"])
+    return project.disclosure.table(table, "n", derived=["Estimate", "95% CI", "Target"])
+
+
+def target_count_sentence(statuses: list[OutcomeStatus]) -> str:
+    """'Targets, judged apart from the before/after verdicts: 1 met, 0 not met, 2 not yet
+    clear.' (:func:`evaluation.targets.count_sentence`), or '' when no outcome has both a
+    target and a result."""
+    judged = [j for j in (_judgement(s) for s in statuses) if j is not None]
+    return count_sentence(judged) if judged else ""
 
 
 def at_a_glance(project: Project, results: pd.DataFrame | None = None) -> Section:
-    """The overall verdict count, the outcome table and notes on the results file."""
+    """The verdict table first (what a board reads in its first screen), then the
+    verdict and target counts and the outcomes that worsened."""
     results = _results(project, results)
     statuses = outcome_status(project, results)
-    section = Section("At a glance", verdict_count_sentence(statuses))
+    section = Section("At a glance")
+    section.table(verdict_table(project, results), "Outcomes: verdicts and results",
+                  note=project.disclosure.note())
+    counts = [verdict_count_sentence(statuses)]
+    if target_count_sentence(statuses):
+        counts.append(target_count_sentence(statuses))
+    section.text(esc(" ".join(counts)))
     if not len(results):
         section.text(
-            f"The results file ({esc(project.results_file.name)}) holds no records: run the "
-            "analysis reports first (or the whole project with `evalkit run`), then this "
-            "summary again."
+            "No analysis has recorded a result yet: run the analysis reports first (or the "
+            "whole project again), then this summary."
         )
     else:
         worse = [esc(s.outcome.statement) for s in statuses if s.verdict == "worsened"]
         if worse:
             section.text("**Worsened:** " + "; ".join(worse) + ".")
-    section.table(outcome_table(project, results), "Outcomes: verdict and estimate",
-                  note=project.disclosure.note())
     extra = _unmatched(project, results)
     if extra:
+        n = len(extra)
         section.text(esc(
-            "Results were also recorded for "
-            + _join([f"'{i}'" for i in extra])
-            + ", which the theory of change does not list as outcomes; they are not "
-            "counted here."
+            f"Results were also recorded for {n} {_plural(n, 'outcome', 'outcomes')} that "
+            "the theory of change does not list; they are not counted here (the "
+            "list of results used, at the end, names them)."
         ))
     return section
 
@@ -380,7 +481,13 @@ def outcome_sections(project: Project, results: pd.DataFrame | None = None) -> l
     sections = []
     for s in outcome_status(project, results):
         o = s.outcome
-        parts = [esc(_target_text(o))]
+        judged = _judgement(s)
+        if judged is not None and not _withheld(project, s):
+            # the target in its own words, judged from the whole confidence interval
+            timescale = f" Timescale: {_sentence(o.timescale)}" if o.timescale else ""
+            parts = [esc(judged.sentence + timescale)]
+        else:
+            parts = [esc(_target_text(o))]
         if s.measured:
             parts.append(esc(f"What was found: {_found(project, s)}"))
         else:
@@ -395,6 +502,14 @@ def outcome_sections(project: Project, results: pd.DataFrame | None = None) -> l
                          before="Details are in the ", after=".")
         sections.append(section)
     return sections
+
+
+def figures_section(project: Project, results: pd.DataFrame | None = None) -> Section:
+    """The figures behind the verdicts: :func:`outcome_table` (estimate, interval, unit,
+    number of pupils or schools, data period), after the outcome paragraphs."""
+    section = Section("The figures behind the verdicts", level=3)
+    return section.table(outcome_table(project, results), "Outcomes: verdict and estimate",
+                         note=project.disclosure.note())
 
 
 def action_plan(project: Project) -> Section:
@@ -442,9 +557,9 @@ def reporting_period_sections(project: Project, results: pd.DataFrame | None = N
     if not periods:
         return [Section(
             "No reporting periods", level=3,
-            sentence="The theory of change lists no reporting periods; add "
-                     "`reporting_periods:` (period, activity last period, activity next "
-                     "period, exit strategy) to report them here.",
+            sentence="The theory of change lists no reporting periods yet. When the team adds "
+                     "them (for each period: what was done, what is planned next and the "
+                     "exit strategy), they are reported here.",
         )]
     statuses = outcome_status(project, results)
     intended = "\n".join(
@@ -546,20 +661,27 @@ def how_to_read(project: Project) -> Section:
 
 
 def results_provenance(project: Project, results: pd.DataFrame | None = None) -> Section:
-    """Where the results came from: the results file and the report behind each outcome."""
+    """Where the results came from; for an internal audience, the analysis and report
+    behind each recorded result, in a table (a board's paragraphs link to the reports)."""
+    from evaluation.runner import _page_label  # the titles the index gives the pages
+
     records = _records(_results(project, results))
     section = Section(
         "Results used",
-        f"The outcome results come from {project.results_file.name}, written by the "
-        "analysis reports of this run.",
+        "The outcome results were recorded by the analysis reports of this run; each "
+        "outcome's paragraph links to its report.",
     )
     if not records:
-        return section.text("The results file holds no records yet.")
+        return section.text("No analysis has recorded a result yet.")
+    if project.disclosure.active:  # the record-by-record table: the internal report's
+        return section
     by_id = {o.id: o.statement for o in project.toc.outcomes}
     table = pd.DataFrame(
-        [{"Outcome": by_id.get(str(r["outcome_id"]), str(r["outcome_id"])),
+        [{"Outcome": by_id.get(str(r["outcome_id"]),
+                               f"{r['outcome_id']} (not an outcome of the theory of change)"),
           "Analysis": _label(str(r["analysis"])),
-          "Report": r.get("notebook") or "–"} for r in records],
+          "Report": _page_label(str(r.get("notebook") or "")) or privacy.NOT_APPLICABLE}
+         for r in records],
         columns=["Outcome", "Analysis", "Report"],
     )
     return section.table(table, "Recorded results by report")

@@ -61,7 +61,12 @@ from evaluation import targets, tracking
 from evaluation.errors import DataError, ParamsError
 from evaluation.filters import FilterError, parse_filter
 from evaluation.params import REFERRAL_TRACKING_MEASURES, ReferralTrackingOptions
-from evaluation.privacy import WITHHELD, Disclosure, check_board_safe, withheld_note
+from evaluation.privacy import (
+    NOT_APPLICABLE,
+    WITHHELD,
+    Disclosure,
+    check_board_safe,
+)
 from evaluation.project import Project
 from evaluation.results import format_figure, format_interval
 from evaluation.sections import Section
@@ -262,10 +267,6 @@ def _yes_no(value: Any) -> Any:
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     return value
-
-
-def _withheld_note(min_count: int) -> str:
-    return withheld_note(min_count)
 
 
 def _period_label(date: pd.Timestamp, period: str) -> str:
@@ -474,8 +475,8 @@ def kpi_section(project: Project) -> Section:
         f"closed. A referral still awaiting a response counts as late once {days} working "
         "days have passed (working days exclude weekends and England bank holidays). RAG: "
         "green meets the target, amber is within the tolerance, red is below it; the word "
-        "is printed in each cell so the table does not rely on colour. "
-        + _withheld_note(d.min_count))
+        "is printed in each cell so the table does not rely on colour."
+        )
     _add_table(sec, kpi_table(project), f"Pathway KPIs by {d.options.kpi_period}")
     fig = _kpi_figure(d)
     if fig is not None:
@@ -579,7 +580,7 @@ def flow_section(project: Project) -> Section:
                percent=("% of referrals", "% of previous stage"))
     sec.text("A referral counts at a stage only if it also reached every earlier stage; the "
              "second column counts every referral that reached the stage (a case can close "
-             "without a review, for example). " + _withheld_note(d.min_count))
+             "without a review, for example).")
     return sec
 
 
@@ -612,8 +613,8 @@ def time_open_section(project: Project) -> Section:
     _add_table(sec, table, "Days open (open cases counted to the data "
                f"end, {reg.today:%d %B %Y})")
     sec.text("Days open run from the referral to its closure, or to the end of the data for "
-             "open cases, so open cases' figures grow as they stay open. "
-             + _withheld_note(d.min_count))
+             "open cases, so open cases' figures grow as they stay open."
+             )
     return sec
 
 
@@ -741,7 +742,6 @@ def outcomes_section(project: Project) -> Section:
                                             kind="stable")
     _add_table(sec, review_table, "Review outcomes at the latest review, by intervention type",
                percent=("%", "95% CI from", "95% CI to"))
-    sec.text(_withheld_note(d.min_count))
     return sec
 
 
@@ -783,7 +783,7 @@ def costs_section(project: Project) -> Section:
              "with needs met, so it is the cost of one success. A pupil with two types of "
              "intervention counts under both."
              + (f" {_n(d, missing, 'intervention')} had no cost recorded and are left out."
-                if missing else "") + " " + _withheld_note(d.min_count))
+                if missing else ""))
     return sec
 
 
@@ -847,7 +847,7 @@ def attendance_section(project: Project) -> Section:
     change = _attendance_change(project)
     if change is None:
         return _section("Attendance", "No attendance table is configured "
-                        "(analyses.referral_tracking.attendance), so attendance is not shown.")
+                        "in the project's parameters, so attendance is not shown.")
     sec = _section("Attendance before and after the first intervention", change.sentence)
     sec.text(
         f"Each pupil's attendance in the {w} weeks before the week their first intervention "
@@ -859,7 +859,6 @@ def attendance_section(project: Project) -> Section:
         "after the crisis that prompted the referral.")
     _add_table(sec, _attendance_board(d, change), f"Attendance in the {w} weeks before and "
                "after the first intervention")
-    sec.text(_withheld_note(d.min_count))
     sec.figure(*_event_figure(d))
     return sec
 
@@ -869,7 +868,7 @@ def suspensions_section(project: Project) -> Section:
     d = tracking_data(project)
     if d.suspensions is None:
         return _section("Suspensions", "No suspensions table is configured "
-                        "(analyses.referral_tracking.suspensions), so suspensions are not shown.")
+                        "in the project's parameters, so suspensions are not shown.")
     days = SUSPENSION_WINDOW_DAYS
     around = d.pupil.suspensions_around
     full = around[around["follow_up_complete"]]
@@ -914,7 +913,6 @@ def suspensions_section(project: Project) -> Section:
                      "mean); the survival curves below compare interventions with each other.")
         except DataError:
             sec.text("The change per pupil could not be estimated from these pupils.")
-    sec.text(_withheld_note(d.min_count))
     return sec
 
 
@@ -968,8 +966,8 @@ def survival_section(project: Project) -> Section:
         "Curves are Kaplan-Meier estimates with 95% pointwise confidence bands; the log-rank "
         f"test (chi-square {test['chi2']:.1f} on {test['df']:.0f} degrees of freedom) asks "
         "whether the curves differ more than chance would allow. Interventions were not "
-        "allocated at random, so differences may reflect the pupils referred to each. "
-        + _withheld_note(d.min_count))
+        "allocated at random, so differences may reflect the pupils referred to each."
+        )
     return sec
 
 
@@ -1044,7 +1042,8 @@ def disproportionality_section(project: Project) -> Section:
     susp = d.suspensions if d.suspensions is not None else pd.DataFrame(
         {"pupil_id": pd.Series([], dtype="str")})
     query = d.options.disproportionality_group
-    label = _describe_query(query) if query else ""
+    # the board reads the group's name from the parameters, never the filter itself
+    label = (d.options.disproportionality_label or _describe_query(query)) if query else ""
     sec = _section("Who is referred, suspended and escalated")
     groupings = {}
     if query:
@@ -1056,8 +1055,8 @@ def disproportionality_section(project: Project) -> Section:
     if "ethnicity" in pupils.columns:
         groupings["ethnicity"] = "ethnicity"
     if not groupings:
-        sec.sentence = ("No group is named (analyses.referral_tracking."
-                        "disproportionality_group) and the pupils table has no ethnicity.")
+        sec.sentence = ("No focus group is named in the project's parameters and the pupils "
+                        "table has no ethnicity, so disproportionality is not measured.")
         return sec
     # both groupings from one matching of the pupil ids
     tables = tracking.disproportionality_tables(pupils, d.register.table, susp, groupings)
@@ -1077,6 +1076,14 @@ def disproportionality_section(project: Project) -> Section:
         t = _board(d, t.rename(columns=names), ["Pupils in group", "Group with event"],
                    derived=["Group risk (%)", "Others' risk (%)", "Risk ratio",
                             "95% CI from", "95% CI to"], sums_down=sums_down)
+        # the one format of every board page: risks to 1 decimal, ratios to 2 decimals
+        # (results.format_figure); withheld cells keep their mark
+        for col in ("Group risk (%)", "Others' risk (%)"):
+            t[col] = t[col].map(lambda v: v if _withheld(v) else (
+                NOT_APPLICABLE if pd.isna(v) else f"{float(v):.1f}"))
+        for col in ("Risk ratio", "95% CI from", "95% CI to"):
+            t[col] = t[col].map(lambda v: v if _withheld(v) else format_figure(
+                v, "risk ratio", missing=NOT_APPLICABLE))
         return t.drop(columns=["Other pupils", "Others with event"])
 
     frames = []
@@ -1091,8 +1098,11 @@ def disproportionality_section(project: Project) -> Section:
     board = pd.concat(frames, ignore_index=True)
     if query:
         title = label[:1].upper() + label[1:]
-        row = board[(board["Group"] == label) & (board["Event"] == "referral")].iloc[0]
-        if _withheld(row["Risk ratio"]):
+        rows = board[(board["Group"] == label) & (board["Event"] == "referral")]
+        if rows.empty:
+            sec.sentence = (f"{title}: no pupil in the data belongs to this group, so there "
+                            "is nothing to compare.")
+        elif _withheld(rows.iloc[0]["Risk ratio"]):
             sec.sentence = (f"{title}: the figures for referral are withheld to protect "
                             "pupils' privacy (fewer than "
                             f"{d.min_count} pupils, or a count that would give one away).")
@@ -1105,8 +1115,8 @@ def disproportionality_section(project: Project) -> Section:
         "assessment, alternative provision or a school move). A risk ratio of 1 means the "
         "same risk as all other pupils, 2 twice the risk; 95% confidence intervals use "
         "Katz's log method. With small groups the intervals are wide. "
-        + (f"The named group ({label}) is set in the parameters as `{query}`. " if query else "")
-        + _withheld_note(d.min_count))
+        + (f"The named group ({label}) is chosen in the project's parameters. " if query
+           else ""))
     named = board["Group"] == label if query else pd.Series(False, index=board.index)
     if query:
         _add_table(sec, board[named], "The named group against all other pupils")
@@ -1145,8 +1155,8 @@ def quality_section(project: Project) -> Section:
                    + f"; the report uses {sizes}.")
     _add_table(sec, board, "Data-quality problems by check")
     sec.text("The full list, record by record, is in the register's quality table for the "
-             "data team (it names records, so it is not shown here). "
-             + _withheld_note(d.min_count))
+             "data team (it names records, so it is not shown here)."
+             )
     return sec
 
 
@@ -1206,8 +1216,8 @@ def _attendance_outcome(project: Project, outcome: Outcome) -> Section:
              f"(after minus before) with its 95% confidence interval; "
              f"{'higher' if outcome.direction == 'higher_is_better' else 'lower'} is better."
              + f" **Verdict: {result.verdict}** — decided from the confidence interval "
-             f"against no change (0). The windows ({w} weeks either side) come from "
-             "`analyses.referral_tracking.attendance_window_weeks`; the weekly chart under "
+             f"against no change (0). The windows ({w} weeks either side) are set in the "
+             "project's parameters; the weekly chart under "
              f"*What changed for each pupil* shows {2 * w} weeks either side.")
     _add_table(sec, _attendance_board(d, change),
                "Headline: attendance before and after the first intervention")
@@ -1231,12 +1241,10 @@ def _needs_met_outcome(project: Project, outcome: Outcome) -> Section:
     sec = _section(outcome.statement, result.sentence)
     sec.text("**Measure:** the proportion of closed referrals with a closure outcome recorded "
              "that closed as 'needs met', with a Wilson score 95% confidence interval. "
-             + f"**Verdict: {result.verdict}.** For this outcome the verdict compares the "
-             "confidence interval with the target proportion rather than with no change: "
-             "'improved' when the whole interval is on the better side of the target (the "
-             "target is clearly met), 'worsened' when it is wholly on the worse side (clearly "
-             "missed), otherwise 'no clear change'. The target is the green threshold of a "
-             "`needs_met` target in the parameters; without one no verdict is given.")
+             + f"**Verdict: {result.verdict}.** The proportion is a level at one time, "
+             "not a change from before, so there is no improved / worsened verdict; the "
+             "outcome's target, where one is set, is judged below as met, not met or not "
+             "yet clear from the whole confidence interval.")
     row = share.summary.iloc[0]
     n, k = share.n, share.successes
     table = pd.DataFrame([{"Closed referrals": n, "Needs met": k, "Other outcomes": n - k,

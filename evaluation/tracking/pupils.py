@@ -18,6 +18,10 @@ from evaluation.baseline_followup import PairedChange, paired_change
 from evaluation.errors import DataError, describe_rows
 from evaluation.privacy import Disclosure
 from evaluation.results import (
+    BETTER_CAUSE_UNCLEAR,
+    NOT_A_CHANGE,
+    TOO_FEW,
+    WORSE_CAUSE_UNCLEAR,
     Direction,
     OutcomeLike,
     Result,
@@ -162,10 +166,12 @@ class AttendanceChange:
         return {**self.change.headline(), "unit": ATTENDANCE_UNIT, "period": self.period}
 
     def headline_text(self) -> str:
-        """E.g. 'Attendance +2.4 points (+1.3 to +3.5)'."""
+        """E.g. 'Attendance +2.4 percentage points (+1.3 to +3.5); single group
+        before–after': the figures and the design they come from."""
         h = self.headline()
-        return (f"Attendance {format_figure(h['estimate'], ATTENDANCE_UNIT)} points "
-                f"({format_interval(h['ci_low'], h['ci_high'], ATTENDANCE_UNIT)})")
+        return (f"Attendance {format_figure(h['estimate'], ATTENDANCE_UNIT)} percentage points "
+                f"({format_interval(h['ci_low'], h['ci_high'], ATTENDANCE_UNIT)}); "
+                f"{self.change.design}")
 
     @property
     def sentence(self) -> str:
@@ -182,7 +188,15 @@ class AttendanceChange:
         md = row["mean_change"]
         moved = "rose" if md > 0 else "fell" if md < 0 else "stayed the same"
         clear = {"improved": "a clear improvement", "worsened": "a clear fall",
-                 "no clear change": "not a clear change either way"}[self.headline()["verdict"]]
+                 "no clear change": "not a clear change either way",
+                 BETTER_CAUSE_UNCLEAR: ("a clear rise, though with no comparison group it "
+                                        "cannot be put down to the intervention: pupils are "
+                                        "often referred when their attendance is at its "
+                                        "lowest, and it tends to recover on its own"),
+                 WORSE_CAUSE_UNCLEAR: ("a clear fall, though with no comparison group the "
+                                       "design cannot say why"),
+                 TOO_FEW: "too few pupils to judge a change",
+                 }[self.headline()["verdict"]]
         unpaired = int(row["n_baseline_only"] + row["n_follow_up_only"])
         who = shown.pupils(unpaired)
         tail = (f" {who[:1].upper() + who[1:]} with attendance in only one of the windows "
@@ -302,8 +316,8 @@ class SurvivalResult:
     events and the Kaplan-Meier proportion without an event at 90 and 180 days. The
     headline is the proportion of all cases still without an event at ``horizon`` days
     (Kaplan-Meier over every case, log(-log) interval). It describes; there is no "no
-    change" value to judge it against (``null`` is missing), so its verdict is always "no
-    clear change": the log-rank test compares the groups.
+    change" value to judge it against (``null`` is missing), so its verdict is always
+    :data:`~evaluation.results.NOT_A_CHANGE`: the log-rank test compares the groups.
     """
 
     table: pd.DataFrame
@@ -343,7 +357,7 @@ class SurvivalResult:
             est, lo, hi = ((1.0, 1.0, 1.0) if i < 0 else
                            (float(sf.surv_prob[i]), float(low[i]), float(high[i])))
         return {"estimate": est, "ci_low": lo, "ci_high": hi, "unit": unit,
-                "null": float("nan"), "n": len(self.data), "verdict": "no clear change"}
+                "null": float("nan"), "n": len(self.data), "verdict": NOT_A_CHANGE}
 
     def headline_text(self) -> str:
         """E.g. 'Without a suspension or re-referral at 180 days 72% (68% to 76%)'."""
@@ -467,10 +481,15 @@ def time_to_event(
              pd.DataFrame(columns=["group", "time", "survival", "ci_low", "ci_high",
                                    "at_risk", "events"]))
     test = {"chi2": np.nan, "df": np.nan, "p_value": np.nan}
-    if len(groups) >= 2:
-        chi2, p = survdiff(data["time"].to_numpy(float), data["status"].to_numpy(int),
-                           data["group"].to_numpy())
-        test = {"chi2": float(chi2), "df": float(len(groups) - 1), "p_value": float(p)}
+    # The log-rank test compares groups that have events to compare: with fewer than two
+    # groups, or no event at all, its variance matrix is singular and there is no test.
+    if len(groups) >= 2 and data["status"].sum() > 0:
+        try:
+            chi2, p = survdiff(data["time"].to_numpy(float), data["status"].to_numpy(int),
+                               data["group"].to_numpy())
+            test = {"chi2": float(chi2), "df": float(len(groups) - 1), "p_value": float(p)}
+        except np.linalg.LinAlgError:  # e.g. every event in one group: no test to report
+            pass
     return SurvivalResult(table=table, test=test, data=data, confidence=confidence)
 
 
