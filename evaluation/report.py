@@ -40,6 +40,58 @@ _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 NO_MATH = "tex2jax_ignore"
 
 
+# ---------------------------------------------------------------------------- the page
+# What this kernel has shown on the current page (a page is one notebook: it opens with
+# banners() and closes with provenance()), read by the page's glossary and used to explain
+# the table marks once per page. Recorded from the kit's own helpers and, inside IPython,
+# from every display and cell result, so sentences shown by sections count too.
+_PAGE: dict[str, Any] = {"open": False, "html": [], "explained": set()}
+
+
+def _remember(fragment: Any) -> None:
+    if _PAGE["open"]:
+        _PAGE["html"].append(str(fragment))
+
+
+def _display_hook(msg: dict) -> dict:
+    try:
+        _remember(msg["content"]["data"].get("text/html", ""))
+    except (KeyError, TypeError, AttributeError):  # never stop a display
+        pass
+    return msg
+
+
+def _cell_result(result: Any) -> None:
+    shown = getattr(result, "result", None)
+    if shown is not None:
+        _remember(getattr(shown, "data", "") if isinstance(shown, HTML) else "")
+
+
+def start_page() -> None:
+    """Begin a page: forget what an earlier page showed and, inside IPython, listen to
+    what this one displays (called by :func:`banners`, every page's first output)."""
+    _PAGE.update(open=True, html=[], explained=set())
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_evalkit_listening", False):
+        return
+    if hasattr(shell.display_pub, "register_hook"):
+        shell.display_pub.register_hook(_display_hook)
+    shell.events.register("post_run_cell", _cell_result)
+    shell._evalkit_listening = True
+
+
+def page_glossary(*, heading_level: int = 2) -> HTML:
+    """The glossary of the statistical terms and table marks this page has shown so far
+    (see :mod:`evaluation.glossary`); nothing when it shows none."""
+    from evaluation.glossary import glossary_html
+
+    return HTML(glossary_html("".join(_PAGE["html"]), heading_level=heading_level))
+
+
 def markdown(text: str) -> HTML:
     """Kit Markdown rendered to HTML here, with raw HTML, links and images switched off.
 
@@ -47,7 +99,9 @@ def markdown(text: str) -> HTML:
     ``<script>`` prints as text. Put user text into a Markdown template through
     :func:`escape_markdown`, so that its ``**`` or ``#`` print literally too.
     """
-    return HTML(f"<div class='evalkit-text {NO_MATH}'>{_MARKDOWN.render(text)}</div>")
+    out = f"<div class='evalkit-text {NO_MATH}'>{_MARKDOWN.render(text)}</div>"
+    _remember(out)
+    return HTML(out)
 
 
 def escape_markdown(text: Any) -> str:
@@ -75,8 +129,10 @@ def link(label: str, href: str) -> str:
 
 def linked_sentence(before: str, label: str, href: str, after: str = "") -> HTML:
     """A paragraph of plain text with one kit link in it; every part is escaped."""
-    return HTML(f"<p class='{NO_MATH}'>{html.escape(before)}{link(label, href)}"
-                f"{html.escape(after)}</p>")
+    out = (f"<p class='{NO_MATH}'>{html.escape(before)}{link(label, href)}"
+           f"{html.escape(after)}</p>")
+    _remember(out)
+    return HTML(out)
 
 
 def title_block(project: Project) -> HTML:
@@ -86,6 +142,27 @@ def title_block(project: Project) -> HTML:
         lines.append(escape_markdown(project.params.project.organisation))
     lines.append(f"Evaluation period: {escape_markdown(project.period_text())}")
     return markdown("  \n".join(lines))
+
+
+#: Short forms a reader knows in capitals (kit column names are lower case).
+_ACRONYMS = {"id": "ID", "eal": "EAL", "fsm": "FSM", "sen": "SEN", "sdq": "SDQ", "pct": "%"}
+
+
+def plain_words(name: Any) -> str:
+    """A kit name as words: underscores read as spaces and known short forms in capitals
+    ('pupil_id' -> 'pupil ID', 'sen_status' -> 'SEN status', 'attendance_pct' ->
+    'attendance %')."""
+    return " ".join(_ACRONYMS.get(w.lower(), w) for w in str(name).replace("_", " ").split())
+
+
+def plain_headings(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its column headings as a reader writes them: :func:`plain_words`,
+    first letter a capital ('suppressed cells' -> 'Suppressed cells')."""
+    def heading(name: Any) -> str:
+        words = plain_words(name)
+        return words[:1].upper() + words[1:]
+
+    return frame.rename(columns=heading)
 
 
 def format_p(value: float) -> str:
@@ -113,9 +190,12 @@ def table(
     marked = privacy.withheld_cells(shown)
     for col in shown.columns:
         if marked[col].any():
-            # a count column with withheld cells: the numbers keep their number format
-            rest = pd.to_numeric(shown[col].mask(marked[col]), errors="coerce")
-            shown[col] = rest
+            # a count column with withheld cells: the numbers keep their number format (a
+            # text column, such as a printed estimate, keeps its text)
+            kept = shown[col].mask(marked[col])
+            rest = pd.to_numeric(kept, errors="coerce")
+            if rest.notna().sum() == kept.notna().sum():
+                shown[col] = rest
     for col in percent:
         if col in shown:
             shown[col] = shown[col].map(
@@ -161,17 +241,27 @@ def table(
     if marked.to_numpy().any():
         note = withheld_note or (f"{privacy.WITHHELD} withheld to protect pupils' privacy. "
                                  f"{privacy.NOT_APPLICABLE} not applicable or not available.")
-        out += f"<p class='evalkit-table-note {NO_MATH}'>{html.escape(note)}</p>"
+        # On a page (see start_page) the marks are explained under the first table that
+        # shows them, and again in the page's glossary, not under every table.
+        if note not in _PAGE["explained"]:
+            out += f"<p class='evalkit-table-note {NO_MATH}'>{html.escape(note)}</p>"
+            if _PAGE["open"]:
+                _PAGE["explained"].add(note)
+    _remember(out)
     return HTML(out)
 
 
 def figure(
-    fig, alt: str, *, title: str | None = None, close: bool = True, wide: bool = False
+    fig, alt: str, *, title: str | None = None, close: bool = True, wide: bool = False,
+    vector: bool | None = None,
 ) -> HTML:
     """A matplotlib figure as an image with alt text (screen readers, broken images).
 
     A long description is folded under the figure rather than printed in full; ``wide``
-    figures (such as the theory-of-change diagram) print on a landscape A4 page.
+    figures (such as the theory-of-change diagram) print on a landscape A4 page. They are
+    ``vector`` graphics by default (:func:`svg_image`): sharp at any scale, vector text
+    in a printed PDF, at the figure's own size, so a diagram drawn at the printable size
+    of its page prints at scale 1. Other figures are PNG images.
     """
     import matplotlib as mpl
     import matplotlib.pyplot as plt
@@ -183,22 +273,48 @@ def figure(
     # "$" in them is a dollar sign, never mathtext, which could fail or mis-typeset.
     for text in fig.findobj(Text):
         text.set_parse_math(False)
-    buffer = io.BytesIO()
-    with mpl.rc_context({"text.parse_math": False}):  # tick labels made while drawing
-        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    if vector if vector is not None else wide:
+        image = svg_image(fig, alt)
+    else:
+        buffer = io.BytesIO()
+        with mpl.rc_context({"text.parse_math": False}):  # tick labels made while drawing
+            fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+        data = base64.b64encode(buffer.getvalue()).decode("ascii")
+        image = (f"<img src='data:image/png;base64,{data}' "
+                 f"alt='{html.escape(alt, quote=True)}' style='max-width:100%'/>")
     if close:
         plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
     short = alt if len(alt) <= 300 else alt[: alt.rfind(" ", 0, 280)] + " …"
     caption = html.escape(short)
     if short != alt:
         caption += f"<details><summary>Full description</summary>{html.escape(alt)}</details>"
     css = f"evalkit-figure evalkit-wide {NO_MATH}" if wide else f"evalkit-figure {NO_MATH}"
-    return HTML(
-        f"<figure class='{css}'><img src='data:image/png;base64,{data}' "
-        f"alt='{html.escape(alt, quote=True)}' style='max-width:100%'/>"
-        f"<figcaption>{caption}</figcaption></figure>"
-    )
+    _remember(f"<figcaption>{caption}</figcaption>")
+    return HTML(f"<figure class='{css}'>{image}<figcaption>{caption}</figcaption></figure>")
+
+
+def svg_image(fig, alt: str) -> str:
+    """The figure as an SVG image (an ``<img>`` of ``data:image/svg+xml``) at the figure's
+    own size, for the page.
+
+    ``svg.fonttype: none`` keeps text as ``<text>`` elements, so it stays text: Chromium
+    and WeasyPrint print it as vector text (searchable in the PDF, measurable in points)
+    and it scales without blurring. matplotlib's SVG writer escapes every text and
+    attribute it writes (``<`` ``>`` ``&`` and quotes), so user text such as
+    ``</text><script>`` stays characters; and an SVG shown through ``<img>`` never runs
+    a script, loads anything or styles the page, whatever it held. An image rather than
+    inline SVG also keeps the drawing's coordinates out of the page's text. A fixed hash
+    salt and no date keep the file the same from run to run.
+    """
+    import matplotlib as mpl
+
+    buffer = io.BytesIO()
+    with mpl.rc_context({"text.parse_math": False, "svg.fonttype": "none",
+                         "svg.hashsalt": "evalkit"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (f"<img class='evalkit-svg' src='data:image/svg+xml;base64,{data}' "
+            f"alt='{html.escape(alt, quote=True)}'/>")
 
 
 def audience_banner(project: Project) -> HTML | None:
@@ -225,7 +341,9 @@ def synthetic_banner(project: Project) -> HTML | None:
 
 def banners(project: Project) -> HTML:
     """What every page shows on top: the synthetic-data label and the internal-report
-    warning, where they apply (nothing otherwise)."""
+    warning, where they apply (nothing otherwise). Opens the page (:func:`start_page`)
+    for its glossary."""
+    start_page()
     shown = [b.data for b in (synthetic_banner(project), audience_banner(project)) if b]
     return HTML("".join(shown))
 
@@ -234,29 +352,44 @@ def banners(project: Project) -> HTML:
 SECRET_PARAMETERS = frozenset({"pseudonym_salt", "pseudonym_key", "salt", "secret"})
 
 
+def input_label(name: str) -> str:
+    """An input's name as a reader sees it: 'data.pupils' -> 'data: pupils',
+    'theory_of_change' -> 'theory of change'."""
+    return name.replace(".", ": ", 1).replace("_", " ")
+
+
 def provenance(project: Project) -> HTML:
-    """A provenance footer: when, which kit version, the inputs' SHA-256, the parameters
-    (without any secret) and the fingerprint of the pseudonym key, never the key."""
+    """The page's glossary (:func:`page_glossary`), then a provenance footer: when, which
+    kit version, the inputs' SHA-256 and the fingerprint of the pseudonym key, never the
+    key. The parameters themselves (option names, filters) are shown only in an internal
+    report, as an appendix: a board reads what they mean on the pages."""
     info = project.provenance()
     rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{html.escape(_short_path(v['path'], project))}"
+        f"<tr><td>{html.escape(input_label(name))}</td>"
+        f"<td>{html.escape(_short_path(v['path'], project))}"
         f"</td><td><code>{html.escape(str(v['sha256'])[:16])}…</code></td></tr>"
         for name, v in info["inputs"].items()
     )
-    shown = _without_secrets(info["parameters"])
-    params = html.escape(json.dumps(shown, indent=1, default=str))
+    glossary = page_glossary().data
+    _PAGE["open"] = False
+    params = ""
+    if project.params.report.audience == "internal":
+        shown = html.escape(json.dumps(_without_secrets(info["parameters"]), indent=1,
+                                       default=str))
+        params = ("<details><summary>Appendix: the parameters of this run</summary>"
+                  f"<pre>{shown}</pre></details>")
     fingerprint = info.get("pseudonym_key_fingerprint")
     key = (f"<p>Pseudonyms were made with the project key whose fingerprint is "
            f"<code>{html.escape(str(fingerprint))}</code> (the key itself is never "
            "written anywhere).</p>" if fingerprint else "")
     return HTML(
-        f"<footer class='evalkit-provenance {NO_MATH}' style='font-size:85%;color:#444;"
-        "border-top:1px solid #ccc;margin-top:2em'>"
+        f"{glossary}<footer class='evalkit-provenance {NO_MATH}' style='font-size:85%;"
+        "color:#444;border-top:1px solid #ccc;margin-top:1.2em'>"
         f"<p><strong>Provenance.</strong> Generated {html.escape(str(info['generated']))} by "
         f"evalkit {html.escape(str(info['kit_version']))} for project "
-        f"<code>{html.escape(project.id)}</code>.</p>{key}"
+        f"“{html.escape(project.title)}”.</p>{key}"
         f"<table><tr><th>input</th><th>file</th><th>SHA-256</th></tr>{rows}</table>"
-        f"<details><summary>Parameters</summary><pre>{params}</pre></details></footer>"
+        f"{params}</footer>"
     )
 
 

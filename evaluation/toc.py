@@ -92,7 +92,7 @@ __all__ = [
     "toc_from_dict",
 ]
 
-Analysis = Literal["baseline_followup", "its", "referral_tracking"]
+Analysis = Literal["baseline_followup", "its", "referral_tracking", "survey", "audit"]
 Status = Literal["in place", "partly", "not yet"]
 Rag = Literal["green", "amber", "red"]
 
@@ -463,8 +463,16 @@ class TheoryOfChange(_Model):
 
     # ------------------------------------------------------------------ diagram
 
-    def diagram(self, results: Any = None, ax: Axes | None = None) -> Figure:
-        """Draw the ToC as a matplotlib Figure (A4 landscape, 11.7 x 8.3 in).
+    def diagram(
+        self,
+        results: Any = None,
+        ax: Axes | None = None,
+        *,
+        measure_labels: Mapping[str, str] | None = None,
+    ) -> Figure:
+        """Draw the ToC as a matplotlib Figure, sized to print at scale 1 on an A4
+        landscape page (:data:`DIAGRAM_SIZE`, 10.5 x 5.7 in; taller only if the text does
+        not fit at 7 pt), with its text at 7 to 8 pt.
 
         Columns, left to right: moderating factors, activities, mechanisms, outcomes,
         aims, with arrows activity -> mechanism -> outcome -> aim. ``results`` is a
@@ -477,10 +485,13 @@ class TheoryOfChange(_Model):
         yet clear, :func:`evaluation.targets.judge`) beside, not instead of, the
         before/after verdict, with a marker of its own (:data:`TARGET_STYLE`); the two
         are counted separately under the title. Pass ``ax`` to draw into
-        an existing axes. The alt text is stored on ``fig._evalkit_alt`` (see
-        :func:`diagram_alt_text`). Raises ``DataError`` for unusable ``results``.
+        an existing axes. Boxes show the statements and, for measures, their labels as
+        readers know them (``measure_labels``, e.g. a project's own measures, else the
+        kit registry's label), never ids. The alt text is stored on
+        ``fig._evalkit_alt`` (see :func:`diagram_alt_text`). Raises ``DataError`` for
+        unusable ``results``.
         """
-        return _draw_diagram(self, results, ax)
+        return _draw_diagram(self, results, ax, measure_labels)
 
 
 # --------------------------------------------------------------------------- validation
@@ -867,12 +878,27 @@ def diagram_alt_text(toc: TheoryOfChange, results: Any = None) -> str:
 
 # --------------------------------------------------------------------------- diagram
 
-A4_LANDSCAPE = (11.7, 8.3)
+#: The diagram's own size, inches: A4 landscape's printable area (297 x 210 mm less the
+#: report's 15 mm side margins, 15 mm top and 17 mm bottom) less room for the section's
+#: heading, lead-in and caption on the same page: 267 x 145 mm. Drawn at this size, the
+#: report prints the diagram at scale 1 on its landscape page, so 7 pt text prints at 7 pt
+#: (drawn on a whole A4 sheet, 11.7 x 8.3 in, and scaled to fit, it printed at 5.3-5.7 pt).
+DIAGRAM_SIZE = (10.5, 5.7)
 _MAX_FONT, _MIN_FONT = 8.0, 7.0
-_PAD = 0.06  # inches of padding inside a box
-_GAP = 0.08  # minimum vertical gap between boxes, inches
-_TOP, _BOTTOM = 0.85, 0.45  # title and legend room, inches
+_LINE = 1.15  # line spacing inside boxes, times the font size
+_PAD = 0.05  # inches of padding inside a box
+_GAP = 0.07  # minimum vertical gap between boxes, inches
+_MARGIN, _COL_GAP = 0.08, 0.24  # figure side margin and gap between columns, inches
+_MIN_COL = 1.35  # narrowest column, inches: its two-line heading at 9 pt (+ the gaps)
 _MARKER_W = 0.14  # room left of the status word for the coloured marker, inches
+_COLUMNS = ("moderators", "activities", "mechanisms", "outcomes", "aims")
+_HEADINGS = {
+    "moderators": "Moderating factors\n(conditions needed)",
+    "activities": "Activities\n(what, for whom)",
+    "mechanisms": "Mechanisms\n(active ingredients)",
+    "outcomes": "Outcomes\n(measurable results)",
+    "aims": "Aims\n(ultimate ambition)",
+}
 
 
 @lru_cache(maxsize=8)
@@ -882,7 +908,7 @@ def _font(size: float) -> Any:
     return FontProperties(size=size)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=8192)
 def _text_width(text: str, size: float) -> float:
     """Width of one line of ``text`` in inches at ``size`` pt (no rendering needed)."""
     from matplotlib.textpath import TextToPath
@@ -896,18 +922,43 @@ def _char_width(size: float) -> float:
     return _text_width(sample, size) / len(sample)
 
 
-def _wrap(text: str, width_in: float, size: float) -> list[str]:
+@lru_cache(maxsize=8192)
+def _wrap(text: str, width_in: float, size: float) -> tuple[str, ...]:
     """Wrap ``text`` (textwrap) to lines whose measured width fits ``width_in`` inches."""
     text = " ".join(text.split())
-    fit = width_in * 0.94  # low-dpi raster output renders text a few percent wider
+    # 6% to spare: a browser laying out the SVG's text with its own copy of the font, and
+    # low-dpi raster output, can set a line a few percent wider than matplotlib measures.
+    fit = width_in * 0.94
     # Start from an optimistic width in characters and narrow it until every line fits:
     # the average character width alone either wastes room or overflows the box.
     chars = max(8, int(width_in / (_char_width(size) * 0.9)))
     while True:
         lines = textwrap.wrap(text, chars, break_long_words=True) or [""]
         if chars <= 8 or all(_text_width(line, size) <= fit for line in lines):
-            return lines
+            return tuple(lines)
         chars -= 1
+
+
+@lru_cache(maxsize=1)
+def _shipped_labels() -> dict[str, str]:
+    from evaluation.measures import load_registry
+
+    return {name: m.label for name, m in load_registry().items()}
+
+
+def _measure_label(measure: str, labels: Mapping[str, str] | None) -> str:
+    """A measure as readers know it: the label given (a project's own measures), else the
+    kit registry's ('teacher-rated SDQ total difficulties'), else its name with
+    underscores read as spaces ('needs met'): never a bare id."""
+    found = (labels or {}).get(measure) or _shipped_labels().get(measure)
+    if found:
+        return str(found)
+    return " ".join(_SHORT_FORMS.get(w.lower(), w) for w in measure.replace("_", " ").split())
+
+
+#: Short forms in a measure's name read as a reader writes them ('actions_completed_pct'
+#: -> 'actions completed %').
+_SHORT_FORMS = {"pct": "%", "sdq": "SDQ", "sen": "SEN", "fsm": "FSM", "eal": "EAL"}
 
 
 @dataclass
@@ -923,57 +974,119 @@ class _Box:
     h: float = 0.0
 
 
-def _box_lines(
-    toc: TheoryOfChange, res: dict[str, _Evidence], width: float, size: float
-) -> dict[str, list[_Box]]:
-    """The text of every box, wrapped to ``width`` inches at ``size`` pt."""
+def _column(
+    toc: TheoryOfChange,
+    res: dict[str, _Evidence],
+    name: str,
+    width: float,
+    size: float,
+    labels: Mapping[str, str] | None,
+) -> list[_Box]:
+    """The boxes of one column, their text wrapped to ``width`` inches at ``size`` pt."""
 
     def w(text: str, indent: float = 0.0) -> list[str]:
-        return _wrap(text, width - indent, size)
+        return list(_wrap(text, round(width - indent, 4), size))
 
-    cols: dict[str, list[_Box]] = {
-        k: [] for k in ("moderators", "activities", "mechanisms", "outcomes", "aims")
-    }
-    for m in toc.moderators:
-        cols["moderators"].append(
-            _Box(
-                m.id,
-                "moderator",
-                w(m.statement) + w(f"Status: {m.status}", _MARKER_W),
-                "#F2F2F2",
-                STATUS_STYLE[m.status],
-            )
-        )
-    for a in toc.activities:
-        lines = w(a.what) + w(f"For: {a.for_whom}") + w(f"RAG: {a.rag}", _MARKER_W)
-        cols["activities"].append(_Box(a.id, "activity", lines, "#FFFFFF", RAG_STYLE[a.rag]))
-    for m in toc.mechanisms:
-        cols["mechanisms"].append(_Box(m.id, "mechanism", w(m.statement), "#FFFFFF"))
-    for o in toc.outcomes:
-        lines = w(o.statement)
-        if o.measure:
-            lines += w(f"Measure: {o.measure} ({_direction_words(o.direction)} is better)")
+    boxes: list[_Box] = []
+    if name == "moderators":
+        for m in toc.moderators:
+            boxes.append(_Box(m.id, "moderator",
+                              w(m.statement) + w(f"Status: {m.status}", _MARKER_W),
+                              "#F2F2F2", STATUS_STYLE[m.status]))
+    elif name == "activities":
+        for a in toc.activities:
+            lines = w(a.what) + w(f"For: {a.for_whom}") + w(f"RAG: {a.rag}", _MARKER_W)
+            boxes.append(_Box(a.id, "activity", lines, "#FFFFFF", RAG_STYLE[a.rag]))
+    elif name == "mechanisms":
+        boxes = [_Box(m.id, "mechanism", w(m.statement), "#FFFFFF") for m in toc.mechanisms]
+    elif name == "outcomes":
+        for o in toc.outcomes:
+            lines = w(o.statement)
+            headline = res[o.id].headline if o.id in res else ""
+            if o.measure:
+                label = _measure_label(o.measure, labels)
+                # A headline that names the measure ('Teacher-rated SDQ total difficulties
+                # -2.0 points ...') says it once: the measure line would repeat it, and
+                # the verdict line says which way the result went.
+                if label.casefold() not in headline.casefold():
+                    lines += w(f"Measure: {label} ({_direction_words(o.direction)} is better)")
+            else:
+                lines += w("No measure yet")
+            judged = None
+            if o.id in res:
+                ev = res[o.id]
+                verdict, judged = ev.verdict, ev.target
+                lines += (w(ev.headline) if ev.headline else []) + w(f"Verdict: {verdict}")
+            else:
+                verdict = NOT_YET_MEASURED
+                lines += w("Not yet measured")
+            # The target's own verdict comes last, beside (never instead of) the verdict,
+            # on the target's line, so its marker sits on the line that carries the word.
+            if judged is not None and o.target is not None:
+                lines += w(f"Target ({o.target.short}): {judged.word}", _MARKER_W)
+            elif o.target is not None:
+                lines += w(f"Target: {o.target.short}")
+            marker = TARGET_STYLE[judged.word] if judged is not None else None
+            boxes.append(_Box(o.id, "outcome", lines, VERDICT_COLOURS[verdict], marker))
+    else:
+        boxes = [_Box(a.id, "aim", w(a.statement), "#E8EEF7") for a in toc.aims]
+    return boxes
+
+
+def _natural_height(boxes: list[_Box], size: float) -> float:
+    """A column's height with its boxes stacked at the minimum gap, inches."""
+    line_h = size * _LINE / 72
+    return (sum(len(b.lines) * line_h + 2 * _PAD for b in boxes)
+            + _GAP * max(len(boxes) - 1, 0))
+
+
+def _column_widths(
+    toc: TheoryOfChange,
+    res: dict[str, _Evidence],
+    total: float,
+    size: float,
+    labels: Mapping[str, str] | None,
+) -> dict[str, float]:
+    """Share ``total`` inches between the columns so that the tallest is as short as it
+    can be: a column with much text (outcomes with their results) gets more width than
+    one with little (aims). A bisection on the tallest column's height, each column given
+    the narrowest width (to 0.05 in, at least :data:`_MIN_COL`) at which it is no taller;
+    what width is left is shared in proportion. Hand-written: a few lines that depend on
+    the measured wrapping above, not a general optimisation problem."""
+    equal = dict.fromkeys(_COLUMNS, total / len(_COLUMNS))
+    if total / len(_COLUMNS) <= _MIN_COL:
+        return equal
+    known: dict[tuple[str, float], float] = {}
+
+    def height(name: str, width: float) -> float:
+        key = (name, round(width, 3))
+        if key not in known:
+            boxes = _column(toc, res, name, width - 2 * _PAD, size, labels)
+            known[key] = _natural_height(boxes, size)
+        return known[key]
+
+    def narrowest(name: str, limit: float) -> float:
+        lo, hi = _MIN_COL, total
+        if height(name, lo) <= limit:
+            return lo
+        if height(name, hi) > limit:
+            return float("inf")
+        while hi - lo > 0.05:
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if height(name, mid) <= limit else (mid, hi)
+        return hi
+
+    best = equal
+    low, high = 0.0, max(height(n, w) for n, w in equal.items())
+    for _ in range(10):
+        limit = (low + high) / 2
+        widths = {n: narrowest(n, limit) for n in _COLUMNS}
+        if sum(widths.values()) <= total:
+            best, high = widths, limit
         else:
-            lines += w("No measure yet")
-        judged = None
-        if o.id in res:
-            ev = res[o.id]
-            verdict, judged = ev.verdict, ev.target
-            lines += (w(ev.headline) if ev.headline else []) + w(f"Verdict: {verdict}")
-        else:
-            verdict = NOT_YET_MEASURED
-            lines += w("Not yet measured")
-        # The target's own verdict comes last, beside (never instead of) the verdict, so
-        # its marker sits on the line that carries the word.
-        if o.target is not None:
-            lines += w(f"Target: {o.target.short}")
-        if judged is not None:
-            lines += w(f"Target verdict: {judged.word}", _MARKER_W)
-        marker = TARGET_STYLE[judged.word] if judged is not None else None
-        cols["outcomes"].append(_Box(o.id, "outcome", lines, VERDICT_COLOURS[verdict], marker))
-    for a in toc.aims:
-        cols["aims"].append(_Box(a.id, "aim", w(a.statement), "#E8EEF7"))
-    return cols
+            low = limit
+    used = sum(best.values())
+    return {n: w * total / used for n, w in best.items()}
 
 
 def _order(toc: TheoryOfChange, cols: dict[str, list[_Box]]) -> None:
@@ -995,18 +1108,18 @@ def _order(toc: TheoryOfChange, cols: dict[str, list[_Box]]) -> None:
 
 def _layout(cols: dict[str, list[_Box]], size: float, top: float, bottom: float) -> float:
     """Set each box's height and top; return the tallest column's natural height."""
-    line_h = size * 1.25 / 72
+    line_h = size * _LINE / 72
     tallest = 0.0
     for boxes in cols.values():
         for b in boxes:
             b.h = len(b.lines) * line_h + 2 * _PAD
-        natural = sum(b.h for b in boxes) + _GAP * max(len(boxes) - 1, 0)
+        natural = _natural_height(boxes, size)
         tallest = max(tallest, natural)
         avail = top - bottom
         # Spread short columns out (up to a generous gap) and centre them vertically.
         gap = _GAP
         if len(boxes) > 1 and natural < avail:
-            gap = min(_GAP + (avail - natural) / (len(boxes) - 1), 0.6)
+            gap = min(_GAP + (avail - natural) / (len(boxes) - 1), 0.5)
         total = sum(b.h for b in boxes) + gap * max(len(boxes) - 1, 0)
         y = top - max((avail - total) / 2, 0)
         for b in boxes:
@@ -1015,24 +1128,62 @@ def _layout(cols: dict[str, list[_Box]], size: float, top: float, bottom: float)
     return tallest
 
 
-def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
+def _legend_handles(
+    toc: TheoryOfChange, res: dict[str, _Evidence], width: float
+) -> tuple[list[Any], int]:
+    """The legend's entries in the order matplotlib fills them (column by column) and its
+    number of columns: the verdict colours the diagram shows, then the RAG / status
+    markers and, where targets were judged, the target markers, read row by row in as
+    many columns as fit ``width`` inches."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    shown = {e.verdict for e in res.values()} | (
+        {NOT_YET_MEASURED} if any(o.id not in res for o in toc.outcomes) else set())
+    entries: list[Any] = [
+        Patch(facecolor=c, edgecolor="#555555", label=f"Outcome: {v}")
+        for v, c in VERDICT_COLOURS.items() if v in shown
+    ]
+
+    def marker(colour: str, shape: str, label: str) -> Any:
+        return Line2D([], [], marker=shape, color=colour, linestyle="none",
+                      markeredgecolor="#333333", markeredgewidth=0.5, label=label)
+
+    entries += [
+        marker(c, s, f"RAG / status: {w}")
+        for w, (c, s) in zip(
+            ("green / in place", "amber / partly", "red / not yet"), RAG_STYLE.values(), strict=True
+        )
+    ]
+    if any(e.target is not None for e in res.values()):
+        entries += [marker(c, s, f"Target: {w}") for w, (c, s) in TARGET_STYLE.items()]
+    # Each column is as wide as its widest label plus the marker and spacing (7.5 pt).
+    widest = max(_text_width(e.get_label(), 7.5) for e in entries) + 0.35
+    ncol = max(1, min(len(entries), int(width / widest)))
+    rows = -(-len(entries) // ncol)
+    blank = Patch(facecolor="none", edgecolor="none", label=" ")
+    entries += [blank] * (rows * ncol - len(entries))
+    return [entries[r * ncol + c] for c in range(ncol) for r in range(rows)], ncol
+
+
+def _draw_diagram(
+    toc: TheoryOfChange, results: Any, ax: Axes | None, labels: Mapping[str, str] | None = None
+) -> Figure:
     """Draw moderators, activities, mechanisms, outcomes and aims as five linked columns.
 
     Moderators sit in a shaded first column (context, not a causal step, so no arrows);
     arrows run activity -> mechanism -> outcome -> aim. Outcome boxes are coloured by
     verdict and show the headline; activities and moderators carry a coloured marker and
-    the status word. The figure is A4 landscape unless ``ax`` is given; if the text does
-    not fit at 7 pt the figure is made taller rather than the text smaller.
+    the status word. The figure is :data:`DIAGRAM_SIZE` unless ``ax`` is given; columns
+    share the width by how much text they hold; if the text does not fit at 7 pt the figure
+    is made taller rather than the text smaller.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
     res = _normalise_results(toc, results) if results is not None else {}
-    # With results a line under the title counts the verdicts: room for it.
-    top_room = _TOP + (0.15 if results is not None else 0.0)
     if ax is None:
-        fig = plt.figure(figsize=A4_LANDSCAPE)
+        fig = plt.figure(figsize=DIAGRAM_SIZE)
         ax = fig.add_axes((0, 0, 1, 1))
         own_fig = True
     else:
@@ -1041,45 +1192,43 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
     bbox = ax.get_position()
     fw, fh = fig.get_size_inches()
     width_in, height_in = bbox.width * fw, bbox.height * fh
-
-    names = ["moderators", "activities", "mechanisms", "outcomes", "aims"]
-    headings = {
-        "moderators": "Moderating factors\n(conditions needed)",
-        "activities": "Activities\n(what we do, for whom)",
-        "mechanisms": "Mechanisms\n(active ingredients)",
-        "outcomes": "Outcomes\n(measurable results)",
-        "aims": "Aims\n(ultimate ambition)",
-    }
-    margin, col_gap = 0.2, 0.32
-    col_w = (width_in - 2 * margin - col_gap * (len(names) - 1)) / len(names)
-    text_w = col_w - 2 * _PAD
+    usable = width_in - 2 * _MARGIN - _COL_GAP * (len(_COLUMNS) - 1)
+    handles, ncol = _legend_handles(toc, res, width_in - 0.2)
+    # Room above the columns: the title, the verdict counts (with results) and the
+    # two-line column headings; below them: the legend's rows.
+    top_room = 0.68 + (0.16 if results is not None else 0.0)
+    bottom = 0.1 + 0.15 * (len(handles) // ncol)
 
     # Shrink the font from 8 pt towards 7 pt until the tallest column fits.
     size = _MAX_FONT
     while True:
-        cols = _box_lines(toc, res, text_w, size)
-        tallest = _layout(cols, size, height_in - top_room, _BOTTOM)
-        if tallest <= height_in - top_room - _BOTTOM or size <= _MIN_FONT:
+        widths = _column_widths(toc, res, usable, size, labels)
+        cols = {n: _column(toc, res, n, widths[n] - 2 * _PAD, size, labels) for n in _COLUMNS}
+        tallest = max(_natural_height(b, size) for b in cols.values())
+        if tallest <= height_in - top_room - bottom or size <= _MIN_FONT:
             break
         size = max(_MIN_FONT, size - 0.5)
-    if own_fig and tallest > height_in - top_room - _BOTTOM:
-        height_in = tallest + top_room + _BOTTOM
+    if own_fig and tallest > height_in - top_room - bottom:
+        height_in = tallest + top_room + bottom
         fig.set_size_inches(fw, height_in)
     _order(toc, cols)
-    _layout(cols, size, height_in - top_room, _BOTTOM)
+    _layout(cols, size, height_in - top_room, bottom)
 
     ax.set_xlim(0, width_in)
     ax.set_ylim(0, height_in)
     ax.set_axis_off()
-    x_of = {n: margin + i * (col_w + col_gap) for i, n in enumerate(names)}
+    x_of, x = {}, _MARGIN
+    for n in _COLUMNS:
+        x_of[n] = x
+        x += widths[n] + _COL_GAP
 
     ax.text(
         width_in / 2,
-        height_in - 0.12,
+        height_in - 0.08,
         f"Theory of change: {toc.title}",
         ha="center",
         va="top",
-        fontsize=13,
+        fontsize=12,
         fontweight="bold",
         parse_math=False,  # user text: a "$" is a dollar sign, not mathtext
     )
@@ -1088,7 +1237,7 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
         # are counted apart rather than added up.
         ax.text(
             width_in / 2,
-            height_in - 0.38,
+            height_in - 0.3,
             count_line(toc, results),
             ha="center",
             va="top",
@@ -1098,32 +1247,34 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
     # Moderators are context, not a step in the chain: a shaded panel behind the column.
     ax.add_artist(
         Rectangle(
-            (x_of["moderators"] - 0.08, _BOTTOM - 0.08),
-            col_w + 0.16,
-            height_in - top_room - _BOTTOM + 0.55,
+            (x_of["moderators"] - 0.06, bottom - 0.06),
+            widths["moderators"] + 0.12,
+            height_in - top_room - bottom + 0.46,
             facecolor="#F7F3E8",
             edgecolor="none",
             zorder=0,
         )
     )
-    for n in names:
+    for n in _COLUMNS:
         ax.text(
-            x_of[n] + col_w / 2,
-            height_in - top_room + 0.08,
-            headings[n],
+            x_of[n] + widths[n] / 2,
+            height_in - top_room + 0.06,
+            _HEADINGS[n],
             ha="center",
             va="bottom",
-            fontsize=9.5,
+            fontsize=9,
             fontweight="bold",
             linespacing=1.1,
         )
 
-    line_h = size * 1.25 / 72
+    line_h = size * _LINE / 72
     space_w = _text_width("x x", size) - _text_width("xx", size)
-    indent = " " * max(1, int(_MARKER_W / space_w + 0.99))
+    # No-break spaces: an SVG viewer collapses leading ordinary spaces, and the marker
+    # would then sit on the word.
+    indent = "\u00a0" * max(1, int(_MARKER_W / space_w + 0.99))
     anchors: dict[str, tuple[float, float, float]] = {}  # id -> (x left, x right, y mid)
-    for n in names:
-        x = x_of[n]
+    for n in _COLUMNS:
+        x, col_w = x_of[n], widths[n]
         for b in cols[n]:
             patch = FancyBboxPatch(
                 (x, b.y - b.h),
@@ -1162,7 +1313,7 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
                 ha="left",
                 va="top",
                 fontsize=size,
-                linespacing=1.25,
+                linespacing=_LINE,
                 zorder=3,
                 parse_math=False,  # user text: a "$" is a dollar sign, not mathtext
             )
@@ -1198,40 +1349,6 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
         for a in o.aims:
             arrow(o.id, a)
 
-    handles: list[Any] = [
-        Patch(facecolor=c, edgecolor="#555555", label=f"Outcome: {v}")
-        for v, c in VERDICT_COLOURS.items()
-    ]
-    rag = [
-        Line2D(
-            [],
-            [],
-            marker=s,
-            color=c,
-            linestyle="none",
-            markeredgecolor="#333333",
-            markeredgewidth=0.5,
-            label=f"RAG / status: {w}",
-        )
-        for w, (c, s) in zip(
-            ("green / in place", "amber / partly", "red / not yet"), RAG_STYLE.values(), strict=True
-        )
-    ]
-    ncol = 7
-    if any(e.target is not None for e in res.values()):
-        handles += [
-            Line2D([], [], marker=s, color=c, linestyle="none", markeredgecolor="#333333",
-                   markeredgewidth=0.5, label=f"Target: {w}")
-            for w, (c, s) in TARGET_STYLE.items()
-        ]
-        # Two rows (verdicts and targets; then RAG): a legend fills column by column, so
-        # interleave the rows, padding the second with blank entries.
-        blank = Patch(facecolor="none", edgecolor="none", label=" ")
-        rag += [blank] * (len(handles) - len(rag))
-        ncol = len(handles)
-        handles = [h for pair in zip(handles, rag, strict=True) for h in pair]
-    else:
-        handles += rag
     ax.legend(
         handles=handles,
         loc="lower center",
@@ -1240,8 +1357,9 @@ def _draw_diagram(toc: TheoryOfChange, results: Any, ax: Axes | None) -> Figure:
         fontsize=7.5,
         frameon=False,
         handlelength=1.2,
-        columnspacing=1.2,
-        borderaxespad=0.3,
+        columnspacing=1.0,
+        borderaxespad=0.2,
+        labelspacing=0.3,
     )
 
     alt = diagram_alt_text(toc, results)

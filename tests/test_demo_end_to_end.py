@@ -230,7 +230,8 @@ def test_each_outcome_shows_one_estimate_on_the_index_summary_and_diagram(record
         statement, headline, verdict = statements[r["outcome_id"]], r["headline"], r["verdict"]
         estimate, low, high = _headline_figures(r)
         shown_verdict, result = index_rows.get(statement, ("", ""))
-        if shown_verdict != verdict or f"{estimate} ({low} to {high})" not in result:
+        printed = [tuple(map(_same, f)) for f in FIGURES.findall(result)]
+        if shown_verdict != verdict or (_same(estimate), _same(low), _same(high)) not in printed:
             problems.append(f"index: {statement!r} shows {index_rows.get(statement)}")
         row = summary_rows[statement]
         shown = (row[1], _same(row[2]), " to ".join(map(_same, row[3].split(" to "))))

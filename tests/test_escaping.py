@@ -83,8 +83,11 @@ def assert_inert(markup: str) -> None:
         assert raw not in lowered, f"live {raw!r} in {markup[:300]!r}"
     for tag, attrs in parse(markup).tags:
         assert tag not in {"script", "iframe", "b", "object", "embed", "svg", "h1"}, tag
-        if tag == "img":  # only the kit's own figures, embedded as PNG data
-            assert (attrs.get("src") or "").startswith("data:image/png;base64,"), attrs
+        if tag == "img":  # only the kit's own figures, embedded as PNG or SVG data
+            src = attrs.get("src") or ""
+            assert src.startswith("data:image/png;base64,") or (
+                attrs.get("class") == "evalkit-svg"
+                and src.startswith("data:image/svg+xml;base64,")), attrs
         if tag == "a":  # only the kit's own links to sibling pages
             assert re.fullmatch(r"[\w-]+\.html", attrs.get("href") or ""), attrs
         for name, value in attrs.items():
@@ -364,6 +367,37 @@ def test_toc_diagram_draws_user_text_literally(project: Project) -> None:
     assert texts and all(not t.get_parse_math() for t in texts)
     out = report.figure(fig, alt=fig._evalkit_alt).data
     assert_inert(out)
+
+
+def test_toc_diagram_svg_keeps_user_text_as_text(project: Project) -> None:
+    """The diagram as an SVG image (report.figure, wide): a statement that tries to close
+    its text element and open a script stays the characters it is, inside a <text>
+    element; one that tries to close an attribute stays text too; the SVG holds no
+    script, foreign object, link or handler, and the page only an <img> of it."""
+    import base64
+    import xml.etree.ElementTree as ET
+
+    data = _hostile_toc_dict()
+    breakout = "</text><script>alert(1)</script>"
+    data["outcomes"][0]["statement"] = breakout
+    data["aims"][0]["statement"] = "' onload='alert(2)' x='"
+    toc = toc_from_dict(data)
+    fig = toc.diagram()
+    out = report.figure(fig, alt=fig._evalkit_alt, wide=True).data
+    assert_inert(out)
+    assert_no_math(out)
+    images = [a for tag, a in parse(out).tags if tag == "img"]
+    assert len(images) == 1 and images[0]["class"] == "evalkit-svg"
+    assert images[0]["alt"] == fig._evalkit_alt  # escaped in the page, intact when read
+    svg = base64.b64decode(images[0]["src"].removeprefix("data:image/svg+xml;base64,"))
+    root = ET.fromstring(svg)
+    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert breakout in texts
+    assert "' onload='alert(2)' x='" in texts
+    assert any(SCRIPT in t for t in texts)  # the other hostile fields too
+    assert b"<script" not in svg and b"onload=" not in svg.replace(b"onload='alert", b"")
+    assert not [e for e in root.iter() if e.tag.endswith(("script", "foreignObject", "}a"))]
+    assert not [k for e in root.iter() for k in e.attrib if k.lower().startswith("on")]
 
 
 def test_figures_draw_dollar_signs_in_labels_literally() -> None:

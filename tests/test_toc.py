@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from matplotlib.text import Text  # noqa: E402
 
 from evaluation.errors import DataError, ParamsError  # noqa: E402
 from evaluation.toc import (  # noqa: E402
+    DIAGRAM_SIZE,
     NOT_YET_MEASURED,
     TEMPLATE_DIR,
     VERDICT_COLOURS,
@@ -50,7 +52,8 @@ def _close_figures():
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.split())
+    """Whitespace collapsed; a line broken after a hyphen ('trauma-\ninformed') joined."""
+    return re.sub(r"-\s+", "-", " ".join(text.split()))
 
 
 def _demo_data() -> dict[str, Any]:
@@ -126,7 +129,7 @@ def test_demo_outcomes_are_the_contract_other_modules_rely_on() -> None:
             "higher_is_better",
         ),
         "needs_met": ("needs_met", "referral_tracking", "referrals", "higher_is_better"),
-        "belonging": (None, None, None, "higher_is_better"),
+        "belonging": ("belonging", "survey", "pupil_survey", "higher_is_better"),
     }
     assert toc.outcome("suspensions").statement == "Fewer suspensions in programme schools"
     assert len(toc.reporting_periods) == 2
@@ -164,9 +167,13 @@ def test_unknown_template_lists_available() -> None:
 
 
 def test_outcome_without_measure_is_a_warning_not_an_error() -> None:
-    toc = load_toc(template_path("demo"))
-    belonging = [w for w in toc.warnings if "'belonging'" in w]
-    assert len(belonging) == 1 and "not measured" in belonging[0]
+    data = _demo_data()
+    belonging = next(o for o in data["outcomes"] if o["id"] == "belonging")
+    for key in ("measure", "analysis", "data"):
+        del belonging[key]
+    toc = toc_from_dict(data)
+    warned = [w for w in toc.warnings if "'belonging'" in w]
+    assert len(warned) == 1 and "not measured" in warned[0]
     # Measured outcomes are not flagged.
     assert not any("'suspensions'" in w for w in toc.warnings)
     assert toc.outcome_table().set_index("ID").loc["belonging", "Measure"] == "not measured"
@@ -256,7 +263,8 @@ def test_wrong_type(tmp_path: Path) -> None:
         ("moderators", 0, "status", "done", "'in place', 'partly' or 'not yet'"),
         ("activities", 2, "rag", "yellow", "'green', 'amber' or 'red'"),
         ("outcomes", 0, "direction", "sideways", "higher_is_better or lower_is_better"),
-        ("outcomes", 0, "analysis", "did", "'baseline_followup', 'its' or 'referral_tracking'"),
+        ("outcomes", 0, "analysis", "did",
+         "'baseline_followup', 'its', 'referral_tracking', 'survey' or 'audit'"),
     ],
 )
 def test_bad_status_and_enum_values(
@@ -376,7 +384,7 @@ def _results_for(toc: TheoryOfChange) -> pd.DataFrame:
 def test_diagram_renders_every_template(path: Path) -> None:
     toc = load_toc(path)
     fig = toc.diagram()
-    assert tuple(round(v, 1) for v in fig.get_size_inches()) == (11.7, 8.3)
+    assert tuple(round(v, 1) for v in fig.get_size_inches()) == DIAGRAM_SIZE
     _check_boxes(toc, fig)
     for o in toc.outcomes:
         assert _box(fig, "outcome", o.id).get_facecolor() == to_rgba(
@@ -386,7 +394,7 @@ def test_diagram_renders_every_template(path: Path) -> None:
 
     results = _results_for(toc)
     fig = toc.diagram(results)
-    assert tuple(round(v, 1) for v in fig.get_size_inches()) == (11.7, 8.3)
+    assert tuple(round(v, 1) for v in fig.get_size_inches()) == DIAGRAM_SIZE
     _check_boxes(toc, fig)
     texts = "\n".join(_texts(fig))
     by_id = results.set_index("outcome_id")
@@ -407,15 +415,16 @@ def test_demo_diagram_with_results_headlines_colours_and_alt_text() -> None:
     assert _box(fig, "outcome", "belonging").get_facecolor() == to_rgba(
         VERDICT_COLOURS[NOT_YET_MEASURED]
     )
-    # The legend names every verdict.
+    # The legend names every verdict the diagram shows, and no other.
     legend = fig.axes[0].get_legend()
     labels = [t.get_text() for t in legend.get_texts()]
-    for verdict in VERDICT_COLOURS:
+    for verdict in ("improved", "no clear change", "worsened", NOT_YET_MEASURED):
         assert f"Outcome: {verdict}" in labels
+    assert "Outcome: too few to judge" not in labels
     alt = diagram_alt_text(toc, RESULTS)
     assert fig._evalkit_alt == alt
     assert "Suspensions −23%" in alt and "verdict: improved" in alt
-    assert "Pupils feel they belong in school (no measure, not yet measured" in alt
+    assert "Pupils feel they belong in school (not yet measured" in alt
     # Palette colours are distinct from one another.
     assert len(set(VERDICT_COLOURS.values())) == len(VERDICT_COLOURS)
 
@@ -516,7 +525,10 @@ def _big_toc(n: int = 10) -> dict[str, Any]:
     }
 
 
-def test_diagram_of_ten_boxes_per_column_is_fast_and_fits() -> None:
+def test_diagram_of_ten_boxes_per_column_is_fast_and_keeps_its_text_size() -> None:
+    """Ten boxes of long text per column are more than 267 x 145 mm holds at 7 pt: the
+    diagram keeps its width and text size and grows taller (then prints scaled to the
+    landscape page; the templates and the demo fit, see test_every_template_prints_...)."""
     toc = toc_from_dict(_big_toc())
     toc.diagram()  # warm font caches, as a report run would have
     plt.close("all")
@@ -525,7 +537,8 @@ def test_diagram_of_ten_boxes_per_column_is_fast_and_fits() -> None:
     fig = toc.diagram(_results_for(toc))
     fig.canvas.draw()
     assert time.process_time() - start < 2.0
-    assert tuple(round(v, 1) for v in fig.get_size_inches()) == (11.7, 8.3)
+    width, height = fig.get_size_inches()
+    assert round(width, 1) == DIAGRAM_SIZE[0] and height < 2 * DIAGRAM_SIZE[1]
     _check_boxes(toc, fig)
 
 
@@ -535,7 +548,7 @@ def test_crowded_diagram_grows_taller_instead_of_shrinking_text() -> None:
         m["statement"] = m["statement"] + " " + m["statement"] * 2
     fig = toc_from_dict(data).diagram()
     width, height = fig.get_size_inches()
-    assert round(width, 1) == 11.7 and height > 8.3
+    assert round(width, 1) == DIAGRAM_SIZE[0] and height > DIAGRAM_SIZE[1]
     for t in fig.findobj(Text):
         if t.get_text().strip():
             assert t.get_fontsize() >= 7
@@ -579,10 +592,11 @@ def test_diagram_shows_target_verdicts_beside_the_verdicts_and_counts_them_apart
     sdq = _label(fig, "sdq_difficulties")
     # the before/after verdict stays, and the target's own verdict is on its own line
     assert "Verdict: improved" in sdq
-    assert sdq[-2:] == ["Target: fall ≥ 2 points", "Target verdict: not yet clear"]
-    assert _label(fig, "needs_met")[-1] == "Target verdict: not met"
-    assert _label(fig, "referral_attendance")[-1] == "Target verdict: met"
-    assert _label(fig, "suspensions")[-1] == "Target verdict: not yet clear"
+    # the target and its own verdict on the last line, where the target's marker is
+    assert sdq[-1] == "Target (fall ≥ 2 points): not yet clear"
+    assert _label(fig, "needs_met")[-1] == "Target (≥ 70%): not met"
+    assert _label(fig, "referral_attendance")[-1] == "Target (rise): met"
+    assert _label(fig, "suspensions")[-1] == "Target (fall ≥ 20%): not yet clear"
     # the box colour is still the before/after verdict's
     assert _box(fig, "outcome", "needs_met").get_facecolor() == to_rgba(
         VERDICT_COLOURS["no clear change"])
@@ -604,7 +618,7 @@ def test_diagram_shows_target_verdicts_beside_the_verdicts_and_counts_them_apart
 def test_diagram_with_targets_fits_its_boxes_and_page() -> None:
     toc = load_toc(template_path("demo"))
     fig = toc.diagram(RECORDS)
-    assert tuple(round(v, 1) for v in fig.get_size_inches()) == (11.7, 8.3)
+    assert tuple(round(v, 1) for v in fig.get_size_inches()) == DIAGRAM_SIZE
     fig.set_dpi(100)
     renderer = fig.canvas.get_renderer()
     fig.draw(renderer)
@@ -628,7 +642,7 @@ def test_without_record_columns_targets_are_shown_but_not_judged() -> None:
     toc = load_toc(template_path("demo"))
     fig = toc.diagram(RESULTS)
     assert _label(fig, "sdq_difficulties")[-1] == "Target: fall ≥ 2 points"
-    assert not any(t.startswith("Target verdict") for t in _texts(fig))
+    assert not any("Target (" in t for t in _texts(fig))
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert not any(label.startswith("Target") for label in labels)
     table = toc.outcome_table(pd.DataFrame(RESULTS)).set_index("ID")
@@ -663,3 +677,75 @@ def test_free_text_target_in_a_file_names_the_file_key_and_form(tmp_path: Path) 
     message = _error(tmp_path, data)
     assert "outcome 5 (id 'needs_met'), key 'target': a target is structured data" in message
     assert "target: {value: 70, unit: percent, comparison: at_least, text:" in message
+
+
+# --------------------------------------------------------------------------- printed size
+
+#: How evalkit.css prints a wide figure: the width of A4 landscape's printable area
+#: (297 - 2 x 15 mm) and at most 150 mm high, whichever binds.
+PRINT_WIDTH_PT, PRINT_MAX_HEIGHT_PT = 267 / 25.4 * 72, 150 / 25.4 * 72
+_SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _printed_svg(fig) -> tuple[Any, float]:
+    """The diagram as the report writes it (an SVG image) and the scale it prints at."""
+    import base64
+    import xml.etree.ElementTree as ET
+
+    from evaluation import report
+
+    out = report.figure(fig, alt=fig._evalkit_alt, wide=True).data
+    found = re.findall(r"<img class='evalkit-svg' src='data:image/svg\+xml;base64,([^']+)'", out)
+    assert len(found) == 1 and "data:image/png" not in out, "the diagram is not an SVG image"
+    root = ET.fromstring(base64.b64decode(found[0]))
+    width, height = (float(root.get(k).removesuffix("pt")) for k in ("width", "height"))
+    return root, min(PRINT_WIDTH_PT / width, PRINT_MAX_HEIGHT_PT / height)
+
+
+def _font_sizes(root) -> list[tuple[float, str]]:
+    found = []
+    for t in root.iter(f"{_SVG}text"):
+        size = re.search(r"font-size: ([\d.]+)px", t.get("style", ""))
+        assert size, t.attrib  # every text element states its size (1 px = 1 pt here)
+        found.append((float(size.group(1)), "".join(t.itertext())))
+    return found
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.stem)
+def test_every_template_prints_as_vector_text_of_at_least_7_pt(path: Path) -> None:
+    """Each template's diagram, and the demo's with results and target verdicts, is an
+    SVG image whose text is text (not paths), at least 7 pt when printed on the A4
+    landscape page, and whose labels are statements and measure names, never ids."""
+    toc = load_toc(path)
+    cases = [None, _results_for(toc)] + ([RECORDS] if path.stem == "demo" else [])
+    ids = {i for i in toc.ids() if "_" in i} | {o.measure for o in toc.outcomes
+                                                if o.measure and "_" in o.measure}
+    for results in cases:
+        root, scale = _printed_svg(toc.diagram(results))
+        sizes = _font_sizes(root)
+        assert any(_norm(toc.outcomes[0].statement).startswith(_norm(t)) for _, t in sizes)
+        smallest = min(size for size, _ in sizes) * scale
+        assert smallest >= 7 - 1e-6, f"{path.stem}: {smallest:.2f} pt"
+        # (the test's own headlines name their outcome ids: not the diagram's doing)
+        shown = re.sub(r"Headline for \S+", "", " ".join(t for _, t in sizes))
+        assert not [i for i in ids if i in shown], [i for i in ids if i in shown]
+
+
+def test_demo_measures_are_named_as_readers_know_them() -> None:
+    toc = load_toc(template_path("demo"))
+    fig = toc.diagram(measure_labels={"needs_met": "closed referrals with needs met"})
+    label = " ".join(_label(fig, "sdq_difficulties"))
+    assert "Measure: teacher-rated SDQ total difficulties (lower is better)" in label
+    assert "Measure: closed referrals with needs met (higher is better)" in " ".join(
+        _label(fig, "needs_met"))
+    assert "sdq_teacher_total" not in "\n".join(_texts(fig))
+
+
+def test_before_the_change_the_diagram_printed_below_7_pt() -> None:
+    """The check can fail: an A4-sized diagram (11.7 x 8.3 in, as drawn before) scaled to
+    the landscape page prints its 7-8 pt text at about 5-6 pt."""
+    toc = load_toc(template_path("demo"))
+    fig, ax = plt.subplots(figsize=(11.7, 8.3))
+    ax.set_position((0, 0, 1, 1))
+    root, scale = _printed_svg(toc.diagram(ax=ax))
+    assert min(size for size, _ in _font_sizes(root)) * scale < 7

@@ -199,7 +199,8 @@ def test_an_outcome_whose_analysis_is_off_is_a_note_not_a_problem(demo: Path) ->
      "analyses.its: by: 'school' is not a column of the exclusions table"),
     (lambda d: d["analyses"]["its"].update({"outcome": "roll"}),
      "analyses.its: outcome: 'roll' is not a count"),
-    (lambda d: d["measures"]["sdq_teacher_total"].update({"higher_is_better": False}),
+    (lambda d: d.setdefault("measures", {}).setdefault("sdq_teacher_total", {})
+     .update({"higher_is_better": False}),
      "measures.sdq_teacher_total.higher_is_better: write `direction: higher_is_better` or "
      "`direction: lower_is_better`"),
 ])
@@ -210,7 +211,7 @@ def test_analysis_options_are_checked(demo: Path, change, fragment: str) -> None
 
 
 def test_a_project_measure_takes_a_direction(demo: Path) -> None:
-    _edit(demo, lambda d: d["measures"].update({"wellbeing_scale": {
+    _edit(demo, lambda d: d.setdefault("measures", {}).update({"wellbeing_scale": {
         "label": "Wellbeing", "min": 0, "max": 40, "direction": "higher_is_better"}}))
     assert load_params(demo).measures["wellbeing_scale"]["higher_is_better"] is True
 

@@ -469,7 +469,9 @@ def diagram_section(project: Project, results: pd.DataFrame | None = None) -> Se
           "verdict": s.verdict} for s in statuses if s.result is not None],
         columns=["outcome_id", "headline", "verdict"],
     )
-    fig = project.toc.diagram(evidence)
+    # the project's own measure names (its `measures:`), not only the registry's
+    labels = {n: m.label for n, m in load_registry(project.params.measures).items()}
+    fig = project.toc.diagram(evidence, measure_labels=labels)
     section = Section("Theory of change and evidence")
     section.text("Each outcome box is shaded by its verdict and shows the headline result; "
                  "the verdict is also written in the box.")
