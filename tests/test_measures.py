@@ -33,7 +33,8 @@ def test_registry_has_required_measures_each_value_sourced():
     assert reg["sdq_teacher_total"].reliability == 0.80
     assert reg["sdq_teacher_total"].reliability_kind == "alpha"
     assert "e0176605" in reg["sdq_teacher_total"].source["reliability"]
-    assert reg["sdq_parent_total"].reliability is None
+    assert reg["sdq_parent_total"].reliability == 0.86  # Dutch parent norms, 6-11 years
+    assert "s12955-018-0948-1" in reg["sdq_parent_total"].source["reliability"]
     assert reg["sdq_self_total"].reliability is None
     assert reg["wemwbs"].sd is None and reg["wemwbs"].reliability == 0.91
     assert reg["attendance_pct"].reliability is None
