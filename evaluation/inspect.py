@@ -14,7 +14,12 @@ For a CSV file or each visible sheet of a workbook (or the sheet named) it shows
   allow-list of :mod:`evaluation.tables` and the header words of :data:`PERSONAL_WORDS`
   decide, so a name typed into any column cannot reach the terminal;
 - a suggested ``data:`` block (``columns:``, ``wide:`` and ``recode:``), ready to paste into
-  the parameters file, with the lines to check written as comments above it.
+  the parameters file, with the lines to check written as comments above it. Headers that
+  name a measure at a timepoint (``SDQ Total (Autumn)``) become ``wide:`` entries of the
+  scores table; headers that name a term (``Aut 2022``, ``Summer term 2023``,
+  ``2022/23 Spring``, ``Sum 23``) become ``wide:`` entries of the exclusions table, each
+  ``{period_start: DD/MM/YYYY}`` with the first day of that term in the kit's calendar
+  (:func:`evaluation.calendar.term_start`).
 
 Nothing here writes a file or changes the export.
 """
@@ -28,11 +33,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from evaluation import codes, readers
+from evaluation import calendar, codes, readers
 from evaluation.codes import FALSE_WORDS, SEASON_WORDS, TRUE_WORDS
 from evaluation.errors import DataError
 from evaluation.privacy import ID_PATTERNS, IDENTIFYING_COLUMNS
-from evaluation.tables import TABLES, Col
+from evaluation.tables import TABLES, WIDE_VALUE, Col
 
 #: Header words (matched as whole words, ignoring case) of columns that may hold a person's
 #: name, contact details, an identifier or free text: their values are never shown, whatever
@@ -88,6 +93,18 @@ _WIDE_HEADER = re.compile(
     r"^(?P<measure>.*?)[\s_-]*[(\[]?\s*(?P<when>autumn|aut|spring|spr|summer|sum|baseline|pre|"
     r"post|t1|t2|start|end|follow[\s-]?up)(?:\s+(?:term|\d))?\s*[)\]]?$", re.IGNORECASE)
 
+#: A header naming one term of one year: the season (with or without "term") and a calendar
+#: year (``Aut 2022``, ``Sum 23``) or an academic year (``2022/23 Autumn``), either first,
+#: after an optional count name (``Suspensions Aut 2022``).
+_SEASON = r"(?P<season>autumn|aut|spring|spr|summer|sum)(?:\s+term)?"
+_YEAR = r"(?P<year>\d{4}|\d{2})(?:\s*[/-]\s*(?P<end>\d{4}|\d{2}))?"
+_TERM_HEADERS = (
+    re.compile(rf"^(?P<prefix>.*?)[\s_(\[-]*\b{_SEASON}[\s,_-]*{_YEAR}\s*[)\]]?$",
+               re.IGNORECASE),
+    re.compile(rf"^(?P<prefix>.*?)[\s_(\[-]*\b{_YEAR}[\s,_-]*{_SEASON}\s*[)\]]?$",
+               re.IGNORECASE),
+)
+
 #: How many distinct values a coded column may have before its values are not listed (a
 #: column with many different values is more like free text than a code).
 MAX_CODES_SHOWN = 12
@@ -131,6 +148,15 @@ class WideColumn:
 
 
 @dataclass
+class TermColumn:
+    """A header that reads as one term of a termly series (``Aut 2022``): its
+    :func:`evaluation.calendar.term_code` and the exclusions column its cells fill."""
+
+    code: int
+    into: str = "suspensions"
+
+
+@dataclass
 class ColumnInfo:
     letter: str
     header: str
@@ -138,6 +164,7 @@ class ColumnInfo:
     filled: int
     kit: str | None = None
     wide: WideColumn | None = None
+    term: TermColumn | None = None
     #: What the column holds, as the terminal may show it (empty: nothing shown), and why.
     shown: str = ""
     withheld: str = ""
@@ -196,12 +223,44 @@ def _wide(header: str, registry: dict) -> WideColumn | None:
     return WideColumn(text, found[0] if found else None, match.group("when").casefold())
 
 
+def _full_year(digits: str) -> int:
+    # two digits are this century's: school exports are never about the 1900s
+    return int(digits) if len(digits) == 4 else 2000 + int(digits)
+
+
+def _term(header: str) -> TermColumn | None:
+    """The term a header names (None if it names none), see :data:`_TERM_HEADERS`.
+
+    A calendar year places spring and summer in the academic year that started the year
+    before (``Spr 2023`` is spring 2022/23); an academic year (``2022/23``, ``22-23``) must
+    be two consecutive years. Anything before the term must name an exclusions count."""
+    text = header.strip()
+    match = next((m for p in _TERM_HEADERS if (m := p.match(text))), None)
+    if match is None:
+        return None
+    into = "suspensions"
+    prefix = match.group("prefix").strip(" _-([")
+    if prefix:
+        into = match_kit_column(prefix, "exclusions") or ""
+        if into not in ("suspensions", "permanent_exclusions"):
+            return None
+    season = _SEASON_ORDER[match.group("season").casefold()]
+    year = _full_year(match.group("year"))
+    if match.group("end") is not None:
+        if _full_year(match.group("end")[-2:]) != year + 1:
+            return None
+        start = year
+    else:
+        start = year if season == 0 else year - 1
+    return TermColumn(3 * start + season, into)
+
+
 def _describe(info: ColumnInfo, values: pd.Series, spec: Col | None) -> None:
     """What a column holds, only where it cannot hold identifiers (see the module)."""
     if personal(info.header):
         info.withheld = "may hold names, identifiers or free text: values not shown"
         return
-    if spec is None and info.wide is None:
+    if spec is None and info.wide is None and info.term is None:
         info.withheld = "not a kit column: values not shown"
         return
     if spec is not None and (spec.identifier or spec.pseudonym or spec.free_text):
@@ -265,7 +324,9 @@ def _inspect_sheet(path: Path, sheet: str | None, header_row: int | None,
             info.kit = kit
             used.add(kit)
         elif kind in ("number", "whole number", "empty") and not personal(header):
-            info.wide = _wide(header, registry)
+            info.term = _term(header)
+            if info.term is None:
+                info.wide = _wide(header, registry)
         spec = next((c for cols in TABLES.values() for c in cols if c.name == info.kit), None)
         _describe(info, values, spec)
         columns.append(info)
@@ -302,21 +363,30 @@ def _suggest(report: SheetReport, shown_path: str) -> tuple[dict, list[str]]:
         base["header_row"] = report.header_line
     mapped = {c.header: c.kit for c in report.columns if c.kit}
     wide = [c for c in report.columns if c.wide is not None]
+    terms = [c for c in report.columns if c.term is not None]
+    # the exclusions columns the term headers' cells fill (suspensions unless named)
+    term_fills = {c.term.into for c in terms if c.term is not None}
     sources: dict[str, dict] = {}
     for kind in ("pupils", "scores", "exclusions"):
         kit_names = {c.name for c in TABLES[kind]}
         own = {h: k for h, k in mapped.items() if k in kit_names}
         if kind == "scores" and wide:
             own = {h: k for h, k in own.items() if k in ("pupil_id", "school_id")}
+        if kind == "exclusions" and terms:
+            # a column of the file may not also be filled by the `wide:` block
+            own = {h: k for h, k in own.items() if k not in {"period_start", *term_fills}}
         specific = set(own.values()) - {"pupil_id", "school_id"}
         if kind == "pupils" and (not specific or "pupil_id" not in own.values()):
             continue
         if kind == "scores" and not wide and not {"measure", "score"} <= specific:
             continue
-        if kind == "exclusions" and not {"period_start", "suspensions"} <= specific:
+        if kind == "exclusions" and not terms and not {"period_start", "suspensions"} <= \
+                specific:
             continue
         source = {**base, "columns": {h: k for h, k in own.items() if h != k}}
         filled_by_wide = {"measure", "timepoint", "score"} if kind == "scores" and wide else set()
+        if kind == "exclusions" and terms:
+            filled_by_wide = {"period_start", *term_fills}
         for col in TABLES[kind]:
             if col.required and col.name not in own.values() and col.name not in filled_by_wide:
                 checks.append(f"the {kind} table needs a column '{col.name}' that no header "
@@ -349,12 +419,39 @@ def _suggest(report: SheetReport, shown_path: str) -> tuple[dict, list[str]]:
                               f"filled it in, write {m.replace('teacher', 'parent')} or "
                               f"{m.replace('teacher', 'self')}")
             source["wide"] = entries
+        if kind == "exclusions" and terms:
+            source["wide"] = _term_entries(terms, checks)
         if recode:
             source["recode"] = recode
         if not source["columns"]:
             del source["columns"]
         sources[kind] = source
     return sources, checks
+
+
+def _term_entries(terms: list[ColumnInfo], checks: list[str]) -> dict[str, dict]:
+    """The `wide:` entries of term headers: each term's first day in the kit's calendar,
+    written dd/mm/yyyy as the parameters take dates; a term named twice is left out (intake
+    would refuse the block, as a term counted twice would be wrong)."""
+    entries: dict[str, dict] = {}
+    seen: dict[tuple[int, str], str] = {}
+    for c in terms:
+        t = c.term
+        assert t is not None
+        if (t.code, t.into) in seen:
+            checks.append(f"'{c.header}' and '{seen[t.code, t.into]}' both read as "
+                          f"{calendar.term_label(t.code)}: '{c.header}' is left out; "
+                          "keep the right one")
+            continue
+        seen[t.code, t.into] = c.header
+        entry: dict[str, str] = {"period_start": f"{calendar.term_start(t.code):%d/%m/%Y}"}
+        if t.into != WIDE_VALUE["exclusions"]:
+            entry["into"] = t.into
+        entries[c.header] = entry
+    checks.append("period_start: each term's first day as the kit's calendar defines it "
+                  "(autumn 1 August, spring 1 January, summer Easter Monday), whatever the "
+                  "school's own term dates: the kit counts by term")
+    return entries
 
 
 def inspect_file(path: str | Path, sheet: str | None = None, header_row: int | None = None,
@@ -422,6 +519,8 @@ def render(inspection: Inspection) -> str:
                 target = f"-> {c.kit}"
             elif c.wide is not None:
                 target = (f"-> {c.wide.measure or '?'} at {c.wide.timepoint or '?'} (wide)")
+            elif c.term is not None:
+                target = f"-> {c.term.into} in {calendar.term_label(c.term.code)} (wide)"
             else:
                 target = "   (not read: dropped by the kit)"
             what = c.shown or c.withheld

@@ -134,3 +134,112 @@ def test_a_csv_with_a_semicolon_and_title_lines(tmp_path: Path) -> None:
     assert block["exclusions"]["columns"] == {"School": "school_id",
                                               "Term start": "period_start", "Roll": "roll",
                                               "Suspensions": "suspensions"}
+
+
+# --- termly exclusions sheets, one column per term ----------------------------------------
+
+@pytest.mark.parametrize(("header", "term", "start", "into"), [
+    # Easter Sunday was 9 April 2023 and 31 March 2024, so summer started on Easter Monday
+    ("Aut 2022", "2022/23 autumn", "01/08/2022", "suspensions"),
+    ("Autumn 2022", "2022/23 autumn", "01/08/2022", "suspensions"),
+    ("Spr 2023", "2022/23 spring", "01/01/2023", "suspensions"),
+    ("Summer term 2023", "2022/23 summer", "10/04/2023", "suspensions"),
+    ("2022/23 Autumn", "2022/23 autumn", "01/08/2022", "suspensions"),
+    ("Sum 23", "2022/23 summer", "10/04/2023", "suspensions"),
+    ("Spring 23/24", "2023/24 spring", "01/01/2024", "suspensions"),
+    ("2023-2024 Summer", "2023/24 summer", "01/04/2024", "suspensions"),
+    ("Suspensions Aut 2022", "2022/23 autumn", "01/08/2022", "suspensions"),
+    ("Permanent exclusions (Spr 2023)", "2022/23 spring", "01/01/2023",
+     "permanent_exclusions"),
+    # not a term: a measure's score, no year, a year without a term, two years apart
+    ("SDQ Aut 2022", None, None, None), ("Autumn", None, None, None),
+    ("2022", None, None, None), ("Aut 2022/24", None, None, None),
+    ("SDQ Total (Summer 2)", None, None, None)])
+def test_term_headers_are_read_as_the_calendars_terms(header, term, start, into) -> None:
+    from evaluation import calendar
+    from evaluation.inspect import _term
+
+    found = _term(header)
+    if term is None:
+        assert found is None
+        return
+    assert found is not None
+    assert calendar.term_label(found.code) == term
+    assert f"{calendar.term_start(found.code):%d/%m/%Y}" == start and found.into == into
+
+
+def _termly_workbook(path: Path) -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Exclusions"
+    sheet.append(["Suspensions by term"])
+    sheet.append(["Exported 20/07/2023"])
+    sheet.append([])
+    sheet.append(["School", "Roll", "Aut 2022", "Spr 2023", "Sum 2023"])
+    sheet.append(["S1", 264, 4, 6, 3])
+    sheet.append(["S2", 300, 2, 0, None])
+    sheet.append(["S3", 150, 1, 5, 7])
+    book.save(path)
+    return path
+
+
+def test_a_termly_exclusions_sheet_is_suggested_and_read_by_intake(tmp_path: Path) -> None:
+    from evaluation.intake import load_data
+    from evaluation.params import load_params
+    from tests.conftest import make_project
+
+    params_file = make_project(tmp_path)
+    path = _termly_workbook(tmp_path / "data/raw/mini/excl.xlsx")
+    inspection = inspect_file(path, root=tmp_path)
+    suggested = yaml.safe_load(inspection.suggestion)["data"]
+    assert set(suggested) == {"exclusions"}
+    block = suggested["exclusions"]
+    assert block["columns"] == {"School": "school_id", "Roll": "roll"}
+    assert block["wide"] == {"Aut 2022": {"period_start": "01/08/2022"},
+                             "Spr 2023": {"period_start": "01/01/2023"},
+                             "Sum 2023": {"period_start": "10/04/2023"}}
+    assert block["path"] == "data/raw/mini/excl.xlsx" and block["header_row"] == 4
+    text = render(inspection)
+    assert "-> suspensions in 2022/23 summer (wide)" in text
+    assert "the exclusions table needs" not in text  # period_start, suspensions: from wide:
+
+    doc = yaml.safe_load(params_file.read_text())
+    doc["data"]["exclusions"] = block
+    params_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    table = load_data(load_params(params_file), use_cache=False)["exclusions"]
+    got = sorted((s, f"{d:%Y-%m-%d}", r, n) for s, d, r, n in zip(
+        table["school_id"], table["period_start"], table["roll"], table["suspensions"],
+        strict=True))
+    # one row per school and term; S2's blank summer cell gives no row
+    assert got == [("S1", "2022-08-01", 264, 4), ("S1", "2023-01-01", 264, 6),
+                   ("S1", "2023-04-10", 264, 3), ("S2", "2022-08-01", 300, 2),
+                   ("S2", "2023-01-01", 300, 0), ("S3", "2022-08-01", 150, 1),
+                   ("S3", "2023-01-01", 150, 5), ("S3", "2023-04-10", 150, 7)]
+
+
+def test_a_term_named_twice_is_left_out_with_a_check(tmp_path: Path) -> None:
+    from evaluation.intake import load_data
+    from evaluation.params import load_params
+    from tests.conftest import make_project
+
+    params_file = make_project(tmp_path)
+    path = tmp_path / "data/raw/mini/excl.csv"
+    path.write_text("School,Roll,Aut 2022,Autumn 2022,Spr 2023,Permanent Spr 2023\n"
+                    "S1,264,4,5,6,1\n", "utf-8")
+    inspection = inspect_file(path, root=tmp_path)
+    block = yaml.safe_load(inspection.suggestion)["data"]["exclusions"]
+    wide = block["wide"]
+    assert wide == {"Aut 2022": {"period_start": "01/08/2022"},
+                    "Spr 2023": {"period_start": "01/01/2023"},
+                    "Permanent Spr 2023": {"period_start": "01/01/2023",
+                                           "into": "permanent_exclusions"}}
+    assert any("'Autumn 2022' and 'Aut 2022' both read as 2022/23 autumn" in c
+               for c in inspection.checks)
+    # suspensions and permanent exclusions of one term land in one row
+    doc = yaml.safe_load(params_file.read_text())
+    doc["data"]["exclusions"] = block
+    params_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    table = load_data(load_params(params_file), use_cache=False)["exclusions"]
+    assert table["suspensions"].tolist() == [4, 6]
+    assert table["permanent_exclusions"].isna().tolist() == [True, False]
+    assert table["permanent_exclusions"].iloc[1] == 1
