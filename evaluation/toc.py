@@ -363,33 +363,58 @@ class TheoryOfChange(_Model):
 
     # ------------------------------------------------------------------ tables
 
-    def outcome_table(self, results: Any = None) -> pd.DataFrame:
+    def outcome_table(
+        self,
+        results: Any = None,
+        *,
+        audience: Literal["board", "internal"] = "board",
+        measure_labels: Mapping[str, str] | None = None,
+    ) -> pd.DataFrame:
         """One row per outcome: statement, measure, analysis, data, target, aims served.
 
         With ``results`` (see :meth:`diagram`) the headline and verdict are added, and
         outcomes without a result say "not yet measured"; with the record columns
         (``estimate``, ``ci_low``, ``ci_high``, ``unit``) a "Target verdict" column gives
         each target's own verdict (met / not met / not yet clear), apart from "Verdict".
+
+        For a board (the default, as in the parameters) there is no "ID" column and no
+        id anywhere: the mechanisms and aims are their statements (shortened), the measure
+        its label (``measure_labels``, else the registry's, as in :meth:`diagram`) and
+        the analysis and data source in words. ``audience="internal"`` keeps the ids.
         """
+        board = _for_board(audience)
         mechs_for = {
-            o.id: [m.id for m in self.mechanisms if o.id in m.outcomes] for o in self.outcomes
+            o.id: [m for m in self.mechanisms if o.id in m.outcomes] for o in self.outcomes
         }
+        aim_text = {a.id: a.statement for a in self.aims}
         rows = []
         for o in self.outcomes:
-            rows.append(
-                {
+            if board:
+                row = {
+                    "Outcome": o.statement,
+                    "Measure": (_measure_label(o.measure, measure_labels) if o.measure
+                                else "not measured"),
+                    "Analysis": _ANALYSIS_WORDS.get(o.analysis, "") if o.analysis else "",
+                    "Data": o.data.replace("_", " ") if o.data else "",
+                }
+            else:
+                row = {
                     "ID": o.id,
                     "Outcome": o.statement,
                     "Measure": o.measure or "not measured",
                     "Analysis": o.analysis or "",
                     "Data": o.data or "",
-                    "Better when": _direction_words(o.direction),
-                    "Target": str(o.target) if o.target else "",
-                    "Timescale": o.timescale or "",
-                    "Via mechanisms": ", ".join(mechs_for[o.id]),
-                    "Serves aims": ", ".join(o.aims),
                 }
-            )
+            row |= {
+                "Better when": _direction_words(o.direction),
+                "Target": str(o.target) if o.target else "",
+                "Timescale": o.timescale or "",
+                "Via mechanisms": _links([m.statement for m in mechs_for[o.id]]) if board
+                else ", ".join(m.id for m in mechs_for[o.id]),
+                "Serves aims": _links([aim_text[a] for a in o.aims]) if board
+                else ", ".join(o.aims),
+            }
+            rows.append(row)
         table = pd.DataFrame(rows)
         if results is not None:
             res = _normalise_results(self, results)
@@ -400,13 +425,34 @@ class TheoryOfChange(_Model):
             table["Target verdict"] = [_target_state(o, res.get(o.id)) for o in self.outcomes]
         return table
 
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """One readable table per part, keyed by part name, for reports."""
+    def tables(
+        self,
+        *,
+        audience: Literal["board", "internal"] = "board",
+        measure_labels: Mapping[str, str] | None = None,
+    ) -> dict[str, pd.DataFrame]:
+        """One readable table per part, keyed by part name, for reports.
+
+        For a board (the default, as in the parameters) the tables show statements, never
+        ids: no "ID" column, and an activity's mechanisms and a mechanism's outcomes are
+        their statements, shortened (see :meth:`outcome_table`). ``audience="internal"``
+        keeps the "ID" column and writes links as ids.
+        """
+        board = _for_board(audience)
+        mech_text = {m.id: m.statement for m in self.mechanisms}
+        outcome_text = {o.id: o.statement for o in self.outcomes}
+
+        def ided(item: Any, row: dict[str, Any]) -> dict[str, Any]:
+            return row if board else {"ID": item.id, **row}
+
+        def linked(ids: list[str], text: Mapping[str, str]) -> str:
+            return _links([text[i] for i in ids]) if board else ", ".join(ids)
+
+        moderator_columns = ["Moderating factor", "Status", "Evidence"]
         out: dict[str, pd.DataFrame] = {
             "activities": pd.DataFrame(
                 [
-                    {
-                        "ID": a.id,
+                    ided(a, {
                         "Activity": a.what,
                         "For whom": a.for_whom,
                         "Delivered by": a.delivered_by,
@@ -415,36 +461,35 @@ class TheoryOfChange(_Model):
                         "Owner": a.owner,
                         "Due": a.due.isoformat(),
                         "RAG": a.rag.capitalize(),
-                        "Mechanisms": ", ".join(a.mechanisms),
-                    }
+                        "Mechanisms": linked(a.mechanisms, mech_text),
+                    })
                     for a in self.activities
                 ]
             ),
             "moderators": pd.DataFrame(
                 [
-                    {
-                        "ID": m.id,
+                    ided(m, {
                         "Moderating factor": m.statement,
                         "Status": m.status,
                         "Evidence": m.evidence or "",
-                    }
+                    })
                     for m in self.moderators
                 ],
-                columns=["ID", "Moderating factor", "Status", "Evidence"],
+                columns=moderator_columns if board else ["ID", *moderator_columns],
             ),
             "mechanisms": pd.DataFrame(
                 [
-                    {
-                        "ID": m.id,
+                    ided(m, {
                         "Mechanism": m.statement,
-                        "Measure": m.measure or "",
-                        "Outcomes": ", ".join(m.outcomes),
-                    }
+                        "Measure": (_measure_label(m.measure, measure_labels)
+                                    if board and m.measure else m.measure or ""),
+                        "Outcomes": linked(m.outcomes, outcome_text),
+                    })
                     for m in self.mechanisms
                 ]
             ),
-            "outcomes": self.outcome_table(),
-            "aims": pd.DataFrame([{"ID": a.id, "Aim": a.statement} for a in self.aims]),
+            "outcomes": self.outcome_table(audience=audience, measure_labels=measure_labels),
+            "aims": pd.DataFrame([ided(a, {"Aim": a.statement}) for a in self.aims]),
             "assumptions": pd.DataFrame({"Assumption": list(self.assumptions)}),
         }
         if self.reporting_periods:
@@ -504,6 +549,35 @@ def _or_list(values: Iterable[str]) -> str:
 
 def _direction_words(direction: str) -> str:
     return "higher" if direction == "higher_is_better" else "lower"
+
+
+#: Each analysis in a board's words: the same words as
+#: ``evaluation.sections.summary.ANALYSIS_LABELS`` (a test keeps them equal; sections
+#: import toc, so toc cannot import them).
+_ANALYSIS_WORDS = {
+    "baseline_followup": "baseline and follow-up",
+    "its": "interrupted time series",
+    "referral_tracking": "referral tracking",
+    "survey": "survey",
+    "audit": "school audit",
+}
+
+#: A linked statement in a table cell is cut to this many characters (at a word).
+_LINK_WIDTH = 60
+
+
+def _for_board(audience: str) -> bool:
+    """True for a board (statements, no ids), False for internal; anything else is an
+    error rather than a silent choice of what a board sees."""
+    if audience not in ("board", "internal"):
+        raise ValueError(f"audience must be 'board' or 'internal', not {audience!r}")
+    return audience == "board"
+
+
+def _links(statements: Iterable[str]) -> str:
+    """Linked parts as their statements, each shortened at a word, one per '; '
+    (statements may hold commas)."""
+    return "; ".join(textwrap.shorten(s, _LINK_WIDTH, placeholder=" …") for s in statements)
 
 
 def _link_problems(toc: TheoryOfChange) -> list[str]:

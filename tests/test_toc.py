@@ -87,7 +87,7 @@ def test_template_set_is_complete() -> None:
 def test_every_template_validates(path: Path) -> None:
     toc = load_toc(path)
     assert toc.title and toc.aims and toc.outcomes and toc.mechanisms and toc.activities
-    tables = toc.tables()
+    tables = toc.tables(audience="internal")
     for part in ("activities", "moderators", "mechanisms", "outcomes", "aims", "assumptions"):
         assert part in tables
     assert len(tables["outcomes"]) == len(toc.outcomes)
@@ -176,7 +176,8 @@ def test_outcome_without_measure_is_a_warning_not_an_error() -> None:
     assert len(warned) == 1 and "not measured" in warned[0]
     # Measured outcomes are not flagged.
     assert not any("'suspensions'" in w for w in toc.warnings)
-    assert toc.outcome_table().set_index("ID").loc["belonging", "Measure"] == "not measured"
+    internal = toc.outcome_table(audience="internal").set_index("ID")
+    assert internal.loc["belonging", "Measure"] == "not measured"
 
 
 def test_missing_measure_on_a_measured_outcome_adds_a_warning() -> None:
@@ -467,7 +468,7 @@ def test_diagram_results_validation() -> None:
 
 def test_outcome_table_with_results() -> None:
     toc = load_toc(template_path("demo"))
-    table = toc.outcome_table(pd.DataFrame(RESULTS)).set_index("ID")
+    table = toc.outcome_table(pd.DataFrame(RESULTS), audience="internal").set_index("ID")
     assert table.loc["suspensions", "Verdict"] == "improved"
     assert table.loc["belonging", "Verdict"] == NOT_YET_MEASURED
     assert table.loc["suspensions", "Better when"] == "lower"
@@ -645,17 +646,17 @@ def test_without_record_columns_targets_are_shown_but_not_judged() -> None:
     assert not any("Target (" in t for t in _texts(fig))
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert not any(label.startswith("Target") for label in labels)
-    table = toc.outcome_table(pd.DataFrame(RESULTS)).set_index("ID")
+    table = toc.outcome_table(pd.DataFrame(RESULTS), audience="internal").set_index("ID")
     assert table.loc["sdq_difficulties", "Target verdict"] == "not judged (no estimate given)"
 
 
 def test_outcome_table_has_the_target_and_its_own_verdict() -> None:
     toc = load_toc(template_path("demo"))
-    plain = toc.outcome_table().set_index("ID")
+    plain = toc.outcome_table(audience="internal").set_index("ID")
     assert plain.loc["needs_met", "Target"] == (
         "At least 70% of closed referrals close as 'needs met'")
     assert plain.loc["belonging", "Target"] == ""
-    table = toc.outcome_table(RECORDS).set_index("ID")
+    table = toc.outcome_table(RECORDS, audience="internal").set_index("ID")
     assert table.loc["needs_met", "Verdict"] == "no clear change"
     assert table.loc["needs_met", "Target verdict"] == "not met"
     assert table.loc["referral_attendance", "Target verdict"] == "met"
@@ -749,3 +750,81 @@ def test_before_the_change_the_diagram_printed_below_7_pt() -> None:
     ax.set_position((0, 0, 1, 1))
     root, scale = _printed_svg(toc.diagram(ax=ax))
     assert min(size for size, _ in _font_sizes(root)) * scale < 7
+
+
+# --------------------------------------------------------------------------- board tables
+
+
+def _overview_cells(toc: TheoryOfChange, audience: str,
+                    labels: dict[str, str]) -> tuple[list[str], str]:
+    """The overview's theory-of-change tables: their headings and cells, each cell also
+    split into its linked parts (a Measure cell is a measure's label, which may be the
+    same word as an outcome's id, e.g. 'suspensions', so it is left out), and the text
+    of the HTML the notebook shows (``report.table``)."""
+    import html as html_lib
+
+    from evaluation import report
+
+    tables = toc.tables(audience=audience, measure_labels=labels)
+    cells = [str(c) for frame in tables.values() for c in frame.columns]
+    cells += [str(v) for frame in tables.values()
+              for v in frame.drop(columns="Measure", errors="ignore").to_numpy().ravel()]
+    cells += [part.strip() for c in cells for part in re.split(r"[;,]", c)]
+    page = "\n".join(report.table(frame, caption=part).data for part, frame in tables.items())
+    return cells, html_lib.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def _demo_ids(toc: TheoryOfChange) -> set[str]:
+    return {i for parts in (toc.outcomes, toc.activities, toc.mechanisms, toc.aims)
+            for i in (p.id for p in parts)}
+
+
+def test_board_overview_tables_show_statements_never_ids() -> None:
+    """The demo's overview tables for a board: no ID column, and no outcome, activity,
+    mechanism or aim id as a cell, a linked part of a cell, or (for the snake_case ids)
+    anywhere in the text; links are the linked statements."""
+    from evaluation.params import load_params
+
+    toc = load_toc(template_path("demo"))
+    params = load_params(Path(__file__).resolve().parents[1] / "params" / "demo.yaml",
+                         check_files=False)
+    assert params.report.audience == "board"
+    labels = {i.id: i.statement for i in params.analyses.survey.definition.items}
+    ids = _demo_ids(toc)
+    board, text = _overview_cells(toc, "board", labels)
+    assert "ID" not in board
+    assert not ids & set(board)
+    assert not [i for i in ids if "_" in i and i in text]
+    # the detector finds them where they are: the internal tables keep the ids
+    internal, internal_text = _overview_cells(toc, "internal", labels)
+    assert "ID" in internal and ids <= set(internal)
+    assert all(i in internal_text for i in ids)
+    # links written as the linked statements (shortened), one per '; '
+    tables = toc.tables(measure_labels=labels)
+    mechs = tables["mechanisms"].set_index("Mechanism")
+    early = next(m for m in toc.mechanisms if m.id == "early_help")
+    assert mechs.loc[early.statement, "Outcomes"] == "; ".join(
+        toc.outcome(o).statement for o in early.outcomes)
+    assert mechs.loc[next(m.statement for m in toc.mechanisms if m.id == "trusted_adults"),
+                     "Measure"] == "There is an adult at school I can talk to"
+    training = tables["activities"].set_index("Activity").loc[
+        "Whole-school trauma-informed relational-practice training", "Mechanisms"]
+    assert training.startswith("Staff understand behaviour as communication")
+    assert all(len(link) <= 60 for link in training.split("; "))
+    outcomes = tables["outcomes"].set_index("Outcome")
+    row = outcomes.loc["Targeted pupils' attendance improves"]
+    assert row["Measure"] == "attendance" and row["Analysis"] == "baseline and follow-up"
+    assert row["Serves aims"].count("; ") == 1
+
+
+def test_board_words_for_analyses_match_the_summary() -> None:
+    from evaluation.sections.summary import ANALYSIS_LABELS
+    from evaluation.toc import _ANALYSIS_WORDS, ANALYSES
+
+    assert _ANALYSIS_WORDS == ANALYSIS_LABELS and set(_ANALYSIS_WORDS) == set(ANALYSES)
+
+
+def test_an_unknown_audience_is_refused() -> None:
+    toc = load_toc(template_path("demo"))
+    with pytest.raises(ValueError, match="audience must be 'board' or 'internal'"):
+        toc.tables(audience="researcher")
