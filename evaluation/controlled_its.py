@@ -148,7 +148,7 @@ from scipy import optimize, special
 
 from evaluation import calendar
 from evaluation.errors import DataError, describe_rows
-from evaluation.its import (
+from evaluation.its import (  # the same row numbers and number coercion as ITS
     AR1_MAX_RHO,
     AR1_RHO_MARGIN,
     MIN_POINTS,
@@ -156,6 +156,8 @@ from evaluation.its import (
     ITSMissingPeriodsWarning,
     ITSPowerWarning,
     Periods,
+    _numeric,
+    _rows,
     as_dates,
 )
 from evaluation.privacy import Disclosure
@@ -1233,13 +1235,6 @@ def _check_events(y: np.ndarray, z: np.ndarray, post: np.ndarray, outcome: str) 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _rows(index: pd.Index) -> list:
-    """Row labels as file line numbers (header = line 1) for a default integer index."""
-    if pd.api.types.is_integer_dtype(index):
-        return [int(i) + 2 for i in index]
-    return list(index)
-
-
 def _as_list(treated: Any) -> list:
     if isinstance(treated, (str, bytes)) or not isinstance(treated, Iterable):
         return [treated]
@@ -1247,12 +1242,6 @@ def _as_list(treated: Any) -> list:
     if not values:
         raise DataError("treated= is empty: give the programme's unit identifier(s).")
     return values
-
-
-def _numeric(values: pd.Series) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return values.to_numpy(dtype=float, na_value=np.nan)
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _interruption_date(value: Any, periods: Periods) -> pd.Timestamp:
