@@ -103,3 +103,19 @@ def _private_key_folder(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def mini_project(tmp_path: Path) -> Path:
     return make_project(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's published report, built once per test session by the runner (so each
+    notebook executes once in the suite), or the one named by EVALKIT_TEST_REPORT."""
+    from evaluation.runner import run_project
+
+    given = os.environ.get("EVALKIT_TEST_REPORT")
+    if given:
+        return Path(given)
+    reports = tmp_path_factory.mktemp("reports")
+    outcome = run_project(REPO / "params" / "demo.yaml", reports_root=reports,
+                          progress=lambda m: None)
+    assert outcome.ok, outcome.message
+    return reports / "demo"

@@ -19,7 +19,6 @@ report built already instead (it is only read).
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 from pathlib import Path
@@ -27,7 +26,6 @@ from pathlib import Path
 import pytest
 
 from evaluation.params import NOTEBOOKS, load_params
-from evaluation.runner import run_project
 from evaluation.toc import load_toc
 from tests.conftest import REPO
 
@@ -41,23 +39,6 @@ DEMO = load_params(REPO / "params" / "demo.yaml")
 PAGES = list(dict.fromkeys(NOTEBOOKS[a].replace(".ipynb", ".html") for a in DEMO.enabled)
              ) + ["index.html"]
 SUMMARY = NOTEBOOKS["summary"].replace(".ipynb", ".html")
-
-_BUILT: dict[str, Path] = {}
-
-
-def demo_report_dir(factory: pytest.TempPathFactory) -> Path:
-    """The demo report: built once per session (or taken from EVALKIT_TEST_REPORT)."""
-    given = os.environ.get("EVALKIT_TEST_REPORT")
-    if given:
-        return Path(given)
-    if "demo" not in _BUILT:
-        reports = factory.mktemp("browser-reports")
-        outcome = run_project(REPO / "params" / "demo.yaml", reports_root=reports,
-                              progress=lambda m: None)
-        assert outcome.ok, outcome.message
-        _BUILT["demo"] = reports / "demo"
-    return _BUILT["demo"]
-
 
 def chromium_executable() -> str | None:
     """Debian's chromium (or another Chromium/Chrome on PATH)."""
@@ -122,11 +103,6 @@ def page_texts(pdf: Path) -> list[str]:
     from pypdf import PdfReader
 
     return [" ".join((p.extract_text() or "").split()) for p in PdfReader(str(pdf)).pages]
-
-
-@pytest.fixture(scope="session")
-def demo_report(tmp_path_factory) -> Path:
-    return demo_report_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

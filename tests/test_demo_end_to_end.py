@@ -19,22 +19,12 @@ import pandas as pd
 import pytest
 
 from evaluation.params import NOTEBOOKS, load_params
-from evaluation.runner import run_project
 from evaluation.toc import load_toc
 from tests.conftest import REPO
 
 DATA_URI = re.compile(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+")
 # What a reader sees: the page without its style sheets, scripts and embedded images.
 NOT_SHOWN = re.compile(r"<style[^>]*>.*?</style>|<script[^>]*>.*?</script>", re.S)
-
-
-@pytest.fixture(scope="module")
-def demo_report(tmp_path_factory):
-    reports = tmp_path_factory.mktemp("reports")
-    outcome = run_project(REPO / "params" / "demo.yaml", reports_root=reports,
-                          progress=lambda m: None)
-    assert outcome.ok, outcome.message
-    return reports / "demo"
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ from tests.test_browser import (
     DEMO,
     NEAR_BLANK,
     PT_MIN,
-    demo_report_dir,
     page_ink,
     page_texts,
     text_sizes,
@@ -51,13 +50,13 @@ def _weasyprint_or_skip() -> None:
 
 
 @pytest.fixture(scope="module")
-def pack(tmp_path_factory) -> tuple[Path, Path]:
+def pack(tmp_path_factory, demo_report) -> tuple[Path, Path]:
     """The demo's board pack, written into a copy of the demo report."""
     import shutil
 
     _weasyprint_or_skip()
     report = tmp_path_factory.mktemp("pack") / "demo"
-    shutil.copytree(demo_report_dir(tmp_path_factory), report)
+    shutil.copytree(demo_report, report)
     pdf = write_board_pack(report, DEMO.project.title, DEMO.project.organisation, PERIOD,
                            DEMO.project.synthetic, produced=PRODUCED)
     return report, pdf
