@@ -262,7 +262,11 @@ class ControlledITSResult:
         """estimate, se, t, p, ci_low, ci_high of ``c'b`` on the model scale."""
         p = self.panel
         est = float(c @ p.params)
-        se = float(np.sqrt(c @ p.V @ c))
+        var = float(c @ p.V @ c)
+        # With very sparse series the AR(1) sandwich need not be positive definite: a
+        # contrast with no positive variance gets no interval (missing: "no clear change"),
+        # never a zero-width one.
+        se = float(np.sqrt(var)) if var > 0 else np.nan
         tstat = est / se if se > 0 else np.nan
         pval = float(2 * special.stdtr(p.df_resid, -abs(tstat)))
         return est, se, tstat, pval, est - p.crit * se, est + p.crit * se

@@ -516,7 +516,8 @@ def plot_km(result: SurvivalResult, ax: Any = None, title: str | None = None) ->
     p = result.test.get("p_value", np.nan)
     sub = f" (log-rank p = {p:.3g})" if not np.isnan(p) else ""
     ax.set_title(title or f"Time to {result.event_label}{sub}")
-    ax.legend(title="First intervention", fontsize="small")
+    if ax.get_legend_handles_labels()[0]:  # no curve (no case yet): no legend to draw
+        ax.legend(title="First intervention", fontsize="small")
     return ax
 
 
