@@ -902,9 +902,10 @@ class ReliableChange:
         h = self.headline()
         label = self.label[:1].upper() + self.label[1:]
         return make_record(self, outcome, analysis="baseline_followup",
-                           headline=(f"{label}: {h['estimate']:.0%} reliably improved "
-                                     f"({h['ci_low']:.0%} to {h['ci_high']:.0%}); "
-                                     f"{self.design}"),
+                           headline=(f"{label}: {format_figure(h['estimate'], h['unit'])} "
+                                     "reliably improved "
+                                     f"({format_interval(h['ci_low'], h['ci_high'], h['unit'])}"
+                                     f"); {self.design}"),
                            period=period, n=n, notebook=notebook)
 
 
@@ -1218,8 +1219,9 @@ class PairedOrdinal:
         """The results.json record: the share of movers who moved up."""
         h = self.headline()
         label = self.label[:1].upper() + self.label[1:]
-        text = (f"{label}: {h['estimate']:.0%} of pupils who changed level moved up "
-                f"({h['ci_low']:.0%} to {h['ci_high']:.0%})" if np.isfinite(h["estimate"])
+        text = (f"{label}: {format_figure(h['estimate'], h['unit'])} of pupils who changed "
+                f"level moved up ({format_interval(h['ci_low'], h['ci_high'], h['unit'])})"
+                if np.isfinite(h["estimate"])
                 else f"{label}: no pupil changed level")
         return make_record(self, outcome, analysis="baseline_followup",
                            headline=f"{text}; {self.design}", period=period, n=n,
@@ -1449,9 +1451,10 @@ class PairedBinary:
         h = self.headline()
         label = self.label[:1].upper() + self.label[1:]
         return make_record(self, outcome, analysis="baseline_followup",
-                           headline=(f"{label}: {h['estimate']:+.0f} percentage points yes "
-                                     f"({h['ci_low']:+.0f} to {h['ci_high']:+.0f}); "
-                                     f"{self.design}"),
+                           headline=(f"{label}: {format_figure(h['estimate'], h['unit'])} "
+                                     "percentage points yes "
+                                     f"({format_interval(h['ci_low'], h['ci_high'], h['unit'])}"
+                                     f"); {self.design}"),
                            period=period, n=n, notebook=notebook)
 
     def board_table(self, disclosure: Disclosure | None = None) -> pd.DataFrame:
