@@ -44,7 +44,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -556,6 +556,7 @@ def kernel_execution_options(kernel_dirs: Path) -> dict:
 #   .<project>.versions/<stamp>/                          (complete reports only)
 #   .<project>-build-<stamp>/                             (the run in progress)
 #   .<project>.lock                                       (held for the whole run)
+#   .<project>.kernels/                                   (the run's kernel spec)
 #   <project>.failed/                                     (the last failed build)
 #
 # A build becomes a version by one rename once its index.html is written, so every folder
@@ -687,6 +688,7 @@ def _repair(root: Path, project: str) -> None:
     for path in root.iterdir():
         if (_stale_build(project, path.name)
                 or path.name.startswith(f".{project}.link-")
+                or path.name == f".{project}.kernels"
                 or (path == legacy_old and final.exists())):
             _remove(path)
     if versions.is_dir():
@@ -808,17 +810,20 @@ def run_project(
             return _failure(params_file, name, (
                 f"cannot tidy the reports folder {_shown(root)} after an interrupted run "
                 f"({exc.strerror or exc}: {exc.filename}); check its permissions"), start)
-        try:
-            params, _, data = validate_project(params_file)
-            write_processed(params, data)
-        except EvalKitError as exc:
-            return _failure(params_file, name, str(exc), start)
-        except OSError as exc:  # normally a DataError from write_processed; never a traceback
-            return _failure(params_file, name, (
-                f"cannot write {exc.filename} ({exc.strerror or exc}): make the folder "
-                "writable for your user"), start)
-        return _build_and_publish(params_file, params, data, root, progress, start,
-                                  pdf=pdf or params.report.pdf)
+        # The notebooks' kernels start now, while the data are checked (see _Kernels).
+        notebooks = list(dict.fromkeys(NOTEBOOKS[analysis] for analysis in params.enabled))
+        with _Kernels(notebooks, params.root / "notebooks", root / f".{name}.kernels") as kernels:
+            try:
+                params, _, data = validate_project(params_file)
+                write_processed(params, data)
+            except EvalKitError as exc:
+                return _failure(params_file, name, str(exc), start)
+            except OSError as exc:  # normally a DataError from write_processed; never a traceback
+                return _failure(params_file, name, (
+                    f"cannot write {exc.filename} ({exc.strerror or exc}): make the folder "
+                    "writable for your user"), start)
+            return _build_and_publish(params_file, params, data, root, progress, start,
+                                      kernels, pdf=pdf or params.report.pdf)
     finally:
         lock.release()
 
@@ -880,6 +885,54 @@ async def _warm_kernel(km, cwd: Path) -> None:
         client.stop_channels()
 
 
+class _Kernels:
+    """One kernel per notebook, each started, and the kit imported in it, in a thread of its
+    own as soon as the run starts: the kernels start while the runner checks the data
+    (which uses one core), instead of after. A notebook executes on its kernel when
+    :meth:`run` releases it; leaving the ``with`` block releases the others without running
+    them, and every kernel is shut down (also when the run stops early).
+
+    Each kernel lives in one thread from start to shutdown (one event loop). The kernels run
+    the interpreter running evalkit (:func:`write_kernel_spec`, in ``folder``: beside the
+    report, so that what a killed run leaves there is removed by the next run's repair)."""
+
+    def __init__(self, notebooks: list[str], cwd: Path, folder: Path) -> None:
+        self._folder = folder
+        self.options = kernel_execution_options(write_kernel_spec(folder))
+        self._jobs: dict[str, Callable] = {}
+        self._release = {n: threading.Event() for n in notebooks}
+        self._pool = ThreadPoolExecutor(max_workers=len(notebooks))
+        self._lives = {n: self._pool.submit(self._life, n, cwd) for n in notebooks}
+
+    def _life(self, notebook: str, cwd: Path) -> float | None:
+        km = self.options["kernel_manager_class"](kernel_name=KERNEL_NAME,
+                                                  config=self.options["config"])
+        try:
+            run_sync(_warm_kernel)(km, cwd)
+            self._release[notebook].wait()
+            job = self._jobs.get(notebook)
+            return job(km) if job is not None else None
+        finally:
+            if km.has_kernel:
+                run_sync(km.shutdown_kernel)(now=True)
+
+    def run(self, notebook: str, job: Callable) -> Future:
+        """Execute ``job(km)`` on the notebook's kernel (once it has started); the future
+        gives what ``job`` returns, or raises what it (or the kernel's start) raised."""
+        self._jobs[notebook] = job
+        self._release[notebook].set()
+        return self._lives[notebook]
+
+    def __enter__(self) -> _Kernels:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for event in self._release.values():
+            event.set()
+        self._pool.shutdown(wait=True)
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
 def _merge_results(parts: list[Path], target: Path) -> None:
     """Write ``target`` from the results files of notebooks executed at the same time.
 
@@ -905,7 +958,7 @@ def _merge_results(parts: list[Path], target: Path) -> None:
 
 
 def _build_and_publish(params_file: str | Path, params: ProjectParams, data, root: Path,
-                       progress: Callable[[str], None], start: float, *,
+                       progress: Callable[[str], None], start: float, kernels: _Kernels, *,
                        pdf: bool = False) -> RunOutcome:
     name = params.project.id
     notebooks_dir = params.root / "notebooks"
@@ -920,61 +973,34 @@ def _build_and_publish(params_file: str | Path, params: ProjectParams, data, roo
         for notebook in notebooks:
             if not (notebooks_dir / notebook).is_file():
                 raise EvalKitError(f"notebook {notebooks_dir / notebook} not found")
-        kernel = kernel_execution_options(write_kernel_spec(build / ".kernels"))
 
-        def run(notebook: str, results_file: Path, km=None) -> float:
-            return _execute(notebooks_dir / notebook, build / notebook, params, results_file,
-                            kernel, keep_warnings=internal, km=km)
+        def run(notebook: str, results_file: Path) -> Future:
+            progress(f"[{name}] {notebooks.index(notebook) + 1}/{len(notebooks)} {notebook} ...")
+            return kernels.run(notebook, lambda km: _execute(
+                notebooks_dir / notebook, build / notebook, params, results_file,
+                kernels.options, keep_warnings=internal, km=km))
 
         def done(notebook: str, seconds: float) -> None:
             progress(f"[{name}] {notebooks.index(notebook) + 1}/{len(notebooks)} {notebook} "
                      f"done in {seconds:.1f} s")
 
         # The analyses are independent: each in its own kernel, all at once, each recording
-        # into its own results file. The summary reads what they recorded: it runs last,
-        # in a kernel started (and its imports done) as soon as a first analysis finishes.
+        # into its own results file. The summary reads what they recorded: it runs last.
         first = [n for n in notebooks if n != summary]
         parts = {n: build / ".results" / Path(n).stem / "results.json" for n in first}
-        free, released, state = threading.Event(), threading.Event(), {"go": False}
-
-        def run_summary() -> float | None:
-            free.wait()
-            km = kernel["kernel_manager_class"](kernel_name=KERNEL_NAME,
-                                                config=kernel["config"])
-            try:  # one thread, so one event loop, for the kernel from start to shutdown
-                run_sync(_warm_kernel)(km, notebooks_dir)
-                released.wait()
-                return run(summary, build / "results.json", km) if state["go"] else None
-            finally:
-                if km.has_kernel:
-                    run_sync(km.shutdown_kernel)(now=True)
-
-        for notebook in first:
-            progress(f"[{name}] {notebooks.index(notebook) + 1}/{len(notebooks)} {notebook} ...")
+        running = {run(n, parts[n]): n for n in first}
         failures: dict[str, BaseException] = {}
-        with ThreadPoolExecutor(max_workers=len(first) + 1) as pool:
-            last = pool.submit(run_summary) if summary in notebooks else None
+        for future in as_completed(running):
             try:
-                running = {pool.submit(run, n, parts[n]): n for n in first}
-                for future in as_completed(running):
-                    free.set()
-                    try:
-                        done(running[future], future.result())
-                    except Exception as exc:  # reported below, in notebook order
-                        failures[running[future]] = exc
-                if not failures:
-                    _merge_results([parts[n] for n in first], build / "results.json")
-                    shutil.rmtree(build / ".results", ignore_errors=True)
-                    state["go"] = last is not None
-                    if last is not None:
-                        progress(f"[{name}] {len(notebooks)}/{len(notebooks)} {summary} ...")
-            finally:  # never leave the summary's kernel waiting
-                free.set()
-                released.set()
-            if failures:
-                raise next(failures[n] for n in first if n in failures)
-            if last is not None:
-                done(summary, last.result())
+                done(running[future], future.result())
+            except Exception as exc:  # reported below, in notebook order
+                failures[running[future]] = exc
+        if failures:
+            raise next(failures[n] for n in first if n in failures)
+        _merge_results([parts[n] for n in first], build / "results.json")
+        shutil.rmtree(build / ".results", ignore_errors=True)
+        if summary in notebooks:
+            done(summary, run(summary, build / "results.json").result())
         # The summary leads the index, then the other pages in the order of the analyses.
         pages = [(_page_label(n), n.replace(".ipynb", ".html")) for n in notebooks]
         pages.sort(key=lambda p: p[1] != NOTEBOOKS["summary"].replace(".ipynb", ".html"))
@@ -990,7 +1016,6 @@ def _build_and_publish(params_file: str | Path, params: ProjectParams, data, roo
             write_project_pack(params, build)
         # What is published: the pages, index, provenance and results; the executed
         # notebooks (every table unsuppressed) only in an internal report.
-        shutil.rmtree(build / ".kernels")
         if not internal:
             for notebook in build.glob("*.ipynb"):
                 notebook.unlink()
