@@ -26,8 +26,11 @@ def test_registry_has_required_measures_each_value_sourced():
                 assert m.source.get(key), (m.name, key)
         if m.bands:
             assert m.source.get("bands"), m.name
-    # values that were only recalled are not shipped
-    assert reg["sdq_self_total"].bands == [] and reg["sdq_self_total"].functional is None
+    # values that were only recalled are not shipped: the self-report 4-band inner
+    # boundaries were not found in a nameable source, so only the close-to-average boundary
+    # (Scottish Government HWB census code) is shipped, as two bands
+    assert [b[0] for b in reg["sdq_self_total"].bands] == [
+        "Close to average", "Slightly raised, high or very high"]
     # UK per-informant alphas (Goodman 2001) were not re-found: the teacher alpha shipped is
     # the Dutch one (van den Heuvel et al. 2017, Table 4); parent and self have none
     assert reg["sdq_teacher_total"].reliability == 0.80
@@ -35,7 +38,10 @@ def test_registry_has_required_measures_each_value_sourced():
     assert "e0176605" in reg["sdq_teacher_total"].source["reliability"]
     assert reg["sdq_parent_total"].reliability == 0.86  # Dutch parent norms, 6-11 years
     assert "s12955-018-0948-1" in reg["sdq_parent_total"].source["reliability"]
-    assert reg["sdq_self_total"].reliability is None
+    # self-report: the Dutch alpha of Theunissen et al. (2019), total only
+    assert reg["sdq_self_total"].reliability == 0.75
+    assert "10.1016/j.acap.2018.12.008" in reg["sdq_self_total"].source["reliability"]
+    assert reg["sdq_self_emotional"].reliability is None
     assert reg["wemwbs"].sd is None and reg["wemwbs"].reliability == 0.91
     assert reg["attendance_pct"].reliability is None
     assert reg["sdq_teacher_total"].functional == (6.6, 6.0)
@@ -53,7 +59,7 @@ def test_teacher_bands_match_published_table():
     with pytest.raises(DataError, match="outside its range"):
         band([41], m)
     with pytest.raises(DataError, match="no published bands"):
-        band([10], load_registry()["sdq_self_total"])
+        band([50], load_registry()["wemwbs"])
 
 
 def test_extra_measures_validated():
@@ -112,7 +118,10 @@ def test_score_sdq_text_answers_numbered_columns_and_errors():
     df = pd.DataFrame([[text[v] for v in vals]], columns=[f"sdq{i}" for i in range(1, 26)])
     num = pd.DataFrame([vals], columns=[f"sdq{i}" for i in range(1, 26)])
     pd.testing.assert_frame_equal(score_sdq(df, "parent"), score_sdq(num, "parent"))
-    assert "total_band" not in score_sdq(num, "self")  # no citable self-report bands
+    own = score_sdq(num, "self")  # the self-report total is banded with its own bands
+    expected = ["Close to average" if s <= 14 else "Slightly raised, high or very high"
+                for s in own["total_difficulties"]]
+    assert own["total_band"].tolist() == expected
     bad = num.copy()
     bad.loc[0, "sdq4"] = 3
     with pytest.raises(DataError, match="'sdq4'.*item 4.*row"):
@@ -161,7 +170,12 @@ def test_registry_rtm_and_attainment_fields_are_sourced_and_consistent():
     assert "mean: 0.62" in t.source["retest"] and "Stand-in" in t.source["retest"]
     # subscales: the mean retest over all scales is not used for single subscales
     assert reg["sdq_teacher_emotional"].retest is None
-    assert reg["sdq_self_total"].population_mean is None  # UK self norms not re-found
+    # UK self norms were not re-found: the Dutch ones (Vugteveen et al. 2022) are shipped
+    s = reg["sdq_self_total"]
+    assert (s.population_mean, s.population_sd) == (8.6, 5.0) == s.functional
+    assert "Dutch" in s.source["population_mean"] and "Dutch" in s.source["functional"]
+    assert s.retest == 0.62 and "Stand-in" in s.source["retest"]
+    assert reg["sdq_self_emotional"].retest is None
     alphas = {s: reg[f"sdq_teacher_{s}"].reliability for s in
               ("emotional", "conduct", "hyperactivity", "peer", "prosocial")}
     assert alphas == {"emotional": 0.73, "conduct": 0.64, "hyperactivity": 0.86, "peer": 0.60,
@@ -222,3 +236,125 @@ def test_new_registry_fields_validated():
     with pytest.raises(ParamsError, match="field 'population_sd'"):
         load_registry({"x": dict(base, population_sd=0,
                                  source={"range": "t", "population_sd": "s"})})
+
+
+# --- issue #19 item 10: SDQ values with their published sources -------------------------
+
+# (measure, field, value as published, a fragment of the citation the source must carry)
+PUBLISHED_SDQ = [
+    ("sdq_teacher_total", "reliability", 0.80, "e0176605"),        # van den Heuvel 2017 T4
+    ("sdq_teacher_hyperactivity", "reliability", 0.86, "e0176605"),
+    ("sdq_parent_total", "reliability", 0.86, "s12955-018-0948-1"),  # Dutch norms 2018 T2
+    ("sdq_self_total", "reliability", 0.75, "10.1016/j.acap.2018.12.008"),  # Theunissen 2019
+    ("sdq_teacher_total", "population_mean", 6.6, "PMC4830858"),
+    ("sdq_teacher_total", "population_sd", 6.0, "PMC4830858"),
+    ("sdq_teacher_total", "retest", 0.62, "mean: 0.62"),            # Goodman 2001 abstract
+    ("sdq_parent_total", "retest", 0.62, "mean: 0.62"),
+    ("sdq_self_total", "retest", 0.62, "mean: 0.62"),
+    # Vugteveen et al. 2022 Table 2, self-reported, both sexes: M (SD)
+    ("sdq_self_total", "population_mean", 8.6, "Vugteveen"),
+    ("sdq_self_total", "population_sd", 5.0, "Vugteveen"),
+    ("sdq_self_emotional", "population_mean", 2.3, "Vugteveen"),
+    ("sdq_self_emotional", "population_sd", 2.1, "Vugteveen"),
+    ("sdq_self_conduct", "population_mean", 1.3, "Vugteveen"),
+    ("sdq_self_conduct", "population_sd", 1.3, "Vugteveen"),
+    ("sdq_self_hyperactivity", "population_mean", 3.7, "Vugteveen"),
+    ("sdq_self_hyperactivity", "population_sd", 2.4, "Vugteveen"),
+    ("sdq_self_peer", "population_mean", 1.4, "Vugteveen"),
+    ("sdq_self_peer", "population_sd", 1.6, "Vugteveen"),
+    ("sdq_self_prosocial", "population_mean", 8.1, "Vugteveen"),
+    ("sdq_self_prosocial", "population_sd", 1.6, "Vugteveen"),
+]
+
+
+@pytest.mark.parametrize("name,key,value,cited", PUBLISHED_SDQ)
+def test_each_shipped_sdq_value_is_the_published_one_with_its_source(name, key, value, cited):
+    m = load_registry()[name]
+    assert getattr(m, key) == value
+    assert cited in m.source[key], (name, key)
+
+
+def test_self_report_norms_are_one_consistent_sample():
+    reg = load_registry()
+    for scale in ("total", "emotional", "conduct", "hyperactivity", "peer", "prosocial"):
+        m = reg[f"sdq_self_{scale}"]
+        # the J&T functional norm and the RCI SD are the same Dutch sample
+        assert m.functional == (m.population_mean, m.population_sd) and m.sd == m.population_sd
+        assert "s13034-021-00437-8" in m.source["functional"]
+        assert "Dutch" in m.source["functional"] and "not the UK one" in m.source["functional"]
+    # the four difficulty means add up to the total's, to the table's rounding
+    parts = sum(reg[f"sdq_self_{s}"].population_mean
+                for s in ("emotional", "conduct", "hyperactivity", "peer"))
+    assert parts == pytest.approx(reg["sdq_self_total"].population_mean, abs=0.25)
+
+
+def test_every_missing_sdq_reliability_or_retest_says_why():
+    for name, m in load_registry().items():
+        if not name.startswith("sdq_"):
+            continue
+        for key in ("reliability", "retest"):
+            if getattr(m, key) is None:
+                assert m.source.get(key, "").startswith("Not shipped"), (name, key)
+            else:
+                assert m.source[key] and not m.source[key].startswith("Not shipped")
+
+
+def _scotgov_close_to_average(scale: str, score: float) -> bool:
+    # independent re-statement of ScotGovAnalysis/hwb-census
+    # code/12d_mental_health_and_wellbeing_sdq.R (commit 21cc7c62a0...): "Newer 4-band"
+    limits = {"total": 14, "emotional": 4, "conduct": 3, "hyperactivity": 5, "peer": 2}
+    return score >= 7 if scale == "prosocial" else score <= limits[scale]
+
+
+@pytest.mark.parametrize("scale", ["total", "emotional", "conduct", "hyperactivity", "peer",
+                                   "prosocial"])
+def test_self_report_bands_follow_the_scottish_census_boundaries(scale):
+    m = load_registry()[f"sdq_self_{scale}"]
+    assert "ScotGovAnalysis/hwb-census" in m.source["bands"]
+    assert "21cc7c62a02638c77f86378d0d6e6d128b6adebe" in m.source["bands"]
+    scores = np.arange(0, m.max + 1)
+    got = band(scores, m).tolist()
+    assert got == ["Close to average" if _scotgov_close_to_average(scale, s) else
+                   m.bands[1][0] for s in scores]
+
+
+def test_new_project_sdq_self_total_gets_reliable_change_and_rtm_without_numbers():
+    """A project that names only ``sdq_self_total`` gets both analyses from the registry."""
+    import statsmodels.api as sm
+
+    from evaluation.baseline_followup import RETEST_RANGE, headline_change, reliable_change
+    from evaluation.rtm import rtm_adjust, rtm_inputs_missing
+
+    m = load_registry()["sdq_self_total"]  # what a new project's outcome resolves to
+    assert rtm_inputs_missing(m) == []
+    # Reliable change (Jacobson & Truax 1991): SE = SD sqrt(1 - alpha), S_diff = sqrt(2) SE
+    threshold = 1.96 * math.sqrt(2) * 5.0 * math.sqrt(1 - 0.75)  # 6.93 points
+    base = np.array([20, 20, 20, 20, 18, 25, 16, 22, 19, 21, 24, 17], dtype=float)
+    change = np.array([-7, -6, 7, 0, -3, -10, 2, -8, 1, -4, -12, 5], dtype=float)
+    d = pd.DataFrame({"baseline": base, "follow_up": base + change})
+    rc = reliable_change(d, "baseline", "follow_up", measure=m)
+    assert rc.points_needed == pytest.approx(threshold)
+    expected = np.where(change <= -threshold, "reliably improved",
+                        np.where(change >= threshold, "reliably deteriorated",
+                                 "no reliable change"))
+    assert rc.pupils["reliable_change"].astype(str).tolist() == expected.tolist()
+    # J&T criterion b from the functional norm alone: mean + 2 SD (lower is better)
+    assert rc.criterion == "b" and rc.cutoff == pytest.approx(8.6 + 2 * 5.0)
+
+    # Regression to the mean (Barnett et al. 2005), checked against OLS with an offset
+    rng = np.random.default_rng(11)
+    x = rng.integers(15, 30, 40).astype(float)
+    y = np.clip(np.round(8.6 + 0.62 * (x - 8.6) + rng.normal(0, 4, 40)), 0, 40)
+    res = rtm_adjust(x, y, measure=m)
+    ols = sm.OLS(y - 8.6 - 0.62 * (x - 8.6), np.ones_like(x)).fit()
+    assert res.population_mean == 8.6 and res.retest == 0.62
+    assert res.retest_interval == "4 to 6 months"
+    assert res.adjusted_change == pytest.approx(ols.params[0])
+    assert (res.ci_low, res.ci_high) == pytest.approx(tuple(ols.conf_int(0.05)[0]))
+    # and the single-group headline allows for it, over the kit's retest range
+    h = headline_change(pd.DataFrame({"baseline": x, "follow_up": y}), comparison=False,
+                        measure=m).headline()
+    assert h["adjusted_for_rtm"]
+    wide = rtm_adjust(x, y, measure=m, retest_range=RETEST_RANGE)
+    assert (h["estimate"], h["ci_low"], h["ci_high"]) == pytest.approx(
+        (wide.adjusted_change, wide.ci_low, wide.ci_high))

@@ -118,11 +118,11 @@ def test_measure_supplies_registry_values_and_result_protocol():
 
     rec = res.record(Outcome())
     assert rec.estimate == res.adjusted_change and rec.verdict == res.verdict
-    # no norms for the self-report SDQ: say which fields are missing
-    assert rtm_inputs_missing(reg["sdq_self_total"]) == ["population_mean"]
+    # no norms for the teacher peer-problems scale: say which fields are missing
+    assert rtm_inputs_missing(reg["sdq_teacher_peer"]) == ["population_mean", "retest"]
     assert rtm_inputs_missing(m) == []
-    with pytest.raises(DataError, match="sdq_self_total.*population_mean"):
-        rtm_adjust(x, y, measure=reg["sdq_self_total"])
+    with pytest.raises(DataError, match="sdq_teacher_peer.*population_mean"):
+        rtm_adjust(x, y, measure=reg["sdq_teacher_peer"])
     with pytest.raises(DataError, match="selected="):
         rtm_adjust(x, y, measure=m, cutoff=16)
     with pytest.raises(DataError, match="between 0 and 1"):
