@@ -141,6 +141,11 @@ class ProjectData:
 
     tables: dict[str, pd.DataFrame]
     reports: dict[str, IntakeReport]
+    #: Sources loaded from the cache, which keeps no dropped header: their headers are
+    #: read again from the raw file only if :meth:`dropped_columns` is asked for (the
+    #: notebooks never ask; reading every file's header row again cost each of them ~0.6 s).
+    cached: dict[str, tuple[ProjectParams, DataSource]] = field(default_factory=dict,
+                                                                 repr=False)
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables[name]
@@ -153,8 +158,15 @@ class ProjectData:
 
         For the terminal only (``evalkit validate``): never put them in a report or a file.
         """
-        return {name: list(r.dropped_columns) for name, r in self.reports.items()
-                if r.dropped_columns}
+        out = {}
+        for name, report in self.reports.items():
+            dropped = report.dropped_columns
+            if name in self.cached:
+                params, source = self.cached[name]
+                dropped = _dropped_headers(params, name, source)
+            if dropped:
+                out[name] = list(dropped)
+        return out
 
     def notes(self) -> dict[str, list[str]]:
         """What reading each source involved (encoding, delimiter, title lines skipped,
@@ -966,7 +978,7 @@ def load_data(params: ProjectParams, *, use_cache: bool = True,
     file (same SHA-256), column mapping, pseudonym key and kit version is loaded from the
     cache instead of being read again; anything else is read and checked afresh.
     """
-    tables, reports = {}, {}
+    tables, reports, from_cache = {}, {}, {}
     found: list[tuple[Path, str]] = []
     for name, source in params.data.items():
         cached = None
@@ -980,9 +992,8 @@ def load_data(params: ProjectParams, *, use_cache: bool = True,
                 except Exception:  # a stale or damaged cache is simply ignored
                     cached = None
         if cached is not None:
-            frame, report = cached
-            report = replace(report, dropped_columns=_dropped_headers(params, name, source))
-            tables[name], reports[name] = frame, report
+            tables[name], reports[name] = cached
+            from_cache[name] = (params, source)
         else:
             try:
                 tables[name], reports[name] = read_source(name, source, params)
@@ -994,7 +1005,7 @@ def load_data(params: ProjectParams, *, use_cache: bool = True,
         raise DataProblems(found)
     if problems is not None:
         problems += found
-    return ProjectData(tables, reports)
+    return ProjectData(tables, reports, from_cache)
 
 
 def processed_dir(params: ProjectParams) -> Path:

@@ -8,7 +8,8 @@ For each project the runner
    injecting ``params_file`` and ``results_file``, on a kernel running the interpreter that
    runs evalkit (not whichever ``python`` is first on PATH): the analyses all at once, each
    in its own kernel and recording into its own results file, merged into ``results.json``
-   for the summary, which runs last; the notebooks load the tables cached by step 1;
+   for the summary, which runs last; the notebooks load the tables cached by step 1. The
+   kernels start, and import the kit, as the run begins, while step 1 checks the data;
 3. exports each executed notebook to HTML with all code hidden, and without what the
    notebook shows only to the analyst (outputs and cells tagged
    :data:`evaluation.sections.ANALYST_TAG`: results before disclosure control), through the
@@ -868,7 +869,10 @@ def _execute(source: Path, executed: Path, params: ProjectParams, results_file: 
     return time.perf_counter() - t0
 
 
-WARM_UP = "import evaluation.project, evaluation.report, evaluation.sections, matplotlib.pyplot"
+WARM_UP = (
+    "import evaluation.project, evaluation.report, evaluation.sections, evaluation.surveys, "
+    "matplotlib.pyplot"
+)  # (evaluation.surveys: the parameters of a project with a survey import it, and scipy)
 
 
 async def _warm_kernel(km, cwd: Path) -> None:

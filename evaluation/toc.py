@@ -983,11 +983,20 @@ def _font(size: float) -> Any:
 
 
 @lru_cache(maxsize=8192)
-def _text_width(text: str, size: float) -> float:
-    """Width of one line of ``text`` in inches at ``size`` pt (no rendering needed)."""
+def _word_width(word: str, size: float) -> float:
+    """Width of ``word`` in inches at ``size`` pt (no rendering needed)."""
     from matplotlib.textpath import TextToPath
 
-    return TextToPath().get_text_width_height_descent(text, _font(size), ismath=False)[0] / 72
+    return TextToPath().get_text_width_height_descent(word, _font(size), ismath=False)[0] / 72
+
+
+def _text_width(text: str, size: float) -> float:
+    """Width of one line of ``text`` in inches at ``size`` pt: the sum of its words' and
+    spaces' widths, each measured once (the layout tries thousands of different lines made
+    of the same few hundred words; the font sets no kerning against a space, so the sum
+    equals the width of the whole line measured at once)."""
+    words = text.split(" ")
+    return sum(_word_width(w, size) for w in words) + (len(words) - 1) * _word_width(" ", size)
 
 
 def _char_width(size: float) -> float:
