@@ -774,7 +774,7 @@ class ProblemsError(ParamsError):
         return out
 
 
-def _describe_error(err: dict[str, Any]) -> list[tuple[str, str]]:
+def describe_error(err: dict[str, Any]) -> list[tuple[str, str]]:
     """(key, message) for one pydantic error: several for our own multi-problem checks."""
     loc = ".".join(str(p) for p in err["loc"])
     kind = err["type"]
@@ -815,7 +815,7 @@ def load_params(path: str | Path, *, check_files: bool = True) -> ProjectParams:
         params = ProjectParams.model_validate(raw)
     except ValidationError as exc:
         problems = [Problem(path, key, message)
-                    for e in exc.errors() for key, message in _describe_error(e)]
+                    for e in exc.errors() for key, message in describe_error(e)]
         raise ProblemsError(problems) from None
     params._file = path.resolve()
     params._root = project_root(path)

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from evaluation import __version__
 from evaluation.errors import ParamsError
 from evaluation.intake import ProjectData, load_data, sha256_file
-from evaluation.params import Analyses, ProjectParams, _describe_error, load_params
+from evaluation.params import Analyses, ProjectParams, describe_error, load_params
 from evaluation.privacy import Disclosure
 from evaluation.pseudonyms import key_fingerprint
 from evaluation.results import Result, load_results, record_result
@@ -48,6 +48,10 @@ class Project:
     opened: dt.datetime = field(default_factory=lambda: dt.datetime.now().replace(microsecond=0))
     #: The analysis the notebook reports (``open_project``'s ``analysis``), if any.
     analysis: str | None = None
+    #: What an analysis worked out once for this project and its sections share (e.g. the
+    #: referral register): it lives and dies with the project.
+    computed: dict[str, Any] = field(default_factory=dict, init=False, repr=False,
+                                     compare=False)  # (not carried over by replace())
 
     @property
     def options(self) -> Any:
@@ -172,7 +176,7 @@ def apply_options(params: ProjectParams, analysis: str, overrides: Mapping[str, 
     except ValidationError as exc:
         problems = [f"notebook parameter {key.partition('.')[0] or '?'} (analyses.{analysis}"
                     f".{key}): {message}" for e in exc.errors()
-                    for key, message in _describe_error(e)]
+                    for key, message in describe_error(e)]
         raise ParamsError("; ".join(problems)) from None
     setattr(params.analyses, analysis, merged)
 

@@ -354,3 +354,21 @@ def load_results(results_file: str | os.PathLike) -> pd.DataFrame:
     if doc.get("schema") != SCHEMA:
         raise ValueError(f"{path}: not an evalkit results file (schema {doc.get('schema')!r})")
     return pd.DataFrame(doc["records"], columns=columns)
+
+
+class RecordsHeadline:
+    """``_repr_html_`` and ``record`` for a result that records its ``headline_text()``:
+    mixed into result classes so that each need not repeat them. ``analysis`` is the name
+    recorded in results.json (a class attribute of the result)."""
+
+    analysis: str = ""
+
+    def _repr_html_(self) -> str:
+        return repr_html(self)
+
+    def record(self, outcome: OutcomeLike, *, period: str | None = None,
+               n: int | None = None, notebook: str = "") -> Result:
+        """The results.json record of the headline (:func:`make_record`)."""
+        return make_record(self, outcome, analysis=self.analysis,
+                           headline=self.headline_text(), period=period, n=n,
+                           notebook=notebook)

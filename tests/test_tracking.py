@@ -142,6 +142,49 @@ def test_kpis_exact_on_hand_made_register(small_register):
                                                                           "amber": 0}})
 
 
+@pytest.mark.parametrize(("targets", "message"), [
+    ({"pct_lead_profesional": {"green": 1, "amber": 0}},
+     "targets.pct_lead_profesional: 'pct_lead_profesional' is not a KPI (did you mean "
+     "'pct_lead_professional'?)"),
+    ({"reviewed": {"green": 50, "amber": 60}},
+     "targets.reviewed: amber (60) is beyond green (50); with higher_is_better amber must "
+     "be below green"),
+    ({"days_to_response": {"green": 5, "amber": 2}},
+     "targets.days_to_response: amber (2) is beyond green (5); with lower_is_better amber "
+     "must be above green"),
+    ({"reviewed": {"green": 5, "amber": 2}, "pct_reviewed": {"green": 5, "amber": 2}},
+     "'pct_reviewed' and 'reviewed' are both targets for pct_reviewed; keep one"),
+    ({"pct_reviewed": {"green": 5}}, "targets.pct_reviewed.amber: missing key; add it"),
+    ({"pct_reviewed": {"green": 5, "amber": 2, "direction": "up"}},
+     "targets.pct_reviewed.direction: write higher_is_better rather than 'up'"),
+])
+def test_kpi_targets_are_refused_as_the_parameters_refuse_them(small_register, targets,
+                                                                message):
+    """pathway_kpis checks its targets with the parameters' own model, so a target is
+    refused with the key and the words `evalkit validate` uses for the same target."""
+    with pytest.raises(DataError) as refused:
+        T.pathway_kpis(small_register, targets=targets)
+    assert message in str(refused.value)
+
+
+def test_dates_and_numbers_must_come_typed_from_intake(small_register):
+    """The register parses nothing: a date or number column of text is refused with the
+    table and column named; an empty column of any type is an empty column."""
+    refs, ivs, rvs = messy_tables()
+    with pytest.raises(DataError, match="referrals table, column 'referral_date' holds str "
+                                        "values, not dates.*evaluation.intake"):
+        T.build_register(refs.astype({"referral_date": "str"}), ivs, rvs, today="2024-06-01")
+    with pytest.raises(DataError, match="interventions table, column 'sessions_planned' "
+                                        "holds str values, not numbers"):
+        T.build_register(refs, ivs.astype({"sessions_planned": "str"}), rvs, today="2024-06-01")
+    assert ivs["cost"].dtype == object and ivs["cost"].isna().all()  # (no value, untyped)
+    reg = T.build_register(refs, ivs, rvs, today="2024-06-01")
+    assert reg.interventions["cost"].dtype == float and reg.table["cost"].isna().all()
+    with_ints = ivs.astype({"sessions_planned": "Int64", "sessions_attended": "Int64"})
+    pd.testing.assert_frame_equal(
+        T.build_register(refs, with_ints, rvs, today="2024-06-01").table, reg.table)
+
+
 def test_register_columns_funnel_and_caseload(small_register):
     t = small_register.table.set_index("referral_id")
     assert t.loc["A1", "status"] == "closed" and t.loc["A2", "status"] == "open"

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,9 +150,6 @@ class TrackingData:
     reasons: list[str] | None = None
 
 
-_CACHE: dict[int, tuple[weakref.ref, TrackingData]] = {}
-
-
 def _options(project: Project) -> ReferralTrackingOptions:
     options = project.params.analyses.referral_tracking
     return options if options is not None else ReferralTrackingOptions()
@@ -174,11 +170,14 @@ def _targets(options: ReferralTrackingOptions) -> dict[str, dict[str, float]]:
 
 
 def tracking_data(project: Project) -> TrackingData:
-    """Build the referral register and KPIs once per project (cached while it lives)."""
-    key = id(project)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is project:
-        return hit[1]
+    """The referral register and KPIs, built once per project (kept in
+    ``project.computed``) and shared by the sections."""
+    if "referral_tracking" not in project.computed:
+        project.computed["referral_tracking"] = _tracking_data(project)
+    return project.computed["referral_tracking"]
+
+
+def _tracking_data(project: Project) -> TrackingData:
     options = _options(project)
     pupils = project.table(options.pupils)
     attendance = project.table(options.attendance)
@@ -201,9 +200,6 @@ def tracking_data(project: Project) -> TrackingData:
                         min_count=project.disclosure.threshold, pupil=pupil,
                         disclosure=project.disclosure,
                         reasons=_declared(project, options.referrals, "reason"))
-    for k in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
-        del _CACHE[k]  # forget projects that no longer exist
-    _CACHE[key] = (weakref.ref(project), data)
     return data
 
 

@@ -12,6 +12,7 @@ years, weeks and working days are those of :mod:`evaluation.calendar`.
 """
 
 from evaluation.intake import CLOSURE_OUTCOMES
+from evaluation.params import KPI_ALIASES, KPIS
 from evaluation.tracking.equity import (
     RiskRatios,
     disproportionality,
@@ -20,8 +21,6 @@ from evaluation.tracking.equity import (
 )
 from evaluation.tracking.flow import caseload, funnel, time_open
 from evaluation.tracking.kpis import (
-    KPI_ALIASES,
-    KPIS,
     SHARE_KPIS,
     PathwayKpis,
     kpi_direction,

@@ -14,17 +14,14 @@ from evaluation.errors import DataError
 from evaluation.filters import FilterError, parse_filter
 from evaluation.results import (
     Direction,
-    OutcomeLike,
-    Result,
+    RecordsHeadline,
     check_direction,
     format_estimate,
     format_figure,
     format_interval,
-    make_record,
-    repr_html,
     verdict,
 )
-from evaluation.tracking.register import ESCALATION_OUTCOMES, require
+from evaluation.tracking.register import ESCALATION_OUTCOMES, positions, require
 
 RISK_RATIO_UNIT = "risk ratio"
 #: How each event reads in a sentence ("... times as likely to be referred").
@@ -86,8 +83,7 @@ def _risk_ratios(pupils: pd.DataFrame, cols: list[str], flag: pd.Series, referen
         m = mask.sum() - inside["_ref"].astype(float)
         c = (mask & flag.to_numpy()).sum() - inside["_ref_flag"].astype(float)
     ratios = [_risk_ratio(*v, confidence) for v in zip(a, n, c, m, strict=True)]
-    rr, lo, hi = (np.array(x, dtype=float).reshape(len(n)) for x in zip(*ratios, strict=True)
-                  ) if ratios else (np.array([]),) * 3
+    rr, lo, hi = np.array(ratios, dtype=float).reshape(len(n), 3).T
     out = pd.DataFrame({
         "n": n.astype(np.int64), "events": a.astype(np.int64), "risk": a / n,
         "ref_n": m.astype(np.int64), "ref_events": c.astype(np.int64),
@@ -137,10 +133,11 @@ def disproportionality(
 
 
 def _appears_in(pupil_ids: pd.Series, ids: pd.Series) -> pd.Series:
-    """True for each pupil id found among ``ids`` (a hash lookup: pandas' ``isin`` on Arrow
-    text goes through Python strings, seconds on 100,000s of ids)."""
-    return pd.Series(pd.Index(ids.dropna().unique()).get_indexer(pupil_ids) >= 0,
-                     index=pupil_ids.index) & pupil_ids.notna()
+    """True for each pupil id found among ``ids`` (:func:`positions`: pandas' ``isin`` on
+    Arrow text goes through Python strings, 0.65 s against 0.02 s for 50,000 pupils and
+    100,000 referrals)."""
+    found = positions(pupil_ids, pd.Index(ids.dropna().unique())) >= 0
+    return pd.Series(found, index=pupil_ids.index)
 
 
 def disproportionality_table(
@@ -188,7 +185,7 @@ def disproportionality_tables(
 
 
 @dataclass
-class RiskRatios:
+class RiskRatios(RecordsHeadline):
     """Risk ratios of :func:`disproportionality` (or one table of
     :func:`disproportionality_tables`) with one row as the headline: ``group`` (its value
     in the group columns, a tuple for several) and ``event``.
@@ -198,6 +195,8 @@ class RiskRatios:
     ``direction`` (default ``lower_is_better``: a group referred, suspended or escalated
     more often than the others is the concern).
     """
+
+    analysis = "referral_tracking"  # (the analysis recorded in results.json)
 
     summary: pd.DataFrame
     group: Any
@@ -279,13 +278,3 @@ class RiskRatios:
                           rows[self.group_columns].itertuples(index=False)])
         ax.set_xlabel(f"Risk ratio of {self.event} ({self.confidence * 100:g}% CI)")
         return fig
-
-    def _repr_html_(self) -> str:
-        return repr_html(self)
-
-    def record(self, outcome: OutcomeLike, *, period: str | None = None,
-               n: int | None = None, notebook: str = "") -> Result:
-        """The results.json record of the headline row's risk ratio."""
-        return make_record(self, outcome, analysis="referral_tracking",
-                           headline=self.headline_text(), period=period, n=n,
-                           notebook=notebook)

@@ -3,26 +3,31 @@ their RAG status against targets, and the KPI sentences of a report."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from evaluation import calendar
 from evaluation.errors import DataError
 from evaluation.intake import CLOSURE_OUTCOMES
-from evaluation.params import CLOSURES_KPI, KPI_ALIASES, KPIS, kpi_direction, kpi_name
+from evaluation.params import (
+    ReferralTrackingOptions,
+    describe_error,
+    kpi_direction,
+    kpi_name,
+)
 from evaluation.privacy import Disclosure
 from evaluation.results import Direction, OutcomeLike, Result, repr_html
 from evaluation.tracking.outcomes import ProportionResult
 from evaluation.tracking.register import Register, require
 
-# The KPI names (KPIS), their short names (KPI_ALIASES) and which way each is better
-# (kpi_direction) are defined once, in evaluation.params beside the `targets:` they are
-# written in, so that `validate` and the report agree.
+# The KPI names (KPIS), their short names (KPI_ALIASES), which way each is better
+# (kpi_direction) and the rules of a target are defined once, in evaluation.params beside
+# the `targets:` they are written in, so that `validate` and the report agree.
 
 
 def period_keys(dates: pd.Series, period: str) -> pd.Series:
@@ -34,7 +39,6 @@ def period_keys(dates: pd.Series, period: str) -> pd.Series:
     """
     if period not in ("term", "month", "year", "all"):
         raise DataError(f"period must be 'term', 'month', 'year' or 'all', got {period!r}.")
-    dates = pd.to_datetime(dates)
     known = dates.dropna()  # (calendar.term fails on a column with no date at all)
     if known.empty and period in ("term", "year"):
         return pd.Series(pd.NA, index=dates.index, dtype="Int64")
@@ -184,14 +188,21 @@ class PathwayKpis:
         return self.proportion().record(outcome, period=period, n=n, notebook=notebook)
 
 
-def _normalised_targets(targets: Mapping[str, Mapping[str, Any]] | None
-                        ) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name, spec in (targets or {}).items():
-        kpi = kpi_name(name) or str(name)
-        out[kpi] = {"green": float(spec["green"]), "amber": float(spec["amber"]),
-                    "direction": spec.get("direction") or kpi_direction(kpi)}
-    return out
+def _checked_targets(targets: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The targets by full KPI name with their direction, checked by the parameters' own
+    model (:class:`evaluation.params.ReferralTrackingOptions`), so that a target is refused
+    here with the rule and the message ``evalkit validate`` gives."""
+    try:
+        options = ReferralTrackingOptions.model_validate({"targets": dict(targets or {})})
+    except ValidationError as exc:
+        raise DataError("; ".join(f"{key}: {message}" for error in exc.errors()
+                                  for key, message in describe_error(error))) from None
+    checked = {}
+    for name, target in options.targets.items():
+        kpi = kpi_name(name)
+        checked[kpi] = {"green": target.green, "amber": target.amber,
+                        "direction": target.direction or kpi_direction(kpi)}
+    return checked
 
 
 def pathway_kpis(
@@ -229,8 +240,11 @@ def pathway_kpis(
     "amber": a, "direction": "higher_is_better" | "lower_is_better"}`` (default
     :func:`kpi_direction`): higher is better -> green if value >= g, amber if >= a, else red
     (mirrored for lower). ``target``
-    holds g; ``rag`` is missing without a target or a value.
+    holds g; ``rag`` is missing without a target or a value. The targets are checked as the
+    parameters are (:class:`evaluation.params.KpiTarget`); a bad one raises a
+    :class:`DataError`.
     """
+    checked = _checked_targets(targets)
     tab = register.table
     target = int(response_target_working_days)
     wd = tab["working_days_to_response"]
@@ -245,8 +259,8 @@ def pathway_kpis(
         "key": period_keys(tab["referral_date"], period),
         "due": wd.notna() | late_awaiting,
         "within": wd.notna() & (wd <= target),
-        "wd": wd,
-        "dti": tab["days_to_first_intervention"],
+        "working_days_to_response": wd,
+        "days_to_first_intervention": tab["days_to_first_intervention"],
         "lead": tab["lead_professional"].notna()
         & tab["lead_professional"].astype("str").str.strip().ne(""),
         "planned": planned.where(both, 0.0),
@@ -262,7 +276,7 @@ def pathway_kpis(
         ("pct_response_within_target", _pct(sums["within"], sums["due"]), sums["due"]),
     ]
     for name in ("working_days_to_response", "days_to_first_intervention"):
-        col = g["wd" if name.startswith("working") else "dti"]
+        col = g[name]
         kpis += [(f"median_{name}", col.median(), col.count()),
                  (f"p90_{name}", col.quantile(0.9), col.count())]
     kpis += [
@@ -290,64 +304,67 @@ def pathway_kpis(
     out = pd.DataFrame({"period": out["key"].map(labels).astype("str"),
                         "kpi": out["kpi"].astype("str"), "value": out["value"],
                         "n": out["n"]})
-    out = _rag(out, targets)  # (checks the targets first)
-    return PathwayKpis(summary=out, response_target_working_days=target, period=period,
-                       targets=_normalised_targets(targets), headline_kpi=headline_kpi,
+    return PathwayKpis(summary=_rag(out, checked), response_target_working_days=target,
+                       period=period, targets=checked, headline_kpi=headline_kpi,
                        confidence=confidence,
                        disclosure=Disclosure() if disclosure is None else disclosure)
 
 
-def _rag(kpis: pd.DataFrame, targets: Mapping[str, Mapping[str, Any]] | None) -> pd.DataFrame:
-    """Add ``target`` (the green threshold) and ``rag`` (green/amber/red) columns."""
+def _rag(kpis: pd.DataFrame, targets: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Add ``target`` (the green threshold) and ``rag`` (green/amber/red) columns for the
+    checked ``targets``."""
     kpis["target"] = np.nan
     kpis["rag"] = pd.Series(pd.NA, index=kpis.index, dtype="str")
-    for name, spec in (targets or {}).items():
-        kpi = kpi_name(name)
-        if kpi is None:
-            close = difflib.get_close_matches(str(name), [*KPIS, *KPI_ALIASES], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise DataError(f"targets: unknown KPI {name!r}.{hint} Known KPIs: "
-                            f"{', '.join(KPIS)} and '{CLOSURES_KPI}<outcome>'; short names: "
-                            f"{', '.join(KPI_ALIASES)}.")
-        if not isinstance(spec, Mapping) or "green" not in spec or "amber" not in spec:
-            raise DataError(f"targets[{kpi!r}] must be a mapping with 'green' and 'amber' "
-                            "thresholds, e.g. {'green': 90, 'amber': 80}.")
-        green, amber = float(spec["green"]), float(spec["amber"])
-        direction = spec.get("direction") or kpi_direction(kpi)
-        if direction not in ("higher_is_better", "lower_is_better"):
-            raise DataError(f"targets[{kpi!r}]['direction'] must be 'higher_is_better' or "
-                            "'lower_is_better'.")
-        higher = direction == "higher_is_better"
-        if (higher and amber > green) or (not higher and amber < green):
-            raise DataError(f"targets[{kpi!r}]: with direction {direction!r} the amber "
-                            f"threshold ({amber}) cannot be beyond green ({green}).")
+    for kpi, spec in targets.items():
         sel = kpis["kpi"] == kpi
         v = kpis.loc[sel, "value"]
-        sign = 1 if higher else -1
-        rag = np.where(sign * v >= sign * green, "green",
-                       np.where(sign * v >= sign * amber, "amber", "red"))
-        kpis.loc[sel, "target"] = green
+        sign = 1 if spec["direction"] == "higher_is_better" else -1
+        rag = np.where(sign * v >= sign * spec["green"], "green",
+                       np.where(sign * v >= sign * spec["amber"], "amber", "red"))
+        kpis.loc[sel, "target"] = spec["green"]
         kpis.loc[sel, "rag"] = pd.Series(rag, index=v.index, dtype="str").where(v.notna())
     return kpis
 
 
-def _n(count: float, word: str, plural: str | None = None) -> str:
+def _n(count: float, word: str) -> str:
     c = int(count)
-    return f"{c:,} {word if c == 1 else (plural or word + 's')}"
+    return f"{c:,} {word if c == 1 else word + 's'}"
 
 
-def _rag_suffix(row: pd.Series, unit: str) -> str:
-    if pd.isna(row["rag"]):
-        return ""
-    return f" (target {row['target']:g}{unit}: {row['rag']})"
+def _one_decimal(x: float) -> str:
+    return f"{round(float(x), 1):g}"
+
+
+#: The sentence of each headline KPI, in the order :func:`kpi_sentences` gives them, with
+#: the noun of what its ``n`` counts. Fields: ``{period}``; ``{count}`` (the value) and
+#: ``{n}`` as counts of the noun; ``{pct}`` (the value as a whole percentage);
+#: ``{decimal}`` and ``{p90}`` (the value and the KPI's 90th percentile to one decimal);
+#: ``{target_days}`` ("2 working days"); ``{rag}`` (" (target 90%: amber)" when rated).
+KPI_SENTENCES: dict[str, tuple[str, str]] = {
+    "referrals_received": ("referral", "{period}: {count} received."),
+    "pct_response_within_target": (
+        "referral", "{pct} of {n} had a first response within {target_days}{rag}."),
+    "median_working_days_to_response": (
+        "response", "The median time to a first response was {decimal} working days "
+        "(90th percentile {p90}) across {n}{rag}."),
+    "median_days_to_first_intervention": (
+        "referral", "The median time from referral to the first intervention was {decimal} "
+        "days (90th percentile {p90}) for {n}{rag}."),
+    "pct_lead_professional": ("referral", "{pct} of {n} had a lead professional{rag}."),
+    "pct_sessions_attended": ("planned session", "Pupils attended {pct} of {n}{rag}."),
+    "pct_reviewed": ("referral", "{pct} of {n} with an intervention had been reviewed{rag}."),
+    "pct_needs_met": ("case", "{pct} of {n} closed with a recorded outcome closed with the "
+                              "pupil's needs met{rag}."),
+}
 
 
 def kpi_sentences(kpis: PathwayKpis | pd.DataFrame, period: str | None = None, *,
                   response_target_working_days: int | None = None) -> list[str]:
     """Plain-English sentences for the headline KPIs of one period (default: the latest
     period with referrals), e.g. "82% of 312 referrals had a first response within 2 working
-    days (target 90%: amber)." Percentages are rounded to whole numbers, days to one decimal
-    place (trailing .0 dropped). KPIs whose value is missing or withheld (see
+    days (target 90%: amber)." (:data:`KPI_SENTENCES`), then the closures by outcome.
+    Percentages are rounded to whole numbers, days to one decimal place (trailing .0
+    dropped). KPIs whose value is missing or withheld (see
     :func:`evaluation.privacy.disclose`) are left out. ``kpis``: a :class:`PathwayKpis`, or
     its long table (e.g. after disclosure control) with ``response_target_working_days``
     (default 2).
@@ -370,52 +387,19 @@ def kpi_sentences(kpis: PathwayKpis | pd.DataFrame, period: str | None = None, *
     rows = rows.assign(value=pd.to_numeric(rows["value"], errors="coerce"),
                        n=pd.to_numeric(rows["n"], errors="coerce"))
 
-    def have(k: str) -> bool:
-        return (k in rows.index and not pd.isna(rows.loc[k, "value"])
-                and not pd.isna(rows.loc[k, "n"]))
-
-    def num(x: float) -> str:
-        return f"{round(float(x), 1):g}"
-
-    def row(k: str) -> pd.Series:
-        return rows.loc[k]
-
     out: list[str] = []
-    if have("referrals_received"):
-        out.append(f"{period}: {_n(row('referrals_received')['value'], 'referral')} received.")
-    if have("pct_response_within_target"):
-        r = row("pct_response_within_target")
-        out.append(f"{r['value']:.0f}% of {_n(r['n'], 'referral')} had a first response "
-                   f"within {days} working day{'s' if days != 1 else ''}"
-                   f"{_rag_suffix(r, '%')}.")
-    if have("median_working_days_to_response"):
-        r = row("median_working_days_to_response")
-        p90 = rows.loc["p90_working_days_to_response", "value"]
-        out.append(f"The median time to a first response was {num(r['value'])} working days "
-                   f"(90th percentile {num(p90)}) across {_n(r['n'], 'response')}"
-                   f"{_rag_suffix(r, '')}.")
-    if have("median_days_to_first_intervention"):
-        r = row("median_days_to_first_intervention")
-        p90 = rows.loc["p90_days_to_first_intervention", "value"]
-        out.append(f"The median time from referral to the first intervention was "
-                   f"{num(r['value'])} days (90th percentile {num(p90)}) for "
-                   f"{_n(r['n'], 'referral')}{_rag_suffix(r, '')}.")
-    if have("pct_lead_professional"):
-        r = row("pct_lead_professional")
-        out.append(f"{r['value']:.0f}% of {_n(r['n'], 'referral')} had a lead professional"
-                   f"{_rag_suffix(r, '%')}.")
-    if have("pct_sessions_attended"):
-        r = row("pct_sessions_attended")
-        out.append(f"Pupils attended {r['value']:.0f}% of {_n(r['n'], 'planned session')}"
-                   f"{_rag_suffix(r, '%')}.")
-    if have("pct_reviewed"):
-        r = row("pct_reviewed")
-        out.append(f"{r['value']:.0f}% of {_n(r['n'], 'referral')} with an intervention had "
-                   f"been reviewed{_rag_suffix(r, '%')}.")
-    if have("pct_needs_met"):
-        r = row("pct_needs_met")
-        out.append(f"{r['value']:.0f}% of {_n(r['n'], 'case')} closed with a recorded outcome "
-                   f"closed with the pupil's needs met{_rag_suffix(r, '%')}.")
+    for kpi, (noun, sentence) in KPI_SENTENCES.items():
+        if kpi not in rows.index or rows.loc[kpi, ["value", "n"]].isna().any():
+            continue
+        r = rows.loc[kpi]
+        p90 = (rows.loc[kpi.replace("median_", "p90_"), "value"]
+               if kpi.startswith("median_") else np.nan)
+        unit = "%" if kpi.startswith("pct_") else ""
+        out.append(sentence.format(
+            period=period, count=_n(r["value"], noun), n=_n(r["n"], noun),
+            pct=f"{r['value']:.0f}%", decimal=_one_decimal(r["value"]), p90=_one_decimal(p90),
+            target_days=f"{days} working day{'s' if days != 1 else ''}",
+            rag="" if pd.isna(r["rag"]) else f" (target {r['target']:g}{unit}: {r['rag']})"))
     closures = rows[rows.index.str.startswith("closures: ") & rows["value"].notna()]
     closures = closures[closures["value"] > 0]
     if len(closures):

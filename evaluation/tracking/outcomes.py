@@ -16,14 +16,11 @@ from evaluation.privacy import Disclosure
 from evaluation.results import (
     NOT_A_CHANGE,
     Direction,
-    OutcomeLike,
-    Result,
+    RecordsHeadline,
     check_direction,
     format_estimate,
     format_figure,
     format_interval,
-    make_record,
-    repr_html,
 )
 from evaluation.tracking.register import REVIEW_OUTCOMES, Register
 
@@ -35,7 +32,7 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
 
 
 @dataclass
-class ProportionResult:
+class ProportionResult(RecordsHeadline):
     """A proportion (``successes`` of ``n``) with its Wilson score interval, shown beside a
     ``target`` proportion (the pathway's KPI target, for the RAG rating of each period).
 
@@ -45,6 +42,8 @@ class ProportionResult:
     was not made. The theory-of-change target judges it in its own words
     (:func:`evaluation.targets.judge`: met / not met / not yet clear).
     """
+
+    analysis = "referral_tracking"  # (the analysis recorded in results.json)
 
     successes: int
     n: int
@@ -156,16 +155,6 @@ class ProportionResult:
         ax.set_xlabel(f"{self.label[:1].upper() + self.label[1:]} (%), with "
                       f"{self.confidence * 100:g}% CI")
         return fig
-
-    def _repr_html_(self) -> str:
-        return repr_html(self)
-
-    def record(self, outcome: OutcomeLike, *, period: str | None = None,
-               n: int | None = None, notebook: str = "") -> Result:
-        """The results.json record of the proportion against its target."""
-        return make_record(self, outcome, analysis="referral_tracking",
-                           headline=self.headline_text(), period=period, n=n,
-                           notebook=notebook)
 
 
 def needs_met(register: Register, *, target: float | None = None, target_source: str = "",

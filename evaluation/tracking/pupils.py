@@ -23,14 +23,12 @@ from evaluation.results import (
     TOO_FEW,
     WORSE_CAUSE_UNCLEAR,
     Direction,
-    OutcomeLike,
-    Result,
+    RecordsHeadline,
     format_estimate,
     format_figure,
     format_interval,
-    make_record,
-    repr_html,
 )
+from evaluation.tracking.quality import file_lines
 from evaluation.tracking.register import Register, positions, require
 
 
@@ -54,9 +52,8 @@ def attendance_by_week(register: Register, attendance: pd.DataFrame,
             ["pupil_id", "week_start", "possible_sessions", "attended_sessions"])
     over = attendance["attended_sessions"] > attendance["possible_sessions"]
     if over.any():
-        lines = (np.flatnonzero(over.to_numpy(dtype=bool)) + 2).tolist()
         raise DataError(
-            f"The attendance table, column 'attended_sessions': {describe_rows(lines)} "
+            f"The attendance table, column 'attended_sessions': {describe_rows(file_lines(over))} "
             "record more sessions attended than possible. Correct the source file and re-run "
             "intake.")
     start_week = calendar.week_start(pupil_starts(register) if starts is None else starts)
@@ -127,13 +124,15 @@ ATTENDANCE_UNIT = "percentage points"
 
 
 @dataclass
-class AttendanceChange:
+class AttendanceChange(RecordsHeadline):
     """Attendance % before and after each pupil's first intervention: the paired change
     (:func:`evaluation.baseline_followup.paired_change`) of :func:`attendance_around_start`.
 
     Follows :class:`evaluation.results.AnalysisResult`; the headline is the mean change per
     pupil in percentage points with its t interval, verdict against no change (0).
     """
+
+    analysis = "referral_tracking"  # (the analysis recorded in results.json)
 
     change: PairedChange
     around: pd.DataFrame
@@ -211,16 +210,6 @@ class AttendanceChange:
 
     def plot(self, ax: Any = None) -> Any:
         return self.change.plot(ax)
-
-    def _repr_html_(self) -> str:
-        return repr_html(self)
-
-    def record(self, outcome: OutcomeLike, *, period: str | None = None,
-               n: int | None = None, notebook: str = "") -> Result:
-        """The results.json record: the mean change in attendance of all pupils compared."""
-        return make_record(self, outcome, analysis="referral_tracking",
-                           headline=self.headline_text(), period=period, n=n,
-                           notebook=notebook)
 
 
 def _attendance_change(around: pd.DataFrame, window_weeks: int, direction: Direction,
@@ -308,7 +297,7 @@ def suspensions_around_start(register: Register, suspensions: pd.DataFrame,
 
 
 @dataclass
-class SurvivalResult:
+class SurvivalResult(RecordsHeadline):
     """Kaplan-Meier curves by group (``table``), the log-rank test (``test``) and the
     per-case data behind them (``data``), from :func:`time_to_event`.
 
@@ -319,6 +308,8 @@ class SurvivalResult:
     change" value to judge it against (``null`` is missing), so its verdict is always
     :data:`~evaluation.results.NOT_A_CHANGE`: the log-rank test compares the groups.
     """
+
+    analysis = "referral_tracking"  # (the analysis recorded in results.json)
 
     table: pd.DataFrame
     test: dict[str, float]
@@ -331,10 +322,8 @@ class SurvivalResult:
     def survival_at(self, days: float) -> pd.Series:
         """Each group's Kaplan-Meier proportion without an event at ``days`` (the step
         function read at ``days``: 1 before the group's first event time)."""
-        out = {}
-        for group, rows in self.table.groupby("group", sort=True):
-            before = rows[rows["time"] <= days]
-            out[group] = float(before["survival"].iloc[-1]) if len(before) else 1.0
+        out = {group: float(_step_at(rows, days)["survival"])
+               for group, rows in self.table.groupby("group", sort=True)}
         return pd.Series(out, name=f"survival_{days:g}d", dtype=float)
 
     @property
@@ -349,13 +338,8 @@ class SurvivalResult:
         unit = f"proportion without a {self.event_label} at {self.horizon:g} days"
         est = lo = hi = float("nan")
         if len(self.data):
-            sf = SurvfuncRight(self.data["time"].to_numpy(float),
-                               self.data["status"].to_numpy(int))
-            z = stats.norm.ppf(0.5 + self.confidence / 2)
-            low, high = _log_log_ci(sf, z)
-            i = np.searchsorted(np.asarray(sf.surv_times, float), self.horizon, "right") - 1
-            est, lo, hi = ((1.0, 1.0, 1.0) if i < 0 else
-                           (float(sf.surv_prob[i]), float(low[i]), float(high[i])))
+            at = _step_at(_kaplan_meier(self.data, self.confidence), self.horizon)
+            est, lo, hi = (float(at[c]) for c in ("survival", "ci_low", "ci_high"))
         return {"estimate": est, "ci_low": lo, "ci_high": hi, "unit": unit,
                 "null": float("nan"), "n": len(self.data), "verdict": NOT_A_CHANGE}
 
@@ -381,16 +365,6 @@ class SurvivalResult:
         """The Kaplan-Meier curves (:func:`plot_km`); returns the Figure."""
         return plot_km(self, ax=ax).figure
 
-    def _repr_html_(self) -> str:
-        return repr_html(self)
-
-    def record(self, outcome: OutcomeLike, *, period: str | None = None,
-               n: int | None = None, notebook: str = "") -> Result:
-        """The results.json record of the proportion without an event at ``horizon``."""
-        return make_record(self, outcome, analysis="referral_tracking",
-                           headline=self.headline_text(), period=period, n=n,
-                           notebook=notebook)
-
 
 def _next_after(cases: pd.DataFrame, when: str, events: pd.DataFrame) -> pd.Series:
     """For each case, the pupil's first event date strictly after ``cases[when]``
@@ -401,6 +375,22 @@ def _next_after(cases: pd.DataFrame, when: str, events: pd.DataFrame) -> pd.Seri
     found = pd.merge_asof(left, right, left_on=when, right_on="_next", by="pupil_id",
                           direction="forward", allow_exact_matches=False)
     return found.set_index("index")["_next"].reindex(cases.index)
+
+
+def _kaplan_meier(cases: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """The Kaplan-Meier curve of the cases (``time``, ``status``): time, survival, ci_low,
+    ci_high (log(-log) pointwise), at_risk, events (``SurvfuncRight``)."""
+    sf = SurvfuncRight(cases["time"].to_numpy(float), cases["status"].to_numpy(int))
+    lo, hi = _log_log_ci(sf, stats.norm.ppf(0.5 + confidence / 2))
+    return pd.DataFrame({"time": sf.surv_times, "survival": np.asarray(sf.surv_prob, float),
+                         "ci_low": lo, "ci_high": hi, "at_risk": sf.n_risk,
+                         "events": sf.n_events})
+
+
+def _step_at(km: pd.DataFrame, days: float) -> pd.Series:
+    """The row of a Kaplan-Meier curve in force at ``days`` (1 before the first event)."""
+    before = km[km["time"] <= days]
+    return before.iloc[-1] if len(before) else pd.Series(1.0, index=km.columns)
 
 
 def _log_log_ci(sf: SurvfuncRight, z: float) -> tuple[np.ndarray, np.ndarray]:
@@ -467,16 +457,12 @@ def time_to_event(
                          "group": cases[col].astype(object), "time": time / 86_400,
                          "status": status.astype(int)}).reset_index(drop=True)
 
-    z = stats.norm.ppf(0.5 + confidence / 2)
     groups = sorted(data["group"].unique())
     parts = []
     for g, rows in data.groupby("group", sort=True):
-        sf = SurvfuncRight(rows["time"].to_numpy(float), rows["status"].to_numpy(int))
-        lo, hi = _log_log_ci(sf, z)
-        parts.append(pd.DataFrame({"group": g, "time": sf.surv_times,
-                                   "survival": np.asarray(sf.surv_prob, float),
-                                   "ci_low": lo, "ci_high": hi, "at_risk": sf.n_risk,
-                                   "events": sf.n_events}))
+        km = _kaplan_meier(rows, confidence)
+        km.insert(0, "group", g)
+        parts.append(km)
     table = (pd.concat(parts, ignore_index=True) if parts else
              pd.DataFrame(columns=["group", "time", "survival", "ci_low", "ci_high",
                                    "at_risk", "events"]))

@@ -40,8 +40,8 @@ def empty_quality() -> pd.DataFrame:
     return pd.DataFrame(columns=QUALITY_COLUMNS).astype("str")
 
 
-def _lines(mask: pd.Series) -> list[int]:
-    """1-based file line numbers (header = line 1) of the flagged rows."""
+def file_lines(mask: pd.Series) -> list[int]:
+    """1-based file line numbers (header = line 1) of the True rows of a table as read."""
     return (np.flatnonzero(mask.to_numpy(dtype=bool)) + 2).tolist()
 
 
@@ -62,7 +62,8 @@ def flag(rule: Rule, frame: pd.DataFrame, table: str, id_col: str) -> pd.DataFra
         raise TypeError("Rule: give `check` when the problem text depends on the record")
     ids = rows[id_col].astype("str")
     if ids.isna().any():  # (the file lines are written only when a record has no id)
-        ids = ids.where(ids.notna(), pd.Series([f"line {n}" for n in _lines(mask)], dtype="str"))
+        lines = pd.Series([f"line {n}" for n in file_lines(mask)], dtype="str")
+        ids = ids.where(ids.notna(), lines)
     return pd.DataFrame({
         "table": table,
         "record_id": ids,
@@ -94,7 +95,7 @@ def exclude(rule: Rule, frame: pd.DataFrame, table: str, id_col: str, strict: bo
         if bad.any():
             fix = str(rule.action).removeprefix("excluded: ")
             raise DataError(
-                f"The {table} table, column {rule.column!r}: {describe_rows(_lines(bad))} "
+                f"The {table} table, column {rule.column!r}: {describe_rows(file_lines(bad))} "
                 f"{rule.problem}. {fix[0].upper() + fix[1:]}, or pass strict=False to list "
                 "them in .quality and leave them out."
             )

@@ -45,11 +45,13 @@ ESCALATION_OUTCOMES: tuple[str, ...] = CLOSURE_OUTCOMES[1:]
 REVIEW_OUTCOMES: tuple[str, ...] = ("attendance_improved", "ready_to_learn", "on_track")
 
 _FAR_FUTURE = pd.Timestamp("2200-01-01")
-_REFERRAL_OPTIONAL = {"school_id": "str", "reason": "str", "first_response_date": "date",
-                      "lead_professional": "str", "closure_date": "date",
-                      "closure_outcome": "str"}
-_INTERVENTION_OPTIONAL = {"end_date": "date", "sessions_planned": "num",
-                          "sessions_attended": "num", "cost": "num"}
+# The columns the register reads beyond the ids and names, with their kind; the optional
+# ones may be absent.
+_REFERRAL_COLUMNS = {"referral_date": "date", "school_id": "text", "reason": "text",
+                     "first_response_date": "date", "lead_professional": "text",
+                     "closure_date": "date", "closure_outcome": "text"}
+_INTERVENTION_COLUMNS = {"start_date": "date", "end_date": "date", "sessions_planned": "number",
+                         "sessions_attended": "number", "cost": "number"}
 
 
 @dataclass
@@ -84,43 +86,33 @@ def require(df: Any, table: str, cols: Iterable[str]) -> None:
             "Map the school's header to this name in params/<project>.yaml and re-run intake.")
 
 
-def _lines(mask: pd.Series) -> list[int]:
-    """1-based file line numbers (header = line 1) of the True rows."""
-    return (np.flatnonzero(mask.to_numpy(dtype=bool)) + 2).tolist()
-
-
-def _with_optional(df: pd.DataFrame, spec: dict[str, str]) -> pd.DataFrame:
+def _typed(df: pd.DataFrame, table: str, kinds: dict[str, str]) -> pd.DataFrame:
+    """``df`` with each column of ``kinds`` ("date", "number" or "text") as intake types it:
+    an absent or empty column becomes an empty column of its kind and numbers become
+    floats; a date or number column holding other values raises a :class:`DataError`
+    naming it (intake is the one place that parses data)."""
     df = df.reset_index(drop=True)
-    for col, kind in spec.items():
-        if col not in df.columns:
-            df[col] = {"date": pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]"),
-                       "num": pd.Series(np.nan, index=df.index),
-                       "str": pd.Series(pd.NA, index=df.index, dtype="str")}[kind]
+    for col, kind in kinds.items():
+        if kind == "text":
+            if col not in df.columns:
+                df[col] = pd.Series(pd.NA, index=df.index, dtype="str")
+            continue
+        values = df[col] if col in df.columns else pd.Series(None, index=df.index)
+        if kind == "date":
+            typed = pd.api.types.is_datetime64_any_dtype(values)
+        else:
+            typed = (pd.api.types.is_numeric_dtype(values)
+                     and not pd.api.types.is_bool_dtype(values))
+        if not typed and values.notna().any():
+            what = "dates" if kind == "date" else "numbers"
+            raise DataError(f"The {table} table, column {col!r} holds {values.dtype} values, "
+                            f"not {what}. Pass the table produced by evaluation.intake, which "
+                            f"reads and checks {what}.")
+        if kind == "date":
+            df[col] = values if typed else values.astype("datetime64[ns]")
+        else:
+            df[col] = values.astype(float)
     return df
-
-
-def as_dates(df: pd.DataFrame, table: str, col: str) -> pd.Series:
-    s = df[col]
-    if pd.api.types.is_datetime64_any_dtype(s):
-        return s
-    conv = pd.to_datetime(s, errors="coerce")
-    bad = conv.isna() & s.notna()
-    if bad.any():
-        raise DataError(f"The {table} table, column {col!r}: {describe_rows(_lines(bad))} are "
-                        "not dates. Write dates as dd/mm/yyyy or yyyy-mm-dd and re-run intake.")
-    return conv
-
-
-def as_numbers(df: pd.DataFrame, table: str, col: str) -> pd.Series:
-    s = df[col]
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        return s.astype(float)
-    conv = pd.to_numeric(s, errors="coerce")
-    bad = conv.isna() & s.notna()
-    if bad.any():
-        raise DataError(f"The {table} table, column {col!r}: {describe_rows(_lines(bad))} are "
-                        "not numbers. Correct them in the source file and re-run intake.")
-    return conv.astype(float)
 
 
 def menu_names(names: pd.Series) -> pd.Series:
@@ -143,17 +135,17 @@ def _closest_menu_item(name: str) -> str:
 
 # ------------------------------------------------------------------ the checks
 
-_UNKNOWN_REFERRAL = Rule("referral_id", lambda d: d["_row"].isna(),
-                         lambda d: "unknown referral id " + d["referral_id"].astype("str")
-                         .fillna(""), "excluded: not linked to a usable referral",
-                         check="unknown referral id")
-
+UNKNOWN_REFERRAL = Rule("referral_id", lambda d: d["_row"].isna(),
+                        lambda d: "unknown referral id " + d["referral_id"].astype("str")
+                        .fillna(""), "excluded: not linked to a usable referral",
+                        check="unknown referral id")
+OUTCOME_RULE = Rule("closure_outcome", lambda d: d["_outcome_unlisted"],
+                    lambda d: "closure outcome '" + d["closure_outcome"].astype("str")
+                    + "' is not in the list", "kept: counted as an unlisted outcome; use "
+                    + ", ".join(CLOSURE_OUTCOMES), check="closure outcome not in the list")
+# The quality rows come in rule order, the dates after today (which need ``today``) checked
+# between OUTCOME_RULE and REFERRAL_RULES and between INTERVENTION_RULES and SESSIONS_RULE.
 REFERRAL_RULES = [
-    Rule("closure_outcome", lambda d: d["_outcome_unlisted"],
-         lambda d: "closure outcome '" + d["closure_outcome"].astype("str") + "' is not in the "
-         "list", "kept: counted as an unlisted outcome; use " + ", ".join(CLOSURE_OUTCOMES),
-         check="closure outcome not in the list"),
-    # (dates after today go here: they need ``today``)
     Rule("first_response_date", lambda d: d["first_response_date"] < d["referral_date"],
          "negative duration: first response before the referral date",
          "kept: left out of response-time figures"),
@@ -169,7 +161,6 @@ REFERRAL_RULES = [
          check="pupil referred again while an earlier referral was open"),
 ]
 INTERVENTION_RULES = [
-    _UNKNOWN_REFERRAL,
     Rule("intervention", lambda d: d["_off_menu"],
          lambda d: "'" + d["_name"] + "' is not on the menu",
          lambda d: d["_name"].map(_closest_menu_item), check="intervention not on the menu"),
@@ -183,7 +174,6 @@ SESSIONS_RULE = Rule("sessions_attended",
                      lambda d: d["sessions_attended"] > d["sessions_planned"],
                      "sessions attended above sessions planned",
                      "kept: attended capped at planned")
-REVIEW_RULES = [_UNKNOWN_REFERRAL]
 REVIEW_DATE_RULE = Rule("review_date", lambda d: d["review_date"] < d["referral_date"],
                         "review before the referral date", "kept: check the date")
 PUPIL_RULE = Rule("pupil_id", lambda d: d["_no_pupil"], "pupil id not in the pupils table",
@@ -247,26 +237,20 @@ def build_register(
             ["intervention_id", "referral_id", "intervention", "start_date"])
     require(reviews, "reviews", ["review_id", "referral_id", "review_date"])
 
-    ref = _with_optional(referrals, _REFERRAL_OPTIONAL)
-    for c in ("referral_date", "first_response_date", "closure_date"):
-        ref[c] = as_dates(ref, "referrals", c)
+    ref = _typed(referrals, "referrals", _REFERRAL_COLUMNS)
     dup = ref["referral_id"].notna() & ref["referral_id"].duplicated(keep=False)
     if dup.any():
         shown = ", ".join(map(str, ref.loc[dup, "referral_id"].unique()[:5]))
         raise DataError(
-            f"The referrals table, column 'referral_id': {describe_rows(_lines(dup))} repeat "
-            f"an id ({shown}). Each referral needs its own id; correct the source file and "
-            "re-run intake.")
+            f"The referrals table, column 'referral_id': {describe_rows(Q.file_lines(dup))} "
+            f"repeat an id ({shown}). Each referral needs its own id; correct the source file "
+            "and re-run intake.")
     quality = [Q.exclude(Q.missing_value(col, what), ref, "referrals", "referral_id", strict)
                for col, what in (("referral_id", "referral id"), ("pupil_id", "pupil id"),
                                  ("referral_date", "referral date"))]
     ref = ref.dropna(subset=["referral_id", "pupil_id", "referral_date"]).reset_index(drop=True)
 
-    iv = _with_optional(interventions, _INTERVENTION_OPTIONAL)
-    for c in ("start_date", "end_date"):
-        iv[c] = as_dates(iv, "interventions", c)
-    for c in ("sessions_planned", "sessions_attended", "cost"):
-        iv[c] = as_numbers(iv, "interventions", c)
+    iv = _typed(interventions, "interventions", _INTERVENTION_COLUMNS)
     iv_excluded = [Q.exclude(Q.missing_value(col, what), iv, "interventions", "intervention_id",
                              strict)
                    for col, what in (("start_date", "start date"),
@@ -276,9 +260,9 @@ def build_register(
     listed = outcome.str.lower().map({o.lower(): o for o in CLOSURE_OUTCOMES})
     ref["_outcome_unlisted"] = outcome.notna() & listed.isna()
     ref["_referred_while_open"] = _referred_while_open(ref)
-    rules = [REFERRAL_RULES[0],
+    rules = [OUTCOME_RULE,
              *Q.after_today(("referral_date", "first_response_date", "closure_date"), today),
-             *REFERRAL_RULES[1:]]
+             *REFERRAL_RULES]
     quality += Q.run(rules, ref, "referrals", "referral_id")
     ref["closure_outcome"] = listed.fillna(outcome).astype("str")
     ref = ref.drop(columns=["_outcome_unlisted", "_referred_while_open"])
@@ -287,15 +271,14 @@ def build_register(
     iv, iv_quality = _link_interventions(iv, ref, today)
     quality += iv_quality
 
-    rv = reviews.reset_index(drop=True)
-    rv["review_date"] = as_dates(rv, "reviews", "review_date")
+    rv = _typed(reviews, "reviews", {"review_date": "date"})
     for c in REVIEW_OUTCOMES:
         rv[c] = rv[c].astype("boolean") if c in rv.columns else pd.array(
             [pd.NA] * len(rv), dtype="boolean")
     quality.append(Q.exclude(Q.missing_value("review_date", "review date"), rv, "reviews",
                              "review_id", strict))
     rv["_row"] = _row_of(rv["referral_id"], ref["referral_id"])
-    quality += Q.run(REVIEW_RULES, rv, "reviews", "review_id")
+    quality.append(Q.flag(UNKNOWN_REFERRAL, rv, "reviews", "review_id"))
     rv = rv[rv["_row"].notna() & rv["review_date"].notna()].reset_index(drop=True)
     rv["referral_date"] = ref["referral_date"].to_numpy()[rv["_row"].to_numpy(dtype=int)]
     quality += Q.run([*Q.after_today(("review_date",), today), REVIEW_DATE_RULE], rv,
@@ -331,7 +314,7 @@ def _link_interventions(iv: pd.DataFrame, ref: pd.DataFrame, today: pd.Timestamp
     """The interventions of usable referrals, names matched to the menu, attended sessions
     capped, with the referral's row, date and pupil; and their quality rows."""
     iv["_row"] = _row_of(iv["referral_id"], ref["referral_id"])
-    quality = Q.run(INTERVENTION_RULES[:1], iv, "interventions", "intervention_id")
+    quality = [Q.flag(UNKNOWN_REFERRAL, iv, "interventions", "intervention_id")]
     iv = iv[iv["_row"].notna() & iv["start_date"].notna()
             & iv["intervention"].notna()].reset_index(drop=True)
     names = menu_names(iv["intervention"])
@@ -341,8 +324,9 @@ def _link_interventions(iv: pd.DataFrame, ref: pd.DataFrame, today: pd.Timestamp
     row = iv["_row"].to_numpy(dtype=int)
     iv["referral_date"] = ref["referral_date"].to_numpy()[row]
     iv["pupil_id"] = ref["pupil_id"].array.take(row)
-    quality += Q.run([*INTERVENTION_RULES[1:], *Q.after_today(("start_date", "end_date"), today),
-                      SESSIONS_RULE], iv, "interventions", "intervention_id")
+    rules = [*INTERVENTION_RULES, *Q.after_today(("start_date", "end_date"), today),
+             SESSIONS_RULE]
+    quality += Q.run(rules, iv, "interventions", "intervention_id")
     over = iv["sessions_attended"] > iv["sessions_planned"]
     iv["sessions_attended"] = iv["sessions_attended"].where(~over, iv["sessions_planned"])
     return iv, quality
@@ -396,7 +380,7 @@ def _join_pupils(tab: pd.DataFrame, pupils: pd.DataFrame) -> tuple[pd.DataFrame,
     dup = pid.duplicated(keep=False)
     if dup.any():
         raise DataError(
-            f"The pupils table, column 'pupil_id': {describe_rows(_lines(dup))} repeat a "
+            f"The pupils table, column 'pupil_id': {describe_rows(Q.file_lines(dup))} repeat a "
             "pupil id. Each pupil must appear once; correct the source file and re-run intake.")
     extra = [c for c in pupils.columns if c != "pupil_id" and c not in tab.columns]
     by_id = pupils.assign(_known=True).set_index("pupil_id")
