@@ -606,7 +606,8 @@ def _dense_ar1(y, X, offset, unit, period):
     """The "ar1" covariance written with dense n x n matrices, loop by loop, as the module
     docstring states it: weighted moment equation for rho (weights: each unit's share of the
     variance of the difference in level change at rho = 0), the margin, each unit's own
-    dispersion, the sandwich and Satterthwaite's df; a check of the block-wise algebra."""
+    dispersion, the sandwich and Satterthwaite's df (the dispersions' and rho's estimation,
+    with rho's derivative written analytically); a check of the block-wise algebra."""
     from scipy import optimize
 
     from evaluation.its import AR1_MAX_RHO, AR1_RHO_MARGIN
@@ -653,12 +654,21 @@ def _dense_ar1(y, X, offset, unit, period):
     V = B @ Xw.T @ Omega @ Xw @ B
     H = Xw @ B @ Xw.T
     nu = np.array([T - np.trace(H[np.ix_(i, i)]) for i in blocks]) * (1 - rho**2) / (1 + rho**2)
+    # the analytic derivative in rho (the module takes a central difference): dR/drho =
+    # d rho^(d-1) within a unit; phi_u = r_u'r_u / tr((MRM)_uu) moves with it
+    dR = np.where(same & (dist > 0), dist * rho ** np.maximum(np.minimum(dist, 10**3) - 1, 0),
+                  0.0)
+    MdRM = M @ dR @ M
+    dphi = -sq * np.array([np.trace(MdRM[np.ix_(i, i)]) for i in blocks]) / e_sq**2
+    var_rho = (1 - rho**2) / pairs
     dfs = []
     for j in (6, 7):
         a = B[:, j]
-        share = np.array([phi[g] * a @ Xw[i].T @ R[np.ix_(i, i)] @ Xw[i] @ a
-                          for g, i in enumerate(blocks)])
-        dfs.append(share.sum() ** 2 / np.sum(share**2 / nu))
+        quad = np.array([a @ Xw[i].T @ R[np.ix_(i, i)] @ Xw[i] @ a for i in blocks])
+        dquad = np.array([a @ Xw[i].T @ dR[np.ix_(i, i)] @ Xw[i] @ a for i in blocks])
+        share = phi * quad
+        slope = dphi @ quad + phi @ dquad
+        dfs.append(2 * share.sum() ** 2 / (2 * np.sum(share**2 / nu) + slope**2 * var_rho))
     return b, V, int(np.clip(np.floor(min(dfs)), 1, n - k)), rho
 
 

@@ -148,6 +148,34 @@ def test_controlled_default_meets_the_goal(panel_grid):
         assert n["false_verdict"] <= 0.20, cell
 
 
+# The goal per cell: no design calls a null effect a change in more than 5% of projects.
+# The benchmark's worst cells (2,000 null replicates each, Monte Carlo SE 0.005) are the
+# demo's shape (4.80%) and 3 programme against 20 secondary schools (4.75%), both at a
+# latent autocorrelation of 0.4. The second is re-run here on the benchmark's own draws
+# (its seed, all 2,000 replicates, about 12 s), so the rate tested is the figure the module
+# docstring reports, held to the goal itself with no allowance added. What a pass shows,
+# honestly: an estimate of 4.75% with SE 0.5%, so a true rate just above 5% is not
+# excluded by this test alone (5,000 further draws gave 4.1%); a method whose true rate is
+# 6% or more fails with probability about 0.97. The same draws with normal critical
+# values (infinite df: close to the earlier Satterthwaite df, which ignored that rho is
+# estimated, 48 here) exceed the goal (6.05%; the earlier df themselves gave 5.7% on these
+# draws), so the assertion can fail and the df are what keep the cell within it.
+WORST_CELL = (3, 20, "secondary", 0.4)
+WORST_REPS = 2000
+
+
+def test_controlled_default_worst_cell_calls_at_most_5_percent_of_nulls_a_change():
+    from threadpoolctl import threadpool_limits
+
+    n_prog, n_comp, schools, rho = WORST_CELL
+    with threadpool_limits(1):
+        nul = sim.run_panel_cell(n_prog, n_comp, rho, ["ar1"], WORST_REPS,
+                                 sim.panel_seed(n_prog, n_comp, rho) + 1, schools,
+                                 null=True)["ar1"]
+    assert nul["false_verdict"] <= 0.05, nul
+    assert nul["false_verdict_normal"] > 0.05, nul
+
+
 def test_newey_west_within_unit_misses_the_goal_with_one_programme_school():
     # Linden's itsa with unit effects (Newey-West lag 1 within each school): one programme
     # school against 20 undercovers and calls too many null effects a change
