@@ -114,7 +114,9 @@ def validate_project(params_file: str | Path
         except EvalKitError:
             raise ProblemsError(problems) from None
     found: list[tuple[Path, str]] = []
-    data = load_data(params, use_cache=False, problems=found)
+    # A table cached from the very same raw file, mapping, key and kit version passed these
+    # same checks when it was cached (a file with a problem is never cached): not read again.
+    data = load_data(params, problems=found)
     problems += [Problem(file, "", message) for file, message in found]
     if toc is not None:
         # a measure or an interruption is checked against the tables that could be read
