@@ -211,14 +211,13 @@ def main() -> None:
     print(f"best of {args.repeats} rounds (read: {', '.join(f'{r:.3f}' for r in reads)} s; "
           f"compute: {', '.join(f'{sum(r.values()):.3f}' for r in runs)} s; "
           f"in one thread: {', '.join(f'{sum(r.values()):.3f}' for r in serial)} s)")
-    print(f"  {'table':<40s} {'report':>7s} {'one thread':>11s}  (report: starts or waits for "
-          "the pupil analyses)")
+    print(f"  {'table':<40s} {'report':>7s} {'one thread':>11s}  (both: the same calls, in one "
+          "thread)")
     for k, v in best.items():
         print(f"  {k:<40s} {v:7.3f} {one_thread[k]:9.3f} s")
     print(f"register: {counts[0]:,} referrals, {counts[1]:,} quality rows")
     print(f"read parquet (pandas):            {read_s:.3f} s")
-    print(f"compute all tables, as the report: {compute_s:.3f} s  (pupil analyses in the "
-          "background)")
+    print(f"compute all tables, as the report: {compute_s:.3f} s")
     print(f"compute all tables, one thread:    {serial_s:.3f} s")
     print(f"ratio compute / read:  {compute_s / read_s:.2f} (goal < 10); "
           f"in one thread {serial_s / read_s:.2f}")
