@@ -21,7 +21,15 @@ Sources:
   DfE's census code sets ("Alternative provision census: codes",
   https://www.gov.uk/guidance/alternative-provision-ap-census/codes, ethnicity table; the
   school census uses the same codes). Refused (REFU) and not yet obtained (NOBT) are the
-  DfE's "Unclassified".
+  DfE's "Unclassified". The extended codes of every group (Asian, Black, Chinese, Mixed,
+  any other, White) and their main codes are those of the DfE's own ethnicity table in
+  "Review my school or college data"
+  (github.com/uk-gov-mirror/DFE-Digital.review-school-college-data,
+  src/ReferenceData/03_RestoreCurrentSchemaAndData.sql, commit
+  d8f6b786cd56d5a9e1cebb7ff1a3f7c4d884e315, rows ``INSERT [dbo].[Ethnicities]``: each code
+  has a parent group holding exactly one main code; the rows are copied unchanged to
+  ``tests/data/dfe_ethnicity_codes_rscd.csv``). WNIR and the Gypsy/Roma codes WROG, WROR,
+  WROO are on the gov.uk page only.
 - Year group: national curriculum year as the census writes it (N1, N2 for the two nursery
   years, R for reception, 1 to 14), and the way MIS exports label it ("Year 3", "Y3",
   "Yr 3", "Reception"). The kit counts Reception as 0, so N2 is -1 and N1 is -2.
@@ -84,15 +92,31 @@ ETHNICITY_MAIN: dict[str, tuple[str, str]] = {
     "REFU": ("Unclassified", "Unclassified"),  # refused
     "NOBT": ("Unclassified", "Unclassified"),  # information not yet obtained
 }
-#: DfE extended code -> its main code (those of the White and Mixed groups listed on the
-#: source page; an extended code not here is refused with advice to recode it).
+#: DfE extended code -> its main code, grouped by main code as in the sources above (the
+#: RSCD table, and the gov.uk page for WNIR, WROG, WROR, WROO). A four-letter code not here
+#: nor in ETHNICITY_MAIN is refused with advice to recode it.
 ETHNICITY_EXTENDED: dict[str, str] = {
+    # White
     **dict.fromkeys(["WCOR", "WENG", "WNIR", "WSCO", "WWEL", "WOWB"], "WBRI"),
     **dict.fromkeys(["WALB", "WBOS", "WCRO", "WGRE", "WGRK", "WGRC", "WITA", "WKOS", "WPOR",
                      "WSER", "WTUR", "WTUK", "WTUC", "WEUR", "WEEU", "WWEU", "WOTW"], "WOTH"),
     **dict.fromkeys(["WROG", "WROR", "WROO"], "WROM"),
+    # Mixed
     **dict.fromkeys(["MWAP", "MWAI", "MWAO"], "MWAS"),
-    **dict.fromkeys(["MAOE", "MABL"], "MOTH"),
+    **dict.fromkeys(["MAOE", "MABL", "MACH", "MBOE", "MBCH", "MCOE", "MWOE", "MWCH", "MOTM"],
+                    "MOTH"),
+    # Asian
+    **dict.fromkeys(["AMPK", "AKPA", "AOPK"], "APKN"),
+    **dict.fromkeys(["AAFR", "AKAO", "ANEP", "ASNL", "ASLT", "ASRO", "AOTA"], "AOTH"),
+    # Black
+    **dict.fromkeys(["BANN", "BCON", "BGHA", "BNGN", "BSLN", "BSOM", "BSUD", "BAOF"], "BAFR"),
+    **dict.fromkeys(["BEUR", "BNAM", "BOTB"], "BOTH"),
+    # Chinese
+    **dict.fromkeys(["CHKC", "CMAL", "CSNG", "CTWN", "COCH"], "CHNE"),
+    # Any other ethnic group
+    **dict.fromkeys(["OAFG", "OARA", "OEGY", "OFIL", "OIRN", "OIRQ", "OJPN", "OKOR", "OKRD",
+                     "OLAM", "OLEB", "OLIB", "OMAL", "OMRC", "OPOL", "OTHA", "OVIE", "OYEM",
+                     "OOEG"], "OOTH"),
 }
 
 

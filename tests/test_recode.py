@@ -3,6 +3,7 @@ and ethnicity codes, FSM yes/no, sex, year groups, timepoint words), each use re
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -75,6 +76,82 @@ def test_every_ethnicity_code_lands_in_the_kits_groups():
     assert codes.ethnicity_groups("NOBT") == ("Unclassified", "Unclassified")
     assert codes.ethnicity_groups("Indian") == ("Indian", "Asian")
     assert codes.ethnicity_groups("XXXX") is None
+
+
+RSCD_CODES = Path(__file__).parent / "data" / "dfe_ethnicity_codes_rscd.csv"
+#: On the gov.uk code page but not in the RSCD table (WNIR, the Gypsy/Roma sub-codes).
+GOV_UK_ONLY = {"WNIR": "WBRI", "WROG": "WROM", "WROR": "WROM", "WROO": "WROM"}
+
+
+def test_every_extended_code_has_a_main_code_of_its_own_letter():
+    for code, main in codes.ETHNICITY_EXTENDED.items():
+        assert main in codes.ETHNICITY_MAIN, code
+        assert code not in codes.ETHNICITY_MAIN, code
+        # the DfE's scheme: an extended code starts with its main group's letter
+        assert len(code) == 4 and code[0] == main[0], code
+
+
+def test_extended_codes_match_the_dfe_table_group_by_group():
+    """Every code of the DfE's RSCD ethnicity table (copied in tests/data) maps to the one
+    main code of its parent group, and the map holds no code the sources do not list."""
+    groups: dict[str, list[str]] = {}
+    with RSCD_CODES.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            groups.setdefault(row["parent_group"], []).append(row["code"])
+    # group 100 is "not supplied" (?, NONE, UNCL, REFU, NOBT): REFU and NOBT are main codes
+    # already; the others are that application's own placeholders, not census codes.
+    assert set(groups.pop("100")) == {"?", "NONE", "UNCL", "REFU", "NOBT"}
+    expected: dict[str, str] = dict(GOV_UK_ONLY)
+    for group, members in groups.items():
+        mains = [c for c in members if c in codes.ETHNICITY_MAIN]
+        assert len(mains) == 1, (group, members)
+        expected.update({c: mains[0] for c in members if c != mains[0]})
+    assert codes.ETHNICITY_EXTENDED == expected
+    per_major = {}
+    for main in expected.values():
+        major = codes.ETHNICITY_MAIN[main][1]
+        per_major[major] = per_major.get(major, 0) + 1
+    assert per_major == {"White": 26, "Mixed": 12, "Asian": 10, "Black": 11, "Chinese": 5,
+                         "Any other ethnic group": 19}
+
+
+@pytest.mark.parametrize(("code", "minor", "major"), [
+    # hand-checked against the RSCD table (and the gov.uk page for WNIR)
+    ("WNIR", "White British", "White"),
+    ("WEEU", "Any other White background", "White"),
+    ("MWAP", "White and Asian", "Mixed"),
+    ("MBCH", "Any other Mixed background", "Mixed"),
+    ("AKPA", "Pakistani", "Asian"),
+    ("ASLT", "Any other Asian background", "Asian"),
+    ("BNGN", "Black African", "Black"),
+    ("BSOM", "Black African", "Black"),
+    (" bgha ", "Black African", "Black"),
+    ("BNAM", "Any other Black background", "Black"),
+    ("CHKC", "Chinese", "Chinese"),
+    ("OAFG", "Any other ethnic group", "Any other ethnic group"),
+    ("OARA", "Any other ethnic group", "Any other ethnic group"),
+])
+def test_extended_codes_of_every_group_recode(code, minor, major):
+    assert codes.ethnicity_groups(code) == (minor, major)
+
+
+def test_an_export_with_extended_codes_is_read(tmp_path):
+    rows = ["A1,S1,N,Y,M,3,BNGN", "A2,S1,N,Y,F,3,AKPA", "A3,S1,N,N,M,4,CHKC",
+            "A4,S1,N,N,F,4,OARA", "A5,S1,N,N,F,4,MWCH"]
+    pupils = load_data(load_params(_project(tmp_path, rows=rows)))["pupils"]
+    assert pupils["ethnicity"].tolist() == ["Black", "Asian", "Chinese",
+                                            "Any other ethnic group", "Mixed"]
+    assert pupils["ethnicity_minor"].tolist() == [
+        "Black African", "Pakistani", "Chinese", "Any other ethnic group",
+        "Any other Mixed background"]
+
+
+def test_a_four_letter_code_not_in_the_dfe_lists_is_still_refused(tmp_path):
+    # BKEN looks like a Black African sub-code but is in neither source
+    rows = ["A1,S1,N,Y,M,3,BNGN", "A2,S1,N,Y,M,3,BKEN"]
+    assert codes.ethnicity_groups("BKEN") is None
+    with pytest.raises(DataError, match=r"column 'ethnicity': row 3 .*outside the allowed"):
+        load_data(load_params(_project(tmp_path, rows=rows)))
 
 
 @pytest.mark.parametrize(("label", "year"), [
