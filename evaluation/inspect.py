@@ -19,7 +19,12 @@ For a CSV file or each visible sheet of a workbook (or the sheet named) it shows
   scores table; headers that name a term (``Aut 2022``, ``Summer term 2023``,
   ``2022/23 Spring``, ``Sum 23``) become ``wide:`` entries of the exclusions table, each
   ``{period_start: DD/MM/YYYY}`` with the first day of that term in the kit's calendar
-  (:func:`evaluation.calendar.term_start`).
+  (:func:`evaluation.calendar.term_start`); headers that name a month (``Sep 2023``,
+  ``September 2023``, ``Sept-23``, ``09/2023``, ``2023-09``) become entries with the first
+  day of that month. A header that may name something else (``09/10``, ``2011-12``,
+  ``2023/09``) is left unread, never guessed. Half-term headers (``Autumn 1 2023``) get no
+  entry: the kit counts by month, term or academic year, so a check says to add each
+  term's halves into one term column.
 
 Nothing here writes a file or changes the export.
 """
@@ -105,6 +110,42 @@ _TERM_HEADERS = (
                re.IGNORECASE),
 )
 
+#: A header naming one half-term (``Autumn 1 2023``, ``Aut1 23/24``, ``2023/24 Summer 1``,
+#: ``Spring 2``): a season followed by 1 or 2 (not by a year's digits: ``Aut 12`` is autumn
+#: 2012). The kit has no half-terms (see :func:`_half_term_checks`).
+_HALF = (r"(?P<season>autumn|aut|spring|spr|summer|sum)(?:\s+(?:half[\s-]?term|term))?"
+         r"[\s_-]*(?P<half>[12])(?!\d)")
+_HALF_TERM_HEADERS = (
+    re.compile(rf"^(?P<prefix>.*?)[\s_(\[-]*\b{_HALF}[\s,_-]*{_YEAR}\s*[)\]]?$",
+               re.IGNORECASE),
+    re.compile(rf"^(?P<prefix>.*?)[\s_(\[-]*\b{_YEAR}[\s,_-]*{_HALF}\s*[)\]]?$",
+               re.IGNORECASE),
+    re.compile(rf"^(?P<prefix>.*?)[\s_(\[-]*\b{_HALF}\s*[)\]]?$", re.IGNORECASE),
+)
+
+#: Month names and the abbreviations exports use (``Sept`` as well as ``Sep``).
+_MONTHS = {"jan": 1, "january": 1, "feb": 2, "february": 2, "mar": 3, "march": 3, "apr": 4,
+           "april": 4, "may": 5, "jun": 6, "june": 6, "jul": 7, "july": 7, "aug": 8,
+           "august": 8, "sep": 9, "sept": 9, "september": 9, "oct": 10, "october": 10,
+           "nov": 11, "november": 11, "dec": 12, "december": 12}
+_MONTH_NAME = "(?P<name>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_BEFORE = r"^(?P<prefix>.*?)[\s_(\[-]*\b"
+_AFTER = r"\s*[)\]]?$"
+#: A header naming one month of one year, after an optional count name: a month's name then
+#: a year of four or two digits (``Sep 2023``, ``September 2023``, ``Sept-23``: Excel's
+#: mmm-yy), a four-digit year then the name (``2023 September``), month then four-digit year
+#: (``09/2023``, ``9-2023``) or ISO ``2023-09``. Not a month: ``09/10`` or ``09/23`` (a day
+#: and month, or an academic year), ``2023/09`` (the kit reads yyyy/yy as an academic
+#: year), ``23 Sep`` (a day), a full date, and ``2011-12`` (December 2011 or 2011/12).
+_MONTH_HEADERS = (
+    re.compile(rf"{_BEFORE}{_MONTH_NAME}[\s,_'/-]*(?P<year>\d{{4}}|\d{{2}}){_AFTER}",
+               re.IGNORECASE),
+    re.compile(rf"{_BEFORE}(?P<year>\d{{4}})[\s,_-]+{_MONTH_NAME}{_AFTER}", re.IGNORECASE),
+    re.compile(rf"{_BEFORE}(?P<month>\d{{1,2}})\s*[/.-]\s*(?P<year>\d{{4}}){_AFTER}",
+               re.IGNORECASE),
+    re.compile(rf"{_BEFORE}(?P<year>\d{{4}})-(?P<month>\d{{2}}){_AFTER}", re.IGNORECASE),
+)
+
 #: How many distinct values a coded column may have before its values are not listed (a
 #: column with many different values is more like free text than a code).
 MAX_CODES_SHOWN = 12
@@ -157,6 +198,34 @@ class TermColumn:
 
 
 @dataclass
+class MonthColumn:
+    """A header that reads as one month of a monthly series (``Sep 2023``) and the
+    exclusions column its cells fill."""
+
+    year: int
+    month: int
+    into: str = "suspensions"
+
+    @property
+    def start(self) -> pd.Timestamp:
+        return pd.Timestamp(self.year, self.month, 1)
+
+    @property
+    def label(self) -> str:
+        return f"{self.start:%B %Y}"
+
+
+@dataclass
+class HalfTermColumn:
+    """A header that reads as one half-term (``Autumn 1 2023``): the term it is half of
+    (its :func:`evaluation.calendar.term_code`, None if the header gives no year)."""
+
+    half: int
+    code: int | None
+    into: str = "suspensions"
+
+
+@dataclass
 class ColumnInfo:
     letter: str
     header: str
@@ -165,6 +234,8 @@ class ColumnInfo:
     kit: str | None = None
     wide: WideColumn | None = None
     term: TermColumn | None = None
+    month: MonthColumn | None = None
+    half_term: HalfTermColumn | None = None
     #: What the column holds, as the terminal may show it (empty: nothing shown), and why.
     shown: str = ""
     withheld: str = ""
@@ -228,6 +299,72 @@ def _full_year(digits: str) -> int:
     return int(digits) if len(digits) == 4 else 2000 + int(digits)
 
 
+def _count_column(prefix: str) -> str | None:
+    """The exclusions column that the words before a period name (suspensions when there
+    are none); None when they name something else (``SDQ Aut 2022`` is a score)."""
+    prefix = prefix.strip(" _-([")
+    if not prefix:
+        return "suspensions"
+    into = match_kit_column(prefix, "exclusions")
+    return into if into in ("suspensions", "permanent_exclusions") else None
+
+
+def _academic_start(season: int, year: str, end: str | None) -> int | None:
+    """The year a season's academic year starts in: from a calendar year spring and summer
+    belong to the year that started the year before; an academic year's two years must be
+    consecutive (None if not)."""
+    first = _full_year(year)
+    if end is not None:
+        return first if _full_year(end[-2:]) == first + 1 else None
+    return first if season == 0 else first - 1
+
+
+def _month(header: str) -> MonthColumn | None:
+    """The month a header names (None if it names none or may name something else), see
+    :data:`_MONTH_HEADERS`."""
+    text = header.strip()
+    match = next((m for p in _MONTH_HEADERS if (m := p.match(text))), None)
+    if match is None:
+        return None
+    into = _count_column(match.group("prefix"))
+    if into is None:
+        return None
+    year = _full_year(match.group("year"))
+    groups = match.groupdict()
+    if groups.get("name"):
+        month = _MONTHS[groups["name"].casefold()]
+    else:
+        month = int(groups["month"])
+        # "2011-12": December 2011, or the academic year 2011/12 as official statistics
+        # write it: left for the user, never guessed
+        if len(groups["month"]) == 2 and len(groups["year"]) == 4 and text.find(
+                groups["year"]) < text.find(groups["month"]) and month == (year + 1) % 100:
+            return None
+    if not 1 <= month <= 12:
+        return None
+    return MonthColumn(year, month, into)
+
+
+def _half_term(header: str) -> HalfTermColumn | None:
+    """The half-term a header names (None if it names none), see
+    :data:`_HALF_TERM_HEADERS`; the years read as in :func:`_term`."""
+    text = header.strip()
+    match = next((m for p in _HALF_TERM_HEADERS if (m := p.match(text))), None)
+    if match is None:
+        return None
+    into = _count_column(match.group("prefix"))
+    if into is None:
+        return None
+    season = _SEASON_ORDER[match.group("season").casefold()]
+    code = None
+    if match.groupdict().get("year") is not None:
+        start = _academic_start(season, match.group("year"), match.group("end"))
+        if start is None:
+            return None
+        code = 3 * start + season
+    return HalfTermColumn(int(match.group("half")), code, into)
+
+
 def _term(header: str) -> TermColumn | None:
     """The term a header names (None if it names none), see :data:`_TERM_HEADERS`.
 
@@ -238,20 +375,11 @@ def _term(header: str) -> TermColumn | None:
     match = next((m for p in _TERM_HEADERS if (m := p.match(text))), None)
     if match is None:
         return None
-    into = "suspensions"
-    prefix = match.group("prefix").strip(" _-([")
-    if prefix:
-        into = match_kit_column(prefix, "exclusions") or ""
-        if into not in ("suspensions", "permanent_exclusions"):
-            return None
+    into = _count_column(match.group("prefix"))
     season = _SEASON_ORDER[match.group("season").casefold()]
-    year = _full_year(match.group("year"))
-    if match.group("end") is not None:
-        if _full_year(match.group("end")[-2:]) != year + 1:
-            return None
-        start = year
-    else:
-        start = year if season == 0 else year - 1
+    start = _academic_start(season, match.group("year"), match.group("end"))
+    if into is None or start is None:
+        return None
     return TermColumn(3 * start + season, into)
 
 
@@ -260,7 +388,8 @@ def _describe(info: ColumnInfo, values: pd.Series, spec: Col | None) -> None:
     if personal(info.header):
         info.withheld = "may hold names, identifiers or free text: values not shown"
         return
-    if spec is None and info.wide is None and info.term is None:
+    if spec is None and info.wide is None and info.term is None and info.month is None \
+            and info.half_term is None:
         info.withheld = "not a kit column: values not shown"
         return
     if spec is not None and (spec.identifier or spec.pseudonym or spec.free_text):
@@ -326,6 +455,10 @@ def _inspect_sheet(path: Path, sheet: str | None, header_row: int | None,
         elif kind in ("number", "whole number", "empty") and not personal(header):
             info.term = _term(header)
             if info.term is None:
+                info.half_term = _half_term(header)
+            if info.term is None and info.half_term is None:
+                info.month = _month(header)
+            if info.term is None and info.half_term is None and info.month is None:
                 info.wide = _wide(header, registry)
         spec = next((c for cols in TABLES.values() for c in cols if c.name == info.kit), None)
         _describe(info, values, spec)
@@ -364,8 +497,21 @@ def _suggest(report: SheetReport, shown_path: str) -> tuple[dict, list[str]]:
     mapped = {c.header: c.kit for c in report.columns if c.kit}
     wide = [c for c in report.columns if c.wide is not None]
     terms = [c for c in report.columns if c.term is not None]
-    # the exclusions columns the term headers' cells fill (suspensions unless named)
-    term_fills = {c.term.into for c in terms if c.term is not None}
+    months = [c for c in report.columns if c.month is not None]
+    if months and terms:
+        # a sheet of months with term totals beside them: the kit's series steps by one
+        # unit, and a term's total with its months would count the same events twice
+        checks.append(f"{_listed([c.header for c in terms])} "
+                      f"{'name terms' if len(terms) > 1 else 'names a term'}, the other period "
+                      "columns months: a series is either monthly or termly, and a term's "
+                      "total beside its months would count them twice, so the terms are left "
+                      "out")
+        terms = []
+    checks += _half_term_checks([c for c in report.columns if c.half_term is not None])
+    # the columns with one period each: terms or months (never both, see above)
+    terms = months or terms
+    # the exclusions columns the period headers' cells fill (suspensions unless named)
+    term_fills = {_period(c)[1] for c in terms}
     sources: dict[str, dict] = {}
     for kind in ("pupils", "scores", "exclusions"):
         kit_names = {c.name for c in TABLES[kind]}
@@ -429,29 +575,90 @@ def _suggest(report: SheetReport, shown_path: str) -> tuple[dict, list[str]]:
     return sources, checks
 
 
+def _period(c: ColumnInfo) -> tuple[pd.Timestamp, str, str]:
+    """A term or month column's first day, the column its cells fill, and its name."""
+    if c.month is not None:
+        return c.month.start, c.month.into, c.month.label
+    assert c.term is not None
+    return calendar.term_start(c.term.code), c.term.into, calendar.term_label(c.term.code)
+
+
+def _listed(headers: list[str]) -> str:
+    return ", ".join(f"'{h}'" for h in headers)
+
+
 def _term_entries(terms: list[ColumnInfo], checks: list[str]) -> dict[str, dict]:
-    """The `wide:` entries of term headers: each term's first day in the kit's calendar,
-    written dd/mm/yyyy as the parameters take dates; a term named twice is left out (intake
-    would refuse the block, as a term counted twice would be wrong)."""
+    """The `wide:` entries of term (or month) headers: each period's first day in the kit's
+    calendar, written dd/mm/yyyy as the parameters take dates; a period named twice is left
+    out (intake would refuse the block, as a period counted twice would be wrong)."""
     entries: dict[str, dict] = {}
-    seen: dict[tuple[int, str], str] = {}
+    seen: dict[tuple[pd.Timestamp, str], str] = {}
     for c in terms:
-        t = c.term
-        assert t is not None
-        if (t.code, t.into) in seen:
-            checks.append(f"'{c.header}' and '{seen[t.code, t.into]}' both read as "
-                          f"{calendar.term_label(t.code)}: '{c.header}' is left out; "
-                          "keep the right one")
+        start, into, label = _period(c)
+        if (start, into) in seen:
+            checks.append(f"'{c.header}' and '{seen[start, into]}' both read as {label}: "
+                          f"'{c.header}' is left out; keep the right one")
             continue
-        seen[t.code, t.into] = c.header
-        entry: dict[str, str] = {"period_start": f"{calendar.term_start(t.code):%d/%m/%Y}"}
-        if t.into != WIDE_VALUE["exclusions"]:
-            entry["into"] = t.into
+        seen[start, into] = c.header
+        entry: dict[str, str] = {"period_start": f"{start:%d/%m/%Y}"}
+        if into != WIDE_VALUE["exclusions"]:
+            entry["into"] = into
         entries[c.header] = entry
-    checks.append("period_start: each term's first day as the kit's calendar defines it "
-                  "(autumn 1 August, spring 1 January, summer Easter Monday), whatever the "
-                  "school's own term dates: the kit counts by term")
+    if any(c.month is not None for c in terms):
+        checks += _monthly_checks(sorted({start for start, _ in seen}))
+    else:
+        checks.append("period_start: each term's first day as the kit's calendar defines it "
+                      "(autumn 1 August, spring 1 January, summer Easter Monday), whatever "
+                      "the school's own term dates: the kit counts by term")
     return entries
+
+
+def _monthly_checks(starts: list[pd.Timestamp]) -> list[str]:
+    """What to check about a monthly series: the interrupted time series infers a series'
+    frequency from its dates (:meth:`evaluation.its.Periods.infer`), and reads months all
+    in months a term can start in (or all in one month) as terms (or years)."""
+    from evaluation.its import Periods
+
+    found = Periods.infer(pd.DatetimeIndex(starts).to_numpy(dtype="datetime64[ns]"))
+    checks = ["period_start: each month's first day; the kit counts these exclusions by "
+              "month"]
+    if found.frequency != "monthly":
+        why = ("all in one month of the year" if found.frequency == "yearly" else
+               "all in months a term can start in (January, March, April, August, September)")
+        checks.append(f"these months are {why}, so the interrupted time series would read "
+                      f"them as {found.frequency} periods: add the series' other months")
+    return checks
+
+
+def _half_term_checks(halves: list[ColumnInfo]) -> list[str]:
+    """Why half-term columns get no `wide:` entry, and what to do.
+
+    The kit counts a series by month, term or academic year: its calendar has no
+    half-terms and the interrupted time series fits monthly, termly or yearly series
+    (:data:`evaluation.its.FREQUENCIES`). A half-term's first day as `period_start` would
+    be wrong either way: intake refuses two rows of a school in the same term (a period
+    entered twice) and the time series would read the dates as months with gaps. So the
+    two halves of a term are added into one term column, which inspect then reads."""
+    if not halves:
+        return []
+    by_term: dict[tuple[int | None, str], list[str]] = {}
+    for c in halves:
+        h = c.half_term
+        assert h is not None
+        by_term.setdefault((h.code, h.into), []).append(c.header)
+    checks = []
+    for (code, _), headers in by_term.items():
+        if code is None:
+            what, name = "half-terms (no year given)", "'2023/24 Autumn'"
+        else:
+            label = calendar.term_label(code)  # "2023/24 autumn", which _term reads
+            what, name = f"the halves of {label}", f"'{label[:8]}{label[8:].capitalize()}'"
+        checks.append(f"{_listed(headers)}: {what}. The kit counts exclusions by month, term "
+                      "or academic year, not by half-term (its calendar has none, and two "
+                      "half-terms' first days would be one term entered twice), so these "
+                      "columns are not read: in the file, add each term's two halves into "
+                      f"one column named for the term (e.g. {name}) and run inspect again")
+    return checks
 
 
 def inspect_file(path: str | Path, sheet: str | None = None, header_row: int | None = None,
@@ -519,8 +726,14 @@ def render(inspection: Inspection) -> str:
                 target = f"-> {c.kit}"
             elif c.wide is not None:
                 target = (f"-> {c.wide.measure or '?'} at {c.wide.timepoint or '?'} (wide)")
+            elif c.term is not None and any(m.month is not None for m in report.columns):
+                target = "   (not read: a term beside months; see the checks below)"
             elif c.term is not None:
                 target = f"-> {c.term.into} in {calendar.term_label(c.term.code)} (wide)"
+            elif c.month is not None:
+                target = f"-> {c.month.into} in {c.month.label} (wide)"
+            elif c.half_term is not None:
+                target = "   (not read: a half-term; see the checks below)"
             else:
                 target = "   (not read: dropped by the kit)"
             what = c.shown or c.withheld
@@ -533,6 +746,7 @@ def render(inspection: Inspection) -> str:
         lines.append(inspection.suggestion.rstrip())
     else:
         lines.append("\nNo kit table recognised: map the columns by hand (docs/tables.md).")
+        lines += [f"# check: {c}" for c in inspection.checks]
     return "\n".join(lines)
 
 
